@@ -1,0 +1,119 @@
+"""``shipyard doctor``: is everything this project needs in working order?"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import typer
+
+from shipyard import __version__
+from shipyard.cli.output import echo, print_json, table
+from shipyard.errors import CheckFailed, ShipyardError
+from shipyard.workspace import Workspace
+
+app = typer.Typer(add_completion=False)
+
+EXTRAS = {  # extra -> the module that proves it is installed
+    "serve": "uvicorn",
+    "sklearn": "skops",
+    "postgres": "psycopg",
+    "s3": "s3fs",
+    "dask": "distributed",
+    "onnx": "onnxruntime",
+    "boosters": "xgboost",
+    "ui": "jinja2",
+}
+
+
+def _check(name: str, fn: Callable[[], str]) -> dict[str, str]:
+    try:
+        return {"check": name, "status": "ok", "detail": fn()}
+    except ShipyardError as exc:
+        return {"check": name, "status": "fail", "detail": str(exc)}
+    except Exception as exc:
+        return {"check": name, "status": "fail", "detail": f"{type(exc).__name__}: {exc}"}
+
+
+def _config(ws: Workspace) -> str:
+    from shipyard.config import load_config
+
+    if not ws.project.config_path.exists():
+        return "no shipyard.yaml (dvc.yaml project)"
+    cfg = load_config(ws.project.config_path)
+    return f"{ws.project.config_path.name}: {len(cfg.pipeline.stages)} stages"
+
+
+def _store(ws: Workspace) -> str:
+    from sqlalchemy import text
+
+    from shipyard.store.migrate import current, heads
+
+    with ws.store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        at = current(conn)
+    state = "current" if at == heads() else f"at {sorted(at)}, newest {sorted(heads())}"
+    return f"{ws.store.url.split('@')[-1]} ({ws.store.dialect}, schema {state})"
+
+
+def _objects(ws: Workspace) -> str:
+    oid = ws.objects.put_bytes(b"shipyard doctor probe\n")
+    ws.objects.get_bytes(oid)
+    return f"{ws.objects.backend.url} (write, read and verify ok)"
+
+
+def _git(ws: Workspace) -> str:
+    if shutil.which("git") is None:
+        raise CheckFailed("git is not installed", hint="install git; runs record their commit")
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ws.project.root, capture_output=True, text=True)
+    version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+    if out.returncode != 0:
+        return f"{version}; not a git repository (or no commit yet): runs will not record a commit"
+    return f"{version}; HEAD {out.stdout.strip()}"
+
+
+def _extras() -> str:
+    have = [e for e, mod in EXTRAS.items() if importlib.util.find_spec(mod) is not None]
+    missing = [e for e in EXTRAS if e not in have]
+    return f"installed: {', '.join(have) or 'none'}" + (f"; missing: {', '.join(missing)}" if missing else "")
+
+
+def _disk(ws: Workspace) -> str:
+    usage = shutil.disk_usage(ws.project.root)
+    free_gib = usage.free / 2**30
+    if free_gib < 1:
+        raise CheckFailed(f"only {free_gib:.2f} GiB free on the project's disk", hint="free some space")
+    return f"{free_gib:.1f} GiB free"
+
+
+@app.command()
+def doctor(json_out: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+    """Check versions, shipyard.yaml, the store, the object store, git and extras. Exit 1 on a failure.
+
+    Example: shipyard doctor --json
+    """
+    ws = Workspace.discover()
+    results = [
+        {"check": "versions", "status": "ok",
+         "detail": f"shipyard {__version__}, Python {platform.python_version()}"},
+        {"check": "project", "status": "ok", "detail": str(ws.project.root)},
+        _check("config", lambda: _config(ws)),
+        _check("store", lambda: _store(ws)),
+        _check("objects", lambda: _objects(ws)),
+        _check("git", lambda: _git(ws)),
+        _check("extras", _extras),
+        _check("disk", lambda: _disk(ws)),
+    ]
+    ws.close()
+    if json_out:
+        print_json(results)
+    else:
+        table(["check", "status", "detail"], [(r["check"], r["status"], r["detail"]) for r in results])
+    failed = [r["check"] for r in results if r["status"] != "ok"]
+    if failed:
+        raise CheckFailed(f"doctor found problems: {', '.join(failed)}")
+    if not json_out:
+        echo("all checks passed")

@@ -1,0 +1,104 @@
+"""The ``shipyard`` entry point: a click group that imports a command's module only when it runs.
+
+``COMMANDS`` is the one table of top-level commands: name -> ("module:attribute", one-line help).
+The attribute is a typer app (or click command); ``shipyard --help`` imports none of them. Errors
+are mapped to exit codes here and nowhere else: 0 ok, 1 check failed, 2 usage, 3 internal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+import click
+
+from shipyard import __version__
+from shipyard.errors import EXIT_INTERNAL, EXIT_USAGE, ShipyardError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("shipyard.cli.init:app", "Create shipyard.yaml, params.yaml and .shipyard/ here."),
+    "doctor": ("shipyard.cli.doctor:app", "Check the store, object store, git and installed extras."),
+    "audit": ("shipyard.cli.audit:app", "Show and verify the hash-chained audit log."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (see STYLE.md D2)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, _, attr = entry[0].partition(":")
+        target = getattr(importlib.import_module(module_name), attr)
+        if isinstance(target, click.Command):
+            return target
+        import typer.main
+
+        command = typer.main.get_command(target)
+        command.name = cmd_name
+        return command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-"):
+            from shipyard.errors import did_you_mean
+
+            hint = did_you_mean(name, COMMANDS)
+            raise click.UsageError(f"unknown command {name!r}" + (f" ({hint})" if hint else ""), ctx)
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Example: shipyard init && shipyard doctor\n\nEvery command has --help with an example.",
+)
+@click.version_option(__version__, "--version", prog_name="shipyard", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Shipyard: CI/CD for machine learning (pipelines, tracking, registry, gates, rollouts)."""
+
+
+def report_error(exc: ShipyardError) -> None:
+    """Print a Shipyard error the same way everywhere: message, then the hint."""
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        result = cli.main(args=argv, prog_name="shipyard", standalone_mode=False)
+    except ShipyardError as exc:
+        report_error(exc)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: a bug, not a user error
+        if os.environ.get("SHIPYARD_DEBUG"):
+            traceback.print_exc()
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: rerun with SHIPYARD_DEBUG=1 for the traceback, and report it", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,264 @@
+"""Content hashes, directory manifests and the stat cache.
+
+Objects are named ``<algorithm>:<hex>``; today the algorithm is xxh3-128 (15.8 GiB/s here against
+blake3's 5.9, so hashing stays bound by reading), and the prefix lets it change later. A folder is
+hashed as a manifest (sorted relative paths, object ids, sizes, executable bits) whose own hash,
+suffixed ``.dir``, names the whole folder. The stat cache remembers the hash of a file under its
+repo-relative path and (size, mtime_ns, inode) so unchanged files are never read again. It runs on
+the standard library's sqlite3 so ``status`` and a no-op ``run`` never import SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import sqlite3
+import stat as stat_module
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from shipyard.errors import InputError, StorageFull
+
+ALGORITHM = "xxh128"
+DIR_SUFFIX = ".dir"
+MANIFEST_VERSION = 1
+_MMAP_THRESHOLD = 1 << 20
+_CHUNK = 1 << 22
+_WORKERS = min(32, (os.cpu_count() or 2) * 4)
+
+
+def hash_bytes(data: bytes | memoryview) -> str:
+    """The object id of a byte string."""
+    return f"{ALGORITHM}:{xxhash.xxh3_128_hexdigest(data)}"
+
+
+def hash_file(path: str | os.PathLike[str]) -> str:
+    """The object id of a file's content, read with mmap when large."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size >= _MMAP_THRESHOLD:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return f"{ALGORITHM}:{xxhash.xxh3_128_hexdigest(mapped)}"
+        return hash_bytes(handle.read())
+
+
+def is_dir_id(oid: str) -> bool:
+    """True when ``oid`` names a directory manifest rather than a file."""
+    return oid.endswith(DIR_SUFFIX)
+
+
+def split_id(oid: str) -> tuple[str, str]:
+    """``xxh128:abcd...`` -> ('xxh128', 'abcd...'); refuses anything that is not an object id."""
+    algorithm, _, digest = oid.partition(":")
+    digest = digest.removesuffix(DIR_SUFFIX)
+    if algorithm != ALGORITHM or len(digest) != 32 or not all(c in "0123456789abcdef" for c in digest):
+        raise InputError(f"{oid!r} is not a Shipyard object id (expected {ALGORITHM}:<32 hex digits>)")
+    return algorithm, digest
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file in a manifest: path relative to the folder, object id, size, executable bit."""
+
+    path: str
+    oid: str
+    size: int
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A folder's content: its entries sorted by path, and the id they hash to."""
+
+    entries: tuple[FileEntry, ...]
+
+    def to_bytes(self) -> bytes:
+        rows = [[e.path, e.oid, e.size, int(e.executable)] for e in self.entries]
+        return json.dumps({"v": MANIFEST_VERSION, "entries": rows}, separators=(",", ":")).encode()
+
+    @property
+    def oid(self) -> str:
+        return hash_bytes(self.to_bytes()) + DIR_SUFFIX
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        doc = json.loads(data)
+        if doc.get("v") != MANIFEST_VERSION:
+            raise InputError(f"directory manifest has format version {doc.get('v')!r}; this Shipyard reads {MANIFEST_VERSION}",
+                             hint="upgrade Shipyard to read objects written by a newer version")
+        return cls(tuple(FileEntry(p, o, s, bool(x)) for p, o, s, x in doc["entries"]))
+
+
+@dataclass(frozen=True, slots=True)
+class StatKey:
+    """What must stay equal for a cached hash to be trusted."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+class StatCache:
+    """Hashes of files keyed by repo-relative path and (size, mtime_ns, inode).
+
+    Batch-first: one query returns every cached row under a prefix, one transaction writes many.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, "
+                "mtime_ns INTEGER, inode INTEGER, oid TEXT) WITHOUT ROWID"
+            )
+            self._conn = conn
+        return self._conn
+
+    def lookup_prefix(self, prefix: str) -> dict[str, tuple[StatKey, str]]:
+        """Every cached row whose path is ``prefix`` or lies below ``prefix/``."""
+        conn = self._connect()
+        if not prefix or prefix == ".":
+            rows = conn.execute("SELECT path, size, mtime_ns, inode, oid FROM stat")
+        else:
+            rows = conn.execute(
+                "SELECT path, size, mtime_ns, inode, oid FROM stat WHERE path = ? OR (path >= ? AND path < ?)",
+                (prefix, prefix + "/", prefix + "0"),
+            )
+        return {p: (StatKey(s, m, i), o) for p, s, m, i, o in rows}
+
+    def update_many(self, rows: Iterable[tuple[str, StatKey, str]]) -> None:
+        """Record fresh hashes in one transaction (best effort: a read-only cache is skipped)."""
+        rows = [(p, k.size, k.mtime_ns, k.inode, o) for p, k, o in rows]
+        if not rows:
+            return
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise StorageFull(f"disk full while writing the stat cache {self.path}") from exc
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class NullStatCache(StatCache):
+    """A stat cache that remembers nothing (used when there is no project state folder)."""
+
+    def __init__(self) -> None:
+        super().__init__(os.devnull)
+
+    def lookup_prefix(self, prefix: str) -> dict[str, tuple[StatKey, str]]:
+        return {}
+
+    def update_many(self, rows: Iterable[tuple[str, StatKey, str]]) -> None:
+        return None
+
+
+def _stat_key(st: os.stat_result) -> StatKey:
+    return StatKey(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def walk_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Regular files below ``folder`` (relative POSIX paths, lstat results), sorted by path.
+
+    Symlinks are followed only when they point inside ``folder``'s tree; others are refused.
+    """
+    stack = [(folder, "")]
+    out: list[tuple[str, os.stat_result]] = []
+    while stack:
+        current, rel = stack.pop()
+        with os.scandir(current) as entries:
+            for entry in entries:
+                name = f"{rel}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), name + "/"))
+                elif entry.is_file(follow_symlinks=False):
+                    out.append((name, entry.stat(follow_symlinks=False)))
+                elif entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if folder.resolve() not in target.parents:
+                        raise InputError(f"{entry.path} is a symlink to {target}, outside {folder}",
+                                         hint="replace the link with the file itself")
+                    out.append((name, target.stat()))
+    out.sort()
+    return iter(out)
+
+
+class Hasher:
+    """Hashes files and folders under a project root, using and refreshing a stat cache."""
+
+    def __init__(self, root: str | os.PathLike[str], cache: StatCache | None = None) -> None:
+        self.root = Path(root)
+        self.cache = cache or NullStatCache()
+
+    def hash_paths(self, relpaths: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Hash many repo-relative paths (files or folders): {path: (oid, size)}."""
+        results: dict[str, tuple[str, int]] = {}
+        for rel in relpaths:
+            full = self.root / rel
+            if full.is_dir():
+                manifest = self.manifest(rel)
+                results[rel] = (manifest.oid, manifest.size)
+            else:
+                oid, size = self._hash_files([(rel, full.stat())], rel)[rel]
+                results[rel] = (oid, size)
+        return results
+
+    def manifest(self, rel: str) -> Manifest:
+        """The manifest of the folder ``rel`` (relative to the root)."""
+        folder = self.root / rel
+        listing = [(f"{rel}/{name}" if rel not in ("", ".") else name, st, name) for name, st in walk_files(folder)]
+        hashed = self._hash_files([(full_rel, st) for full_rel, st, _ in listing], rel)
+        entries = tuple(
+            FileEntry(name, hashed[full_rel][0], st.st_size, bool(st.st_mode & stat_module.S_IXUSR))
+            for full_rel, st, name in listing
+        )
+        return Manifest(entries)
+
+    def _hash_files(self, files: list[tuple[str, os.stat_result]], prefix: str) -> dict[str, tuple[str, int]]:
+        cached = self.cache.lookup_prefix(prefix)
+        results: dict[str, tuple[str, int]] = {}
+        misses: list[tuple[str, StatKey]] = []
+        for rel, st in files:
+            key = _stat_key(st)
+            hit = cached.get(rel)
+            if hit is not None and hit[0] == key:
+                results[rel] = (hit[1], key.size)
+            else:
+                misses.append((rel, key))
+        if misses:
+            fresh = self._hash_parallel([rel for rel, _ in misses])
+            self.cache.update_many((rel, key, fresh[rel]) for rel, key in misses)
+            for rel, key in misses:
+                results[rel] = (fresh[rel], key.size)
+        return results
+
+    def _hash_parallel(self, rels: list[str]) -> dict[str, str]:
+        if len(rels) == 1:
+            return {rels[0]: hash_file(self.root / rels[0])}
+        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+            oids = pool.map(lambda r: hash_file(self.root / r), rels, chunksize=64)
+            return dict(zip(rels, oids, strict=True))

@@ -1,0 +1,93 @@
+"""Where a project lives on disk, and paths that must stay inside it.
+
+A project is the folder holding ``shipyard.yaml`` (or ``dvc.yaml``); its state lives in
+``.shipyard/`` below it. ``SHIPYARD_HOME`` overrides the state folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.errors import NotFound, PathEscapeError
+
+CONFIG_NAME = "shipyard.yaml"
+PARAMS_NAME = "params.yaml"
+STATE_DIR = ".shipyard"
+PROJECT_MARKERS = (CONFIG_NAME, "dvc.yaml")
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project root and the locations derived from it."""
+
+    root: Path
+
+    @property
+    def state_dir(self) -> Path:
+        override = os.environ.get("SHIPYARD_HOME")
+        return Path(override).resolve() if override else self.root / STATE_DIR
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def params_path(self) -> Path:
+        return self.root / PARAMS_NAME
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "shipyard.db"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.state_dir / "objects"
+
+    @property
+    def stat_cache_path(self) -> Path:
+        return self.state_dir / "statcache.db"
+
+    def inside(self, path: str | os.PathLike[str], what: str = "path") -> Path:
+        """Resolve ``path`` (relative to the root) and refuse it if it leaves the project."""
+        return resolve_inside(self.root, path, what)
+
+    def relative(self, path: str | os.PathLike[str]) -> str:
+        """The POSIX path of ``path`` relative to the root (after the escape check)."""
+        return self.inside(path).relative_to(self.root.resolve()).as_posix()
+
+
+def find_project(start: str | os.PathLike[str] | None = None) -> Project:
+    """Walk up from ``start`` to the first folder holding a project marker."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).is_file() for marker in PROJECT_MARKERS):
+            return Project(folder)
+    raise NotFound(
+        f"no {CONFIG_NAME} in {here} or any parent folder",
+        hint="run 'shipyard init' in your project's root folder",
+    )
+
+
+def resolve_inside(root: str | os.PathLike[str], path: str | os.PathLike[str], what: str) -> Path:
+    """Resolve ``path`` under ``root``, following symlinks, and refuse any escape.
+
+    Refuses absolute paths, ``..`` segments that climb out, and symlinks pointing outside.
+    """
+    raw = os.fspath(path)
+    base = Path(root).resolve()
+    if not raw or "\x00" in raw:
+        raise PathEscapeError(f"{what} {raw!r} is empty or contains a NUL byte")
+    if os.path.isabs(raw) or raw.startswith("\\") or (len(raw) > 1 and raw[1] == ":"):
+        raise PathEscapeError(
+            f"{what} {raw!r} is absolute; it must be relative to {base}",
+            hint="write the path relative to the project root",
+        )
+    candidate = (base / raw).resolve()
+    if candidate != base and base not in candidate.parents:
+        raise PathEscapeError(
+            f"{what} {raw!r} resolves to {candidate}, outside {base}",
+            hint="keep paths inside the project; symlinks may not point out of it",
+        )
+    return candidate

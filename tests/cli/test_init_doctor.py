@@ -1,0 +1,41 @@
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_init_then_doctor(tmp_path: Path) -> None:
+    result = run_cli("init", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "shipyard.yaml").exists() and (tmp_path / ".shipyard" / "shipyard.db").exists()
+    assert "/.shipyard/" in (tmp_path / ".gitignore").read_text()
+    doctor = run_cli("doctor", "--json", cwd=tmp_path)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {c["check"]: c["status"] for c in json.loads(doctor.stdout)}
+    assert checks["store"] == "ok" and checks["objects"] == "ok"
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\n# mine\n")
+    result = run_cli("init", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and "--force" in result.stderr
+    assert "# mine" in (tmp_path / "shipyard.yaml").read_text()
+
+
+def test_unknown_command_suggests(tmp_path: Path) -> None:
+    result = run_cli("doctr", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "did you mean 'doctor'" in result.stderr
+
+
+def test_help_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from shipyard.cli.main import cli\n"
+            "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit: pass\n"
+            "heavy = [m for m in ('sqlalchemy', 'pandas', 'sklearn', 'torch', 'fastapi', 'typer', 'pydantic') if m in sys.modules]\n"
+            "print('heavy=' + ','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "heavy="

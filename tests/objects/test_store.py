@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from shipyard.errors import InputError, ObjectCorrupt
+from shipyard.hashing import Hasher, StatCache, hash_file
+from shipyard.objects import ObjectStore, key_of
+
+
+def test_bytes_round_trip_and_dedup(tmp_path: Path) -> None:
+    objects = ObjectStore.open(tmp_path / "objects")
+    a, b = objects.put_bytes_many([b"hello", b"hello"])
+    assert a == b and a.startswith("xxh128:")
+    assert objects.get_bytes(a) == b"hello"
+    assert len(list(objects.backend.list())) == 1
+
+
+def test_corrupt_object_is_an_error_naming_it(tmp_path: Path) -> None:
+    objects = ObjectStore.open(tmp_path / "objects")
+    oid = objects.put_bytes(b"model weights")
+    path = tmp_path / "objects" / key_of(oid)
+    path.chmod(0o644)
+    path.write_bytes(b"tampered")
+    with pytest.raises(ObjectCorrupt) as err:
+        objects.get_bytes(oid)
+    assert oid in err.value.message
+    assert objects.verify_all() == [oid]
+
+
+def test_folder_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "proj" / "data"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.txt").write_text("b")
+    hasher = Hasher(tmp_path / "proj", StatCache(tmp_path / "stat.db"))
+    objects = ObjectStore.open(tmp_path / "objects")
+    oid = objects.put_path(src, hasher)
+    assert oid.endswith(".dir")
+    out = tmp_path / "restored"
+    objects.checkout(oid, out)
+    assert (out / "sub" / "b.txt").read_text() == "b"
+    assert hash_file(out / "a.txt") == hash_file(src / "a.txt")
+
+
+def test_ids_that_are_not_ours_are_refused() -> None:
+    for bad in ["../../etc/passwd", "xxh128:../../x", "md5:abc", "xxh128:" + "g" * 32]:
+        with pytest.raises(InputError):
+            key_of(bad)
+
+
+def test_stat_cache_skips_unchanged_files(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    for i in range(20):
+        (tmp_path / "d" / f"{i}.txt").write_text(str(i))
+    cache = StatCache(tmp_path / "stat.db")
+    first = Hasher(tmp_path, cache).manifest("d")
+    assert len(cache.lookup_prefix("d")) == 20
+    (tmp_path / "d" / "3.txt").write_text("changed")
+    second = Hasher(tmp_path, cache).manifest("d")
+    assert first.oid != second.oid
+    changed = [a.path for a, b in zip(first.entries, second.entries, strict=True) if a.oid != b.oid]
+    assert changed == ["3.txt"]
