@@ -1,0 +1,24 @@
+import pytest
+
+from shipyard.errors import InputError
+from shipyard.store import runs
+
+
+def test_run_lifecycle_params_metrics(store) -> None:  # type: ignore[no-untyped-def]
+    with store.write() as session:
+        exp = runs.experiment_by_name(session, "penguins")
+        run = runs.create_run(session, experiment_id=exp.id, name="train", tags={"stage": "train"})
+        runs.log_params(session, run.id, {"lr": 0.1, "depth": 3})
+        runs.log_metrics(session, run.id, [runs.MetricValue("loss", 1.0 / (i + 1), step=i) for i in range(5)])
+        run_id = run.id
+    with store.write() as session:
+        runs.log_params(session, run_id, {"lr": 0.1})  # same value again is fine
+        with pytest.raises(InputError, match="params cannot change"):
+            runs.log_params(session, run_id, {"lr": 0.2})
+    with store.write() as session:
+        runs.finish_run(session, run_id)
+    with store.read() as session:
+        run = runs.get_run(session, run_id)
+        latest = session.get(runs.LatestMetric, (run_id, "loss"))
+        assert run.status == "FINISHED" and run.end_time is not None
+        assert latest.step == 4 and latest.value == pytest.approx(0.2)
