@@ -189,7 +189,8 @@ def log_params(session: Session, run_id: str, params: Mapping[str, object]) -> N
     if not params:
         return
     values = {k: str(v) for k, v in params.items()}
-    existing = dict(session.execute(select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(values)))).tuples())
+    query = select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(values)))
+    existing = {key: value for key, value in session.execute(query)}
     for key, value in values.items():
         if key in existing and existing[key] != value:
             raise InputError(
