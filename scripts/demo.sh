@@ -18,11 +18,25 @@ shipyard init --force
 step "shipyard doctor"
 shipyard doctor
 
+# --- pipeline (issue: pipeline engine) ---
 step "run the example's scripts"
 python src/prepare.py
 python src/train.py
 python src/evaluate.py
 cat metrics.json
+# --- end pipeline ---
+
+# --- tracking ---
+# --- end tracking ---
+
+# --- data ---
+# --- end data ---
+
+# --- registry and gates ---
+# --- end registry and gates ---
+
+# --- ci ---
+# --- end ci ---
 
 step "audit log"
 shipyard audit verify
