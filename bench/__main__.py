@@ -17,9 +17,12 @@ from bench.harness import HEADER
 def main() -> None:
     suites = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py"))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suites", nargs="*", choices=[*suites, []], help=f"default: all ({', '.join(suites)})")
+    parser.add_argument("suites", nargs="*", help=f"default: all ({', '.join(suites)})")
     parser.add_argument("--n", type=int, default=5, help="repetitions of each side (default 5)")
     args = parser.parse_args()
+    unknown = sorted(set(args.suites) - set(suites))
+    if unknown:
+        parser.error(f"unknown suite(s) {', '.join(unknown)}; known: {', '.join(suites)}")
     for suite in args.suites or suites:
         print(f"\n## {suite}\n\n{HEADER}\n|---|---|---|---|", flush=True)
         importlib.import_module(f"bench.bench_{suite}").run(args.n)
