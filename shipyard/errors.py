@@ -104,6 +104,8 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
     """Return a hint naming the closest known names to ``name``, or None."""
     known = sorted(set(choices))
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    # Swapped letters ('dpes' for 'deps') are the commonest typo: rank same-letter names first.
+    close.sort(key=lambda c: sorted(c) != sorted(name))
     if close:
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"
     if known and len(known) <= 12:

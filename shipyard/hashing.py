@@ -22,7 +22,7 @@ from pathlib import Path
 
 import xxhash
 
-from shipyard.errors import InputError, StorageFull
+from shipyard.errors import InputError, PathEscapeError, StorageFull
 
 ALGORITHM = "xxh128"
 DIR_SUFFIX = ".dir"
@@ -91,11 +91,36 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        doc = json.loads(data)
-        if doc.get("v") != MANIFEST_VERSION:
-            raise InputError(f"directory manifest has format version {doc.get('v')!r}; this Shipyard reads {MANIFEST_VERSION}",
+        """Parse a manifest, refusing entries that are malformed or whose path leaves the folder."""
+        try:
+            doc = json.loads(data)
+            version = doc.get("v")
+        except (ValueError, AttributeError) as exc:
+            raise InputError("a directory manifest is not valid JSON") from exc
+        if version != MANIFEST_VERSION:
+            raise InputError(f"directory manifest has format version {version!r}; this Shipyard reads {MANIFEST_VERSION}",
                              hint="upgrade Shipyard to read objects written by a newer version")
-        return cls(tuple(FileEntry(p, o, s, bool(x)) for p, o, s, x in doc["entries"]))
+        entries = []
+        for row in doc.get("entries", []):
+            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and isinstance(row[2], int)):
+                raise InputError(f"directory manifest entry {row!r} is malformed (expected [path, id, size, x])")
+            path, oid, size, executable = row
+            check_relative(path, "manifest entry")
+            split_id(oid)
+            if is_dir_id(oid):
+                raise InputError(f"manifest entry {path!r} names a folder id {oid}; entries are files")
+            entries.append(FileEntry(path, oid, size, bool(executable)))
+        return cls(tuple(entries))
+
+
+def check_relative(path: str, what: str) -> str:
+    """Refuse a POSIX path that is absolute, empty, or climbs out with ``..`` (no filesystem access)."""
+    if not path or "\x00" in path or path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        raise PathEscapeError(f"{what} {path!r} is empty or absolute; it must be a relative path")
+    if any(part in ("..", ".", "") for part in path.split("/")) or "\\" in path:
+        raise PathEscapeError(f"{what} {path!r} is not a plain relative path (no '..', '//' or '\\')",
+                              hint="keep paths inside their folder")
+    return path
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +141,34 @@ class StatCache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._unusable = False
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, "
-                "mtime_ns INTEGER, inode INTEGER, oid TEXT) WITHOUT ROWID"
-            )
+    def _connect(self) -> sqlite3.Connection | None:
+        """The cache database, or None when it cannot be opened (read-only or full disk).
+
+        It is only a cache: without it every file is hashed again, which is slower but correct.
+        """
+        if self._conn is None and not self._unusable:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, "
+                    "mtime_ns INTEGER, inode INTEGER, oid TEXT) WITHOUT ROWID"
+                )
+            except (OSError, sqlite3.Error):
+                self._unusable = True
+                return None
             self._conn = conn
         return self._conn
 
     def lookup_prefix(self, prefix: str) -> dict[str, tuple[StatKey, str]]:
         """Every cached row whose path is ``prefix`` or lies below ``prefix/``."""
         conn = self._connect()
+        if conn is None:
+            return {}
         if not prefix or prefix == ".":
             rows = conn.execute("SELECT path, size, mtime_ns, inode, oid FROM stat")
         else:
@@ -148,13 +184,18 @@ class StatCache:
         if not rows:
             return
         conn = self._connect()
+        if conn is None:
+            return
         try:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", rows)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             if "full" in str(exc):
-                raise StorageFull(f"disk full while writing the stat cache {self.path}") from exc
+                raise StorageFull(f"disk full while writing the stat cache {self.path}",
+                                  hint="free some disk space and retry") from exc
             if "readonly" not in str(exc) and "read-only" not in str(exc):
                 raise
 
@@ -200,8 +241,14 @@ def walk_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
                 elif entry.is_symlink():
                     target = Path(entry.path).resolve()
                     if folder.resolve() not in target.parents:
-                        raise InputError(f"{entry.path} is a symlink to {target}, outside {folder}",
-                                         hint="replace the link with the file itself")
+                        raise PathEscapeError(f"{entry.path} is a symlink to {target}, outside {folder}",
+                                              hint="replace the link with the file itself")
+                    if not target.exists():
+                        raise InputError(f"{entry.path} is a broken symlink (to {target})",
+                                         hint="remove the link or restore its target")
+                    if target.is_dir():
+                        raise InputError(f"{entry.path} is a symlink to the folder {target}; links to folders "
+                                         "are not followed", hint="replace the link with the folder itself")
                     out.append((name, target.stat()))
     out.sort()
     return iter(out)
@@ -218,7 +265,7 @@ class Hasher:
         """Hash many repo-relative paths (files or folders): {path: (oid, size)}."""
         results: dict[str, tuple[str, int]] = {}
         for rel in relpaths:
-            full = self.root / rel
+            full = self._inside(rel)
             if full.is_dir():
                 manifest = self.manifest(rel)
                 results[rel] = (manifest.oid, manifest.size)
@@ -227,9 +274,21 @@ class Hasher:
                 results[rel] = (oid, size)
         return results
 
+    def _inside(self, rel: str) -> Path:
+        """``root / rel``, refused if it is absolute or resolves (through ``..`` or links) outside."""
+        if os.path.isabs(rel):
+            raise PathEscapeError(f"path {rel!r} is absolute; it must be relative to {self.root}",
+                                  hint="write the path relative to the project root")
+        base = self.root.resolve()
+        full = (base / rel).resolve()
+        if full != base and base not in full.parents:
+            raise PathEscapeError(f"path {rel!r} resolves to {full}, outside {base}",
+                                  hint="keep paths inside the project; symlinks may not point out of it")
+        return self.root / rel
+
     def manifest(self, rel: str) -> Manifest:
         """The manifest of the folder ``rel`` (relative to the root)."""
-        folder = self.root / rel
+        folder = self._inside(rel)
         listing = [(f"{rel}/{name}" if rel not in ("", ".") else name, st, name) for name, st in walk_files(folder)]
         hashed = self._hash_files([(full_rel, st) for full_rel, st, _ in listing], rel)
         entries = tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import shutil
 import subprocess
@@ -49,6 +50,7 @@ def _config(ws: Workspace) -> str:
 
 def _store(ws: Workspace) -> str:
     from sqlalchemy import text
+    from sqlalchemy.engine import make_url
 
     from shipyard.store.migrate import current, heads
 
@@ -56,13 +58,43 @@ def _store(ws: Workspace) -> str:
         conn.execute(text("SELECT 1"))
         at = current(conn)
     state = "current" if at == heads() else f"at {sorted(at)}, newest {sorted(heads())}"
-    return f"{ws.store.url.split('@')[-1]} ({ws.store.dialect}, schema {state})"
+    where = make_url(ws.store.url).render_as_string(hide_password=True)
+    return f"{where} ({ws.store.dialect}, schema {state})"
 
 
-def _objects(ws: Workspace) -> str:
-    oid = ws.objects.put_bytes(b"shipyard doctor probe\n")
-    ws.objects.get_bytes(oid)
-    return f"{ws.objects.backend.url} (write, read and verify ok)"
+def _audit(ws: Workspace) -> str:
+    from shipyard import audit
+
+    with ws.store.read() as session:
+        result = audit.verify(session)
+    if not result.ok:
+        raise CheckFailed(f"audit log is broken: {result.problem}",
+                          hint="the store was modified outside Shipyard; restore it from a backup")
+    return f"hash chain intact ({result.events} events)"
+
+
+def _objects(ws: Workspace, verify_all: bool) -> str:
+    """Write, read back and delete a fresh probe object (fresh, so an old copy proves nothing)."""
+    from shipyard.objects import key_of
+
+    probe = b"shipyard doctor probe " + os.urandom(16).hex().encode() + b"\n"
+    oid = ws.objects.put_bytes(probe)
+    try:
+        if ws.objects.get_bytes(oid) != probe:
+            raise CheckFailed(f"object {oid} read back different bytes from {ws.objects.backend.url}")
+    finally:
+        ws.objects.backend.delete(key_of(oid))
+    detail = f"{ws.objects.backend.url} (write, read and verify ok)"
+    if verify_all:
+        count = sum(1 for _ in ws.objects.backend.list())
+        bad = ws.objects.verify_all()
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise CheckFailed(f"{len(bad)} of {count} objects are corrupt: {shown}",
+                              hint="delete the corrupt files under the object store and re-create them "
+                                   "(re-run the stages that made them)")
+        detail += f"; all {count} objects verified"
+    return detail
 
 
 def _git(ws: Workspace) -> str:
@@ -82,15 +114,21 @@ def _extras() -> str:
 
 
 def _disk(ws: Workspace) -> str:
-    usage = shutil.disk_usage(ws.project.root)
-    free_gib = usage.free / 2**30
+    state = ws.project.state_dir
+    folder = state if state.exists() else ws.project.root
+    free_gib = shutil.disk_usage(folder).free / 2**30
     if free_gib < 1:
-        raise CheckFailed(f"only {free_gib:.2f} GiB free on the project's disk", hint="free some space")
-    return f"{free_gib:.1f} GiB free"
+        raise CheckFailed(f"only {free_gib:.2f} GiB free on the disk holding {folder}",
+                          hint="free some disk space: writes fail cleanly (nothing is half-written) when it is full")
+    return f"{free_gib:.1f} GiB free under {folder}"
 
 
 @app.command()
-def doctor(json_out: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+def doctor(
+    json_out: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+    verify_objects: bool = typer.Option(False, "--verify-objects",
+                                        help="Also re-hash every stored object (reads the whole store)."),
+) -> None:
     """Check versions, shipyard.yaml, the store, the object store, git and extras. Exit 1 on a failure.
 
     Example: shipyard doctor --json
@@ -101,8 +139,10 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Print the checks
          "detail": f"shipyard {__version__}, Python {platform.python_version()}"},
         {"check": "project", "status": "ok", "detail": str(ws.project.root)},
         _check("config", lambda: _config(ws)),
-        _check("store", lambda: _store(ws)),
-        _check("objects", lambda: _objects(ws)),
+        store := _check("store", lambda: _store(ws)),
+        _check("audit", lambda: _audit(ws)) if store["status"] == "ok" else
+        {"check": "audit", "status": "fail", "detail": "not checked: the store did not open"},
+        _check("objects", lambda: _objects(ws, verify_objects)),
         _check("git", lambda: _git(ws)),
         _check("extras", _extras),
         _check("disk", lambda: _disk(ws)),
@@ -114,6 +154,7 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Print the checks
         table(["check", "status", "detail"], [(r["check"], r["status"], r["detail"]) for r in results])
     failed = [r["check"] for r in results if r["status"] != "ok"]
     if failed:
-        raise CheckFailed(f"doctor found problems: {', '.join(failed)}")
+        raise CheckFailed(f"doctor found problems: {', '.join(failed)}",
+                          hint="each failed check above says what is wrong and what to do")
     if not json_out:
         echo("all checks passed")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import typer
 
 from shipyard.cli.output import echo
-from shipyard.errors import AlreadyExists
+from shipyard.errors import AlreadyExists, InputError, ShipyardError, StorageFull
 from shipyard.project import CONFIG_NAME, PARAMS_NAME, STATE_DIR, Project
 
 app = typer.Typer(add_completion=False)
@@ -36,36 +38,109 @@ def init(
 ) -> None:
     """Create shipyard.yaml, params.yaml and .shipyard/ (added to .gitignore).
 
+    Nothing is changed unless everything succeeds: the store is opened (and migrated) first, the
+    files are written atomically inside the store transaction that records the ``project.init``
+    audit event, and restored if that transaction fails.
+
     Example: shipyard init && shipyard doctor
     """
     root = path.resolve()
     project = Project(root)
-    existing = [p for p in (project.config_path, project.params_path) if p.exists()]
     config_exists = project.config_path.exists()
     if config_exists and not force:
         raise AlreadyExists(f"{project.config_path} already exists; nothing was changed",
                             hint="use --force to overwrite it")
-    root.mkdir(parents=True, exist_ok=True)
-    project.config_path.write_text(CONFIG_TEMPLATE)
+    writes = {project.config_path: CONFIG_TEMPLATE}
     if not project.params_path.exists() or force:
-        project.params_path.write_text(PARAMS_TEMPLATE)
-    project.state_dir.mkdir(exist_ok=True)
-    _ignore_state_dir(root / ".gitignore")
+        writes[project.params_path] = PARAMS_TEMPLATE
+    gitignore = root / ".gitignore"
+    ignored = _ignored(gitignore)
+    if ignored is not None:
+        writes[gitignore] = ignored
+    existing = [p.name for p in (project.config_path, project.params_path) if p.exists()]
 
     from shipyard import audit
     from shipyard.store import open_store
 
-    store = open_store(project.state_dir)
-    with store.write() as session:
-        audit.record(session, "project.init", str(root), {"overwrote": [p.name for p in existing]})
-    store.close()
+    created = _make_dirs(root, project.state_dir)
+    try:
+        store = open_store(project.state_dir)
+    except ShipyardError:
+        for folder in reversed(created):  # leave no empty folders behind
+            _rmdir_quietly(folder)
+        raise
+    saved = {p: (p.read_bytes() if p.exists() else None) for p in writes}
+    try:
+        with store.write() as session:
+            audit.record(session, "project.init", str(root), {"overwrote": existing})
+            session.flush()
+            for target, text in writes.items():
+                _write_atomic(target, text)
+    except BaseException:
+        for target, before in saved.items():  # put back exactly what was there
+            _restore(target, before)
+        raise
+    finally:
+        store.close()
     echo(f"Initialized Shipyard project in {root}")
     echo(f"  wrote {CONFIG_NAME}, {PARAMS_NAME}; state in {STATE_DIR}/ (ignored by git)")
     echo("  next: add stages to shipyard.yaml, then 'shipyard run'")
 
 
-def _ignore_state_dir(gitignore: Path) -> None:
+def _ignored(gitignore: Path) -> str | None:
+    """The new .gitignore text with the state folder added, or None if it is already ignored."""
     lines = gitignore.read_text().splitlines() if gitignore.exists() else []
-    if f"/{STATE_DIR}/" not in lines and f"{STATE_DIR}/" not in lines and STATE_DIR not in lines:
-        lines.append(f"/{STATE_DIR}/")
-        gitignore.write_text("\n".join(lines) + "\n")
+    if f"/{STATE_DIR}/" in lines or f"{STATE_DIR}/" in lines or STATE_DIR in lines:
+        return None
+    return "\n".join([*lines, f"/{STATE_DIR}/"]) + "\n"
+
+
+def _make_dirs(*folders: Path) -> list[Path]:
+    """Create folders; returns the ones this call created (for clean-up on failure)."""
+    created = []
+    for folder in folders:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, folder) from exc
+        created.extend(reversed(missing))
+    return created
+
+
+def _rmdir_quietly(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    tmp = target.with_name(f".{target.name}.shipyard-tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _os_error(exc, target) from exc
+
+
+def _restore(target: Path, before: bytes | None) -> None:
+    try:
+        if before is None:
+            target.unlink(missing_ok=True)
+        elif target.read_bytes() != before:
+            target.write_bytes(before)
+    except OSError:
+        pass
+
+
+def _os_error(exc: OSError, path: Path) -> ShipyardError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"no space left on the device while writing {path}; nothing was changed",
+                           hint="free some disk space and retry")
+    return InputError(f"cannot write {path}: {exc.strerror}; nothing was changed",
+                      hint="check that the project folder is writable")

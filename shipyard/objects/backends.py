@@ -11,10 +11,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 from shipyard.errors import InputError, NotFound, StorageFull, StoreError
+
+_HEAD_LIMIT = 4  # a shard with at most this many wanted keys is probed key by key, else listed
+_FSSPEC_WORKERS = 16
 
 
 class Backend(Protocol):
@@ -33,11 +37,11 @@ class Backend(Protocol):
 
 def _translate_os_error(exc: OSError, what: str) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageFull(f"no space left while writing {what}; nothing was recorded",
-                           hint="free some disk space (or run 'shipyard gc') and retry")
+        return StorageFull(f"no space left on the device while writing {what}; nothing was recorded",
+                           hint="free some disk space (or point SHIPYARD_OBJECTS at a bigger disk) and retry")
     if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return StoreError(f"cannot write {what}: {exc.strerror}",
-                          hint="check the permissions of the object folder (SHIPYARD_OBJECTS)")
+        return StoreError(f"cannot write {what}: {exc.strerror} ({exc.filename or 'object folder'})",
+                          hint="make the object folder writable (.shipyard/objects, or SHIPYARD_OBJECTS)")
     return exc
 
 
@@ -90,7 +94,8 @@ class LocalBackend:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"object {key} is missing from {self.root}",
-                           hint="run 'shipyard pull' to fetch it from the remote") from None
+                           hint="re-run the stage that produced it ('shipyard run'), or point "
+                                "SHIPYARD_OBJECTS at the store that holds it") from None
 
     def exists_many(self, keys: Iterable[str]) -> dict[str, bool]:
         return {k: self._path(k).exists() for k in keys}
@@ -118,8 +123,10 @@ class FsspecBackend:
             self.fs, self.base = fsspec.core.url_to_fs(url, **options)
         except (ImportError, ValueError) as exc:
             scheme = url.split("://", 1)[0]
-            extra = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}.get(scheme)
-            hint = f'pip install "shipyard[{extra}]"' if extra else "use a local path or an s3:// URL"
+            installs = {"s3": 'pip install "shipyard[s3]"', "s3a": 'pip install "shipyard[s3]"',
+                        "gs": "pip install gcsfs", "gcs": "pip install gcsfs",
+                        "az": "pip install adlfs", "abfs": "pip install adlfs"}
+            hint = installs.get(scheme, "use a local path or an fsspec URL such as s3://bucket/prefix")
             raise InputError(f"SHIPYARD_OBJECTS={url!r}: cannot open this location ({exc})", hint=hint) from exc
         self.url = url
         self.base = self.base.rstrip("/")
@@ -140,18 +147,48 @@ class FsspecBackend:
         try:
             return self.fs.cat_file(self._path(key))
         except FileNotFoundError:
-            raise NotFound(f"object {key} is missing from {self.url}") from None
+            raise NotFound(f"object {key} is missing from {self.url}",
+                           hint="re-run the stage that produced it ('shipyard run'), or point "
+                                "SHIPYARD_OBJECTS at the store that holds it") from None
 
     def exists_many(self, keys: Iterable[str]) -> dict[str, bool]:
-        keys = list(keys)
-        prefixes = {k.rsplit("/", 1)[0] for k in keys}
+        """Which keys exist: one fresh listing per shard holding many of them, else one HEAD per key.
+
+        Listings bypass fsspec's directory cache (``refresh=True``): another process may have written
+        or deleted objects since, and a stale "present" would skip an upload that is needed.
+        """
+        keys = list(dict.fromkeys(keys))
+        shards: dict[str, list[str]] = {}
+        for key in keys:
+            shards.setdefault(key.rsplit("/", 1)[0], []).append(key)
         present: set[str] = set()
-        for prefix in prefixes:  # one listing per shard, not one request per key
+
+        def probe(shard: str) -> set[str]:
+            wanted = shards[shard]
+            if len(wanted) <= _HEAD_LIMIT:
+                return {k for k in wanted if self._exists(k)}
             try:
-                present.update(p.removeprefix(self.base + "/") for p in self.fs.ls(self._path(prefix), detail=False))
+                listed = self.fs.ls(self._path(shard), detail=False, refresh=True)
             except FileNotFoundError:
-                continue
+                return set()
+            names = {self._relative(p) for p in listed}
+            return {k for k in wanted if k in names}
+
+        with ThreadPoolExecutor(max_workers=_FSSPEC_WORKERS) as pool:
+            for found in pool.map(probe, shards):
+                present |= found
         return {k: k in present for k in keys}
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.fs.info(self._path(key), refresh=True)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _relative(self, path: str) -> str:
+        path = path.split("://", 1)[-1].lstrip("/")
+        return path.removeprefix(self.base.lstrip("/") + "/")
 
     def list(self, prefix: str = "") -> Iterator[str]:
         root = self._path(prefix) if prefix else self.base
@@ -160,7 +197,7 @@ class FsspecBackend:
         except FileNotFoundError:
             return
         for path in found:
-            yield path.removeprefix(self.base + "/")
+            yield self._relative(path)
 
     def delete(self, key: str) -> None:
         try:

@@ -111,18 +111,21 @@ class ObjectStore:
 
     def checkout(self, oid: str, target: Path) -> None:
         """Materialise a file or folder at ``target`` atomically, verifying every file."""
-        if is_dir_id(oid):
-            manifest = self.manifest(oid)
-            staging = target.with_name(f".{target.name}.shipyard-tmp")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-                list(pool.map(lambda e: self._checkout_file(e.oid, staging / e.path, e.executable), manifest.entries))
-            _replace(staging, target)
-        else:
-            staging = target.with_name(f".{target.name}.shipyard-tmp")
-            self._checkout_file(oid, staging, False)
-            _replace(staging, target)
+        staging = target.with_name(f".{target.name}.shipyard-tmp")
+        _remove(staging)
+        try:
+            if is_dir_id(oid):
+                manifest = self.manifest(oid)  # its entry paths were checked to stay inside
+                staging.mkdir(parents=True)
+                with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+                    list(pool.map(lambda e: self._checkout_file(e.oid, staging / e.path, e.executable),
+                                  manifest.entries))
+            else:
+                self._checkout_file(oid, staging, False)
+        except BaseException:
+            _remove(staging)  # a failed checkout leaves the target as it was, and no debris
+            raise
+        _replace(staging, target)
 
     def _checkout_file(self, oid: str, dest: Path, executable: bool) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -154,8 +157,17 @@ class ObjectStore:
         if actual != expected:
             raise ObjectCorrupt(
                 f"object {oid} is corrupt: its content hashes to {actual}",
-                hint=f"delete {self.backend.url}/{key_of(oid)} and run 'shipyard pull' (or re-run the stage that made it)",
+                hint=f"delete {self.backend.url}/{key_of(oid)} and re-create it (re-run the stage that made "
+                     "it, or copy it from a store that has a good copy); 'shipyard doctor --verify-objects' "
+                     "lists every corrupt object",
             )
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _replace(staging: Path, target: Path) -> None:

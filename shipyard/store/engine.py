@@ -82,20 +82,47 @@ def make_engine(url: str) -> Engine:
 
 def translate_db_error(exc: SQLAlchemyError, url: str) -> ShipyardError:
     """Map a driver error to a Shipyard error that says what to do."""
-    text = str(getattr(exc, "orig", exc))
+    orig = getattr(exc, "orig", exc)
+    text = str(orig)
     where = make_url(url).render_as_string(hide_password=True)
+    code = getattr(orig, "sqlite_errorname", "") or ""
+    if code == "SQLITE_FULL" or (code.startswith("SQLITE_IOERR") and _sqlite_disk_full(url)):
+        return StorageFull(f"the store {where} is out of space ({text}); nothing was changed",
+                           hint="free some disk space and retry")
     if "readonly" in text or "read-only" in text or "unable to open database" in text:
-        return StoreError(f"the store {where} cannot be written: {text}",
-                          hint="make .shipyard/ writable (or point SHIPYARD_STORE elsewhere)")
+        return StoreError(f"the store {where} cannot be opened for writing ({text}); nothing was changed",
+                          hint="SQLite needs write access to the store's folder for its journal: make "
+                               ".shipyard/ writable, or point SHIPYARD_STORE at a writable location")
     if "database or disk is full" in text or "No space left" in text:
-        return StorageFull(f"the store {where} is out of space: {text}", hint="free disk space and retry")
+        return StorageFull(f"the store {where} is out of space ({text}); the transaction was rolled back",
+                           hint="free some disk space and retry")
     if "database is locked" in text:
         return StoreBusy(f"the store {where} stayed locked for 30 s by another process",
                          hint="wait for the other shipyard command to finish and retry")
-    if isinstance(exc, OperationalError) and url.startswith("postgresql"):
-        return StoreError(f"cannot reach PostgreSQL at {where} within {CONNECT_TIMEOUT_S} s: {text.strip()}",
-                          hint="check that the server is running and SHIPYARD_STORE is right")
+    if isinstance(exc, OperationalError) and url.startswith("postgresql") and _is_connect_error(text):
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return StoreError(f"cannot connect to PostgreSQL at {where} (connect timeout {CONNECT_TIMEOUT_S} s): {first}",
+                          hint="check that the server is running and reachable, and that SHIPYARD_STORE is right")
     return StoreError(f"store error on {where}: {text}")
+
+
+def _sqlite_disk_full(url: str) -> bool:
+    """SQLite reports a full disk while creating its journal as a plain I/O error: look at the disk."""
+    import shutil
+
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return False
+    try:
+        return shutil.disk_usage(Path(database).parent).free < 1 << 20
+    except OSError:
+        return False
+
+
+def _is_connect_error(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in ("connection", "connect", "timeout", "timed out", "could not translate",
+                                            "name or service", "server closed"))
 
 
 class Store:
