@@ -10,7 +10,21 @@ from typing import Any
 __version__ = "0.1.0"
 
 # name -> module that defines it; filled in by the services as they land.
-_PUBLIC: dict[str, str] = {}
+_PUBLIC: dict[str, str] = {
+    "start_run": "shipyard.tracking.fluent",
+    "end_run": "shipyard.tracking.fluent",
+    "active_run": "shipyard.tracking.fluent",
+    "log_param": "shipyard.tracking.fluent",
+    "log_params": "shipyard.tracking.fluent",
+    "log_metric": "shipyard.tracking.fluent",
+    "log_metrics": "shipyard.tracking.fluent",
+    "log_artifact": "shipyard.tracking.fluent",
+    "log_artifacts": "shipyard.tracking.fluent",
+    "set_tag": "shipyard.tracking.fluent",
+    "set_tags": "shipyard.tracking.fluent",
+    "log_input": "shipyard.tracking.fluent",
+    "flush": "shipyard.tracking.fluent",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("shipyard.cli.init:app", "Create shipyard.yaml, params.yaml and .shipyard/ here."),
     "doctor": ("shipyard.cli.doctor:app", "Check the store, object store, git and installed extras."),
     "audit": ("shipyard.cli.audit:app", "Show and verify the hash-chained audit log."),
+    "data": ("shipyard.cli.data:app", "Version, validate, profile and compare datasets (drift)."),
+    "runs": ("shipyard.cli.tracking:runs_app", "List, show and diff tracked runs."),
+    "metrics": ("shipyard.cli.tracking:metrics_app", "Show metrics and diff them between runs or git revisions."),
+    "params": ("shipyard.cli.tracking:params_app", "Diff params between runs or git revisions."),
+    "server": ("shipyard.cli.server:app", "Serve the REST API (MLflow-compatible tracking included)."),
 }
 
 

@@ -13,7 +13,19 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import InputError, NotFound
@@ -60,6 +72,7 @@ class Run(Base):
     git_branch: Mapped[str | None] = mapped_column(String(250), nullable=True)
     git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active")
+    __table_args__ = (Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),)
 
 
 class Param(Base):
@@ -67,6 +80,7 @@ class Param(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_params_key", "key"),)
 
 
 class Tag(Base):
@@ -74,6 +88,7 @@ class Tag(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_tags_key", "key"),)
 
 
 class Metric(Base):
@@ -94,6 +109,16 @@ class LatestMetric(Base):
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
+
+
+class IngestBatch(Base):
+    """Ids of batches already written, so a client retrying after a dropped connection is idempotent."""
+
+    __tablename__ = "ingest_batches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
 
 class DatasetInput(Base):
@@ -201,9 +226,18 @@ def log_params(session: Session, run_id: str, params: Mapping[str, object]) -> N
 
 
 def set_tags(session: Session, run_id: str, tags: Mapping[str, object]) -> None:
-    """Set (or overwrite) tags of a run."""
-    for key, value in tags.items():
-        session.merge(Tag(run_id=run_id, key=key, value=str(value)))
+    """Set (or overwrite) tags of a run: one read, one bulk insert, an update per changed key."""
+    if not tags:
+        return
+    values = {k: str(v) for k, v in tags.items()}
+    query = select(Tag.key, Tag.value).where(Tag.run_id == run_id, Tag.key.in_(list(values)))
+    existing = {key: value for key, value in session.execute(query)}
+    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing]
+    if fresh:
+        session.execute(Tag.__table__.insert(), fresh)
+    for key, value in values.items():
+        if key in existing and existing[key] != value:
+            session.execute(update(Tag).where(Tag.run_id == run_id, Tag.key == key).values(value=value))
 
 
 def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -> None:
@@ -235,3 +269,113 @@ def log_artifacts(session: Session, run_id: str, artifacts: Iterable[tuple[str, 
     """Record (path, object id, size) of files already put in the object store."""
     for path, oid, size in artifacts:
         session.merge(Artifact(run_id=run_id, path=path, oid=oid, size=size))
+
+
+def claim_batch(session: Session, batch_id: str, run_id: str) -> bool:
+    """Record ``batch_id`` in this transaction; False when it was already written (a retry)."""
+    if session.get(IngestBatch, batch_id) is not None:
+        return False
+    session.execute(IngestBatch.__table__.insert(), [{"id": batch_id, "run_id": run_id, "created_at": now_ms()}])
+    return True
+
+
+def delete_tag(session: Session, run_id: str, key: str) -> None:
+    """Remove one tag; NotFound when the run has no such tag."""
+    result = session.execute(delete(Tag).where(Tag.run_id == run_id, Tag.key == key))
+    if not result.rowcount:
+        raise NotFound(f"run {run_id} has no tag {key!r}")
+
+
+def update_run(session: Session, run_id: str, *, status: str | None = None, end_time: int | None = None,
+               name: str | None = None, lifecycle_stage: str | None = None) -> Run:
+    """Change a run's status, end time, name or lifecycle stage (active/deleted)."""
+    run = get_run(session, run_id)
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise InputError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        run.status = status
+    if end_time is not None:
+        run.end_time = end_time
+    if name is not None:
+        run.name = name
+    if lifecycle_stage is not None:
+        run.lifecycle_stage = lifecycle_stage
+    return run
+
+
+def get_experiment(session: Session, experiment_id: int) -> Experiment:
+    found = session.get(Experiment, experiment_id)
+    if found is None:
+        raise NotFound(f"experiment {experiment_id} does not exist",
+                       hint="list experiments with 'shipyard runs list --json'")
+    return found
+
+
+def experiment_tags(session: Session, experiment_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    out: dict[int, dict[str, str]] = {i: {} for i in experiment_ids}
+    if experiment_ids:
+        rows = session.execute(select(ExperimentTag.experiment_id, ExperimentTag.key, ExperimentTag.value)
+                               .where(ExperimentTag.experiment_id.in_(list(experiment_ids))))
+        for eid, key, value in rows:
+            out[eid][key] = value
+    return out
+
+
+def set_experiment_tags(session: Session, experiment_id: int, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        session.merge(ExperimentTag(experiment_id=experiment_id, key=key, value=str(value)))
+
+
+def log_inputs(session: Session, run_id: str, inputs: Iterable[Mapping[str, str | None]]) -> None:
+    """Record dataset inputs (name, digest, context, source, source_type, schema, profile)."""
+    for item in inputs:
+        session.merge(DatasetInput(
+            run_id=run_id, name=item["name"], digest=item["digest"], context=item.get("context") or "",
+            source=item.get("source"), source_type=item.get("source_type"), schema=item.get("schema"),
+            profile=item.get("profile"),
+        ))
+
+
+def metric_history(session: Session, run_id: str, key: str) -> list[tuple[float, int, int]]:
+    """Every (value, step, timestamp) of one metric of a run, in logging order."""
+    query = (select(Metric.value, Metric.step, Metric.timestamp)
+             .where(Metric.run_id == run_id, Metric.key == key).order_by(Metric.step, Metric.id))
+    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
+
+@dataclass
+class RunData:
+    """Params, newest metrics (value, step, timestamp), tags, inputs and artifacts of one run."""
+
+    params: dict[str, str]
+    metrics: dict[str, tuple[float, int, int]]
+    tags: dict[str, str]
+    inputs: list[dict[str, str | None]]
+    artifacts: list[tuple[str, str, int]]
+
+
+def run_data(session: Session, run_ids: Sequence[str], *, with_files: bool = True) -> dict[str, RunData]:
+    """The data of many runs in a handful of queries (one per table)."""
+    out = {rid: RunData({}, {}, {}, [], []) for rid in run_ids}
+    if not run_ids:
+        return out
+    ids = list(run_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for rid, key, value in session.execute(select(Param.run_id, Param.key, Param.value).where(Param.run_id.in_(chunk))):
+            out[rid].params[key] = value
+        for rid, key, value in session.execute(select(Tag.run_id, Tag.key, Tag.value).where(Tag.run_id.in_(chunk))):
+            out[rid].tags[key] = value
+        query = select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value, LatestMetric.step,
+                       LatestMetric.timestamp).where(LatestMetric.run_id.in_(chunk))
+        for rid, key, value, step, ts in session.execute(query):
+            out[rid].metrics[key] = (value, step, ts)
+        if with_files:
+            for di in session.scalars(select(DatasetInput).where(DatasetInput.run_id.in_(chunk))):
+                out[di.run_id].inputs.append({"name": di.name, "digest": di.digest, "context": di.context,
+                                              "source": di.source, "source_type": di.source_type,
+                                              "schema": di.schema, "profile": di.profile})
+            query = select(Artifact.run_id, Artifact.path, Artifact.oid, Artifact.size).where(Artifact.run_id.in_(chunk))
+            for rid, path, oid, size in session.execute(query.order_by(Artifact.path)):
+                out[rid].artifacts.append((path, oid, size))
+    return out

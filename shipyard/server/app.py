@@ -1,0 +1,55 @@
+"""The one ASGI app of ``shipyard server``.
+
+Routes come from the modules named in ``ROUTE_MODULES``; each module exposes ``routes``, a list of
+Starlette routes whose endpoints find the project through ``request.app.state.workspace``. To add an
+area (the registry room adds ``shipyard.server.mlflow_registry``), write the module and append its
+name to ``ROUTE_MODULES``: nothing else changes. Errors of every route go through one set of
+handlers (``errors.HANDLERS``), which answer in MLflow's ``{error_code, message}`` shape.
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from shipyard import __version__
+from shipyard.server.errors import HANDLERS, json_response
+from shipyard.workspace import Workspace
+
+# Route modules mounted in this order; each exposes ``routes: list[BaseRoute]``.
+ROUTE_MODULES: list[str] = [
+    "shipyard.server.tracking",
+    "shipyard.server.mlflow",
+]
+
+
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+def collect_routes(modules: list[str] | None = None) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [Route("/health", health), Route("/api/v1/health", health)]
+    for name in modules if modules is not None else ROUTE_MODULES:
+        routes.extend(importlib.import_module(name).routes)
+    return routes
+
+
+def create_app(workspace: Workspace, *, modules: list[str] | None = None) -> Starlette:
+    """The server app for a project (its store and object store are opened before serving)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        yield
+        workspace.close()
+
+    workspace.store  # noqa: B018 - open (and migrate) before the first request, not during it
+    workspace.objects  # noqa: B018
+    app = Starlette(routes=collect_routes(modules), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app.state.workspace = workspace
+    return app

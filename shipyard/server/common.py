@@ -1,0 +1,69 @@
+"""Helpers every route module shares: reading a bounded JSON body, typed fields, thread offload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from shipyard.errors import InputError
+from shipyard.server.errors import MalformedRequest, RequestTooLarge
+from shipyard.tracking.validation import MAX_REQUEST_BYTES
+
+T = TypeVar("T")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"{request.url.path}: the request body is {int(declared)} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"{request.url.path}: the request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> dict[str, Any]:
+    """The request's JSON object (1 MB at most), or a 400 naming the route and the problem."""
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"{request.url.path}: the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedRequest(f"{request.url.path}: the body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], route: str, *,
+          required: bool = True, default: Any = None) -> Any:
+    """``data[name]`` checked against ``kind`` (a 400 naming the route and field otherwise)."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InputError(f"{route}: missing required field {name!r}")
+        return default
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise InputError(f"{route}: field {name!r} must be {_kind(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise InputError(f"{route}: field {name!r} must be {_kind(kind)}, got {type(value).__name__} {value!r:.80}")
+    return value
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object", bool: "a boolean"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking store work off the event loop."""
+    return await run_in_threadpool(fn, *args, **kwargs)

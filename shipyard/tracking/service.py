@@ -1,0 +1,304 @@
+"""Tracking services over a Store and an ObjectStore: runs, batches, inputs, artifacts, reads.
+
+The Python API (local backend), the REST API and the CLI all call these; they take plain values
+and return plain records. Every write validates the whole request first and then runs in one
+transaction, so a bad batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from shipyard.errors import InputError, NotFound
+from shipyard.store import runs as repo
+from shipyard.store.runs import MetricValue, now_ms
+from shipyard.tracking import validation as v
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from shipyard.objects import ObjectStore
+    from shipyard.store import Store
+
+ACTIVE = "active"
+DELETED = "deleted"
+
+
+@dataclass
+class RunRecord:
+    """A run with everything logged to it, as the CLI, the REST API and diffs show it."""
+
+    run_id: str
+    experiment_id: int
+    experiment: str
+    name: str | None
+    status: str
+    start_time: int
+    end_time: int | None
+    parent_run_id: str | None
+    source: str
+    user: str | None
+    host: str | None
+    git_commit: str | None
+    git_branch: str | None
+    git_dirty: bool | None
+    lifecycle_stage: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    metric_steps: dict[str, tuple[int, int]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("metric_steps")
+        return out
+
+
+def records(session: Session, rows: Sequence[repo.Run], *, with_files: bool = True) -> list[RunRecord]:
+    """RunRecords for ORM runs, loading their data in bulk."""
+    data = repo.run_data(session, [r.id for r in rows], with_files=with_files)
+    names = dict(session.execute(select(repo.Experiment.id, repo.Experiment.name)
+                                 .where(repo.Experiment.id.in_({r.experiment_id for r in rows}))).all())
+    out = []
+    for r in rows:
+        d = data[r.id]
+        out.append(RunRecord(
+            run_id=r.id, experiment_id=r.experiment_id, experiment=names.get(r.experiment_id, ""), name=r.name,
+            status=r.status, start_time=r.start_time, end_time=r.end_time, parent_run_id=r.parent_run_id,
+            source=r.source, user=r.user, host=r.host, git_commit=r.git_commit, git_branch=r.git_branch,
+            git_dirty=r.git_dirty, lifecycle_stage=r.lifecycle_stage, params=d.params,
+            metrics={k: m[0] for k, m in d.metrics.items()},
+            metric_steps={k: (m[1], m[2]) for k, m in d.metrics.items()}, tags=d.tags, inputs=d.inputs,
+            artifacts=[{"path": p, "oid": o, "size": s} for p, o, s in d.artifacts],
+        ))
+    return out
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def create_run(session: Session, *, experiment: str | None = None, experiment_id: int | None = None,
+               name: str | None = None, parent_run_id: str | None = None, tags: Mapping[str, object] | None = None,
+               source: str = "api", user: str | None = None, host: str | None = None,
+               git: Mapping[str, Any] | None = None, start_time: int | None = None,
+               run_id: str | None = None) -> repo.Run:
+    """Create a RUNNING run in an experiment given by id or by name (created on first use)."""
+    clean_tags = v.check_tags(tags or {})
+    if name is not None and len(name) > v.MAX_RUN_NAME_LENGTH:
+        raise InputError(f"run name is {len(name)} characters long; the limit is {v.MAX_RUN_NAME_LENGTH}")
+    if experiment_id is not None:
+        exp = repo.get_experiment(session, experiment_id)
+        if exp.lifecycle_stage != ACTIVE:
+            raise InputError(f"experiment {experiment_id} is deleted; restore it or use another one")
+    else:
+        exp_name = experiment or repo.DEFAULT_EXPERIMENT
+        if len(exp_name) > v.MAX_EXPERIMENT_NAME_LENGTH:
+            raise InputError(f"experiment name is {len(exp_name)} characters; the limit is {v.MAX_EXPERIMENT_NAME_LENGTH}")
+        exp = repo.experiment_by_name(session, exp_name)
+    if parent_run_id is not None:
+        repo.get_run(session, parent_run_id)
+    git = git or {}
+    return repo.create_run(
+        session, experiment_id=exp.id, run_id=run_id, name=name, parent_run_id=parent_run_id, source=source,
+        user=user, host=host, git_commit=git.get("commit"), git_branch=git.get("branch"),
+        git_dirty=git.get("dirty"), start_time=start_time, tags=clean_tags,
+    )
+
+
+def active_run(session: Session, run_id: str) -> repo.Run:
+    """The run, refusing a deleted one (MLflow: the run must be in the 'active' state)."""
+    run = repo.get_run(session, run_id)
+    if run.lifecycle_stage != ACTIVE:
+        raise InputError(f"run {run_id} is deleted; restore it before logging to it")
+    return run
+
+
+def parse_metrics(items: Iterable[Mapping[str, Any] | MetricValue | Sequence[Any]]) -> list[MetricValue]:
+    """Validate metric points given as MetricValue, dicts {key, value, step, timestamp} or tuples."""
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, MetricValue):
+            key, value, step, ts = item.key, item.value, item.step, item.timestamp
+        elif isinstance(item, Mapping):
+            key, value = item.get("key"), item.get("value")
+            step, ts = item.get("step", 0), item.get("timestamp")
+        elif isinstance(item, (list, tuple)) and 2 <= len(item) <= 4:
+            key, value = item[0], item[1]
+            step = item[2] if len(item) > 2 else 0
+            ts = item[3] if len(item) > 3 else None
+        else:
+            raise InputError(f"metrics[{i}] must be an object with key, value, step, timestamp; got {item!r}")
+        key = v.check_key(key, f"metrics[{i}]")
+        number = v.check_metric_value(value, key)
+        step = v.check_int(0 if step is None else step, f"metric {key!r} step")
+        ts = None if ts is None else v.check_int(ts, f"metric {key!r} timestamp", minimum=0)
+        out.append(MetricValue(key, number, step, ts))
+    return out
+
+
+def log_batch(session: Session, run_id: str, *, metrics: Sequence[MetricValue] = (),
+              params: Mapping[str, object] | None = None, tags: Mapping[str, object] | None = None,
+              batch_id: str | None = None, limits: bool = True) -> bool:
+    """Write metrics, params and tags of a run in the caller's transaction, all or nothing.
+
+    ``metrics`` must come from ``parse_metrics``. With ``batch_id`` a repeated batch (a client
+    retrying after a dropped connection) is skipped; returns False then.
+    """
+    params = v.check_params(params or {})
+    tags = v.check_tags(tags or {})
+    if limits:
+        v.check_batch(metrics, params, tags)
+    active_run(session, run_id)
+    if batch_id is not None and not repo.claim_batch(session, batch_id, run_id):
+        return False
+    repo.log_params(session, run_id, params)
+    repo.set_tags(session, run_id, tags)
+    repo.log_metrics(session, run_id, metrics)
+    return True
+
+
+def end_run(session: Session, run_id: str, status: str = "FINISHED", end_time: int | None = None,
+            name: str | None = None) -> repo.Run:
+    return repo.update_run(session, run_id, status=status, end_time=end_time or now_ms(), name=name)
+
+
+def check_inputs(inputs: Iterable[Mapping[str, Any]]) -> list[dict[str, str | None]]:
+    out = []
+    for i, item in enumerate(inputs):
+        if not isinstance(item, Mapping):
+            raise InputError(f"inputs[{i}] must be an object with name and digest, got {item!r}")
+        name, digest = item.get("name"), item.get("digest")
+        if not isinstance(name, str) or not name or len(name) > 500:
+            raise InputError(f"inputs[{i}].name must be a non-empty string of at most 500 characters")
+        if not isinstance(digest, str) or not digest or len(digest) > 100:
+            raise InputError(f"inputs[{i}].digest must be a non-empty string of at most 100 characters")
+        context = item.get("context") or ""
+        if not isinstance(context, str) or len(context) > 50:
+            raise InputError(f"inputs[{i}].context must be a string of at most 50 characters (training, eval, ...)")
+        row: dict[str, str | None] = {"name": name, "digest": digest, "context": context}
+        for key, limit in (("source", 65536), ("source_type", 50), ("schema", 1 << 20), ("profile", 16 << 20)):
+            value = item.get(key)
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                raise InputError(f"inputs[{i}].{key} must be a string of at most {limit} characters")
+            row[key] = value
+        out.append(row)
+    return out
+
+
+def log_inputs(session: Session, run_id: str, inputs: Iterable[Mapping[str, Any]]) -> None:
+    rows = check_inputs(inputs)
+    active_run(session, run_id)
+    repo.log_inputs(session, run_id, rows)
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+def artifact_files(local: Path, artifact_path: str | None) -> list[tuple[Path, str]]:
+    """(file, artifact path) pairs for a file or every file under a folder."""
+    from shipyard.tracking.paths import safe_relative
+
+    prefix = safe_relative(artifact_path) if artifact_path else ""
+    if local.is_dir():
+        pairs = []
+        for root, _dirs, files in os.walk(local):
+            for name in sorted(files):
+                full = Path(root) / name
+                rel = full.relative_to(local).as_posix()
+                pairs.append((full, f"{prefix}/{rel}" if prefix else rel))
+        return pairs
+    if not local.is_file():
+        raise NotFound(f"artifact {local} does not exist", hint="pass the path of a file or a folder")
+    return [(local, f"{prefix}/{local.name}" if prefix else local.name)]
+
+
+def store_artifacts(store: Store, objects: ObjectStore, run_id: str, files: Sequence[tuple[Path, str]]) -> list[str]:
+    """Put files in the object store and record them on the run; returns their object ids."""
+    from shipyard.hashing import hash_file
+
+    pairs = [(path, hash_file(path)) for path, _ in files]
+    objects.put_files(pairs)
+    rows = [(name, oid, path.stat().st_size) for (path, name), (_, oid) in zip(files, pairs, strict=True)]
+    with store.write() as session:
+        active_run(session, run_id)
+        repo.log_artifacts(session, run_id, rows)
+    return [oid for _, oid in pairs]
+
+
+def store_artifact_bytes(store: Store, objects: ObjectStore, run_id: str, path: str, data: bytes) -> str:
+    from shipyard.tracking.paths import safe_relative
+
+    path = safe_relative(path)
+    oid = objects.put_bytes(data)
+    with store.write() as session:
+        active_run(session, run_id)
+        repo.log_artifacts(session, run_id, [(path, oid, len(data))])
+    return oid
+
+
+def read_artifact(store: Store, objects: ObjectStore, run_id: str, path: str) -> bytes:
+    from shipyard.tracking.paths import safe_relative
+
+    path = safe_relative(path)
+    with store.read() as session:
+        repo.get_run(session, run_id)
+        row = session.get(repo.Artifact, (run_id, path))
+        if row is None:
+            raise NotFound(f"run {run_id} has no artifact {path!r}")
+        oid = row.oid
+    return objects.get_bytes(oid)
+
+
+def list_artifacts(session: Session, run_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Direct children of ``prefix``: files with sizes and folders (MLflow's list-artifacts)."""
+    from shipyard.tracking.paths import safe_relative
+
+    prefix = safe_relative(prefix) if prefix else ""
+    repo.get_run(session, run_id)
+    rows = session.execute(select(repo.Artifact.path, repo.Artifact.size).where(repo.Artifact.run_id == run_id))
+    seen: dict[str, dict[str, Any]] = {}
+    for path, size in rows:
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        rest = path[len(prefix) + 1:] if prefix else path
+        head, sep, _ = rest.partition("/")
+        child = f"{prefix}/{head}" if prefix else head
+        if sep:
+            seen.setdefault(child, {"path": child, "is_dir": True})
+        else:
+            seen[child] = {"path": child, "is_dir": False, "file_size": size}
+    return [seen[k] for k in sorted(seen)]
+
+
+# -- reads ----------------------------------------------------------------------------------------
+def resolve_run_id(session: Session, ref: str) -> str:
+    """A full run id from a full id or a unique prefix of at least 4 characters."""
+    ref = ref.strip()
+    if session.get(repo.Run, ref) is not None:
+        return ref
+    if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
+        found = list(session.scalars(select(repo.Run.id).where(repo.Run.id.like(ref + "%")).limit(3)))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise InputError(f"run id prefix {ref!r} is ambiguous ({', '.join(found)}, ...)",
+                             hint="give more characters of the run id")
+    raise NotFound(f"run {ref!r} does not exist", hint="list runs with 'shipyard runs list'")
+
+
+def get_run(session: Session, run_id: str) -> RunRecord:
+    return records(session, [repo.get_run(session, resolve_run_id(session, run_id))])[0]
+
+
+def metric_history(session: Session, run_id: str, key: str) -> list[tuple[float, int, int]]:
+    repo.get_run(session, run_id)
+    return repo.metric_history(session, run_id, key)
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
