@@ -1,0 +1,224 @@
+"""PNG plots for the CI report: metric curves, confusion matrix, ROC, calibration, fairness by group.
+
+Pure functions over numpy arrays (no scikit-learn needed); each writes one PNG with matplotlib's Agg
+backend and returns its path. Where a champion (or the base branch) is known it is drawn next to
+the candidate, so the reviewer sees the change, not just the new state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import require_extra
+
+CANDIDATE_COLOR = "#1f77b4"
+REFERENCE_COLOR = "#7f7f7f"
+DPI = 110
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's predictions on the evaluation split."""
+
+    label: str  # e.g. "candidate penguin-species@4" or "champion @3"
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray | None = None  # (n, k), columns in ``classes`` order
+    classes: tuple[Any, ...] = ()
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+def _pyplot() -> Any:
+    require_extra("matplotlib", "sklearn")
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def metric_curves(series: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: Path) -> Path | None:
+    """One panel per metric with a history: {metric: {label: [(step, value), ...]}}."""
+    panels = {k: v for k, v in series.items() if any(len(points) > 1 for points in v.values())}
+    if not panels:
+        return None
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (metric, by_label) in zip(axes.flat, sorted(panels.items()), strict=False):
+        for i, (label, points) in enumerate(by_label.items()):
+            steps, values = zip(*sorted(points), strict=True) if points else ((), ())
+            ax.plot(steps, values, label=label, color=CANDIDATE_COLOR if i == 0 else REFERENCE_COLOR,
+                    linestyle="-" if i == 0 else "--", linewidth=1.6)
+        ax.set_title(metric)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle("Metric curves")
+    return _save(fig, path)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        if t in index and p in index:
+            matrix[index[t], index[p]] += 1
+    return matrix
+
+
+def confusion_matrix(candidate: Predictions, path: Path, reference: Predictions | None = None) -> Path:
+    """Counts with row-normalised shading; the reference model's matrix beside it when given."""
+    plt = _pyplot()
+    classes = list(candidate.classes) or sorted(set(candidate.y_true.tolist()) | set(candidate.y_pred.tolist()))
+    models = [candidate] + ([reference] if reference is not None else [])
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 4.2), squeeze=False)
+    for ax, model in zip(axes.flat, models, strict=True):
+        matrix = confusion(model.y_true, model.y_pred, classes)
+        share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+        ax.set_xticks(range(len(classes)), [str(c) for c in classes], rotation=30, ha="right")
+        ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+        ax.set_title(f"{model.label}\naccuracy {accuracy:.3f}", fontsize=10)
+    return _save(fig, path)
+
+
+def roc_points(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False and true positive rates over every threshold, and the area under the curve."""
+    order = np.argsort(-scores, kind="mergesort")
+    y = y_true[order].astype(bool)
+    s = scores[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tps = np.cumsum(y)[distinct]
+    fps = (distinct + 1) - tps
+    positives, negatives = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    tpr = np.r_[0.0, tps / positives]
+    fpr = np.r_[0.0, fps / negatives]
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+
+
+def roc(candidate: Predictions, path: Path, reference: Predictions | None = None) -> Path | None:
+    """One-vs-rest ROC per class (binary: the positive class); the reference dashed."""
+    if candidate.proba is None or not candidate.classes:
+        return None
+    plt = _pyplot()
+    classes = list(candidate.classes)
+    shown = classes[1:] if len(classes) == 2 else classes
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    palette = plt.get_cmap("tab10")
+    for k, cls in enumerate(shown):
+        column = classes.index(cls)
+        for model, style in ((candidate, "-"), (reference, "--")):
+            if model is None or model.proba is None or list(model.classes) != classes:
+                continue
+            fpr, tpr, auc = roc_points(np.asarray(model.y_true) == cls, model.proba[:, column])
+            ax.plot(fpr, tpr, style, color=palette(k), linewidth=1.6, label=f"{cls} ({model.label}) AUC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ":", color=REFERENCE_COLOR, linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC (one vs rest)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def calibration_bins(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray,
+                     bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Top-label reliability: mean confidence, accuracy and count per bin, and the ECE."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(float)
+    conf, acc, count = np.zeros(bins), np.zeros(bins), np.zeros(bins, dtype=np.int64)
+    for b in range(bins):
+        mask = which == b
+        count[b] = int(mask.sum())
+        if count[b]:
+            conf[b] = confidence[mask].mean()
+            acc[b] = correct[mask].mean()
+    ece = float(np.sum(count * np.abs(acc - conf)) / max(count.sum(), 1))
+    return conf, acc, count, ece
+
+
+def calibration(candidate: Predictions, path: Path, reference: Predictions | None = None) -> Path | None:
+    """Reliability diagram of the top-label confidence, with the expected calibration error."""
+    if candidate.proba is None:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.plot([0, 1], [0, 1], ":", color=REFERENCE_COLOR, linewidth=1, label="perfect")
+    for model, color, style in ((candidate, CANDIDATE_COLOR, "-o"), (reference, REFERENCE_COLOR, "--s")):
+        if model is None or model.proba is None:
+            continue
+        conf, acc, count, ece = calibration_bins(model.y_true, model.y_pred, model.proba.max(axis=1))
+        used = count > 0
+        ax.plot(conf[used], acc[used], style, color=color, markersize=4, label=f"{model.label} (ECE {ece:.3f})")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (top class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Calibration")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def group_accuracy(model: Predictions, column: str) -> dict[str, tuple[float, int]]:
+    groups = np.asarray(model.groups[column]).astype(str)
+    correct = np.asarray(model.y_true) == np.asarray(model.y_pred)
+    return {g: (float(correct[groups == g].mean()), int((groups == g).sum())) for g in sorted(set(groups.tolist()))}
+
+
+def fairness(candidate: Predictions, path: Path, reference: Predictions | None = None) -> Path | None:
+    """Accuracy per group for each sensitive column; the gap between groups in the title."""
+    columns = sorted(candidate.groups)
+    if not columns:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.6 * len(columns), 3.8), squeeze=False)
+    for ax, column in zip(axes.flat, columns, strict=True):
+        ours = group_accuracy(candidate, column)
+        theirs = group_accuracy(reference, column) if reference is not None and column in reference.groups else {}
+        names = list(ours)
+        x = np.arange(len(names))
+        width = 0.38 if theirs else 0.6
+        bars = ax.bar(x - (width / 2 if theirs else 0), [ours[n][0] for n in names], width,
+                      color=CANDIDATE_COLOR, label=candidate.label)
+        for bar, name in zip(bars, names, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"{ours[name][0]:.3f}\nn={ours[name][1]}",
+                    ha="center", va="bottom", fontsize=7)
+        if theirs:
+            ax.bar(x + width / 2, [theirs.get(n, (0.0, 0))[0] for n in names], width, color=REFERENCE_COLOR,
+                   label=reference.label if reference else "reference")
+        gap = max(v for v, _ in ours.values()) - min(v for v, _ in ours.values())
+        ax.set_xticks(x, names)
+        ax.set_ylim(0, 1.3)
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"accuracy by {column}: largest gap {gap:.3f}")
+        ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
