@@ -1,0 +1,1 @@
+"""Datasets: versions, schemas (inference and validation), reference profiles and drift statistics."""
