@@ -138,10 +138,23 @@ class FsspecBackend:
         return None
 
     def write(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(key), data)
+        try:
+            self.fs.pipe_file(self._path(key), data)
+        except OSError as exc:
+            raise self._write_error(exc, key) from exc
 
     def write_file(self, key: str, source: Path) -> None:
-        self.fs.put_file(str(source), self._path(key))
+        try:
+            self.fs.put_file(str(source), self._path(key))
+        except OSError as exc:
+            raise self._write_error(exc, key) from exc
+
+    def _write_error(self, exc: OSError, key: str) -> Exception:
+        if isinstance(exc, FileNotFoundError | PermissionError):
+            return StoreError(f"cannot write object {key} to {self.url}: {exc}",
+                              hint="check that the bucket (or folder) exists and that the credentials "
+                                   "(e.g. AWS_ACCESS_KEY_ID, AWS_PROFILE) allow writing to it")
+        return _translate_os_error(exc, f"object {key} to {self.url}")
 
     def read(self, key: str) -> bytes:
         try:
