@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from shipyard.errors import ConfigError, did_you_mean
 
@@ -30,15 +31,26 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Stage(Frozen):
-    """One pipeline stage, as written in ``pipeline.stages``."""
+class OutOptions(Frozen):
+    """Options of one out (``- model.pkl: {cache: false}``)."""
 
-    cmd: str | list[str]
+    cache: bool = True
+    persist: bool = False
+    desc: str | None = None
+
+
+class Stage(Frozen):
+    """One pipeline stage, as written in ``pipeline.stages``.
+
+    ``cmd`` is required, except in a ``foreach`` stage, whose ``do`` block holds the stage body.
+    """
+
+    cmd: str | list[str] | None = None
     deps: list[str] = Field(default_factory=list)
-    params: list[str | dict[str, list[str]]] = Field(default_factory=list)
-    outs: list[str | dict[str, dict[str, Any]]] = Field(default_factory=list)
-    metrics: list[str | dict[str, dict[str, Any]]] = Field(default_factory=list)
-    plots: list[str | dict[str, dict[str, Any]]] = Field(default_factory=list)
+    params: list[str | dict[str, list[str] | None]] = Field(default_factory=list)
+    outs: list[str | dict[str, OutOptions | None]] = Field(default_factory=list)
+    metrics: list[str | dict[str, OutOptions | None]] = Field(default_factory=list)
+    plots: list[str | dict[str, OutOptions | None]] = Field(default_factory=list)
     wdir: str = "."
     env: dict[str, str] = Field(default_factory=dict)
     always_changed: bool = False
@@ -47,6 +59,15 @@ class Stage(Frozen):
     matrix: dict[str, list[Any] | str] | None = None
     do: dict[str, Any] | None = None
     desc: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_body(self) -> Stage:
+        if self.foreach is not None:
+            if self.do is None:
+                raise ValueError("a foreach stage needs a 'do' block holding cmd, deps and outs")
+        elif self.cmd is None or self.cmd == [] or self.cmd == "":
+            raise ValueError("required key 'cmd' is missing (the command this stage runs)")
+        return self
 
 
 class Pipeline(Frozen):
@@ -77,6 +98,104 @@ class ModelSection(Frozen):
         return value
 
 
+GATE_KINDS = ("metric", "fairness", "latency", "max_size_mb", "signature", "behavioral", "replay")
+_GATE_OPTIONS = {
+    "metric": {"min", "max", "vs", "max_drop", "min_gain", "confidence", "resamples"},
+    "fairness": {"group", "max"},
+    "latency": {"latency_p50_ms", "latency_p99_ms", "rows"},
+    "max_size_mb": set(),
+    "signature": set(),
+    "behavioral": set(),
+    "replay": {"max_disagreement"},
+}
+
+
+class Gate(Frozen):
+    """One entry of ``gates``: exactly one kind key (metric, fairness, latency_p50_ms/latency_p99_ms,
+    max_size_mb, signature, behavioral, replay) plus that kind's options."""
+
+    name: str | None = None
+    metric: str | None = None
+    min: float | None = None
+    max: float | None = None
+    vs: Literal["champion"] | None = None
+    max_drop: float | None = Field(default=None, ge=0)
+    min_gain: float | None = None
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    resamples: int = Field(default=1000, ge=100, le=100_000)
+    fairness: Literal["demographic_parity_difference", "equalized_odds_difference"] | None = None
+    group: str | None = None
+    latency_p50_ms: float | None = Field(default=None, gt=0)
+    latency_p99_ms: float | None = Field(default=None, gt=0)
+    rows: int = Field(default=200, ge=10)
+    max_size_mb: float | None = Field(default=None, gt=0)
+    signature: Literal["compatible"] | None = None
+    behavioral: str | None = None
+    replay: str | None = None
+    max_disagreement: float | None = Field(default=None, ge=0, le=1)
+
+    @property
+    def kind(self) -> str:
+        found = self._kinds()
+        return found[0] if found else ""
+
+    def _kinds(self) -> list[str]:
+        present = [k for k in ("metric", "fairness", "max_size_mb", "signature", "behavioral", "replay")
+                   if getattr(self, k) is not None]
+        if self.latency_p50_ms is not None or self.latency_p99_ms is not None:
+            present.append("latency")
+        return present
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Gate:
+        kinds = self._kinds()
+        if not kinds:
+            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay")
+        if len(kinds) > 1:
+            raise PydanticCustomError("gate_kind", "one gate has one kind, this one has {kinds}: write them as separate gates", {"kinds": " and ".join(kinds)})
+        kind = kinds[0]
+        allowed = _GATE_OPTIONS[kind] | {"name", kind}
+        for key in self.model_fields_set - allowed:
+            raise PydanticCustomError("gate_option", "{key} does not apply to a {kind} gate", {"key": key, "kind": kind})
+        if kind == "metric":
+            if self.vs is None and self.min is None and self.max is None:
+                raise PydanticCustomError("gate_metric", "metric gate {metric}: give min and/or max, or vs: champion with max_drop or min_gain", {"metric": self.metric})
+            if self.vs is not None and (self.min is not None or self.max is not None):
+                raise PydanticCustomError("gate_metric", "metric gate {metric}: write the threshold (min/max) and the champion comparison as two gates", {"metric": self.metric})
+            if self.vs is not None and self.max_drop is None and self.min_gain is None:
+                raise PydanticCustomError("gate_metric", "metric gate {metric} vs champion: give max_drop or min_gain", {"metric": self.metric})
+            if self.vs is None and {"max_drop", "min_gain", "confidence", "resamples"} & self.model_fields_set:
+                raise PydanticCustomError("gate_metric", "metric gate {metric}: max_drop, min_gain, confidence and resamples need vs: champion", {"metric": self.metric})
+        if kind == "fairness" and (self.group is None or self.max is None):
+            raise PydanticCustomError("gate_fairness", "fairness gate {f}: give group (a column) and max", {"f": self.fairness})
+        if kind == "replay" and self.max_disagreement is None:
+            raise PydanticCustomError("gate_replay", "replay gate {r}: give max_disagreement (a share between 0 and 1)", {"r": self.replay})
+        return self
+
+    def label(self) -> str:
+        """A short name for reports: the explicit ``name`` or one made from the kind."""
+        if self.name:
+            return self.name
+        kind = self.kind
+        if kind == "metric":
+            if self.vs:
+                bound = f"max_drop {self.max_drop}" if self.max_drop is not None else f"min_gain {self.min_gain}"
+                return f"{self.metric} vs champion ({bound})"
+            parts = [f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
+            return f"{self.metric} " + " and ".join(p for p in parts if p)
+        if kind == "fairness":
+            return f"{self.fairness} by {self.group}"
+        if kind == "latency":
+            return "latency " + ", ".join(f"{k} <= {v}" for k, v in (("p50", self.latency_p50_ms), ("p99", self.latency_p99_ms)) if v is not None) + " ms"
+        if kind == "max_size_mb":
+            return f"model size <= {self.max_size_mb} MB"
+        if kind == "signature":
+            return "signature compatible with champion"
+        if kind == "behavioral":
+            return f"behavioural tests {self.behavioral}"
+        return f"replay {self.replay}"
+
+
 class Notifier(Frozen):
     """One entry of ``notify``: where alerts and rollout events are sent."""
 
@@ -85,18 +204,111 @@ class Notifier(Frozen):
     secret: str | None = None
 
 
+class StickySettings(Frozen):
+    """``deploy.sticky``: keep each client on one version (by a header, else a body key's hash)."""
+
+    header: str | None = "x-shipyard-key"
+    key: str | None = None
+
+
+class BatchingSettings(Frozen):
+    """``deploy.batching``: merge concurrent requests into one model call."""
+
+    enabled: bool = False
+    max_batch_size: int = Field(64, ge=1, le=100_000)
+    max_latency_ms: float = Field(2.0, gt=0, le=10_000)
+
+
+ROLLBACK_METRICS = ("error_rate", "latency_p99_ms", "latency_p99_ratio", "prediction_psi",
+                    "shadow_disagreement", "accuracy", "accuracy_drop")
+_CONDITION = re.compile(r"^\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """``"60s"``, ``"1.5m"``, ``"250ms"``, ``"2h"`` or a number of seconds -> seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like 60s, 2m, 250ms or 1h, got {value!r}")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+def parse_condition(text: str) -> tuple[str, float]:
+    """``"> 0.01"`` -> (">", 0.01)."""
+    match = _CONDITION.match(str(text))
+    if not match:
+        raise ValueError(f"expected a condition like \"> 0.01\" or \"< 0.9\", got {text!r}")
+    return match.group(1), float(match.group(2))
+
+
+class DeploySection(Frozen):
+    """The ``deploy`` section: how ``shipyard deploy`` moves traffic and when it rolls back."""
+
+    strategy: Literal["canary", "bluegreen", "shadow", "ab"] = "canary"
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100])
+    interval: str | float = "60s"
+    min_samples: int = Field(200, ge=1)
+    consecutive_successes: int = Field(1, ge=1)
+    failure_limit: int = Field(0, ge=0)
+    rollback_when: dict[str, str] = Field(default_factory=lambda: {
+        "error_rate": "> 0.01", "latency_p99_ms": "> 250", "prediction_psi": "> 0.2",
+        "shadow_disagreement": "> 0.2"})
+    shadow_percent: float = Field(100.0, ge=0, le=100)
+    ab_split: float = Field(50.0, gt=0, lt=100)
+    sticky: StickySettings = Field(default_factory=StickySettings)
+    candidate_timeout_ms: float = Field(250.0, gt=0)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    request_log: str | None = None
+    flush_interval: str | float = "1s"
+    poll_interval: str | float = "1s"
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_rise_to_100(cls, value: list[int]) -> list[int]:
+        if not value or any(not 0 < s <= 100 for s in value) or value != sorted(set(value)) or value[-1] != 100:
+            raise ValueError("steps must rise strictly from above 0 and end at 100, e.g. [10, 25, 50, 100]")
+        return value
+
+    @field_validator("interval", "flush_interval", "poll_interval")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        if parse_duration(value) <= 0:
+            raise ValueError("a duration must be above 0")
+        return value
+
+    @field_validator("rollback_when")
+    @classmethod
+    def _conditions(cls, value: dict[str, str]) -> dict[str, str]:
+        for metric, condition in value.items():
+            if metric not in ROLLBACK_METRICS:
+                hint = did_you_mean(metric, ROLLBACK_METRICS) or ""
+                raise ValueError(f"unknown metric {metric!r} {hint}".strip())
+            parse_condition(condition)
+        return value
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration(self.interval)
+
+    def thresholds(self) -> dict[str, tuple[str, float]]:
+        return {metric: parse_condition(cond) for metric, cond in self.rollback_when.items()}
+
+
 class ShipyardConfig(Frozen):
     """The whole of shipyard.yaml.
 
-    ``gates``, ``deploy`` and ``monitor`` are kept as parsed YAML here and validated by their own
-    services (gates/, rollout/, monitoring/), which own their vocabulary.
+    ``gates`` and ``monitor`` are kept as parsed YAML here and validated by their own services
+    (gates/, monitoring/), which own their vocabulary; ``deploy`` is ``DeploySection``.
     """
 
     version: int = 1
     pipeline: Pipeline = Field(default_factory=Pipeline)
     model: ModelSection | None = None
-    gates: list[dict[str, Any]] = Field(default_factory=list)
-    deploy: dict[str, Any] = Field(default_factory=dict)
+    gates: list[Gate] = Field(default_factory=list)
+    deploy: DeploySection = Field(default_factory=DeploySection)
     monitor: dict[str, Any] = Field(default_factory=dict)
     notify: list[Notifier] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)

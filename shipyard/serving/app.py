@@ -1,0 +1,501 @@
+"""The model gateway: an ASGI app (Starlette on uvicorn, orjson) serving routed model versions.
+
+Endpoints: Open Inference Protocol v2 (``/v2/models/{name}/infer``, ``/ready``, metadata,
+``/v2/health/live|ready``), MLflow ``/invocations`` (``dataframe_split``, ``dataframe_records``,
+``instances``, ``inputs``), ``/v1/models/{name}:predict``, ``/health``, ``/ready``, ``/metrics``
+and ``POST /v1/feedback``. Every response carries ``x-shipyard-version`` (the model version that
+answered; the gateway's own version on non-model routes) and ``x-request-id``.
+
+The request path reads the follower's snapshot (no database), routes with the model's strategy,
+predicts, answers, then appends to the request log's queue. The invariant: a candidate that raises,
+times out or returns garbage (wrong length, NaN) never fails a request the champion can serve —
+the champion answers within the same request and the candidate error is counted and logged.
+Shadow copies run after the answer, off the request path, in a bounded pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shipyard import __version__
+from shipyard.errors import did_you_mean
+from shipyard.serving import codec
+from shipyard.serving.batching import Batcher
+from shipyard.serving.codec import Inputs, RequestError
+from shipyard.serving.follower import Follower, ModelRoute, Served
+from shipyard.serving.metrics import GatewayMetrics
+from shipyard.serving.requestlog import FeedbackEntry, LogEntry, RequestLog
+from shipyard.serving.routing import bucket_of
+
+GATEWAY_VERSION = f"gateway-{__version__}"
+MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_REQUEST_ID = 128
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    max_body_bytes: int = MAX_BODY_BYTES
+    batching: bool = False
+    max_batch_size: int = 64
+    max_latency_ms: float = 2.0
+    max_shadow_in_flight: int = 64
+    scores: bool = True
+
+
+class CandidateFailure(Exception):
+    """A candidate's answer was unusable (wrong length, NaN, not loaded)."""
+
+
+class Gateway:
+    """Request handling; owns the follower, the request log and the metrics of one replica."""
+
+    def __init__(self, follower: Follower, request_log: RequestLog | None, settings: GatewaySettings | None = None,
+                 background: list[Any] | None = None) -> None:
+        self.follower = follower
+        self.log = request_log
+        self.settings = settings or GatewaySettings()
+        self.metrics = GatewayMetrics()
+        self.background = background or []
+        self.parsing = 0
+        self.shadow_in_flight = 0
+        self._batchers: dict[tuple[str, int, bool], Batcher] = {}
+        self._candidate_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shipyard-candidate")
+        self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-shadow")
+        if request_log is not None:
+            request_log._on_drop = lambda n: self.metrics.log_dropped.inc(n)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def startup(self) -> None:
+        self.follower.refresh()
+        self.follower.start()
+        if self.log is not None:
+            self.log.start()
+        for job in self.background:
+            job.start()
+
+    def shutdown(self) -> None:
+        for job in self.background:
+            job.stop()
+        self.follower.stop()
+        if self.log is not None:
+            self.log.stop()
+        self._candidate_pool.shutdown(wait=False, cancel_futures=True)
+        self._shadow_pool.shutdown(wait=True)
+
+    # -- responses -----------------------------------------------------------------------------
+    @staticmethod
+    def respond(body: Any, status: int = 200, version: Any = GATEWAY_VERSION, rid: str | None = None,
+                extra: dict[str, str] | None = None, media: str = "application/json") -> Response:
+        headers = {"x-shipyard-version": str(version), "x-request-id": rid or uuid.uuid4().hex}
+        if extra:
+            headers.update(extra)
+        content = body if isinstance(body, bytes) else codec.dumps(body)
+        return Response(content, status_code=status, headers=headers, media_type=media)
+
+    def error(self, status: int, message: str, rid: str, field: str | None = None, hint: str | None = None,
+              reason: str = "bad_request") -> Response:
+        self.metrics.rejected.labels(reason).inc()
+        body: dict[str, Any] = {"error": message}
+        if field:
+            body["field"] = field
+        if hint:
+            body["hint"] = hint
+        return self.respond(body, status, rid=rid)
+
+    # -- request helpers -----------------------------------------------------------------------
+    @staticmethod
+    def request_id(request: Request) -> str:
+        given = request.headers.get("x-request-id")
+        if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
+            return given
+        return uuid.uuid4().hex
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise RequestError("body", f"the body is {int(declared)} bytes; the limit is {limit} bytes", status=413)
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError("body", f"the body exceeds the limit of {limit} bytes", status=413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def find_model(self, name: str, rid: str) -> ModelRoute | Response:
+        snapshot = self.follower.snapshot
+        route = snapshot.models.get(name) if snapshot else None
+        if route is None:
+            known = list(snapshot.models) if snapshot else []
+            return self.error(404, f"unknown model {name!r}", rid, hint=did_you_mean(name, known)
+                              or "deploy one with 'shipyard deploy NAME@VERSION'", reason="unknown_model")
+        return route
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _call(self, served: Served) -> Any:
+        model = served.model
+        want_scores = self.settings.scores and served.labels
+
+        def run(frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            if want_scores:
+                proba = model.predict_proba(frame)
+                if proba is not None:
+                    proba = np.asarray(proba)
+                    classes = np.asarray(model.classes)
+                    return classes[proba.argmax(axis=1)], proba.max(axis=1)
+            return np.asarray(model.predict(frame)), None
+
+        return run
+
+    def _batcher(self, served: Served, candidate: bool) -> Batcher:
+        key = (served.name, served.version, candidate)
+        batcher = self._batchers.get(key)
+        if batcher is None or getattr(batcher, "served", None) is not served:
+            hist = self.metrics.batch_size.labels(served.name, str(served.version))
+            batcher = Batcher(self._call(served), max_batch_size=self.settings.max_batch_size,
+                              max_latency_ms=self.settings.max_latency_ms, arriving=lambda: self.parsing,
+                              observe=hist.observe, executor=self._candidate_pool if candidate else None)
+            batcher.served = served  # type: ignore[attr-defined]
+            self._batchers[key] = batcher
+        return batcher
+
+    async def predict(self, served: Served, frame: Any, candidate: bool, timeout: float) -> tuple[Any, Any]:
+        if served.model is None:
+            raise CandidateFailure(f"version {served.version} is not loaded: {served.error}")
+        if self.settings.batching:
+            coro = self._batcher(served, candidate).submit(frame)
+            preds, scores = await (asyncio.wait_for(coro, timeout) if candidate else coro)
+        elif candidate:
+            loop = asyncio.get_running_loop()
+            preds, scores = await asyncio.wait_for(loop.run_in_executor(self._candidate_pool, self._call(served), frame),
+                                                   timeout)
+        else:
+            preds, scores = self._call(served)(frame)
+        check_output(preds, len(frame), served.labels)
+        return preds, scores
+
+    async def serve(self, route: ModelRoute, inputs: Inputs, rid: str, key: str | None,
+                    field: str) -> tuple[Served, str, Any, Any, Any, float]:
+        """Route one request and predict; returns (served, route, frame, predictions, scores, ms)."""
+        started = time.perf_counter()
+        assignment = route.strategy.assign(bucket_of(key), bucket_of(None))
+        served = route.versions.get(assignment.version)
+        if served is None:
+            raise RuntimeError(f"routing names version {assignment.version} of {route.name!r}, which is not loaded")
+        frame = codec.to_frame(inputs, (served.features or (route.champion.features if route.champion else None)), field)
+        name = route.name
+        if assignment.fallback is not None:
+            try:
+                preds, scores = await self.predict(served, frame, True, route.timeout_s)
+            except Exception as exc:
+                kind = ("timeout" if isinstance(exc, TimeoutError) else
+                        "garbage" if isinstance(exc, CandidateFailure) else "error")
+                self.metrics.candidate_errors.labels(name, str(served.version), kind).inc()
+                elapsed = (time.perf_counter() - started) * 1000
+                self.metrics.request(name, served.version, assignment.route, "error").inc()
+                if self.log is not None:
+                    self.log.append(LogEntry(rid, time.time(), name, served.version, assignment.route, "error",
+                                             elapsed, f"{kind}: {type(exc).__name__}: {exc}"[:500], frame, None,
+                                             None, served.labels))
+                fallback = route.versions.get(assignment.fallback)
+                if fallback is None or fallback.model is None:
+                    raise
+                preds, scores = await self.predict(fallback, frame, False, 0)
+                return fallback, "primary", frame, preds, scores, (time.perf_counter() - started) * 1000
+        else:
+            if served.model is None:
+                raise RuntimeError(f"model {name!r} version {served.version} failed to load: {served.error}")
+            preds, scores = await self.predict(served, frame, False, 0)
+        if assignment.shadow is not None:
+            self.mirror(route, assignment.shadow, frame, preds, rid)
+        return served, assignment.route, frame, preds, scores, (time.perf_counter() - started) * 1000
+
+    def record(self, served: Served, route_name: str, frame: Any, preds: Any, scores: Any, elapsed: float,
+               rid: str) -> None:
+        m = self.metrics
+        m.request(served.name, served.version, route_name, "ok").inc()
+        m.latency_of(served.name, served.version).observe(elapsed / 1000.0)
+        m.observe_predictions(served.name, served.version, preds, served.labels)
+        if self.log is not None:
+            self.log.append(LogEntry(rid, time.time(), served.name, served.version, route_name, "ok", elapsed, None,
+                                     frame, preds, scores, served.labels))
+
+    def mirror(self, route: ModelRoute, version: int, frame: Any, primary: Any, rid: str) -> None:
+        """Run the shadow version on a copy of the request after answering; log its output."""
+        served = route.versions.get(version)
+        if served is None or served.model is None:
+            self.metrics.candidate_errors.labels(route.name, str(version), "not_loaded").inc()
+            return
+        if self.shadow_in_flight >= self.settings.max_shadow_in_flight:
+            self.metrics.shadow_dropped.labels(route.name).inc()
+            return
+        self.shadow_in_flight += 1
+        loop = asyncio.get_running_loop()
+        call = self._call(served)
+
+        def run() -> tuple[Any, Any, float, str | None]:
+            start = time.perf_counter()
+            try:
+                preds, scores = call(frame)
+                check_output(preds, len(frame), served.labels)
+                return preds, scores, (time.perf_counter() - start) * 1000, None
+            except Exception as exc:
+                return None, None, (time.perf_counter() - start) * 1000, f"{type(exc).__name__}: {exc}"[:500]
+
+        def done(fut: Any) -> None:
+            self.shadow_in_flight -= 1
+            if fut.cancelled():
+                return
+            preds, scores, ms, err = fut.result()
+            status = "ok" if err is None else "error"
+            self.metrics.request(served.name, served.version, "shadow", status).inc()
+            if err is not None:
+                self.metrics.candidate_errors.labels(served.name, str(served.version), "shadow").inc()
+            if self.log is not None:
+                self.log.append(LogEntry(rid, time.time(), served.name, served.version, "shadow", status, ms, err,
+                                         frame, preds, scores, served.labels))
+
+        future = loop.run_in_executor(self._shadow_pool, run)
+        future.add_done_callback(done)
+
+
+def check_output(preds: Any, n: int, labels: bool) -> None:
+    """Refuse garbage: wrong length, or NaN/inf in a numeric prediction."""
+    if not hasattr(preds, "__len__") or len(preds) != n:
+        raise CandidateFailure(f"returned {len(preds) if hasattr(preds, '__len__') else 'no'} predictions for {n} rows")
+    array = np.asarray(preds)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise CandidateFailure("returned NaN or infinite predictions")
+    if array.dtype.kind == "O" and any(isinstance(v, float) and not math.isfinite(v) for v in array.tolist()):
+        raise CandidateFailure("returned NaN predictions")
+
+
+def sticky_key(route: ModelRoute, request: Request, inputs: Inputs, parameters: dict[str, Any] | None) -> str | None:
+    header = route.sticky_header
+    if header:
+        value = request.headers.get(header)
+        if value:
+            return value
+    key = route.sticky_key
+    if key:
+        for source in (parameters, inputs.params):
+            if source and key in source:
+                return str(source[key])
+        if inputs.values is not None and key in inputs.values and inputs.values[key]:
+            return str(inputs.values[key][0])
+        if inputs.columns is not None and inputs.rows and key in inputs.columns:
+            return str(inputs.rows[0][inputs.columns.index(key)])
+    return None
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    """The Starlette app around a Gateway."""
+    gw = gateway
+
+    async def handle(request: Request, name: str, protocol: str) -> Response:
+        rid = Gateway.request_id(request)
+        gw.parsing += 1
+        parsing = True
+        try:
+            found = gw.find_model(name, rid)
+            if isinstance(found, Response):
+                return found
+            route = found
+            try:
+                doc = codec.loads(await gw.read_body(request))
+                parameters = None
+                if protocol == "oip":
+                    inputs, client_id = codec.parse_oip(doc)
+                    parameters = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else None
+                    field = "inputs"
+                else:
+                    inputs = codec.parse_mlflow(doc)
+                    client_id = None
+                    field = next((k for k in codec.MLFLOW_KEYS if k in doc), "body")
+                key = sticky_key(route, request, inputs, parameters)
+                gw.parsing -= 1
+                parsing = False
+                served, route_name, frame, preds, scores, elapsed = await gw.serve(route, inputs, rid, key, field)
+            except RequestError as exc:
+                reason = "too_large" if exc.status == 413 else "bad_request"
+                return gw.error(exc.status, exc.message, rid, field=exc.field, reason=reason)
+            except Exception as exc:
+                gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
+                return gw.error(500, f"model {name!r} failed: {type(exc).__name__}: {exc}", rid, reason="model_error")
+            gw.record(served, route_name, frame, preds, scores, elapsed, rid)
+            out = codec.jsonable(preds)
+            if protocol == "oip":
+                outputs = [{"name": "predict", "datatype": codec.oip_datatype(np.asarray(preds)),
+                            "shape": [len(preds)], "data": out}]
+                if scores is not None:
+                    outputs.append({"name": "score", "datatype": "FP64", "shape": [len(scores)], "data": scores})
+                body: Any = {"model_name": name, "model_version": str(served.version), "id": client_id or rid,
+                             "outputs": outputs}
+            else:
+                body = {"predictions": out}
+            return gw.respond(body, 200, served.version, rid, {"x-shipyard-route": route_name})
+        finally:
+            if parsing:
+                gw.parsing -= 1
+
+    async def infer(request: Request) -> Response:
+        return await handle(request, request.path_params["name"], "oip")
+
+    async def v1_predict(request: Request) -> Response:
+        return await handle(request, request.path_params["name"], "mlflow")
+
+    async def invocations(request: Request) -> Response:
+        name = request.query_params.get("model") or request.headers.get("x-shipyard-model")
+        if not name:
+            snapshot = gw.follower.snapshot
+            models = list(snapshot.models) if snapshot else []
+            if len(models) != 1:
+                rid = Gateway.request_id(request)
+                return gw.error(404 if not models else 400,
+                                "no model is served" if not models else
+                                f"{len(models)} models are served; name one with ?model=NAME", rid,
+                                field="model", reason="unknown_model")
+            name = models[0]
+        return await handle(request, name, "mlflow")
+
+    async def model_ready(request: Request) -> Response:
+        rid = Gateway.request_id(request)
+        found = gw.find_model(request.path_params["name"], rid)
+        if isinstance(found, Response):
+            return found
+        champion = found.champion
+        ready = champion is not None and champion.ok
+        return gw.respond({"name": found.name, "ready": ready}, 200 if ready else 503,
+                          champion.version if champion else GATEWAY_VERSION, rid)
+
+    async def model_metadata(request: Request) -> Response:
+        rid = Gateway.request_id(request)
+        found = gw.find_model(request.path_params["name"], rid)
+        if isinstance(found, Response):
+            return found
+        champion = found.champion
+        features = (champion.features if champion else None) or ()
+        dtype = {"double": "FP64", "long": "INT64", "boolean": "BOOL", "string": "BYTES"}
+        body = {
+            "name": found.name,
+            "versions": [str(v) for v in sorted(found.versions)],
+            "platform": "shipyard",
+            "inputs": [{"name": f.name, "datatype": dtype.get(f.type, "BYTES"), "shape": [-1]} for f in features],
+            "outputs": [{"name": "predict", "datatype": "BYTES" if champion and champion.labels else "FP64",
+                         "shape": [-1]}],
+            "routing": {k: found.table.get(k) for k in ("strategy", "champion", "candidate", "weight",
+                                                        "shadow_percent", "deployment")},
+        }
+        return gw.respond(body, 200, champion.version if champion else GATEWAY_VERSION, rid)
+
+    async def health(request: Request) -> Response:
+        return gw.respond({"status": "ok"}, rid=Gateway.request_id(request))
+
+    async def ready(request: Request) -> Response:
+        f = gw.follower
+        snapshot = f.snapshot
+        body: dict[str, Any] = {"ready": snapshot is not None,
+                                "routing_revision": snapshot.revision if snapshot else None,
+                                "stale": f.stale,
+                                "models": {}}
+        if f.stale:
+            body["stale_since"] = f.stale_since
+            body["stale_for_s"] = round(time.time() - (f.stale_since or time.time()), 3)
+            body["reason"] = f"serving from the last routing table: the store is unreachable ({f.last_error})"
+        if snapshot is not None:
+            for name, route in snapshot.models.items():
+                body["models"][name] = {
+                    str(v): ("ok" if s.ok else f"failed: {s.error}") for v, s in sorted(route.versions.items())}
+            body["ready"] = all(r.champion is not None and r.champion.ok for r in snapshot.models.values())
+        if gw.log is not None:
+            body["request_log"] = {"written_rows": gw.log.written_rows, "dropped": gw.log.dropped,
+                                   "errors": gw.log.errors, "last_error": gw.log.last_error}
+        gw.metrics.routing_stale.set(1 if f.stale else 0)
+        if snapshot is not None:
+            gw.metrics.routing_revision.set(snapshot.revision)
+        headers = {"x-shipyard-routing": "stale" if f.stale else "fresh"}
+        return gw.respond(body, 200 if body["ready"] else 503, rid=Gateway.request_id(request), extra=headers)
+
+    async def metrics(request: Request) -> Response:
+        f = gw.follower
+        gw.metrics.routing_stale.set(1 if f.stale else 0)
+        if f.snapshot is not None:
+            gw.metrics.routing_revision.set(f.snapshot.revision)
+        return gw.respond(gw.metrics.render(), rid=Gateway.request_id(request),
+                          media="text/plain; version=0.0.4; charset=utf-8")
+
+    async def feedback(request: Request) -> Response:
+        rid = Gateway.request_id(request)
+        try:
+            doc = codec.loads(await gw.read_body(request))
+            items = doc.get("feedback") if isinstance(doc, dict) and "feedback" in doc else [doc]
+            if not isinstance(items, list) or not items:
+                raise RequestError("feedback", "expected a non-empty list of {request_id, label}")
+            entries = []
+            now = time.time()
+            for i, item in enumerate(items):
+                where = f"feedback[{i}]" if isinstance(doc, dict) and "feedback" in doc else "body"
+                if not isinstance(item, dict):
+                    raise RequestError(where, "expected an object with request_id and label")
+                req = item.get("request_id")
+                if not isinstance(req, str) or not req or len(req) > 2 * MAX_REQUEST_ID:
+                    raise RequestError(f"{where}.request_id", "required: the x-request-id of the prediction")
+                if "label" not in item or not isinstance(item["label"], str | int | float | bool):
+                    raise RequestError(f"{where}.label", "required: the true label (a string or a number)")
+                entries.append(FeedbackEntry(req, now, item["label"]))
+        except RequestError as exc:
+            return gw.error(exc.status, exc.message, rid, field=exc.field)
+        if gw.log is None:
+            return gw.error(503, "this gateway has no request log, so feedback cannot be stored", rid)
+        gw.log.append_feedback(entries)
+        return gw.respond({"accepted": len(entries)}, 202, rid=rid)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return gw.error(404, f"no route {request.method} {request.url.path}", Gateway.request_id(request),
+                        hint="see /v2/models/NAME/infer, /invocations, /v1/models/NAME:predict, /health, /ready",
+                        reason="no_route")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return gw.error(405, f"method {request.method} is not allowed on {request.url.path}",
+                        Gateway.request_id(request), reason="method")
+
+    routes = [
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/health/live", health, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        await asyncio.get_running_loop().run_in_executor(None, gw.startup)
+        try:
+            yield
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, gw.shutdown)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
+    app.state.gateway = gw
+    return app

@@ -1,0 +1,259 @@
+"""Request bodies in, responses out: Open Inference Protocol v2, MLflow ``/invocations``, v1 predict.
+
+Every parser returns ``Inputs`` (column names and a columnar mapping of values) or raises
+``RequestError`` naming the field that is wrong (``inputs[0].data``, ``dataframe_split.columns``,
+...), which the app turns into a 422. Feature checks against the model's signature happen in
+``to_frame``: a missing column or a value of the wrong type names the column.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shipyard.serving.protocols import Feature
+
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+class RequestError(Exception):
+    """A request body that does not follow the protocol; ``field`` is where it went wrong."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Inputs:
+    """Parsed rows: ``columns`` in order and ``values`` (column -> list), or positional ``rows``."""
+
+    columns: list[str] | None
+    values: dict[str, list[Any]] | None
+    rows: list[list[Any]] | None
+    n: int
+    params: dict[str, Any] | None = None
+
+
+def loads(body: bytes) -> Any:
+    if not body:
+        raise RequestError("body", "the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError("body", f"not valid JSON ({exc})") from None
+
+
+def _rows(value: Any, field: str) -> Inputs:
+    """A list of rows: each a list (positional) or an object (named columns)."""
+    if not isinstance(value, list) or not value:
+        raise RequestError(field, "expected a non-empty list of rows")
+    first = value[0]
+    if isinstance(first, dict):
+        columns = list(first)
+        cols: dict[str, list[Any]] = {c: [] for c in columns}
+        for i, row in enumerate(value):
+            if not isinstance(row, dict):
+                raise RequestError(f"{field}[{i}]", "expected an object like the first row")
+            if len(row) != len(columns) or any(c not in row for c in columns):
+                missing = [c for c in columns if c not in row]
+                what = f"missing {missing[0]!r}" if missing else "has different keys than the first row"
+                raise RequestError(f"{field}[{i}]", what)
+            for c in columns:
+                cols[c].append(row[c])
+        return Inputs(columns, cols, None, len(value))
+    if isinstance(first, list):
+        width = len(first)
+        for i, row in enumerate(value):
+            if not isinstance(row, list) or len(row) != width:
+                raise RequestError(f"{field}[{i}]", f"expected a list of {width} values like the first row")
+        return Inputs(None, None, value, len(value))
+    if isinstance(first, int | float | str | bool):
+        # one row given flat: [5.1, 3.5, 1.4, 0.2]
+        return Inputs(None, None, [value], 1)
+    raise RequestError(f"{field}[0]", "expected a row (a list of values or an object)")
+
+
+def parse_mlflow(doc: Any) -> Inputs:
+    """MLflow scoring-server JSON: exactly one of dataframe_split, dataframe_records, instances, inputs."""
+    if not isinstance(doc, dict):
+        raise RequestError("body", "expected a JSON object with one of " + ", ".join(MLFLOW_KEYS))
+    present = [k for k in MLFLOW_KEYS if k in doc]
+    if len(present) != 1:
+        unknown = [k for k in doc if k not in (*MLFLOW_KEYS, "params")]
+        what = f"unknown key {unknown[0]!r}; " if unknown else ""
+        many = f"got {len(present)} of them; " if present else ""
+        raise RequestError(unknown[0] if unknown and not present else "body",
+                           f"{what}{many}expected exactly one of " + ", ".join(MLFLOW_KEYS))
+    key = present[0]
+    value = doc[key]
+    params = doc.get("params")
+    if key == "dataframe_split":
+        if not isinstance(value, dict):
+            raise RequestError(key, "expected an object with 'columns' and 'data'")
+        columns, data = value.get("columns"), value.get("data")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise RequestError(f"{key}.columns", "expected a list of column names")
+        if not isinstance(data, list) or not data:
+            raise RequestError(f"{key}.data", "expected a non-empty list of rows")
+        for i, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise RequestError(f"{key}.data[{i}]", f"expected a list of {len(columns)} values (one per column)")
+        inputs = Inputs(list(columns), None, data, len(data))
+    elif key == "dataframe_records":
+        inputs = _rows(value, key)
+        if inputs.columns is None:
+            raise RequestError(f"{key}[0]", "expected an object mapping column names to values")
+    elif isinstance(value, dict):
+        # {"inputs": {"col": [..], ...}} columnar form
+        columns = list(value)
+        lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+        if not columns or -1 in lengths or len(lengths) != 1:
+            raise RequestError(key, "expected a mapping of column name to equally long lists of values")
+        inputs = Inputs(columns, {c: value[c] for c in columns}, None, lengths.pop())
+    else:
+        inputs = _rows(value, key)
+    inputs.params = params if isinstance(params, dict) else None
+    return inputs
+
+
+_OIP_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+              "FP16", "FP32", "FP64", "BYTES"}
+
+
+def parse_oip(doc: Any) -> tuple[Inputs, str | None]:
+    """Open Inference Protocol v2 request: ``{"id"?, "inputs": [{name, shape, datatype, data}]}``.
+
+    Either one tensor per feature (name = column, shape [n] or [n, 1]) or a single 2-D tensor
+    [n, k] of positional features. Returns the inputs and the client's ``id``.
+    """
+    if not isinstance(doc, dict):
+        raise RequestError("body", "expected a JSON object with 'inputs'")
+    tensors = doc.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise RequestError("inputs", "expected a non-empty list of tensors")
+    parsed = []
+    for i, t in enumerate(tensors):
+        where = f"inputs[{i}]"
+        if not isinstance(t, dict):
+            raise RequestError(where, "expected an object with name, shape, datatype and data")
+        for key in ("name", "shape", "datatype", "data"):
+            if key not in t:
+                raise RequestError(f"{where}.{key}", "required field is missing")
+        if not isinstance(t["name"], str):
+            raise RequestError(f"{where}.name", "expected a string")
+        shape = t["shape"]
+        if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and s >= 0 for s in shape):
+            raise RequestError(f"{where}.shape", "expected a list of non-negative integers")
+        if t["datatype"] not in _OIP_TYPES:
+            raise RequestError(f"{where}.datatype", f"unknown datatype {t['datatype']!r}; expected one of "
+                               + ", ".join(sorted(_OIP_TYPES)))
+        data = t["data"]
+        if not isinstance(data, list):
+            raise RequestError(f"{where}.data", "expected a list")
+        flat = _flatten(data) if data and isinstance(data[0], list) else data
+        if len(flat) != math.prod(shape):
+            raise RequestError(f"{where}.data", f"has {len(flat)} values but shape {shape} needs {math.prod(shape)}")
+        parsed.append((t["name"], shape, flat))
+    client_id = doc.get("id") if isinstance(doc.get("id"), str) else None
+    if len(parsed) == 1 and len(parsed[0][1]) == 2 and parsed[0][1][1] > 1:
+        _, (n, k), flat = parsed[0]
+        return Inputs(None, None, [flat[r * k:(r + 1) * k] for r in range(n)], n), client_id
+    n = parsed[0][1][0]
+    for i, (_, shape, _) in enumerate(parsed):
+        if shape[0] != n or math.prod(shape) != n:
+            raise RequestError(f"inputs[{i}].shape", f"expected [{n}] or [{n}, 1] like inputs[0] (one value per row)")
+    return Inputs([p[0] for p in parsed], {p[0]: p[2] for p in parsed}, None, n), client_id
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+_NUMERIC = {"double", "long", "float", "integer", "int", "boolean"}
+
+
+def to_frame(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) -> Any:
+    """A pandas DataFrame with the model's columns in order; errors name the column."""
+    import pandas as pd
+
+    if features is None:
+        if inputs.columns is None:
+            return pd.DataFrame(inputs.rows)
+        if inputs.values is not None:
+            return pd.DataFrame(inputs.values, columns=inputs.columns)
+        return pd.DataFrame(inputs.rows, columns=inputs.columns)
+    names = [f.name for f in features]
+    if inputs.columns is None:
+        width = len(inputs.rows[0]) if inputs.rows else 0
+        if width != len(names):
+            raise RequestError(f"{field}[0]", f"expected {len(names)} values per row ({', '.join(names)}), got {width}")
+        rows = inputs.rows
+        columns = names
+        values = None
+    else:
+        missing = [n for n in names if n not in inputs.columns]
+        if missing:
+            raise RequestError(f"{field}", f"missing feature {missing[0]!r}; the model expects " + ", ".join(names))
+        rows, columns, values = inputs.rows, inputs.columns, inputs.values
+    all_numeric = all(f.type in _NUMERIC for f in features)
+    if all_numeric and values is None and columns == names:
+        try:
+            array = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError):
+            array = None
+        if array is not None and array.ndim == 2:
+            return pd.DataFrame(array, columns=names, copy=False)
+    if values is None:
+        frame = pd.DataFrame(rows, columns=columns)
+    else:
+        frame = pd.DataFrame(values, columns=columns)
+    frame = frame[names]
+    for f in features:
+        if f.type in _NUMERIC:
+            col = frame[f.name]
+            if not pd.api.types.is_numeric_dtype(col.dtype) or col.dtype == object:
+                try:
+                    frame[f.name] = pd.to_numeric(col, errors="raise")
+                except (ValueError, TypeError):
+                    bad = next((v for v in col if not isinstance(v, int | float | bool) and v is not None), None)
+                    raise RequestError(f"{field}", f"feature {f.name!r} expects a number ({f.type}), got {bad!r}") from None
+        elif f.type == "string" and pd.api.types.is_numeric_dtype(frame[f.name].dtype):
+            raise RequestError(f"{field}", f"feature {f.name!r} expects a string, got {frame[f.name].iloc[0]!r}")
+    return frame
+
+
+def dumps(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def oip_datatype(array: np.ndarray) -> str:
+    kind = array.dtype.kind
+    if kind == "f":
+        return "FP64" if array.dtype.itemsize == 8 else "FP32"
+    if kind in "iu":
+        return "INT64"
+    if kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def jsonable(array: np.ndarray) -> Any:
+    """Predictions as JSON-ready values (numpy numeric arrays pass through orjson directly)."""
+    if array.dtype.kind in "fiub":
+        return array
+    return [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in array.tolist()]

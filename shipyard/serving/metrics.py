@@ -1,0 +1,77 @@
+"""Prometheus metrics of one gateway: requests, errors, latency and predictions per model/version.
+
+Each gateway has its own registry (so several apps can live in one process, as in tests). Label
+children are cached per (model, version, route) so the request path does one dict lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+VALUE_BUCKETS = (-100, -10, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 100, 1000)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("shipyard_requests", "Prediction requests served",
+                                ["model", "version", "route", "status"], registry=r)
+        self.candidate_errors = Counter("shipyard_candidate_errors", "Candidate failures answered by the champion",
+                                        ["model", "version", "kind"], registry=r)
+        self.latency = Histogram("shipyard_request_latency_seconds", "Time to answer a prediction request",
+                                 ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.predicted_labels = Counter("shipyard_predictions", "Predicted class labels",
+                                        ["model", "version", "label"], registry=r)
+        self.predicted_values = Histogram("shipyard_prediction_value", "Predicted values (regression)",
+                                          ["model", "version"], buckets=VALUE_BUCKETS, registry=r)
+        self.rejected = Counter("shipyard_rejected_requests", "Requests refused before a model ran",
+                                ["reason"], registry=r)
+        self.log_dropped = Counter("shipyard_request_log_dropped", "Request-log entries dropped (queue full)",
+                                   registry=r)
+        self.shadow_dropped = Counter("shipyard_shadow_dropped", "Shadow calls skipped (too many in flight)",
+                                      ["model"], registry=r)
+        self.routing_revision = Gauge("shipyard_routing_revision", "Routing revision this replica follows",
+                                      registry=r)
+        self.routing_stale = Gauge("shipyard_routing_stale", "1 while the routing table cannot be refreshed",
+                                   registry=r)
+        self.batch_size = Histogram("shipyard_batch_rows", "Rows per model call with micro-batching",
+                                    ["model", "version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+                                    registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def request(self, model: str, version: int, route: str, status: str) -> Any:
+        key = ("r", model, version, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(model, str(version), route, status)
+        return child
+
+    def latency_of(self, model: str, version: int) -> Any:
+        key = ("l", model, version)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.latency.labels(model, str(version))
+        return child
+
+    def observe_predictions(self, model: str, version: int, predictions: Any, labels: bool) -> None:
+        if labels:
+            for label in predictions.tolist() if hasattr(predictions, "tolist") else predictions:
+                key = ("p", model, version, label)
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self.predicted_labels.labels(model, str(version), str(label))
+                child.inc()
+        else:
+            key = ("v", model, version)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.predicted_values.labels(model, str(version))
+            for value in predictions.tolist():
+                child.observe(value)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
