@@ -1,0 +1,144 @@
+"""``shipyard serve``: the model gateway on uvicorn (routing from the store, rollouts in the background)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+
+from shipyard.cli.output import echo, print_json
+
+app = typer.Typer(add_completion=False, help="Serve the routed model versions over HTTP.")
+
+ENV_ROOT = "SHIPYARD_SERVE_ROOT"
+ENV_BATCHING = "SHIPYARD_SERVE_BATCHING"
+
+
+def build_gateway(root: str | None = None, *, batching: bool | None = None, controller: bool = True) -> Any:
+    """The Gateway of the project at ``root`` (or found from the cwd), wired to the store."""
+    from shipyard.config import DeploySection, load_config, parse_duration
+    from shipyard.rollout.controller import Controller, ControllerLoop
+    from shipyard.rollout.ports import RegistryAdapter, notifier_for
+    from shipyard.serving.app import Gateway, GatewaySettings
+    from shipyard.serving.follower import Follower, StoreRoutingSource
+    from shipyard.serving.loaders import RegistryLoader
+    from shipyard.serving.requestlog import RequestLog, feedback_root, requests_root
+    from shipyard.workspace import Workspace
+
+    ws = Workspace.discover(root)
+    cfg_path = ws.project.config_path
+    cfg = load_config(cfg_path) if cfg_path.is_file() else None
+    deploy = cfg.deploy if cfg is not None else DeploySection()
+    state = ws.project.state_dir
+    req_root = requests_root(state) if not deploy.request_log else ws.project.root / deploy.request_log
+    log = RequestLog(req_root, feedback_root(state), flush_interval=parse_duration(deploy.flush_interval))
+    follower = Follower(StoreRoutingSource(ws.store), RegistryLoader(ws.store, ws.objects),
+                        poll_interval=parse_duration(deploy.poll_interval))
+    use_batching = deploy.batching.enabled if batching is None else batching
+    settings = GatewaySettings(batching=use_batching, max_batch_size=deploy.batching.max_batch_size,
+                               max_latency_ms=deploy.batching.max_latency_ms)
+    background = []
+    if controller:
+        ctl = Controller(ws.store, RegistryAdapter(), requests_root=req_root, feedback_root=feedback_root(state),
+                         notify=notifier_for(list(cfg.notify) if cfg else []))
+        background.append(ControllerLoop(ctl, period=min(1.0, deploy.interval_s / 4)))
+    return Gateway(follower, log, settings, background=background)
+
+
+def gateway_app() -> Any:
+    """uvicorn factory (one per worker process): reads the project from SHIPYARD_SERVE_ROOT."""
+    from shipyard.serving.app import create_app
+
+    batching = os.environ.get(ENV_BATCHING)
+    return create_app(build_gateway(os.environ.get(ENV_ROOT), batching=None if batching is None else batching == "1"))
+
+
+def bootstrap_routes(root: str | None = None) -> list[str]:
+    """Route every model that has a ``champion`` alias but no routing table yet to its champion."""
+    from shipyard import audit
+    from shipyard.rollout.ports import RegistryAdapter
+    from shipyard.serving.routing import single_table
+    from shipyard.store import serving as repo
+    from shipyard.workspace import Workspace
+
+    ws = Workspace.discover(root)
+    try:
+        with ws.store.write() as session:
+            champions = RegistryAdapter().champions(session)
+            routed = repo.routing_tables(session)
+            new = {name: single_table(name, version) for name, version in champions.items() if name not in routed}
+            if new:
+                repo.put_routing(session, new)
+                for name, table in new.items():
+                    audit.record(session, "serving.route", name, {"champion": table["champion"]})
+    finally:
+        ws.close()
+    return sorted(new)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8080, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each follows the routing table)."),
+    batching: bool | None = typer.Option(None, "--batching/--no-batching",
+                                         help="Micro-batching (default: deploy.batching.enabled)."),
+    get: str | None = typer.Option(None, "--get", metavar="PATH",
+                                   help="Make one GET request in process, print the answer and exit."),
+    json_out: bool = typer.Option(False, "--json", help="With --get: print status, headers and body as JSON."),
+) -> None:
+    """Serve the champion (and any rollout's candidate) of every routed model.
+
+    Endpoints: /v2/models/NAME/infer, /invocations, /v1/models/NAME:predict, /health, /ready, /metrics,
+    POST /v1/feedback. A model with a champion alias is routed to it on start.
+
+    Example: shipyard serve --port 8080 --workers 2
+    """
+    from shipyard.workspace import Workspace
+
+    root = str(Workspace.discover().project.root)
+    bootstrap_routes(root)
+    if get is not None:
+        _get(root, get, batching, json_out)
+        return
+    import uvicorn
+
+    env_batching = None if batching is None else ("1" if batching else "0")
+    os.environ[ENV_ROOT] = root
+    if env_batching is not None:
+        os.environ[ENV_BATCHING] = env_batching
+    echo(f"shipyard gateway on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
+    uvicorn.run("shipyard.cli.serve:gateway_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, loop="auto", http="auto", proxy_headers=False)
+
+
+def _get(root: str, path: str, batching: bool | None, json_out: bool) -> None:
+    import asyncio
+
+    import httpx
+
+    from shipyard.serving.app import create_app
+
+    gateway = build_gateway(root, batching=batching, controller=False)
+    asgi = create_app(gateway)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://shipyard") as client:
+            return await client.get(path)
+
+    gateway.startup()
+    try:
+        response = asyncio.run(call())
+    finally:
+        gateway.shutdown()
+    if json_out:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        print_json({"status": response.status_code, "headers": dict(response.headers), "body": body})
+    else:
+        print(response.text)
+    if response.status_code >= 400:
+        raise typer.Exit(1)
