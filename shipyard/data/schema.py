@@ -213,7 +213,9 @@ def infer_schema(df: pl.DataFrame, *, margin: float = RANGE_MARGIN, max_domain: 
             if values.len():
                 lo, hi = values.quantile(0.001, "linear"), values.quantile(0.999, "linear")
                 span = (hi - lo) or max(abs(hi), 1.0)
-                low, high = lo - margin * span, hi + margin * span
+                # never narrower than what was seen: the data a schema is inferred from passes it
+                low = min(lo - margin * span, values.min())  # type: ignore[type-var]
+                high = max(hi + margin * span, values.max())  # type: ignore[type-var]
                 if values.min() >= 0 and low < 0:
                     low = 0.0  # a non-negative column stays non-negative
                 spec["min"], spec["max"] = _nice(low, True, margin * span), _nice(high, False, margin * span)

@@ -169,7 +169,7 @@ def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schem
         warnings.append(f"{source}: has a header but no data rows")
 
     # Row-level checks: (name, column, bad-row expression, message, columns shown in examples)
-    row_checks: list[tuple[str, str | None, pl.Expr, str, list[str]]] = []
+    row_checks: list[tuple[str, str | None, pl.Expr, str, list[str], pl.Expr | None]] = []
     casts: dict[str, pl.Expr] = {}
     for name, col_spec in spec.columns.items():
         if name not in df.columns:
@@ -183,7 +183,7 @@ def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schem
                 parsed = _parse(col, kind)
                 casts[name] = parsed
                 row_checks.append(("dtype", name, col.is_not_null() & parsed.is_null(),
-                                   f"expected {kind}; these values are not", [name]))
+                                   f"expected {kind}; these values are not", [name], None))
             else:
                 checks.append(CheckResult("dtype", name, False, df.height - df[name].null_count(), df.height,
                                           f"expected {kind}, the column is {dtype_name(actual)} ({actual})",
@@ -196,22 +196,24 @@ def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schem
         if actual.is_float():
             missing = missing | col.is_nan()
         if not col_spec.nullable:
-            row_checks.append(("not_null", name, missing, "null or empty values in a non-nullable column", [name]))
+            quick = col.null_count() > 0
+            if actual.is_float():
+                quick = quick | col.is_nan().any()
+            row_checks.append(("not_null", name, missing, "null or empty values in a non-nullable column", [name], quick))
         if value_ok:
             row_checks += _value_checks(name, col_spec, casts.get(name, col), kind or dtype_name(actual), source)
     for key in [spec.table.unique] if spec.table.unique else []:
         if all(k in df.columns for k in key):
             row_checks.append(("table.unique", ",".join(key), pl.struct(key).is_duplicated(),
-                               f"duplicate keys ({', '.join(key)})", list(key)))
+                               f"duplicate keys ({', '.join(key)})", list(key), None))
 
     if row_checks:
         try:
-            counts = df.select([expr.fill_null(False).sum().alias(str(i))
-                                for i, (_, _, expr, _, _) in enumerate(row_checks)]).row(0)
+            counts = _count_failures(df, row_checks)
         except pl.exceptions.ComputeError as exc:
             raise ConfigError(f"{loaded_schema.path or 'schema'}: a check cannot run: {str(exc).splitlines()[0]}",
                               hint="regular expressions use Rust regex syntax (no look-around)") from exc
-        for (check, column, expr, message, shown), count in zip(row_checks, counts, strict=True):
+        for (check, column, expr, message, shown, _), count in zip(row_checks, counts, strict=True):
             examples = _examples(df, expr, shown) if count else []
             where = loaded_schema.where(column) if column in spec.columns else None
             checks.append(CheckResult(check, column, count == 0, int(count), df.height, message, examples, where))
@@ -223,7 +225,39 @@ def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schem
     return ValidationReport(source, rows, checks, warnings, findings)
 
 
-def _value_checks(name: str, spec: ColumnSchema, col: pl.Expr, kind: str, source: str) -> list[tuple[str, str, pl.Expr, str, list[str]]]:
+def _quick(check: str, bad: pl.Expr, spec_value: float | None, col: pl.Expr) -> pl.Expr | None:
+    """A cheap aggregate that is False only when the check certainly passes (min/max first)."""
+    if check == "min" and spec_value is not None:
+        return (col.min() < spec_value).fill_null(False)
+    if check == "max" and spec_value is not None:
+        return (col.max() > spec_value).fill_null(False)
+    return None
+
+
+def _count_failures(df: pl.DataFrame, row_checks: list) -> list[int]:
+    """Failed-row counts: range checks first as min/max aggregates (one pass, no masks), then a
+    masked count only for the checks that can fail; everything in as few ``select`` calls as possible."""
+    quick = [(i, q) for i, (_, _, _, _, _, q) in enumerate(row_checks) if q is not None]
+    maybe = set(range(len(row_checks))) - {i for i, _ in quick}
+    if quick:
+        flags = df.select([q.alias(str(i)) for i, q in quick]).row(0)
+        maybe |= {i for (i, _), flag in zip(quick, flags, strict=True) if flag}
+    counts = [0] * len(row_checks)
+    todo = sorted(maybe)
+    if todo:
+        values = df.select([row_checks[i][2].fill_null(False).sum().alias(str(i)) for i in todo]).row(0)
+        for i, v in zip(todo, values, strict=True):
+            counts[i] = int(v)
+    return counts
+
+
+def _value_checks(name: str, spec: ColumnSchema, col: pl.Expr, kind: str, source: str) -> list[tuple]:
+    checks = _value_checks_plain(name, spec, col, kind)
+    limits = {"min": spec.min, "max": spec.max}
+    return [(c, n, bad, msg, shown, _quick(c, bad, limits.get(c), col)) for c, n, bad, msg, shown in checks]
+
+
+def _value_checks_plain(name: str, spec: ColumnSchema, col: pl.Expr, kind: str) -> list[tuple[str, str, pl.Expr, str, list[str]]]:
     import polars as pl
 
     out: list[tuple[str, str, pl.Expr, str, list[str]]] = []
