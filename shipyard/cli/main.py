@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("shipyard.cli.tracking:metrics_app", "Show metrics and diff them between runs or git revisions."),
     "params": ("shipyard.cli.tracking:params_app", "Diff params between runs or git revisions."),
     "server": ("shipyard.cli.server:app", "Serve the REST API (MLflow-compatible tracking included)."),
+    "ci": ("shipyard.cli.ci:app", "Run the CI job (pipeline, validation, gates, report); comment on the PR; write CI files."),
+    "report": ("shipyard.cli.ci:report_app", "Write the Markdown/HTML/JSON report of this change against a base revision."),
+    "push": ("shipyard.cli.sync:push_app", "Upload objects and run-cache entries to the remote (SHIPYARD_OBJECTS)."),
+    "pull": ("shipyard.cli.sync:pull_app", "Download objects and run-cache entries from the remote (verified)."),
 }
 
 

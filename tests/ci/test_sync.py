@@ -124,8 +124,9 @@ def test_listing_not_per_object_requests(tmp_path: Path, s3_remote: str, monkeyp
     objects_a, runcache_a, _ = make_side(tmp_path / "a", [f"{i}".encode() for i in range(200)], {})
     push(objects_a, runcache_a, s3_remote)
     pull(tmp_path / "b" / "objects", tmp_path / "b" / "runcache", s3_remote)
-    assert calls["exists"] == 0 and calls["info"] == 0, calls
-    assert calls["ls"] <= 10, calls
+    # 200 objects each way: existence comes from a few listings, never one request per object
+    # (s3fs's find() may ask _info once about an empty prefix).
+    assert calls["exists"] == 0 and calls["info"] <= 4 and calls["ls"] <= 10, calls
 
 
 def test_remote_must_be_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
