@@ -37,7 +37,8 @@ def resolve_url(state_dir: Path, url: str | None = None) -> str:
     if parsed.drivername not in SUPPORTED_SCHEMES:
         raise InputError(
             f"SHIPYARD_STORE uses the unknown scheme {parsed.drivername!r}",
-            hint="supported: " + ", ".join(SUPPORTED_SCHEMES),
+            hint="supported: " + ", ".join(SUPPORTED_SCHEMES) + " (e.g. postgresql+psycopg://user@host:5432/db, "
+                 "or unset SHIPYARD_STORE for the embedded .shipyard/shipyard.db)",
         )
     if parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))

@@ -60,3 +60,59 @@ def test_stat_cache_skips_unchanged_files(tmp_path: Path) -> None:
     assert first.oid != second.oid
     changed = [a.path for a, b in zip(first.entries, second.entries, strict=True) if a.oid != b.oid]
     assert changed == ["3.txt"]
+
+
+def test_full_disk_stores_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC in the middle of a write (here: at fsync) leaves no object and no temp file."""
+    import errno
+    import os
+
+    from shipyard.errors import StorageFull
+
+    objects = ObjectStore.open(tmp_path / "objects")
+    kept = objects.put_bytes(b"already stored")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StorageFull) as err:
+        objects.put_bytes(b"x" * 100_000)
+    assert "no space left" in err.value.message and "free some disk space" in (err.value.hint or "")
+    assert "gc" not in (err.value.hint or "")  # no command that does not exist
+    src = tmp_path / "big.bin"
+    src.write_bytes(b"y" * 3_000_000)
+    with pytest.raises(StorageFull):
+        objects.put_path(src)
+    monkeypatch.undo()
+    assert list(objects.backend.list()) == [key_of(kept)]
+    assert not list((tmp_path / "objects").rglob(".tmp-*"))
+
+
+def test_failed_checkout_leaves_the_target_alone(tmp_path: Path) -> None:
+    src = tmp_path / "proj" / "model"
+    src.mkdir(parents=True)
+    (src / "a.bin").write_bytes(b"weights")
+    (src / "b.txt").write_text("card")
+    objects = ObjectStore.open(tmp_path / "objects")
+    oid = objects.put_path(src, Hasher(tmp_path / "proj"))
+    bad = objects.manifest(oid).entries[0].oid
+    path = tmp_path / "objects" / key_of(bad)
+    path.chmod(0o644)
+    path.write_bytes(b"evil")
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep me")
+    with pytest.raises(ObjectCorrupt) as err:
+        objects.checkout(oid, target)
+    assert bad in err.value.message and "doctor --verify-objects" in (err.value.hint or "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["objects", "out", "proj"]
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
+
+
+def test_stat_cache_in_a_read_only_folder_is_skipped_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("f")
+    unusable = StatCache(tmp_path / "d" / "f.txt" / "stat.db")  # its folder can never be created
+    manifest = Hasher(tmp_path, unusable).manifest("d")
+    assert [e.path for e in manifest.entries] == ["f.txt"]
