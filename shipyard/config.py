@@ -197,11 +197,37 @@ class Gate(Frozen):
 
 
 class Notifier(Frozen):
-    """One entry of ``notify``: where alerts and rollout events are sent."""
+    """One entry of ``notify``: where alerts and rollout events are sent.
+
+    Deliveries are HMAC-signed when ``secret`` is set, retried ``retries`` times with exponential
+    backoff from ``backoff``, and past ``digest_after`` events in ``digest_window`` the rest are
+    sent as one digest when the window ends. ``events`` keeps only kinds starting with one of its
+    prefixes (``monitor.``, ``rollout.``, ``retrain.``); empty means every event.
+    """
 
     webhook: str
     format: Literal["json", "slack", "teams"] = "json"
     secret: str | None = None
+    retries: int = Field(3, ge=0, le=10)
+    backoff: str | float = "1s"
+    timeout: str | float = "5s"
+    digest_after: int = Field(10, ge=1)
+    digest_window: str | float = "5m"
+    events: list[str] = Field(default_factory=list)
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("backoff", "timeout", "digest_window")
+    @classmethod
+    def _positive_duration(cls, value: str | float) -> str | float:
+        if parse_duration(value) <= 0:
+            raise ValueError("a duration must be above 0")
+        return value
 
 
 class StickySettings(Frozen):
@@ -222,18 +248,18 @@ class BatchingSettings(Frozen):
 ROLLBACK_METRICS = ("error_rate", "latency_p99_ms", "latency_p99_ratio", "prediction_psi",
                     "shadow_disagreement", "accuracy", "accuracy_drop")
 _CONDITION = re.compile(r"^\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
 
 
 def parse_duration(value: str | float | int) -> float:
-    """``"60s"``, ``"1.5m"``, ``"250ms"``, ``"2h"`` or a number of seconds -> seconds."""
+    """``"60s"``, ``"1.5m"``, ``"250ms"``, ``"2h"``, ``"7d"`` or a number of seconds -> seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"expected a duration like 60s, 2m, 250ms or 1h, got {value!r}")
+        raise ValueError(f"expected a duration like 60s, 2m, 250ms, 1h or 7d, got {value!r}")
     number, unit = float(match.group(1)), match.group(2) or "s"
-    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[unit]
 
 
 def parse_condition(text: str) -> tuple[str, float]:
@@ -254,7 +280,7 @@ class DeploySection(Frozen):
     consecutive_successes: int = Field(1, ge=1)
     failure_limit: int = Field(0, ge=0)
     rollback_when: dict[str, str] = Field(default_factory=lambda: {
-        "error_rate": "> 0.01", "latency_p99_ms": "> 250", "prediction_psi": "> 0.2",
+        "error_rate": "> 0.01", "latency_p99_ms": "> 500", "prediction_psi": "> 0.2",
         "shadow_disagreement": "> 0.2"})
     shadow_percent: float = Field(100.0, ge=0, le=100)
     ab_split: float = Field(50.0, gt=0, lt=100)
