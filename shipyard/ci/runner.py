@@ -171,6 +171,12 @@ def run_ci(ws: Workspace, environ: Mapping[str, str], options: CIOptions) -> CIO
                     build_url=env.build_url)
     if base.reason:
         report.notes.append(f"no comparison with the base branch: {base.reason}")
+    elif base.commit and base.commit == report.commit:
+        parent = git.rev_exists(root, f"{base.commit}^")
+        report.base_ref = f"{base.ref}~1"
+        report.base_commit = parent
+        if parent is None:
+            report.notes.append(f"this is the first commit of {base.ref}: nothing to compare with")
     outcome = CIOutcome(report)
     run_id: str | None = None
     blocked = False
@@ -275,11 +281,36 @@ def _champion(session: Any, config: Any, report: Report) -> tuple[Any, Any]:
         report.champion = champion.ref
     except NotFound:
         report.notes.append(f"{config.model.name} has no champion yet: nothing to compare against")
-    if report.candidate:
+    if report.candidate is None and report.commit:
+        candidate = _version_of_commit(session, config.model.name, report)
+    elif report.candidate:
         candidate = resolve(session, report.candidate)
         if champion is not None and champion.version == candidate.version:
             champion = None
     return champion, candidate
+
+
+def _version_of_commit(session: Any, name: str, report: Report) -> Any:
+    """``shipyard report`` without a registration: the newest version CI registered for this commit,
+    with its stored verdict."""
+    from shipyard.errors import NotFound
+
+    find_versions = _service("shipyard.registry", "find_versions", "the model registry")
+    try:
+        versions = find_versions(session, name)
+    except NotFound:
+        return None
+    mine = [v for v in versions if v.tags.get("git.commit") == report.commit]
+    if not mine:
+        return None
+    version = mine[-1]
+    report.candidate = version.ref
+    verdict = version.verdict or {}
+    if report.passed is None and isinstance(verdict.get("checks"), list):
+        report.passed = bool(verdict.get("passed"))
+        report.gates = [GateRow(str(c.get("name")), bool(c.get("passed")), c.get("value"), c.get("threshold"),
+                                str(c.get("reason") or "")) for c in verdict["checks"] if isinstance(c, dict)]
+    return version
 
 
 def _plots(ws: Workspace, config: Any, report: Report, candidate_mv: Any, champion_mv: Any,

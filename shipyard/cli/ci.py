@@ -57,6 +57,10 @@ def ci(
             echo(f"note: {note}")
         for error in report.errors:
             echo(f"error: {error}")
+        for check in report.validation:
+            echo(f"data {check.dataset}: " + ("valid" if check.passed else f"{len(check.failures)} check(s) failed"))
+            for failure in check.failures[:5]:
+                echo(f"  {failure}")
         if report.stages:
             ran = sum(s.status == "ran" for s in report.stages)
             cached = sum(s.status == "cached" for s in report.stages)
