@@ -18,6 +18,11 @@ from pathlib import Path
 
 import pytest
 
+# Two pytest workers on a two-core machine: OpenMP pools (scikit-learn, lightgbm, xgboost) that
+# each spin up one thread per core oversubscribe it badly, so tests use one thread per worker.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 from shipyard.project import Project
 from shipyard.workspace import Workspace
 
