@@ -253,7 +253,7 @@ def fill_report(ws: Workspace, config: Any, report: Report, run_id: str | None, 
             base = collect.run_metrics(session, base_runs[0]) if base_runs else None
             if not base:
                 base = collect.read_metric_files(root, files, report.base_commit)
-            if base is None:
+            if base is None and current:
                 report.notes.append(f"no metrics recorded for the base commit {report.base_commit[:7]} "
                                     "(run 'shipyard ci' on the base branch, with a shared store, to compare)")
         champion_mv, candidate_mv = _champion(session, config, report)
