@@ -178,11 +178,11 @@ def calibration(candidate: Predictions, path: Path, reference: Predictions | Non
         used = count > 0
         ax.plot(conf[used], acc[used], style, color=color, markersize=4, label=f"{model.label} (ECE {ece:.3f})")
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.02, 1.06)
     ax.set_xlabel("confidence (top class probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Calibration")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Calibration (reliability diagram)")
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
