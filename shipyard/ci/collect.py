@@ -90,7 +90,7 @@ def data_paths(config: ShipyardConfig, root: Path) -> list[str]:
             if clean in produced or clean in found or any(clean.startswith(p + "/") for p in produced):
                 continue
             suffix = Path(clean).suffix
-            if suffix in CODE_SUFFIXES or (suffix in (".yaml", ".yml") and "schema" not in clean):
+            if suffix in CODE_SUFFIXES or suffix in (".yaml", ".yml"):
                 continue
             if (root / clean).exists() or suffix in TABLE_SUFFIXES:
                 found.append(clean)

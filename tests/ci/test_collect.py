@@ -1,0 +1,50 @@
+"""What the report reads from the project: data deps, params files, metric files, metric rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipyard.ci import collect
+from shipyard.config import load_config
+
+
+def config(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "shipyard.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_data_paths_are_sources_not_code_or_outputs(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "raw.csv").write_text("a\n1\n")
+    cfg = config(tmp_path, """
+pipeline:
+  stages:
+    prepare: {cmd: python prep.py, deps: [prep.py, data/raw.csv, data/schema.yaml, conf.yaml], outs: [data/prepared/]}
+    train: {cmd: python train.py, deps: [train.py, data/prepared/, data/prepared/train.parquet], outs: [model/]}
+    evaluate: {cmd: python ev.py, deps: [model/, s3data/extra.parquet], metrics: [metrics.json, {scores.yaml: {cache: false}}]}
+""")
+    assert collect.data_paths(cfg, tmp_path) == ["data/raw.csv", "s3data/extra.parquet"]
+    assert collect.metric_files(cfg) == ["metrics.json", "scores.yaml"]
+
+
+def test_param_files_include_other_files(tmp_path: Path) -> None:
+    cfg = config(tmp_path, """
+pipeline:
+  stages:
+    train: {cmd: python t.py, params: [train, {conf/model.yaml: [lr]}]}
+""")
+    assert collect.param_files(cfg) == ["params.yaml", "conf/model.yaml"]
+
+
+def test_flatten_and_numeric_leaves() -> None:
+    assert collect.flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": [1, 2], "d": "x"}
+    assert collect.numeric_leaves({"acc": 0.9, "n": 10, "ok": True, "name": "x", "nested": {"f1": 0.5},
+                                   "bad": float("nan")}) == {"acc": 0.9, "n": 10.0, "nested.f1": 0.5}
+
+
+def test_metric_rows_union_of_keys() -> None:
+    rows = collect.metric_rows({"accuracy": 0.9}, {"accuracy": 0.92, "old_metric": 1.0}, {"val_loss": 0.3})
+    by = {r.name: r for r in rows}
+    assert by["accuracy"].base == 0.92 and by["old_metric"].value is None
+    assert by["val_loss"].champion == 0.3 and not by["val_loss"].higher_is_better
