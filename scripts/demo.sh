@@ -30,6 +30,41 @@ cat metrics.json
 # --- end tracking ---
 
 # --- data ---
+step "data: validate the raw penguins data against data/schema.yaml"
+shipyard data validate data/raw.csv --schema data/schema.yaml
+
+step "data: a corrupted copy fails with a report of every failed check (exit 1)"
+python3 - <<'PY'
+import csv
+rows = list(csv.DictReader(open("data/raw.csv")))
+rows[0]["bill_length_mm"] = "-5"          # below the schema's minimum
+rows[1]["species"] = "Penguin"            # not an allowed value
+rows[2]["island"] = ""                    # null in a non-nullable column
+rows[3]["year"] = "twenty"                # not an int
+with open("data/corrupted.csv", "w", newline="") as out:
+    w = csv.DictWriter(out, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+PY
+if shipyard data validate data/corrupted.csv --schema data/schema.yaml; then
+  echo "expected the corrupted copy to fail validation" >&2; exit 1
+fi
+
+step "data: version the raw data (content hash, schema, reference profile)"
+shipyard data add data/raw.csv --name penguins
+shipyard data show penguins@1
+
+step "data: drift of a shifted copy (bill length and body mass x1.25) against penguins@1"
+python3 - <<'PY'
+import csv
+rows = list(csv.DictReader(open("data/raw.csv")))
+for r in rows:
+    for c in ("bill_length_mm", "body_mass_g"):
+        if r[c]:
+            r[c] = str(float(r[c]) * 1.25)
+with open("data/shifted.csv", "w", newline="") as out:
+    w = csv.DictWriter(out, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+PY
+shipyard data drift --reference penguins@1 --current data/shifted.csv --md
+rm -f data/corrupted.csv data/shifted.csv
 # --- end data ---
 
 # --- registry and gates ---

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from shipyard.cli.output import echo, print_json, table
+from shipyard.cli import output
+from shipyard.cli.output import print_json
 from shipyard.errors import CheckFailed, InputError, UsageError
 
 if TYPE_CHECKING:
@@ -19,6 +20,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Version, validate, profile and compare datasets.")
 
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """Print data-derived text literally (values like [a, b] are not rich markup)."""
+    from rich.markup import escape
+
+    output.echo(escape(message), err=err)
+
+
+def table(columns: list[str], rows, title: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    if not output.plain():
+        from rich.markup import escape
+
+        rows = [[escape(v) for v in row] for row in rows]
+    output.table(columns, rows, title=title)
 
 
 def _ws() -> Workspace:
@@ -104,7 +121,7 @@ def show(ref: str = typer.Argument(..., help="NAME@VERSION (or NAME for the newe
     _print_profile(profile)
     echo("")
     echo("inferred schema:")
-    echo(v.schema.rstrip())
+    typer.echo(v.schema.rstrip())
 
 
 def _profile_summary(profile: Profile) -> list[dict[str, object]]:

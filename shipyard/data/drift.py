@@ -109,7 +109,15 @@ class DriftReport:
 
     def summary(self) -> str:
         n = len(self.columns)
-        word = "DRIFT" if self.dataset_drift else "no dataset drift"
+        multi = [m["method"] for m in self.multivariate if m["verdict"] == "DRIFT"]
+        if self.drift_share >= self.drift_share_threshold:
+            word = "DATASET DRIFT"
+        elif multi:
+            word = f"DRIFT (multivariate: {', '.join(multi)})"
+        elif self.drifted:
+            word = "column drift"
+        else:
+            word = "no dataset drift"
         return (f"{word}: {len(self.drifted)} of {n} columns drifted (share {self.drift_share:.2f}, "
                 f"dataset threshold {self.drift_share_threshold:.2f}); thresholds: {self.thresholds}")
 

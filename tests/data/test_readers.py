@@ -63,7 +63,7 @@ def test_parquet_with_nested_types_is_refused(tmp_path) -> None:
 
 def test_unknown_format_missing_path_and_bad_json(tmp_path) -> None:
     (tmp_path / "x.xlsx").write_text("nope")
-    with pytest.raises(InputError, match="unknown data format '.xlsx'"):
+    with pytest.raises(InputError, match=r"unknown data format '\.xlsx'"):
         read_frame(tmp_path / "x.xlsx")
     with pytest.raises(InputError, match="no such file"):
         read_frame(tmp_path / "missing.csv")

@@ -121,13 +121,13 @@ def test_lazy_frames_are_refused() -> None:
 def test_bad_schema_files_name_the_line(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"schema\.yaml:3:\d+: columns\.a\.maxx: unknown key \(did you mean 'max'"):
         load_schema(write(tmp_path, "columns:\n  a:\n    maxx: 3\n"))
-    with pytest.raises(ConfigError, match="min .* is greater than max"):
+    with pytest.raises(ConfigError, match=r"min .* is greater than max"):
         load_schema(write(tmp_path, "columns:\n  a: {min: 5, max: 1}\n"))
     with pytest.raises(ConfigError, match="invalid regular expression"):
         load_schema(write(tmp_path, "columns:\n  a: {regex: '(['}\n"))
     with pytest.raises(ConfigError, match="needs a 'columns:' mapping"):
         load_schema(write(tmp_path, "table: {}\n"))
-    with pytest.raises(ConfigError, match="table.unique names columns"):
+    with pytest.raises(ConfigError, match=r"table\.unique names columns"):
         load_schema(write(tmp_path, "columns: {a: {}}\ntable: {unique: [b]}\n"))
     with pytest.raises(ConfigError, match="schema file not found"):
         load_schema(tmp_path / "nope.yaml")
