@@ -8,7 +8,8 @@ for one model since a point in time and compares candidate with champion:
 - ``error_rate``: candidate errors (raised, timed out, garbage) over candidate attempts;
 - ``latency_p99_ms`` (candidate) and ``latency_p99_ratio`` (candidate p99 / champion p99);
 - ``prediction_psi``: population stability index of the candidate's predictions against the
-  champion's in the same window (class shares, or the champion's deciles for numbers);
+  champion's in the same window (class shares, or the champion's deciles for numbers), once both
+  sides have ``MIN_PSI_SAMPLES`` answers (two small samples of one model differ by chance);
 - ``shadow_n`` / ``shadow_disagreement``: share of mirrored requests where the two disagree;
 - ``accuracy`` / ``champion_accuracy`` / ``accuracy_drop`` when feedback labels exist
   (at least ``MIN_LABELS`` labelled candidate answers).
@@ -26,6 +27,7 @@ import numpy as np
 CANDIDATE_ROUTES = ("canary", "b", "shadow")
 CHAMPION_ROUTES = ("primary", "a")
 MIN_LABELS = 20
+MIN_PSI_SAMPLES = 100  # below this, two samples of the same model often differ by PSI > 0.2
 PSI_EPS = 1e-4
 COLUMNS = ["request_id", "ts", "version", "route", "status", "latency_ms", "prediction"]
 
@@ -40,22 +42,41 @@ def _hours(since: float, until: float) -> list[tuple[str, str]]:
     return out[-24 * 14:]  # a window never looks back more than two weeks
 
 
-def read_requests(root: Path, model: str, since: float, until: float) -> Any:
+class LogReader:
+    """Reads request-log files, keeping each (immutable, renamed-into-place) file parsed once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, Any] = {}
+
+    def frames(self, paths: list[Path]) -> list[Any]:
+        import polars as pl
+        import pyarrow.parquet as pq
+
+        out = []
+        for path in paths:
+            frame = self._cache.get(path)
+            if frame is None:
+                frame = pl.from_arrow(pq.read_table(path, columns=COLUMNS))
+                if frame["prediction"].dtype != pl.String:
+                    frame = frame.with_columns(pl.col("prediction").cast(pl.Float64))
+                self._cache[path] = frame
+            out.append(frame)
+        keep = set(paths)
+        for path in [p for p in self._cache if p not in keep]:
+            del self._cache[path]
+        return out
+
+
+def read_requests(root: Path, model: str, since: float, until: float, reader: LogReader | None = None) -> Any:
     """The request-log rows of ``model`` with since <= ts <= until, as a polars DataFrame."""
     import polars as pl
-    import pyarrow.parquet as pq
 
-    tables = []
+    paths: list[Path] = []
     for date, hour in _hours(since, until):
         folder = Path(root) / f"model={model}" / f"date={date}" / f"hour={hour}"
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("part-*.parquet")):
-            table = pq.read_table(path, columns=COLUMNS)
-            frame = pl.from_arrow(table)
-            if frame["prediction"].dtype != pl.String:
-                frame = frame.with_columns(pl.col("prediction").cast(pl.Float64))
-            tables.append(frame)
+        if folder.is_dir():
+            paths.extend(sorted(folder.glob("part-*.parquet")))
+    tables = (reader or LogReader()).frames(paths)
     if not tables:
         return pl.DataFrame(schema={"request_id": pl.String, "ts": pl.Datetime("us", "UTC"), "version": pl.Int64,
                                     "route": pl.String, "status": pl.String, "latency_ms": pl.Float64,
@@ -144,8 +165,9 @@ def analyse(requests: Any, feedback: Any, candidate: int, champion: int | None) 
     if out["latency_p99_ms"] is not None and out["champion_latency_p99_ms"]:
         out["latency_p99_ratio"] = out["latency_p99_ms"] / out["champion_latency_p99_ms"]
     live = cand_ok.filter(pl.col("route") != "shadow")
+    enough = min(live.height, champ_ok.height) >= MIN_PSI_SAMPLES
     out["prediction_psi"] = (psi(live["prediction"].to_numpy(), champ_ok["prediction"].to_numpy())
-                             if live.height and champ_ok.height else None)
+                             if enough else None)
     shadow = cand_ok.filter(pl.col("route") == "shadow")
     out["shadow_n"] = shadow.height
     if shadow.height and champ_ok.height:
@@ -155,7 +177,7 @@ def analyse(requests: Any, feedback: Any, candidate: int, champion: int | None) 
             agree = [_agree(a, b) for a, b in zip(pairs["shadow"].to_list(), pairs["prediction"].to_list(), strict=True)]
             out["shadow_disagreement"] = 1.0 - sum(agree) / len(agree)
             out["shadow_pairs"] = pairs.height
-            if out["prediction_psi"] is None:
+            if out["prediction_psi"] is None and min(shadow.height, champ_ok.height) >= MIN_PSI_SAMPLES:
                 out["prediction_psi"] = psi(shadow["prediction"].to_numpy(), champ_ok["prediction"].to_numpy())
     if feedback is not None and feedback.height:
         for side, rows in (("", live if live.height else shadow), ("champion_", champ_ok)):

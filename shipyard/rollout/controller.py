@@ -100,6 +100,7 @@ class Controller:
         self.notify = notify or NullNotifier()
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.readers: dict[str, analysis.LogReader] = {}
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, model: str, version: int, settings: DeploySection, strategy: str | None = None, *,
@@ -167,7 +168,8 @@ class Controller:
             settings = DeploySection.model_validate(raw)
             if not force and now - since < settings.interval_s:
                 continue
-            requests = analysis.read_requests(self.requests_root, model, since, now)
+            reader = self.readers.setdefault(model, analysis.LogReader())
+            requests = analysis.read_requests(self.requests_root, model, since, now, reader)
             feedback = analysis.read_feedback(self.feedback_root, since)
             metrics = analysis.analyse(requests, feedback, candidate, champion)
             outcome = self._analysed(dep_id, settings, metrics, now)
