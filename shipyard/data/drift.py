@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import polars as pl
 
 Verdict = Literal["NO", "POSSIBLE", "DRIFT"]
-DEFAULT_THRESHOLDS = {"wasserstein": 0.1, "psi": 0.2, "jensen_shannon": 0.1}
+DEFAULT_THRESHOLDS = {"wasserstein": 0.1, "psi": 0.2, "jensen_shannon": 0.1, "null_rate": 0.1}
+_ORDER = {"NO": 0, "POSSIBLE": 1, "DRIFT": 2}
 POSSIBLE_FRACTION = 0.5
 SAMPLE_SIZE = 10_000
 PCA_VARIANCE = 0.65
@@ -266,7 +267,7 @@ def _column_drift(reference: Profile, name: str, series: pl.Series, mode: str,
     else:
         kind, primary = "categorical", "jensen_shannon"
     if ref.count == 0:
-        note = "warning: the reference column has no values; not judged"
+        note = "warning: the reference column has no values; judged by its null rate only"
     statistics = {}
     for stat, value in values.items():
         threshold = _threshold(reference, name, stat, mode)
@@ -283,8 +284,22 @@ def _column_drift(reference: Profile, name: str, series: pl.Series, mode: str,
         shares, counts = st.categorical_counts(ref, sample)
         _, p_value = st.chi_square(shares, counts)
     p_value = None if p_value is None or not math.isfinite(p_value) else p_value
-    return ColumnDrift(name, kind, primary, value, threshold, band(value, threshold) if ref.count else "NO",
-                       statistics, test, p_value, None, null_rate, note)
+    verdict = band(value, threshold) if ref.count else "NO"
+    if ref.count and value is None and series.len():
+        verdict = "DRIFT"
+        extra = (f"no usable current value ({cur_nulls} of {series.len()} null"
+                 + ("" if kind == "categorical" or cur_nulls == series.len() else ", the rest not numbers") + ")")
+        note = f"{note}; {extra}" if note else f"warning: {extra}"
+    # more missing values is drift too (absolute change of the null rate; 0.1 by default)
+    null_delta = abs(null_rate[1] - null_rate[0])
+    null_threshold = DEFAULT_THRESHOLDS["null_rate"]
+    statistics["null_rate"] = {"value": _r(null_delta), "threshold": null_threshold,
+                               "verdict": band(null_delta, null_threshold)}
+    if _ORDER[band(null_delta, null_threshold)] > _ORDER[verdict]:
+        verdict = band(null_delta, null_threshold)
+        note = note or f"null rate {null_rate[0]:.1%} -> {null_rate[1]:.1%}"
+    return ColumnDrift(name, kind, primary, value, threshold, verdict, statistics, test, p_value, None,
+                       null_rate, note)
 
 
 def _numeric_matrix(profile: Profile, frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
@@ -330,6 +345,8 @@ def pca_drift(reference: Profile, current: pl.DataFrame, *, seed: int = 0, max_r
     chunks = np.array_split(ref_err, 10)
     chunk_means = np.array([c.mean() for c in chunks])
     base = float(ref_err.mean())
+    if base < 1e-6:
+        return None  # the kept components explain everything (collinear columns): nothing to measure
     change = abs(float(cur_err.mean()) - base) / base if base else 0.0
     noise = 3 * float(chunk_means.std(ddof=1)) / base if base else 0.0
     threshold = max(PCA_MIN_CHANGE, noise * math.sqrt(len(chunks[0]) / max(len(ref_err), 1)))

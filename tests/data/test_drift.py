@@ -39,7 +39,7 @@ def test_real_shifts_drift_and_tiny_ones_do_not(reference) -> None:
     assert verdicts == {"f0": "DRIFT", "f1": "DRIFT", "f2": "NO", "f3": "NO", "f4": "NO", "f5": "NO"}
     f0 = next(c for c in report.columns if c.name == "f0")
     assert f0.statistic == "wasserstein" and f0.value == pytest.approx(0.5, abs=0.03)
-    assert set(f0.statistics) == {"wasserstein", "psi", "jensen_shannon"}
+    assert set(f0.statistics) == {"wasserstein", "psi", "jensen_shannon", "null_rate"}
     assert report.drift_share == pytest.approx(2 / 6)
     assert report.drifted == ["f0", "f1"]
     assert f0.p_adjusted is not None and f0.p_adjusted < 1e-6  # KS on a capped sample
@@ -137,3 +137,16 @@ def test_statistics_helpers() -> None:
     assert kolmogorov_sf(0.0, 100) == 1.0 and kolmogorov_sf(0.5, 100) < 1e-10
     adj = benjamini_hochberg([0.01, 0.04, 0.03, float("nan")])
     assert adj[0] == pytest.approx(0.03) and adj[1] == pytest.approx(0.04) and np.isnan(adj[3])
+
+
+def test_type_changes_empty_columns_and_null_rate_are_drift_not_silence() -> None:
+    ref = pl.DataFrame({"x": np.arange(1000.0), "c": ["a", "b"] * 500, "m": np.arange(1000.0)})
+    prof = profile_frame(ref)
+    cur = pl.DataFrame({"x": ["oops"] * 10, "c": pl.Series([None] * 10, dtype=pl.String),
+                        "m": [1.0, None, None, 4.0, None, 6.0, None, 8.0, None, 999.0]})
+    report = compare(prof, cur, multivariate=False)
+    by = {c.name: c for c in report.columns}
+    assert by["x"].verdict == "DRIFT" and "no usable current value" in (by["x"].note or "")
+    assert by["c"].verdict == "DRIFT" and "10 of 10 null" in (by["c"].note or "")
+    assert by["m"].statistics["null_rate"]["value"] == pytest.approx(0.5) and by["m"].verdict == "DRIFT"
+    assert any("numeric in the reference but String now" in w for w in report.warnings)
