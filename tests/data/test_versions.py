@@ -98,3 +98,16 @@ def test_lineage_from_stage_runs_to_model_versions(env) -> None:
         result = used_by(session, repo.get_version(session, "demo@1"))
         assert result.models == [{"model": "penguins@1", "run_id": train_id}]
         assert result.to_dict()["dataset"] == "demo@1"
+
+
+def test_add_a_folder_of_parquet_parts(env) -> None:
+    store, objects, hasher, root = env
+    parts = root / "data" / "parts"
+    parts.mkdir()
+    for i in range(3):
+        pl.DataFrame({"x": [float(i)] * 50, "c": ["a"] * 50}).write_parquet(parts / f"{i}.parquet")
+    added = add_dataset(store, objects, hasher, "data/parts")
+    assert added.version.ref == "parts@1" and added.version.rows == 150 and added.version.format == "parquet"
+    assert added.version.oid.endswith(".dir")
+    with store.read() as session:
+        assert [v.ref for v in versions_for_paths(session, {"data/parts/": added.version.oid})] == ["parts@1"]
