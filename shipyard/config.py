@@ -323,6 +323,286 @@ class DeploySection(Frozen):
         return {metric: parse_condition(cond) for metric, cond in self.rollback_when.items()}
 
 
+# -- monitor ---------------------------------------------------------------------------------------
+WINDOW_METRICS = {
+    "rows": "requests in the window (shadow traffic excluded)",
+    "errors": "requests that failed",
+    "error_rate": "share of requests that failed",
+    "latency_mean_ms": "mean latency", "latency_p50_ms": "median latency",
+    "latency_p95_ms": "95th percentile latency", "latency_p99_ms": "99th percentile latency",
+    "drift_share": "share of features whose drift verdict is DRIFT",
+    "drifted_features": "number of features whose drift verdict is DRIFT",
+    "dataset_drift": "1 when the data room's dataset drift verdict holds, else 0",
+    "multivariate_drift": "relative change of the PCA reconstruction error vs the reference",
+    "prediction_drift": "Jensen-Shannon distance of predictions vs the training target (or first window)",
+    "null_share": "share of feature cells that are null",
+    "out_of_range_share": "share of rows with a numeric feature outside the training range",
+    "unseen_category_share": "share of rows with a category never seen in training",
+    "missing_features": "features of the model's schema absent from the log",
+    "labelled": "requests of the window with a feedback label",
+    "accuracy": "realized accuracy on labelled requests", "f1": "realized macro F1 on labelled requests",
+    "rmse": "realized RMSE on labelled requests", "mae": "realized MAE on labelled requests",
+    "estimated_accuracy": "CBPE estimate of accuracy from calibrated confidence (no labels needed)",
+}
+FEATURE_STATS = ("wasserstein", "psi", "jensen_shannon", "drift", "null_rate", "out_of_range_share",
+                 "unseen_share", "mean")
+_TOKEN = re.compile(r"\s*(?:(?P<num>-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)|(?P<op>>=|<=|==|!=|>|<)|"
+                    r"(?P<lp>\()|(?P<rp>\))|(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*))")
+_OPS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__,
+        "==": float.__eq__, "!=": float.__ne__}
+
+
+def check_metric(name: str, features: list[str] | None = None) -> None:
+    """Raise ValueError when ``name`` is not a window metric (``feature.<name>.<stat>`` included)."""
+    if name in WINDOW_METRICS:
+        return
+    if name.startswith("feature."):
+        rest = name.removeprefix("feature.")
+        feature, _, stat = rest.rpartition(".")
+        if not feature or stat not in FEATURE_STATS:
+            hint = did_you_mean(stat, FEATURE_STATS) or ""
+            raise ValueError(f"unknown metric {name!r}: write feature.<name>.<stat> with stat one of "
+                             f"{', '.join(FEATURE_STATS)} {hint}".strip())
+        if features is not None and feature not in features:
+            hint = did_you_mean(feature, features) or ""
+            raise ValueError(f"unknown metric {name!r}: {feature!r} is not one of model.features {hint}".strip())
+        return
+    hint = did_you_mean(name, [*WINDOW_METRICS, "feature.<name>.psi"])
+    raise ValueError(f"unknown metric {name!r}" + (f" ({hint})" if hint else "")
+                     + "; known: " + ", ".join(WINDOW_METRICS) + ", feature.<name>.<stat>")
+
+
+def parse_when(text: str) -> Any:
+    """Parse ``drift_share > 0.3 and (accuracy < 0.85 or error_rate >= 0.05)`` into a small tree.
+
+    No ``eval``: a tokenizer and a recursive-descent parser over comparisons of one metric with one
+    number, joined by ``and``, ``or``, ``not`` and parentheses. Returns nested tuples
+    ``("cmp", metric, op, number)``, ``("and", a, b)``, ``("or", a, b)``, ``("not", a)``.
+    """
+    tokens: list[tuple[str, str]] = []
+    pos, text = 0, str(text)
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"cannot read {text[pos:].strip()!r} in {text!r}")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        pos = match.end()
+    if not tokens:
+        raise ValueError("a rule needs a condition like 'drift_share > 0.3'")
+    at = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[at] if at < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal at
+        if at >= len(tokens):
+            raise ValueError(f"{text!r} ends too early")
+        at += 1
+        return tokens[at - 1]
+
+    def disjunction() -> Any:
+        left = conjunction()
+        while peek() == ("name", "or"):
+            take()
+            left = ("or", left, conjunction())
+        return left
+
+    def conjunction() -> Any:
+        left = negation()
+        while peek() == ("name", "and"):
+            take()
+            left = ("and", left, negation())
+        return left
+
+    def negation() -> Any:
+        if peek() == ("name", "not"):
+            take()
+            return ("not", negation())
+        if peek() and peek()[0] == "lp":  # type: ignore[index]
+            take()
+            inner = disjunction()
+            if take()[0] != "rp":
+                raise ValueError(f"missing ')' in {text!r}")
+            return inner
+        kind, metric = take()
+        if kind != "name" or metric in ("and", "or", "not"):
+            raise ValueError(f"expected a metric name in {text!r}, got {metric!r}")
+        kind, op = take()
+        if kind != "op":
+            raise ValueError(f"expected a comparison (>, >=, <, <=, ==, !=) after {metric} in {text!r}")
+        kind, number = take()
+        if kind != "num":
+            raise ValueError(f"expected a number after {metric} {op} in {text!r}, got {number!r}")
+        return ("cmp", metric, op, float(number))
+
+    tree = disjunction()
+    if at != len(tokens):
+        raise ValueError(f"unexpected {tokens[at][1]!r} in {text!r}")
+    return tree
+
+
+def when_metrics(tree: Any) -> list[str]:
+    """The metric names a parsed condition reads."""
+    if tree[0] == "cmp":
+        return [tree[1]]
+    return [m for part in tree[1:] for m in when_metrics(part)]
+
+
+def eval_when(tree: Any, metrics: dict[str, Any]) -> bool | None:
+    """True/False, or None when a metric it needs is missing from ``metrics`` (no verdict)."""
+    op = tree[0]
+    if op == "cmp":
+        value = metrics.get(tree[1])
+        if value is None or isinstance(value, bool | str):
+            return None if not isinstance(value, bool) else _OPS[tree[2]](float(value), tree[3])
+        return _OPS[tree[2]](float(value), tree[3])
+    if op == "not":
+        inner = eval_when(tree[1], metrics)
+        return None if inner is None else not inner
+    left, right = eval_when(tree[1], metrics), eval_when(tree[2], metrics)
+    if op == "and":
+        if left is False or right is False:
+            return False
+        return None if left is None or right is None else True
+    if left is True or right is True:
+        return True
+    return None if left is None or right is None else False
+
+
+class MonitorRule(Frozen):
+    """One entry of ``monitor.rules``: a condition over window metrics and what to do when it holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str | None = None
+    when: str
+    for_windows: int = Field(1, alias="for", ge=1, le=1000)
+    cooldown: str | float = "1h"
+    severity: Literal["info", "warning", "critical"] = "warning"
+    actions: list[Literal["alert", "retrain", "rollback"]] = Field(default_factory=lambda: ["alert"])
+
+    @field_validator("when")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        for metric in when_metrics(parse_when(value)):
+            check_metric(metric)
+        return value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        if parse_duration(value) < 0:
+            raise ValueError("a cooldown cannot be negative")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.when
+
+    @property
+    def tree(self) -> Any:
+        return parse_when(self.when)
+
+    @property
+    def cooldown_s(self) -> float:
+        return parse_duration(self.cooldown)
+
+
+class RetrainSettings(Frozen):
+    """``monitor.retrain``: when to retrain besides rules, and how the new version goes out."""
+
+    every: str | float | None = None
+    cron: str | None = None
+    on_new_data: bool = True
+    watch: list[str] = Field(default_factory=list)
+    min_interval: str | float = "10m"
+    command: str | list[str] = "shipyard run"
+    strategy: Literal["canary", "bluegreen", "shadow", "ab"] | None = None
+    approval: Literal["required", "none"] = "none"
+    timeout: str | float = "1h"
+
+    @field_validator("every", "min_interval", "timeout")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None and parse_duration(value) < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value)
+        return value
+
+
+def parse_cron(text: str) -> list[set[int]]:
+    """Five cron fields (minute hour day month weekday; ``*``, ``*/n``, ``a-b``, lists) -> value sets."""
+    fields = str(text).split()
+    if len(fields) != 5:
+        raise ValueError(f"a cron schedule has 5 fields (minute hour day month weekday), got {text!r}")
+    bounds = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+    result = []
+    for field_text, (low, high) in zip(fields, bounds, strict=True):
+        values: set[int] = set()
+        for part in field_text.split(","):
+            step = 1
+            if "/" in part:
+                part, step_text = part.split("/", 1)
+                if not step_text.isdigit() or int(step_text) == 0:
+                    raise ValueError(f"bad step in cron field {field_text!r}")
+                step = int(step_text)
+            if part == "*":
+                start, end = low, high
+            elif "-" in part:
+                a, b = part.split("-", 1)
+                if not (a.isdigit() and b.isdigit()):
+                    raise ValueError(f"bad range in cron field {field_text!r}")
+                start, end = int(a), int(b)
+            elif part.isdigit():
+                start = end = int(part)
+            else:
+                raise ValueError(f"bad cron field {field_text!r}")
+            if not low <= start <= end <= high:
+                raise ValueError(f"cron field {field_text!r} is outside {low}-{high}")
+            values.update(range(start, end + 1, step))
+        result.append(values)
+    return result
+
+
+class MonitorSection(Frozen):
+    """The ``monitor`` section: windows over the request log, the rules judged on them, retraining."""
+
+    models: list[str] = Field(default_factory=list)
+    window: str | float = "5m"
+    window_rows: int | None = Field(None, ge=1)
+    min_rows: int = Field(30, ge=1)
+    every: str | float = "1m"
+    thresholds: Literal["auto", "effect", "calibrated"] = "auto"
+    drift_share: float = Field(0.5, gt=0, le=1)
+    rules: list[MonitorRule] = Field(default_factory=list)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+
+    @field_validator("window", "every")
+    @classmethod
+    def _positive(cls, value: str | float) -> str | float:
+        if parse_duration(value) <= 0:
+            raise ValueError("a duration must be above 0")
+        return value
+
+    @property
+    def window_s(self) -> float:
+        return parse_duration(self.window)
+
+    @property
+    def every_s(self) -> float:
+        return parse_duration(self.every)
+
+
 class ShipyardConfig(Frozen):
     """The whole of shipyard.yaml.
 
@@ -335,7 +615,7 @@ class ShipyardConfig(Frozen):
     model: ModelSection | None = None
     gates: list[Gate] = Field(default_factory=list)
     deploy: DeploySection = Field(default_factory=DeploySection)
-    monitor: dict[str, Any] = Field(default_factory=dict)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
     notify: list[Notifier] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
 

@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("shipyard.cli.ci:report_app", "Write the Markdown/HTML/JSON report of this change against a base revision."),
     "push": ("shipyard.cli.sync:push_app", "Upload objects and run-cache entries to the remote (SHIPYARD_OBJECTS)."),
     "pull": ("shipyard.cli.sync:pull_app", "Download objects and run-cache entries from the remote (verified)."),
+    "monitor": ("shipyard.cli.monitor:app", "Judge request-log windows (drift, quality, accuracy); alert and retrain by rule."),
+    "triggers": ("shipyard.cli.monitor:triggers_app", "List, inspect, run and approve retrain triggers."),
 }
 
 

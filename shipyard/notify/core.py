@@ -349,8 +349,11 @@ def redeliver(store: Store, notifiers: list[Notifier], limit: int = 100) -> int:
     from shipyard.store import monitoring as repo
 
     by_target = {redact(n.webhook): n for n in notifiers}
-    with store.read() as session:
-        failed = [(d.id, d.target, json.loads(d.event)) for d in repo.deliveries(session, "failed", limit)]
+    with store.write() as session:
+        rows = [d for d in repo.deliveries(session, "failed", limit) if d.target in by_target]
+        failed = [(d.id, d.target, json.loads(d.event)) for d in rows]
+        for d in rows:
+            d.status = "retrying"  # not picked again while this attempt is queued
     count = 0
     for delivery_id, target, event in failed:
         notifier = by_target.get(target)

@@ -1,0 +1,28 @@
+"""Monitoring and the closed loop: windows over the request log, rules, alerts, retrain triggers.
+
+``build_monitor(workspace, config)`` wires a ``Monitor`` to a project; ``Monitor.cycle()`` does one
+pass (``shipyard monitor --once``). See docs/guide/monitoring.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_monitor(ws: Any, config: Any, *, run_retrains: bool = True) -> Any:
+    """A Monitor over the project's store, request log and feedback folder, with a Retrainer."""
+    from shipyard.monitoring.monitor import Monitor
+    from shipyard.monitoring.retrain import Retrainer
+    from shipyard.serving.requestlog import feedback_root, requests_root
+
+    state_dir = ws.project.state_dir
+    requests = requests_root(state_dir)
+    if config.deploy.request_log:
+        requests = ws.project.root / config.deploy.request_log
+    monitor = Monitor(ws.store, config, root=ws.project.root, requests_root=requests,
+                      feedback_root=feedback_root(state_dir), run_retrains=run_retrains)
+    monitor.retrainer = Retrainer(ws.store, ws.project.root, config, monitor.alert)
+    return monitor
+
+
+__all__ = ["build_monitor"]

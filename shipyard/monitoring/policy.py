@@ -1,0 +1,160 @@
+"""The monitor's decisions as small ordered rules over proposed transitions (STYLE F1).
+
+Two proposals exist. ``fire``: a monitor rule's condition held on a window; may it fire now?
+``retrain``: something (a rule, new data, a schedule, a person) asks to retrain a model; may a
+retrain start now? Each policy lists its rules in priority order; a rule that governs the proposal
+may wait or reject it with a reason, and the first one that does ends the decision. The context
+records which rules fired. A rule that raises aborts the decision with the error as the reason.
+The rules are pure: the monitor writes the decision, its audit event and any trigger in one
+transaction, and runs side effects (webhooks, the retrain itself) after commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+ACCEPT, WAIT, REJECT, ABORT = "ACCEPT", "WAIT", "REJECT", "ABORT"
+
+
+@dataclass
+class Context:
+    """A proposal and everything the rules may look at."""
+
+    proposal: str  # "fire" or "retrain"
+    model: str
+    now: float
+    # fire
+    rule: str = ""
+    for_windows: int = 1
+    streak: int = 0
+    cooldown_s: float = 0.0
+    last_fired_at: float | None = None
+    actions: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # retrain
+    kind: str = "rule"  # rule, new_data, schedule, manual
+    source: str = ""
+    in_flight: list[int] = field(default_factory=list)
+    min_interval_s: float = 0.0
+    last_started_at: float | None = None
+    last_failed: bool = False
+    new_data_since_failure: bool = False
+    # decision
+    status: str = ACCEPT
+    reason: str = ""
+    fired: list[str] = field(default_factory=list)
+
+    def wait(self, rule: str, reason: str) -> None:
+        self.status, self.reason = WAIT, reason
+        self.fired.append(rule)
+
+    def reject(self, rule: str, reason: str) -> None:
+        self.status, self.reason = REJECT, reason
+        self.fired.append(rule)
+
+    def accept(self, rule: str, reason: str) -> None:
+        self.status, self.reason = ACCEPT, reason
+        self.fired.append(rule)
+
+
+class Rule:
+    PROPOSALS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.proposal in self.PROPOSALS
+
+    def before(self, ctx: Context) -> None:
+        """Concrete rules wait, reject or accept here; the base governs nothing."""
+        return None
+
+
+class DebounceWindows(Rule):
+    """Fire only when the condition held in ``for`` consecutive windows (one noisy window pages no one)."""
+
+    PROPOSALS = ("fire",)
+
+    def before(self, ctx: Context) -> None:
+        if ctx.streak < ctx.for_windows:
+            ctx.wait(self.name(), f"{ctx.rule}: held in {ctx.streak} of {ctx.for_windows} consecutive windows")
+
+
+class Cooldown(Rule):
+    """After a firing, the same rule stays quiet for its cooldown."""
+
+    PROPOSALS = ("fire",)
+
+    def before(self, ctx: Context) -> None:
+        if ctx.last_fired_at is not None and ctx.now - ctx.last_fired_at < ctx.cooldown_s:
+            left = ctx.cooldown_s - (ctx.now - ctx.last_fired_at)
+            ctx.reject(self.name(), f"{ctx.rule}: in cooldown for {left:.0f} s more (fired {ctx.now - ctx.last_fired_at:.0f} s ago)")
+
+
+class OneRetrainInFlight(Rule):
+    """At most one retrain per model at a time."""
+
+    PROPOSALS = ("retrain",)
+
+    def before(self, ctx: Context) -> None:
+        if ctx.in_flight:
+            ctx.reject(self.name(), f"retrain #{ctx.in_flight[0]} of {ctx.model} is still in flight")
+
+
+class DebounceRetrain(Rule):
+    """Every trigger source goes through one debounce: no new retrain within ``min_interval``."""
+
+    PROPOSALS = ("retrain",)
+
+    def before(self, ctx: Context) -> None:
+        if (ctx.kind != "manual" and ctx.min_interval_s > 0 and ctx.last_started_at is not None
+                and ctx.now - ctx.last_started_at < ctx.min_interval_s):
+            ctx.reject(self.name(), f"the last retrain of {ctx.model} started {ctx.now - ctx.last_started_at:.0f} s ago "
+                                    f"(min_interval {ctx.min_interval_s:.0f} s)")
+
+
+class NoLoopAfterFailure(Rule):
+    """A failed retrain is not retried on the same data by a rule or schedule: only new data or a person."""
+
+    PROPOSALS = ("retrain",)
+
+    def before(self, ctx: Context) -> None:
+        if ctx.last_failed and ctx.kind in ("rule", "schedule") and not ctx.new_data_since_failure:
+            ctx.reject(self.name(), f"the last retrain of {ctx.model} failed and no new data arrived since; "
+                                    "fix it and run 'shipyard triggers run' (or wait for new data)")
+
+
+class TriggerRetrain(Rule):
+    """Accept: a retrain trigger is created (pending) and started after commit."""
+
+    PROPOSALS = ("retrain",)
+
+    def before(self, ctx: Context) -> None:
+        ctx.accept(self.name(), f"retrain {ctx.model} ({ctx.kind}: {ctx.source})")
+
+
+FIRE_POLICY: tuple[type[Rule], ...] = (DebounceWindows, Cooldown)
+RETRAIN_POLICY: tuple[type[Rule], ...] = (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, TriggerRetrain)
+
+
+def decide(ctx: Context, policy: tuple[type[Rule], ...] | None = None) -> Context:
+    """Run the policy's rules in order over the proposal; the first wait/reject ends it."""
+    rules = policy if policy is not None else (FIRE_POLICY if ctx.proposal == "fire" else RETRAIN_POLICY)
+    for rule_cls in rules:
+        rule = rule_cls()
+        if not rule.applies(ctx):
+            continue
+        try:
+            rule.before(ctx)
+        except Exception as exc:  # a broken rule aborts the decision, never the monitor
+            ctx.status, ctx.reason = ABORT, f"{rule_cls.name()} raised {type(exc).__name__}: {exc}"
+            ctx.fired.append(rule_cls.name())
+            return ctx
+        if ctx.status != ACCEPT:
+            return ctx
+    if not ctx.reason:
+        ctx.reason = f"{ctx.rule} fired" if ctx.proposal == "fire" else "accepted"
+    return ctx

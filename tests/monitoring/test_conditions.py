@@ -1,0 +1,86 @@
+"""Rule conditions: parsed without eval, unknown metrics refused at config load with their line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipyard.config import (
+    MonitorRule,
+    eval_when,
+    load_config,
+    parse_cron,
+    parse_when,
+    when_metrics,
+)
+from shipyard.errors import ConfigError
+
+
+class TestParse:
+    def test_comparison(self) -> None:
+        assert parse_when("drift_share > 0.3") == ("cmp", "drift_share", ">", 0.3)
+
+    def test_feature_metric_and_boolean_structure(self) -> None:
+        tree = parse_when("feature.bill_length_mm.psi > 0.2 and (accuracy < 0.85 or not error_rate >= 0.05)")
+        assert when_metrics(tree) == ["feature.bill_length_mm.psi", "accuracy", "error_rate"]
+        assert tree[0] == "and" and tree[2][0] == "or"
+
+    @pytest.mark.parametrize("text", ["__import__('os').system('x') > 1", "drift_share >", "drift_share 0.3",
+                                      "(drift_share > 0.3", "drift_share > 0.3 extra", "", "drift_share > abc"])
+    def test_refuses_anything_else(self, text: str) -> None:
+        with pytest.raises(ValueError):
+            parse_when(text)
+
+
+class TestEval:
+    def test_holds_and_does_not_hold(self) -> None:
+        tree = parse_when("drift_share > 0.3 and accuracy < 0.85")
+        assert eval_when(tree, {"drift_share": 0.5, "accuracy": 0.8}) is True
+        assert eval_when(tree, {"drift_share": 0.1, "accuracy": 0.8}) is False
+
+    def test_missing_metric_is_no_verdict(self) -> None:
+        tree = parse_when("accuracy < 0.85")
+        assert eval_when(tree, {"rows": 10}) is None
+        # but a known False side decides an 'and'
+        assert eval_when(parse_when("drift_share > 0.3 and accuracy < 0.85"), {"drift_share": 0.1}) is False
+
+
+class TestRuleConfig:
+    def test_defaults_and_alias(self) -> None:
+        rule = MonitorRule.model_validate({"when": "drift_share > 0.3", "for": 2, "actions": ["alert", "retrain"]})
+        assert rule.for_windows == 2 and rule.cooldown_s == 3600 and rule.label == "drift_share > 0.3"
+
+    @pytest.mark.parametrize("metric", ["feature.bill_length_mm.psi", "feature.island.unseen_share", "estimated_accuracy"])
+    def test_known_metrics(self, metric: str) -> None:
+        MonitorRule(when=f"{metric} > 0.1")
+
+    def test_unknown_feature_stat(self) -> None:
+        with pytest.raises(ValueError, match="stat one of"):
+            MonitorRule(when="feature.bill_length_mm.pzi > 0.2")
+
+    def test_unknown_metric_is_a_config_error_naming_the_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "shipyard.yaml"
+        path.write_text("monitor:\n  rules:\n    - when: drift_share > 0.3\n    - when: acuracy < 0.85\n      for: 2\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        message = str(info.value)
+        assert "shipyard.yaml:4:" in message and "monitor.rules.1.when" in message
+        assert "unknown metric 'acuracy'" in message and "accuracy" in message
+
+    def test_unknown_action_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "shipyard.yaml"
+        path.write_text("monitor:\n  rules:\n    - when: drift_share > 0.3\n      actions: [page]\n")
+        with pytest.raises(ConfigError, match=r"shipyard\.yaml:4:"):
+            load_config(path)
+
+
+class TestSchedules:
+    def test_cron_fields(self) -> None:
+        minute, hour, day, _month, weekday = parse_cron("*/15 3 * * 1-5")
+        assert minute == {0, 15, 30, 45} and hour == {3} and weekday == {1, 2, 3, 4, 5} and len(day) == 31
+
+    @pytest.mark.parametrize("bad", ["* * *", "61 * * * *", "a * * * *", "*/0 * * * *"])
+    def test_bad_cron(self, bad: str) -> None:
+        with pytest.raises(ValueError):
+            parse_cron(bad)
