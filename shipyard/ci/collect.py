@@ -187,15 +187,29 @@ def read_metric_files(root: Path, files: Iterable[str], rev: str | None = None) 
     return found if seen else None
 
 
-def runs_for_commit(session: Any, commit: str) -> list[str]:
-    """Finished top-level runs (pipeline runs) recorded at ``commit``, newest first."""
+def runs_for_commit(session: Any, commits: list[str]) -> tuple[str | None, str | None]:
+    """The newest finished top-level run (a pipeline run) at the first of ``commits`` that has one.
+
+    ``commits`` is a commit and its ancestors, newest first: a base commit that only touched files
+    outside the pipeline (docs, the lock file) is compared through the run of its parent.
+    Returns (run id, commit) or (None, None); one query for all commits.
+    """
     from sqlalchemy import select
 
     from shipyard.store.runs import Run
 
-    return list(session.scalars(
-        select(Run.id).where(Run.git_commit == commit, Run.parent_run_id.is_(None), Run.status == "FINISHED")
-        .order_by(Run.start_time.desc())))
+    if not commits:
+        return None, None
+    rows = session.execute(
+        select(Run.id, Run.git_commit).where(Run.git_commit.in_(commits), Run.parent_run_id.is_(None),
+                                             Run.status == "FINISHED").order_by(Run.start_time.desc())).all()
+    newest: dict[str, str] = {}
+    for run_id, commit in rows:
+        newest.setdefault(commit, run_id)
+    for commit in commits:
+        if commit in newest:
+            return newest[commit], commit
+    return None, None
 
 
 def run_metrics(session: Any, run_id: str | None) -> dict[str, float]:

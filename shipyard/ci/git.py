@@ -128,3 +128,9 @@ def repo_path(root: Path, path: Path) -> str:
 def changed_files(root: Path, base_commit: str) -> list[str]:
     out = _git(root, "diff", "--name-only", base_commit, "--")
     return [line for line in out.stdout.splitlines() if line]
+
+
+def ancestors(root: Path, commit: str, limit: int = 20) -> list[str]:
+    """``commit`` and its first-parent ancestors, newest first (as far as this clone has them)."""
+    out = _git(root, "rev-list", "--first-parent", f"--max-count={limit}", commit)
+    return out.stdout.split() if out.returncode == 0 else [commit]

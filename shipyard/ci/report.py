@@ -53,7 +53,7 @@ class MetricRow:
 @dataclass
 class GateRow:
     name: str
-    passed: bool
+    passed: bool | None  # None: the check was skipped (the reason says why)
     value: Any = None
     threshold: Any = None
     reason: str = ""
@@ -159,6 +159,8 @@ def _num(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_num(v)}" for k, v in value.items())
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -193,7 +195,17 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
-STATUS_ICON = {"ran": "▶ ran", "cached": "♻ cache", "skipped": DASH + " skipped", "failed": "✖ failed"}
+STATUS_ICON = {"ran": "▶ ran", "cached": "♻ cache", "up-to-date": "✓ up to date", "skipped": DASH + " skipped",
+               "failed": "✖ failed"}
+
+
+GATE_ICON = {True: "✅", False: "❌", None: "⏭️"}
+GATE_WORD = {True: "pass", False: "FAIL", None: "skipped"}
+GATE_CLASS = {True: "pass", False: "fail", None: "skip"}
+
+
+def _gate_order(gate: GateRow) -> int:
+    return {False: 0, None: 1, True: 2}[gate.passed]
 
 
 def headline(report: Report) -> str:
@@ -203,12 +215,15 @@ def headline(report: Report) -> str:
     if report.passed is None:
         state = "no gates ran" if report.ok else "checks failed"
         return f"{'⚪' if report.ok else '❌'} Shipyard: {subject}: {state}"
-    failed = [g for g in report.gates if not g.passed]
+    failed = [g for g in report.gates if g.passed is False]
+    skipped = [g for g in report.gates if g.passed is None]
     if report.passed and report.ok:
-        return f"✅ Shipyard: {subject} passed all {len(report.gates)} gates"
+        judged = len(report.gates) - len(skipped)
+        extra = f" ({len(skipped)} skipped)" if skipped else ""
+        return f"✅ Shipyard: {subject} passed all {judged} gates{extra}"
     if report.passed:
         return f"❌ Shipyard: {subject} passed its gates, but other checks failed"
-    return f"❌ Shipyard: {subject} failed {len(failed)} of {len(report.gates)} gates"
+    return f"❌ Shipyard: {subject} failed {len(failed)} of {len(report.gates) - len(skipped)} gates"
 
 
 def _context_line(report: Report) -> str:
@@ -244,8 +259,8 @@ def to_markdown(report: Report, *, images: str = "link", image_base: str | None 
 
     if report.gates:
         out += ["### Gates", "", "| | check | value | threshold | reason |", "|---|---|---|---|---|"]
-        for gate in sorted(report.gates, key=lambda g: g.passed):
-            out.append(f"| {'✅' if gate.passed else '❌'} | {_md_cell(gate.name)} | {_md_cell(_num(gate.value))} | "
+        for gate in sorted(report.gates, key=_gate_order):
+            out.append(f"| {GATE_ICON[gate.passed]} | {_md_cell(gate.name)} | {_md_cell(_num(gate.value))} | "
                        f"{_md_cell(_num(gate.threshold))} | {_md_cell(gate.reason)} |")
         out.append("")
 
@@ -304,10 +319,12 @@ def to_markdown(report: Report, *, images: str = "link", image_base: str | None 
     if report.stages:
         ran = [s for s in report.stages if s.status == "ran"]
         cached = [s for s in report.stages if s.status == "cached"]
+        current = [s for s in report.stages if s.status == "up-to-date"]
         total = sum(s.seconds or 0 for s in report.stages)
-        out += ["### Pipeline", "",
-                f"{len(ran)} of {len(report.stages)} stages ran, {len(cached)} came from the cache "
-                f"({_seconds(total)} in stages).", "",
+        summary = f"{len(ran)} of {len(report.stages)} stages ran, {len(cached)} came from the cache"
+        if current:
+            summary += f", {len(current)} were already up to date"
+        out += ["### Pipeline", "", f"{summary} ({_seconds(total)} in stages).", "",
                 "| stage | | time | why |", "|---|---|---|---|"]
         for s in report.stages:
             out.append(f"| {_md_cell(s.name)} | {STATUS_ICON.get(s.status, s.status)} | {_seconds(s.seconds)} | "
@@ -355,7 +372,7 @@ h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0}
 th,td{border:1px solid #d0d7de;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
-.pass{color:#1a7f37}.fail{color:#cf222e}.worse{font-weight:bold;color:#cf222e}
+.pass{color:#1a7f37}.fail{color:#cf222e}.skip{color:#6e7781}.worse{font-weight:bold;color:#cf222e}
 .note{background:#fff8c5;border-left:4px solid #d4a72c;padding:6px 10px;margin:4px 0}
 .err{background:#ffebe9;border-left:4px solid #cf222e;padding:6px 10px;margin:4px 0}
 figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-weight:bold;margin-bottom:4px}
@@ -379,9 +396,9 @@ def to_html(report: Report, folder: Path) -> str:
         return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
     if report.gates:
-        rows = [[f"<span class='{'pass' if g.passed else 'fail'}'>{'pass' if g.passed else 'FAIL'}</span>",
+        rows = [[f"<span class='{GATE_CLASS[g.passed]}'>{GATE_WORD[g.passed]}</span>",
                  e(g.name), e(_num(g.value)), e(_num(g.threshold)), e(g.reason)]
-                for g in sorted(report.gates, key=lambda g: g.passed)]
+                for g in sorted(report.gates, key=_gate_order)]
         parts += ["<h2>Gates</h2>", table(["", "check", "value", "threshold", "reason"], rows)]
     if report.metrics:
         has_base = any(m.base is not None for m in report.metrics)

@@ -119,14 +119,37 @@ def step_validate(ws: Workspace, config: Any) -> list[ValidationRow]:
     return rows
 
 
-def step_run(ws: Workspace, env: CIEnv) -> tuple[list[StageRow], str | None]:
-    """Run the pipeline; returns the stage rows and the pipeline run id."""
+STAGE_STATUS = {"ran": "ran", "restored": "cached", "up-to-date": "up-to-date", "failed": "failed",
+                "skipped": "skipped"}
+
+
+def step_run(ws: Workspace, env: CIEnv, config: Any) -> tuple[list[StageRow], str | None]:
+    """Run the pipeline; returns the stage rows and the pipeline run id.
+
+    The pipeline run is then given what a CI comparison needs when the stages did not log it
+    themselves: the git commit and branch, and the values of the declared metrics files.
+    """
     run_pipeline = _service("shipyard.pipeline.runner", "run_pipeline", "the pipeline engine")
-    result = run_pipeline(ws)
-    stages = []
-    for stage in getattr(result, "stages", []):
-        stages.append(StageRow(stage.name, stage.status, getattr(stage, "seconds", None), getattr(stage, "reason", "")))
-    return stages, getattr(result, "run_id", None)
+    summary = run_pipeline(ws)
+    stages = [StageRow(s.name, STAGE_STATUS.get(s.status, s.status), s.seconds, s.reason or "")
+              for s in summary.stages]
+    if summary.run_id and not summary.failed:
+        _annotate_run(ws, config, env, summary.run_id)
+    return stages, summary.run_id
+
+
+def _annotate_run(ws: Workspace, config: Any, env: CIEnv, run_id: str) -> None:
+    from shipyard.store import runs
+
+    metrics = collect.read_metric_files(ws.project.root, collect.metric_files(config)) or {}
+    with ws.store.write() as session:
+        run = runs.get_run(session, run_id)
+        if run.git_commit is None:
+            run.git_commit = env.commit or git.head_commit(ws.project.root)
+            run.git_branch = run.git_branch or env.branch
+        logged = collect.run_metrics(session, run_id)
+        missing = [runs.MetricValue(k, v) for k, v in metrics.items() if k not in logged]
+        runs.log_metrics(session, run_id, missing)
 
 
 def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None) -> str:
@@ -150,7 +173,8 @@ def step_gate(ws: Workspace, config: Any, candidate: str, trust: bool) -> tuple[
     run_gate = _service("shipyard.gates.runner", "run_gate", "the gates")
     outcome = run_gate(ws.store, ws.objects, candidate, config, ws.project.root, trust=trust)
     verdict = outcome.verdict
-    rows = [GateRow(c.name, bool(c.passed), c.value, c.threshold, c.reason) for c in verdict.checks]
+    rows = [GateRow(c.name, None if c.passed is None else bool(c.passed), c.value, c.threshold, c.reason)
+            for c in verdict.checks]
     return bool(verdict.passed), rows, list(getattr(verdict, "notes", ()))
 
 
@@ -202,7 +226,7 @@ def run_ci(ws: Workspace, environ: Mapping[str, str], options: CIOptions) -> CIO
             blocked = True
             report.notes.append("data validation failed, so the pipeline, registration and gates were skipped")
     if "run" in options.steps and not blocked:
-        ok, value = step("run", "pipeline", lambda: step_run(ws, env))
+        ok, value = step("run", "pipeline", lambda: step_run(ws, env, config))
         if ok:
             report.stages, run_id = value
         blocked = not ok or any(s.status == "failed" for s in report.stages)
@@ -244,13 +268,16 @@ def fill_report(ws: Workspace, config: Any, report: Report, run_id: str | None, 
     base: dict[str, float] | None = None
     champion: dict[str, float] | None = None
     champion_mv = candidate_mv = None
-    base_runs: list[str] = []
+    base_run: str | None = None
     with ws.store.read() as session:
         if not current and run_id:
             current = collect.run_metrics(session, run_id)
         if report.base_commit:
-            base_runs = collect.runs_for_commit(session, report.base_commit)
-            base = collect.run_metrics(session, base_runs[0]) if base_runs else None
+            base_run, at = collect.runs_for_commit(session, git.ancestors(root, report.base_commit))
+            base = collect.run_metrics(session, base_run) if base_run else None
+            if base and at != report.base_commit:
+                report.notes.append(f"base metrics come from {at[:7]}, the nearest ancestor of "
+                                    f"{report.base_commit[:7]} with a recorded pipeline run")
             if not base:
                 base = collect.read_metric_files(root, files, report.base_commit)
             if base is None and current:
@@ -260,7 +287,7 @@ def fill_report(ws: Workspace, config: Any, report: Report, run_id: str | None, 
         if champion_mv is not None:
             champion = collect.run_metrics(session, champion_mv.run_id)
         histories = collect.metric_histories(session, run_id) if run_id else {}
-        base_histories = collect.metric_histories(session, base_runs[0]) if base_runs else {}
+        base_histories = collect.metric_histories(session, base_run) if base_run else {}
     report.metrics = collect.metric_rows(current, base, champion)
     if options.plots:
         _plots(ws, config, report, candidate_mv, champion_mv, histories, base_histories, options)
@@ -280,7 +307,8 @@ def _champion(session: Any, config: Any, report: Report) -> tuple[Any, Any]:
         champion = resolve(session, f"{config.model.name}@champion")
         report.champion = champion.ref
     except NotFound:
-        report.notes.append(f"{config.model.name} has no champion yet: nothing to compare against")
+        if not any("champion" in n.lower() for n in report.notes):
+            report.notes.append(f"{config.model.name} has no champion yet: nothing to compare against")
     if report.candidate is None and report.commit:
         candidate = _version_of_commit(session, config.model.name, report)
     elif report.candidate:
@@ -308,7 +336,7 @@ def _version_of_commit(session: Any, name: str, report: Report) -> Any:
     verdict = version.verdict or {}
     if report.passed is None and isinstance(verdict.get("checks"), list):
         report.passed = bool(verdict.get("passed"))
-        report.gates = [GateRow(str(c.get("name")), bool(c.get("passed")), c.get("value"), c.get("threshold"),
+        report.gates = [GateRow(str(c.get("name")), c.get("passed"), c.get("value"), c.get("threshold"),
                                 str(c.get("reason") or "")) for c in verdict["checks"] if isinstance(c, dict)]
     return version
 

@@ -66,13 +66,14 @@ def ci(
             cached = sum(s.status == "cached" for s in report.stages)
             echo(f"pipeline: {ran} stages ran, {cached} from cache")
         for gate in report.gates:
-            echo(f"  {'pass' if gate.passed else 'FAIL'}  {gate.name}: {gate.reason}")
+            word = {True: "pass", False: "FAIL", None: "skip"}[gate.passed]
+            echo(f"  {word}  {gate.name}: {gate.reason}")
         if "md" in outcome.files:
             echo(f"report: {outcome.files['md']} (+ report.html, report.json, {len(report.plots)} plots)")
         if "candidate" in outcome.files:
             echo(f"candidate {outcome.candidate} passed; deploy it with: shipyard deploy {outcome.candidate}")
     if outcome.exit_code:
-        problems = len([g for g in report.gates if not g.passed]) + len(report.errors) + \
+        problems = len([g for g in report.gates if g.passed is False]) + len(report.errors) + \
             len([v for v in report.validation if not v.passed]) + len([s for s in report.stages if s.status == "failed"])
         raise CheckFailed(f"shipyard ci: {problems} check(s) failed; see the report",
                           hint="read report.md (or report.html) in the report folder")
