@@ -21,7 +21,7 @@ def _sync(direction: str, remote: str | None, jobs: int, json_out: bool) -> None
     project = find_project()
     local = project.objects_dir
     url = sync.resolve_remote(remote, local)
-    runcache = runcache_dir(project.state_dir)
+    runcache = runcache_dir(local)
     last = {"shown": -1}
 
     def progress(done: int, total: int) -> None:
@@ -40,13 +40,13 @@ def _sync(direction: str, remote: str | None, jobs: int, json_out: bool) -> None
         echo(result.summary())
 
 
-def runcache_dir(state_dir):  # type: ignore[no-untyped-def]
-    """Where the pipeline keeps its run-cache entries."""
+def runcache_dir(objects_dir):  # type: ignore[no-untyped-def]
+    """The run-cache entries inside the local object folder (where the pipeline keeps them)."""
     try:
-        from shipyard.pipeline.runcache import runcache_dir as pipeline_dir
+        from shipyard.pipeline.runcache import PREFIX
     except ImportError:
-        return state_dir / "runcache"
-    return pipeline_dir(state_dir)
+        PREFIX = "runcache"
+    return objects_dir / PREFIX
 
 
 @push_app.command()

@@ -40,7 +40,7 @@ def test_push_then_pull_in_a_fresh_clone(tmp_path: Path) -> None:
     origin = make_project(tmp_path / "origin")
     remote = tmp_path / "remote"
     oids = ObjectStore.open(origin / ".shipyard" / "objects").put_bytes_many([b"model bytes", b"prepared data"])
-    entry = origin / ".shipyard" / "runcache" / "ab" / "fingerprint.json"
+    entry = origin / ".shipyard" / "objects" / "runcache" / "v1" / "ab" / ("c" * 30 + ".json")
     entry.parent.mkdir(parents=True)
     entry.write_text('{"outs": {}}')
     pushed = run_cli("push", "--remote", str(remote), "--json", cwd=origin)
@@ -53,7 +53,7 @@ def test_push_then_pull_in_a_fresh_clone(tmp_path: Path) -> None:
     assert pulled.returncode == 0, pulled.stderr
     assert "pulled 2 objects" in pulled.stdout and "1 run-cache entries" in pulled.stdout
     assert ObjectStore.open(clone / ".shipyard" / "objects").get_many(oids)
-    assert (clone / ".shipyard" / "runcache" / "ab" / "fingerprint.json").exists()
+    assert (clone / ".shipyard" / "objects" / "runcache" / "v1" / "ab" / ("c" * 30 + ".json")).exists()
     nothing = run_cli("pull", "--remote", str(remote), "--json", cwd=clone)
     assert json.loads(nothing.stdout)["objects_transferred"] == 0
 
