@@ -141,4 +141,6 @@ def _get(root: str, path: str, batching: bool | None, json_out: bool) -> None:
     else:
         print(response.text)
     if response.status_code >= 400:
-        raise typer.Exit(1)
+        from shipyard.errors import CheckFailed
+
+        raise CheckFailed(f"GET {path} answered {response.status_code}")
