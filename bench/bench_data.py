@@ -47,6 +47,19 @@ pl.DataFrame(ref, schema=cols).write_parquet(sys.argv[3] + "/ref.parquet")
 pl.DataFrame(cur, schema=cols).write_parquet(sys.argv[3] + "/cur.parquet")
 """
 
+OURS_DRIFT_CALL = """
+import json, sys, time
+import polars as pl
+from shipyard.data.drift import compare
+from shipyard.data.profile import Profile
+reference = Profile.from_json(open(sys.argv[1], "rb").read())
+cur = pl.read_parquet(sys.argv[2])
+start = time.perf_counter()
+report = compare(reference, cur)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "drifted": report.drifted}))
+"""
+
 OURS_VALIDATE_CALL = """
 import json, sys, time
 import polars as pl
@@ -215,13 +228,36 @@ def _drift_rows(n, shipyard, project, py, evidently_script, ref, cur) -> None:  
         assert got == EXPECTED_DRIFT, f"shipyard flagged {got}"
         return r["wall"], r["peak_mb"]
 
+    evidently_inner: list[float] = []
+    ours_inner: list[float] = []
+    profile_json = DIR / "reference-profile.json"
+    _export_profile(project, profile_json)
+    ours_call = _script("ours_drift.py", OURS_DRIFT_CALL)
+
     def evidently_drift() -> tuple[float, float]:
         r = _run([py["evidently"], str(evidently_script), str(ref), str(cur)])
-        got = json.loads(r["stdout"].strip().splitlines()[-1])["drifted"]
-        print(f"<!-- evidently in-process {json.loads(r['stdout'].strip().splitlines()[-1])['seconds']:.1f} s, "
-              f"flagged {got} -->", flush=True)
-        assert got == EXPECTED_DRIFT, f"evidently flagged {got}"
+        payload = json.loads(r["stdout"].strip().splitlines()[-1])
+        assert payload["drifted"] == EXPECTED_DRIFT, f"evidently flagged {payload['drifted']}"
+        evidently_inner.append(payload["seconds"])
+        # our in-process compare, right after the peer's run (alternating)
+        mine = json.loads(_run([sys.executable, str(ours_call), str(profile_json), str(cur)])["stdout"])
+        assert mine["drifted"] == EXPECTED_DRIFT, mine
+        ours_inner.append(mine["seconds"])
         return r["wall"], r["peak_mb"]
 
     compare("drift vs stored reference, process", ours_drift, evidently_drift, "Evidently 0.7.23 DataDriftPreset",
             n=max(2, n // 2), warmup=0)
+    import statistics
+
+    o, e = statistics.median(ours_inner), statistics.median(evidently_inner)
+    print(f"| drift, in-process call (compare vs Report.run) | {min(ours_inner) * 1000:.1f} / {o * 1000:.1f} ms "
+          f"| {min(evidently_inner) * 1000:.1f} / {e * 1000:.1f} ms (Evidently 0.7.23 DataDriftPreset) "
+          f"| **{e / o:.1f}x** |", flush=True)
+
+
+def _export_profile(project: Path, dest: Path) -> None:
+    """Write the stored reference profile of bench@1 to a JSON file (for the in-process row)."""
+    code = ("import sys; from shipyard.workspace import Workspace; from shipyard.store.datasets import get_version; "
+            "ws = Workspace.discover(); s = ws.store.read().__enter__(); v = get_version(s, 'bench@1'); "
+            "open(sys.argv[1], 'wb').write(ws.objects.get_bytes(v.profile_oid))")
+    subprocess.run([sys.executable, "-c", code, str(dest)], cwd=project, check=True)

@@ -105,7 +105,7 @@ def _examples_text(examples: list[dict[str, Any]]) -> str:
 _ACCEPTS = {
     "int": lambda t: t.is_integer(),
     "float": lambda t: t.is_numeric() and str(t) != "Boolean",
-    "string": lambda t: t.is_(__import__("polars").String) or str(t).startswith(("Categorical", "Enum")),
+    "string": lambda t: str(t) == "String" or str(t).startswith(("Categorical", "Enum")),
     "bool": lambda t: str(t) == "Boolean",
     "date": lambda t: str(t) == "Date",
     "datetime": lambda t: str(t).startswith("Datetime"),
