@@ -100,6 +100,7 @@ def test_missing_and_extra_columns_are_reported(reference) -> None:
         compare(prof, cur.head(0))
 
 
+@pytest.mark.slow
 def test_multivariate_pca_and_domain_classifier(reference) -> None:
     pytest.importorskip("sklearn")
     prof, cur = reference

@@ -33,6 +33,7 @@ def shift(src: Path, dest: Path, columns: tuple[str, ...], factor: float) -> Non
         writer.writerows(rows)
 
 
+@pytest.mark.slow
 def test_validate_the_example_and_a_corrupted_copy(penguins: Path) -> None:
     ok = run_cli("data", "validate", "data/raw.csv", "--schema", "data/schema.yaml", cwd=penguins)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -52,6 +53,7 @@ def test_validate_the_example_and_a_corrupted_copy(penguins: Path) -> None:
     assert md.stdout.startswith("### ❌ Data validation") and "| allowed | species | 1 |" in md.stdout
 
 
+@pytest.mark.slow
 def test_infer_then_validate_round_trip(penguins: Path) -> None:
     inferred = run_cli("data", "infer", "data/raw.csv", cwd=penguins)
     assert inferred.returncode == 0, inferred.stderr
@@ -61,6 +63,7 @@ def test_infer_then_validate_round_trip(penguins: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_2_with_clear_errors(penguins: Path) -> None:
     (penguins / "empty.csv").write_text("")
     r = run_cli("data", "validate", "empty.csv", "--schema", "data/schema.yaml", cwd=penguins)
@@ -114,6 +117,7 @@ def test_versions_drift_and_lineage(penguins: Path) -> None:
     assert missing.returncode == 2 and "no dataset called 'penguin'" in missing.stderr and "penguins" in missing.stderr
 
 
+@pytest.mark.slow
 def test_profile_file_as_reference(penguins: Path) -> None:
     r = run_cli("data", "profile", "data/raw.csv", "--out", "ref.json", cwd=penguins)
     assert r.returncode == 0 and "344 rows, 8 columns" in r.stdout
