@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -81,6 +83,7 @@ def test_bad_inputs_exit_2_with_clear_errors(penguins: Path) -> None:
     assert r.returncode == 2 and "choose one" in r.stderr
 
 
+@pytest.mark.slow
 def test_versions_drift_and_lineage(penguins: Path) -> None:
     assert run_cli("init", cwd=penguins).returncode == 0
     added = run_cli("data", "add", "data/raw.csv", "--name", "penguins", cwd=penguins)
