@@ -28,7 +28,7 @@ class DaskExecutor:
         if address == "tcp://":
             raise UsageError(f"executor {spec!r} has no address", hint="use dask://host:port")
         try:
-            self.client = Client(address, timeout="10s", set_as_default=False)
+            self.client = Client(address, timeout="5s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ShipyardError(f"cannot reach the Dask scheduler at {address}: {exc}",
                                 hint="start one with 'dask scheduler' and workers with 'dask worker ADDRESS'") from exc
