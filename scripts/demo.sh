@@ -14,16 +14,27 @@ cd "$work"
 git init -q && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "penguins example"
 
 step "shipyard init"
-shipyard init --force
+# the example ships its shipyard.yaml (the pipeline); init only where there is none yet
+if [ -f shipyard.yaml ]; then echo "keeping the example's shipyard.yaml"; else shipyard init; fi
 step "shipyard doctor"
 shipyard doctor
 
 # --- pipeline (issue: pipeline engine) ---
-step "run the example's scripts"
-python src/prepare.py
-python src/train.py
-python src/evaluate.py
+step "pipeline: the stages (validate -> prepare -> train -> evaluate)"
+shipyard dag
+step "pipeline: shipyard run (every stage runs; output streamed with the stage name)"
+shipyard run
 cat metrics.json
+step "pipeline: a second shipyard run executes nothing"
+shipyard run
+step "pipeline: change train.n_estimators; status and explain say why, only train and evaluate run"
+sed -i.bak 's/n_estimators: 100/n_estimators: 50/' params.yaml && rm -f params.yaml.bak
+shipyard status
+shipyard explain train
+shipyard run
+step "pipeline: switch the param back: restored from the run cache, nothing runs"
+git checkout -q params.yaml
+shipyard run
 # --- end pipeline ---
 
 # --- tracking ---

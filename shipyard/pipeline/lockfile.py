@@ -136,8 +136,12 @@ class Lockfile:
         import yaml
 
         stages = {name: self.stages[name] for name in sorted(self.stages) if keep is None or name in keep}
-        body = yaml.safe_dump({"schema": SCHEMA, "stages": stages}, sort_keys=False, default_flow_style=False,
-                              width=1000, allow_unicode=True)
+        class Dumper(yaml.SafeDumper):
+            def ignore_aliases(self, data: Any) -> bool:  # no &id001 anchors: every value written out
+                return True
+
+        body = yaml.dump({"schema": SCHEMA, "stages": stages}, Dumper=Dumper, sort_keys=False,
+                         default_flow_style=False, width=1000, allow_unicode=True)
         return HEADER + body
 
     def update(self, name: str, entry: dict[str, Any], keep: set[str] | None = None) -> None:

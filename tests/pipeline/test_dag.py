@@ -73,7 +73,7 @@ def test_unknown_params_key_suggests_the_closest(tmp_path):
 
 def test_missing_params_file(tmp_path):
     write_config(tmp_path, {"train": {"cmd": "x", "params": [{"other.yaml": ["a"]}]}})
-    with pytest.raises(ConfigError, match="other.yaml does not exist"):
+    with pytest.raises(ConfigError, match=r"other\.yaml does not exist"):
         load(tmp_path)
 
 
