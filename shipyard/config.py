@@ -584,6 +584,7 @@ class MonitorSection(Frozen):
     every: str | float = "1m"
     thresholds: Literal["auto", "effect", "calibrated"] = "auto"
     drift_share: float = Field(0.5, gt=0, le=1)
+    drift_rows: int = Field(25_000, ge=1000)
     rules: list[MonitorRule] = Field(default_factory=list)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 

@@ -12,6 +12,11 @@ classifier's accuracy is *estimated* from its confidence (NannyML's CBPE idea: u
 probabilities, the expected accuracy is the mean top-class probability), stored as
 ``estimated_accuracy`` with its standard error and ``estimate: "cbpe"`` so it is never mistaken for
 a measurement.
+
+Drift statistics of a window larger than ``drift_rows`` (default 25,000) are computed on a uniform
+sample of that many rows: at that size the sampling error of the normed Wasserstein, PSI and
+Jensen-Shannon distances is about 0.01, a tenth of their thresholds, and the cost stays flat as
+traffic grows. Traffic, latency, quality and accuracy always use every row.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def feature_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return ok.select(cols).rename({c: c[len(FEATURE_PREFIX):] for c in cols})
 
 
+DRIFT_ROWS = 25_000       # drift statistics of larger windows use a uniform sample this large
 CALIBRATE_BELOW = 5000   # windows this large see sampling noise under the default thresholds
 CALIBRATION_DRAWS = 20
 _CALIBRATED: dict[tuple[int, int], Profile] = {}
@@ -244,7 +250,8 @@ def _macro_f1(true: np.ndarray, pred: np.ndarray) -> float:
 
 def window_metrics(window: pl.DataFrame, reference: Profile | None, *, min_rows: int, thresholds: str = "auto",
                    drift_share: float = 0.5, expected: list[str] | None = None, target: str | None = None,
-                   labels: pl.DataFrame | None = None, multivariate: bool = False) -> tuple[str, dict[str, Any]]:
+                   labels: pl.DataFrame | None = None, multivariate: bool = False,
+                   drift_rows: int | None = DRIFT_ROWS) -> tuple[str, dict[str, Any]]:
     """(verdict, metrics) of one window. Verdict: ``empty`` (too few rows: no verdict), ``drift``,
     ``ok``, or ``no_reference`` (traffic only: the version has no stored training profile)."""
     import polars as pl
@@ -263,7 +270,11 @@ def window_metrics(window: pl.DataFrame, reference: Profile | None, *, min_rows:
     if expected is None:
         expected = [c for c in reference.columns if c != target]
     features = feature_frame(window)
-    metrics.update(drift(reference, features, thresholds=thresholds, drift_share=drift_share, expected=expected,
+    sample = features
+    if drift_rows and features.height > drift_rows:
+        sample = features.sample(drift_rows, seed=0)
+        metrics["drift_rows"] = drift_rows
+    metrics.update(drift(reference, sample, thresholds=thresholds, drift_share=drift_share, expected=expected,
                          multivariate=multivariate))
     metrics.update(quality(reference, features, expected))
     if "prediction" in answered.columns:

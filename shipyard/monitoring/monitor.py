@@ -145,7 +145,8 @@ class Monitor:
             reference = self._reference(model, version)
             verdict, values = window_metrics.window_metrics(
                 win.frame, reference, min_rows=s.min_rows, thresholds=s.thresholds, drift_share=s.drift_share,
-                expected=self._expected_features(model, reference), target=self._target(model), labels=labels)
+                expected=self._expected_features(model, reference), target=self._target(model), labels=labels,
+                drift_rows=s.drift_rows)
             firings, triggers, actions = self._commit_window(model, version, win, verdict, values, now)
             out_windows.append({"model": model, "version": version, "start": win.start, "end": win.end,
                                 "rows": win.frame.height, "verdict": verdict,
