@@ -7,13 +7,12 @@ use. Timings run the two sides alternately so drift in machine load hits both eq
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,19 +82,34 @@ class Comparison:
                 f"| **{self.ratio:.1f}x**{mem} |")
 
 
+_LAUNCHER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True)
+wall = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+tail = (proc.stdout[-2000:] + b"\\n" + proc.stderr[-2000:]).decode(errors="replace")
+print(json.dumps({"rc": proc.returncode, "wall": wall, "peak_mb": peak, "tail": tail}))
+"""
+
+
 def time_command(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
                  setup: Callable[[], None] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run of ``cmd`` (its whole process tree)."""
+    """Wall seconds and peak RSS (MB) of one run of ``cmd`` (its whole process tree).
+
+    The command runs under a tiny launcher process that times it and reads its peak RSS: a child
+    forked straight from this (large) process would report our own memory as its peak.
+    """
     if setup:
         setup()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, *cmd], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(after, before) / 1024
+        raise RuntimeError(f"launcher failed for {' '.join(cmd)}: {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout)
+    if result["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result['rc']}):\n{result['tail']}")
+    return result["wall"], result["peak_mb"]
 
 
 def compare(name: str, ours: Callable[[], float | tuple[float, float]], peer: Callable[[], float | tuple[float, float]],

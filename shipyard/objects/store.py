@@ -50,11 +50,12 @@ class ObjectStore:
         """Store many byte strings; returns their ids in order, skipping ones already present."""
         oids = [hash_bytes(b) for b in blobs]
         present = self.backend.exists_many(key_of(o) for o in oids)
+        todo: dict[str, bytes] = {}
         for oid, blob in zip(oids, blobs, strict=True):
             key = key_of(oid)
             if not present[key]:
-                self.backend.write(key, blob)
-                present[key] = True
+                todo.setdefault(key, blob)
+        self.backend.write_many(list(todo.items()))
         return oids
 
     def put_bytes(self, data: bytes) -> str:
@@ -70,11 +71,8 @@ class ObjectStore:
     def put_files(self, files: Sequence[tuple[Path, str]]) -> None:
         """Store files whose ids are already known (from the Hasher), skipping present ones."""
         present = self.backend.exists_many(key_of(oid) for _, oid in files)
-        todo = {key_of(oid): path for path, oid in files if not present[key_of(oid)]}
-        if not todo:
-            return
-        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-            list(pool.map(lambda item: self.backend.write_file(item[0], item[1]), todo.items()))
+        todo = {key_of(oid): Path(path) for path, oid in files if not present[key_of(oid)]}
+        self.backend.write_many(list(todo.items()))
 
     def put_path(self, path: Path, hasher: Hasher | None = None) -> str:
         """Store a file or a folder (its manifest and every file in it); returns the id."""
