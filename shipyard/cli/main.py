@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("shipyard.cli.init:app", "Create shipyard.yaml, params.yaml and .shipyard/ here."),
     "doctor": ("shipyard.cli.doctor:app", "Check the store, object store, git and installed extras."),
     "audit": ("shipyard.cli.audit:app", "Show and verify the hash-chained audit log."),
+    "models": ("shipyard.cli.models:app", "Register model versions, move aliases, print cards and lineage."),
+    "gate": ("shipyard.cli.gate:app", "Judge a model version against thresholds and the champion (exit 0/1/2)."),
     "run": ("shipyard.cli.pipeline:run_cmd", "Run the pipeline: only changed stages; restore the rest from the run cache."),
     "status": ("shipyard.cli.pipeline:status_cmd", "Show which pipeline stages would run and why."),
     "dag": ("shipyard.cli.pipeline:dag_cmd", "Show the pipeline's stages and edges (text, --mermaid, --dot)."),

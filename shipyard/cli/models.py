@@ -1,0 +1,218 @@
+"""``shipyard models``: register, list, show, alias, card, lineage."""
+
+from __future__ import annotations
+
+import typer
+
+from shipyard.cli.output import echo, print_json, table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Register model versions, move aliases, print cards and lineage.")
+
+
+def _ws():  # type: ignore[no-untyped-def]
+    from shipyard.workspace import Workspace
+
+    return Workspace.discover()
+
+
+def _config(ws):  # type: ignore[no-untyped-def]
+    from shipyard.config import load_config
+
+    return load_config(ws.project.config_path) if ws.project.config_path.exists() else None
+
+
+def _parse_tags(tags: list[str]) -> dict[str, str]:
+    from shipyard.errors import UsageError
+
+    out = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+@app.command()
+def register(
+    name: str = typer.Argument(None, help="Model name (default: model.name in shipyard.yaml)."),
+    path: str = typer.Option(None, "--path", help="Model file or folder (default: model.path)."),
+    flavor: str = typer.Option(None, "--flavor", help="sklearn, onnx, xgboost, lightgbm or pickle (default: model.flavor)."),
+    run: str = typer.Option(None, "--run", help="Run that produced the model (default: the newest that did)."),
+    no_run: bool = typer.Option(False, "--no-run", help="Link no run."),
+    trust: bool = typer.Option(False, "--trust", help="Allow a pickle/joblib file (after an opcode scan)."),
+    description: str = typer.Option(None, "--description", "-d", help="Free text kept with the version."),
+    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable."),
+    json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+) -> None:
+    """Register a trained model as the next version (signature and training-data profile included).
+
+    Example: shipyard models register penguin-species --path model/
+    """
+    from shipyard.errors import UsageError
+    from shipyard.registry.project import register_from_project
+
+    ws = _ws()
+    cfg = _config(ws)
+    model_cfg = cfg.model if cfg else None
+    name = name or (model_cfg.name if model_cfg else None)
+    path = path or (model_cfg.path if model_cfg else None)
+    if not name or not path:
+        raise UsageError("give NAME and --path, or a model: section in shipyard.yaml",
+                         hint="shipyard models register penguin-species --path model/")
+    if model_cfg and model_cfg.name != name:
+        model_cfg = model_cfg  # same data/target settings apply to any name registered from this project
+    import os
+
+    run = run or os.environ.get("SHIPYARD_RUN_ID")
+    mv, notes = register_from_project(ws.store, ws.objects, ws.project.root, name, path, flavor=flavor,
+                                      model_cfg=model_cfg, run_id=run, find_run=not no_run, trust=trust,
+                                      description=description, tags=_parse_tags(tag))
+    if json_out:
+        print_json(mv.to_dict())
+        return
+    for note in notes:
+        echo(f"note: {note}")
+    echo(f"registered {mv.ref} ({mv.flavor}, {mv.model_oid})")
+
+
+@app.command("list")
+def list_(
+    name: str = typer.Argument(None, help="Only this model's versions."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List registered models and their versions.
+
+    Example: shipyard models list penguin-species
+    """
+    from shipyard.registry import find_versions
+
+    ws = _ws()
+    with ws.store.read() as session:
+        versions = find_versions(session, name)
+    if json_out:
+        print_json([v.to_dict() for v in versions])
+        return
+    table(["model", "version", "flavor", "aliases", "gate", "run"],
+          [(v.name, v.version, v.flavor, ",".join(v.aliases), _gate(v), v.run_id or "") for v in versions])
+
+
+def _gate(v) -> str:  # type: ignore[no-untyped-def]
+    if v.verdict is None:
+        return "not gated"
+    return "passed" if v.passed_gate else "failed"
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="NAME@VERSION or NAME@ALIAS."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show one version: object, flavor, run, aliases, signature, latest verdict.
+
+    Example: shipyard models show penguin-species@champion
+    """
+    from shipyard.registry import resolve
+
+    ws = _ws()
+    with ws.store.read() as session:
+        mv = resolve(session, ref)
+    if json_out:
+        print_json(mv.to_dict())
+        return
+    rows = [("version", mv.ref), ("flavor", mv.flavor), ("model object", mv.model_oid),
+            ("size", f"{mv.size_bytes:,} bytes"), ("aliases", ", ".join(mv.aliases) or "none"),
+            ("run", mv.run_id or "none"), ("gate", _gate(mv)), ("description", mv.description or ""),
+            ("signature", ", ".join(f"{c.name}:{c.type}" for c in mv.signature.inputs) if mv.signature else "none"),
+            ("reference profile", mv.profile_oid or "none")]
+    rows += [(f"tag {k}", v) for k, v in sorted(mv.tags.items())]
+    table(["field", "value"], rows)
+
+
+@app.command()
+def alias(
+    name: str = typer.Argument(..., help="Model name."),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. champion or challenger."),
+    version: int = typer.Argument(None, help="Version to point at (omit with --delete)."),
+    delete: bool = typer.Option(False, "--delete", help="Remove the alias."),
+    force: bool = typer.Option(False, "--force", help="Make champion without a passing gate verdict."),
+    reason: str = typer.Option(None, "--reason", help="Why (required with --force; audited)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the change as JSON."),
+) -> None:
+    """Point an alias at a version (champion needs a passing gate verdict), or delete it.
+
+    Example: shipyard models alias penguin-species champion 3
+    """
+    from shipyard.errors import UsageError
+    from shipyard.registry import delete_alias, set_alias
+
+    ws = _ws()
+    if delete:
+        with ws.store.write() as session:
+            previous = delete_alias(session, name, alias_name)
+        result = {"model": name, "alias": alias_name, "version": None, "previous": previous}
+    else:
+        if version is None:
+            raise UsageError("give the VERSION to point the alias at (or --delete)",
+                             hint=f"shipyard models alias {name} {alias_name} 3")
+        with ws.store.write() as session:
+            previous = set_alias(session, name, alias_name, version, force=force, reason=reason)
+        result = {"model": name, "alias": alias_name, "version": version, "previous": previous, "forced": force}
+    if json_out:
+        print_json(result)
+    elif delete:
+        echo(f"deleted {name}@{alias_name} (was version {previous})")
+    else:
+        moved = f" (was version {previous})" if previous is not None else ""
+        echo(f"{name}@{alias_name} -> version {version}{moved}" + (" [forced, audited]" if force else ""))
+
+
+@app.command()
+def card(
+    ref: str = typer.Argument(..., help="NAME@VERSION or NAME@ALIAS."),
+    output: str = typer.Option(None, "--output", "-o", help="Write the card to this file."),
+) -> None:
+    """Print the Markdown model card: data versions, params, metrics, verdicts, fairness, signature.
+
+    Example: shipyard models card penguin-species@champion -o MODEL_CARD.md
+    """
+    from pathlib import Path
+
+    from shipyard.gates.runner import run_metrics
+    from shipyard.registry import resolve
+    from shipyard.registry.card import render_card
+    from shipyard.registry.lineage import lineage
+
+    ws = _ws()
+    with ws.store.read() as session:
+        mv = resolve(session, ref)
+        text = render_card(mv, lineage(session, mv), run_metrics(session, mv.run_id))
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        echo(f"wrote {output}")
+    else:
+        print(text, end="")
+
+
+@app.command("lineage")
+def lineage_cmd(
+    ref: str = typer.Argument(..., help="NAME@VERSION or NAME@ALIAS."),
+    json_out: bool = typer.Option(False, "--json", help="Print the tree as JSON."),
+) -> None:
+    """Print version -> run -> dataset versions -> git commit -> stage fingerprints.
+
+    Example: shipyard models lineage penguin-species@2
+    """
+    from shipyard.registry import resolve
+    from shipyard.registry.lineage import lineage, render_tree
+
+    ws = _ws()
+    with ws.store.read() as session:
+        mv = resolve(session, ref)
+        tree = lineage(session, mv)
+    if json_out:
+        print_json(tree)
+    else:
+        for line in render_tree(tree):
+            print(line)

@@ -1,0 +1,104 @@
+"""Run the configured gates on a registered version and store the verdict with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shipyard.config import ShipyardConfig
+from shipyard.errors import ConfigError, InputError, NotFound
+from shipyard.gates.checks import Subject
+from shipyard.gates.verdict import Verdict
+
+
+def run_metrics(session: Session, run_id: str | None) -> dict[str, float]:
+    """Latest metrics of a run, then of its child runs, then of its pipeline's other stage runs."""
+    from shipyard.store.runs import LatestMetric, Run
+
+    if run_id is None:
+        return {}
+    run = session.get(Run, run_id)
+    if run is None:
+        return {}
+    order = [run_id]
+    children = list(session.scalars(select(Run.id).where(Run.parent_run_id == run_id).order_by(Run.start_time)))
+    order += children
+    if run.parent_run_id:
+        order.append(run.parent_run_id)
+        order += list(session.scalars(select(Run.id).where(Run.parent_run_id == run.parent_run_id, Run.id != run_id)
+                                      .order_by(Run.start_time)))
+    values: dict[str, float] = {}
+    rows = session.execute(select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value)
+                           .where(LatestMetric.run_id.in_(order))).all()
+    by_run: dict[str, dict[str, float]] = {}
+    for rid, key, value in rows:
+        by_run.setdefault(rid, {})[key] = value
+    for rid in reversed(order):  # earlier entries win
+        values.update(by_run.get(rid, {}))
+    return values
+
+
+def read_eval_set(root: Path, rel: str | None) -> Any:
+    """The evaluation set named by model.eval, as a pandas DataFrame (CSV or Parquet)."""
+    if not rel:
+        return None
+    from shipyard.project import resolve_inside
+
+    path = resolve_inside(root, rel, "model.eval")
+    if not path.exists():
+        raise ConfigError(f"model.eval {rel} does not exist", hint="run the pipeline first (shipyard run)")
+    import pandas as pd
+
+    try:
+        if path.is_dir() or path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as exc:
+        raise InputError(f"cannot read the evaluation set {rel}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class GateRun:
+    verdict: Verdict
+    stored: bool
+
+
+def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: Path, *,
+             trust: bool = False, record: bool = True) -> GateRun:
+    """Judge ``ref`` with the gates in ``config`` against the current champion; store the verdict."""
+    from shipyard import gates as gates_mod
+    from shipyard.models import load_model
+    from shipyard.registry import record_verdict, resolve
+    from shipyard.registry.core import CHAMPION as champion_alias
+
+    with store.read() as session:
+        candidate_mv = resolve(session, ref)
+        try:
+            champion_mv = resolve(session, f"{candidate_mv.name}@{champion_alias}")
+        except NotFound:
+            champion_mv = None
+        candidate_metrics = run_metrics(session, candidate_mv.run_id)
+        champion_metrics = run_metrics(session, champion_mv.run_id) if champion_mv else {}
+    note = None
+    if champion_mv is not None and champion_mv.version == candidate_mv.version:
+        note = f"{candidate_mv.ref} is the champion itself: compared with thresholds only"
+        champion_mv = None
+    model_cfg = config.model
+    frame = read_eval_set(root, model_cfg.eval if model_cfg else None)
+    target = model_cfg.target if model_cfg else None
+    candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust),
+                        candidate_mv.size_bytes, candidate_metrics)
+    champion = None
+    if champion_mv is not None:
+        champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust),
+                           champion_mv.size_bytes, champion_metrics)
+    verdict = gates_mod.evaluate(config.gates, candidate, champion, frame=frame, target=target, root=root,
+                                 champion_note=note)
+    if record:
+        with store.write() as session:
+            record_verdict(session, candidate_mv.ref, verdict.to_dict(), verdict.to_markdown())
+    return GateRun(verdict, record)

@@ -1,0 +1,31 @@
+"""Model flavors as a lazy string table (STYLE.md D2): name -> "module:Class"."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from shipyard.errors import InputError, did_you_mean
+
+if TYPE_CHECKING:
+    from shipyard.models.flavors.base import Flavor
+
+FLAVORS: dict[str, str] = {
+    "sklearn": "shipyard.models.flavors.sklearn:SklearnFlavor",
+    "onnx": "shipyard.models.flavors.onnx:OnnxFlavor",
+    "xgboost": "shipyard.models.flavors.boosters:XGBoostFlavor",
+    "lightgbm": "shipyard.models.flavors.boosters:LightGBMFlavor",
+    "pickle": "shipyard.models.flavors.pickle:PickleFlavor",
+}
+
+
+def get_flavor(name: str) -> Flavor:
+    """The flavor called ``name``; an unknown name lists the known ones."""
+    entry = FLAVORS.get(name)
+    if entry is None:
+        raise InputError(f"unknown model flavor {name!r}", hint=did_you_mean(name, FLAVORS))
+    module, _, attr = entry.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if cls.name != name:
+        raise InputError(f"flavor table entry {name!r} points at {entry}, whose name is {cls.name!r}")
+    return cls()

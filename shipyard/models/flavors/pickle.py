@@ -1,0 +1,32 @@
+"""pickle and joblib: only with explicit trust, a recorded hash and an opcode scan."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from shipyard.models import pickle_scan
+from shipyard.models.flavors.base import Flavor
+
+
+class PickleFlavor(Flavor):
+    name = "pickle"
+    safe = False
+    extensions = (".pkl", ".pickle", ".joblib")
+    format_name = "pickle"
+
+    def _check(self, data: bytes, what: str, trust: bool) -> dict[str, Any]:
+        result = pickle_scan.check(data, what)
+        return {"pickle_globals": sorted({f"{m}.{n}" for m, n, _ in result.globals}),
+                "pickle_scan_complete": result.complete}
+
+    def _load(self, data: bytes, what: str, meta: dict[str, Any], trust: bool) -> Any:
+        if what.endswith(".joblib"):
+            return pickle_scan.restricted_joblib_loads(data)
+        return pickle_scan.restricted_loads(data)
+
+    def _save(self, model: Any, folder: Path) -> Path:
+        path = folder / "model.pkl"
+        path.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        return path

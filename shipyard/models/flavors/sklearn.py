@@ -1,0 +1,53 @@
+"""scikit-learn via skops: no pickle; only types on an explicit trusted list are rebuilt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shipyard.errors import UnsafeModel, require_extra
+from shipyard.models.flavors.base import Flavor
+
+# Types outside skops' own default list that we accept: anything from these packages' modules.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.", "collections.OrderedDict",
+                    "collections.defaultdict", "builtins.slice", "builtins.frozenset", "builtins.set")
+
+
+def untrusted(types: list[str]) -> list[str]:
+    """The types on ``types`` that are not on our trusted list."""
+    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
+
+
+class SklearnFlavor(Flavor):
+    name = "sklearn"
+    safe = True
+    extensions = (".skops",)
+    format_name = "skops"
+
+    def _check(self, data: bytes, what: str, trust: bool) -> dict[str, Any]:
+        require_extra("skops", "sklearn")
+        import skops.io as sio
+
+        try:
+            found = sio.get_untrusted_types(data=data)
+        except Exception:
+            return {}  # not a skops file at all: _load says so with the library's reason
+        refused = untrusted(found)
+        if refused and not trust:
+            raise UnsafeModel(f"{what} contains types outside the trusted list: {', '.join(refused)}",
+                              hint="if you wrote these classes yourself, pass --trust; otherwise do not load this file")
+        return {"skops_types": found}
+
+    def _load(self, data: bytes, what: str, meta: dict[str, Any], trust: bool) -> Any:
+        import skops.io as sio
+
+        found = sio.get_untrusted_types(data=data)
+        allowed = found if trust else [t for t in found if t not in untrusted(found)]
+        return sio.loads(data, trusted=allowed)
+
+    def _save(self, model: Any, folder: Path) -> Path:
+        import skops.io as sio
+
+        path = folder / "model.skops"
+        sio.dump(model, path)
+        return path

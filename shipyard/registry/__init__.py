@@ -1,0 +1,33 @@
+"""The model registry: versions, aliases, tags, lineage, model cards.
+
+``resolve(session, "name@3" | "name@champion")`` returns a ``ModelVersion``; ``set_alias`` moves an
+alias (audited; ``champion`` needs a passing gate verdict unless forced with a reason);
+``register`` stores a packaged model as the next version. Functions take an open Session (the
+caller's transaction) and, where model bytes are involved, an ObjectStore.
+"""
+
+from shipyard.registry.core import (
+    ModelVersion,
+    delete_alias,
+    find_versions,
+    parse_ref,
+    record_verdict,
+    register,
+    resolve,
+    set_alias,
+    validate_alias,
+    versions_trained_on,
+)
+
+__all__ = [
+    "ModelVersion",
+    "delete_alias",
+    "find_versions",
+    "parse_ref",
+    "record_verdict",
+    "register",
+    "resolve",
+    "set_alias",
+    "validate_alias",
+    "versions_trained_on",
+]
