@@ -248,3 +248,20 @@ def test_lock_file_is_deterministic(project):
     assert (root / "shipyard.lock").read_text() == first
     assert first.index("  prepare:") < first.index("  train:")
     assert sys.version.split()[0] in first
+
+
+def test_metrics_logged_inside_a_stage_attach_to_its_run(project):
+    root = project.project.root
+    code = "import shipyard; shipyard.log_metric('loss', 0.25); open('done.txt', 'w').write('1')"
+    write_config(root, {"fit": {"cmd": py(code), "outs": ["done.txt"]}})
+    summary = go(root)
+    from shipyard.store import open_store
+    from shipyard.store import pipeline as repo
+    from shipyard.store.runs import LatestMetric
+
+    store = open_store(root / ".shipyard")
+    with store.read() as session:
+        (execution,) = repo.stage_executions(session, summary.run_id)
+        metric = session.get(LatestMetric, (execution.run_id, "loss"))
+        assert metric is not None and metric.value == 0.25
+    store.close()
