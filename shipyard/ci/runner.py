@@ -13,8 +13,10 @@ The result's exit code is 0 when everything passed, 1 when a check or gate faile
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,7 +102,11 @@ def validation_targets(root: Path, config: Any) -> list[tuple[str, str]]:
             pairs.append((str(item["path"]), str(item["schema"])))
     if pairs:
         return pairs
+    in_pipeline = " ".join(" ".join(s.cmd) if isinstance(s.cmd, list) else (s.cmd or "")
+                           for s in config.pipeline.stages.values())
     for rel in collect.data_paths(config, root):
+        if f"data validate {rel}" in in_pipeline:  # a stage validates it already: not twice
+            continue
         schema = Path(rel).parent / "schema.yaml"
         if Path(rel).suffix in collect.TABLE_SUFFIXES and (root / schema).is_file() and (root / rel).is_file():
             pairs.append((rel, schema.as_posix()))
@@ -130,7 +136,8 @@ def step_run(ws: Workspace, env: CIEnv, config: Any) -> tuple[list[StageRow], st
     themselves: the git commit and branch, and the values of the declared metrics files.
     """
     run_pipeline = _service("shipyard.pipeline.runner", "run_pipeline", "the pipeline engine")
-    summary = run_pipeline(ws)
+    with contextlib.redirect_stdout(sys.stderr):  # stage logs go to stderr; stdout carries the result
+        summary = run_pipeline(ws)
     stages = [StageRow(s.name, STAGE_STATUS.get(s.status, s.status), s.seconds, s.reason or "")
               for s in summary.stages]
     if summary.run_id and not summary.failed:

@@ -89,3 +89,17 @@ def test_validation_targets_pair_data_with_schema(ws: Workspace) -> None:
     (root / "data" / "schema.yaml").write_text("columns: {}\n")
     config = load_config(root / "shipyard.yaml")
     assert validation_targets(root, config) == [("data/raw.csv", "data/schema.yaml")]
+
+
+def test_failed_stage_fails_the_job_and_the_report_says_which(ws: Workspace) -> None:
+    root = ws.project.root
+    (root / "shipyard.yaml").write_text(
+        "pipeline:\n  stages:\n"
+        "    prepare:\n      cmd: python -c \"open('prepared.txt', 'w').write('ok')\"\n      outs: [prepared.txt]\n"
+        "    train:\n      cmd: python -c \"import sys; sys.exit(3)\"\n      deps: [prepared.txt]\n")
+    outcome = run_ci(ws, {}, CIOptions(base="main", steps=("run", "report")))
+    stages = {s.name: s.status for s in outcome.report.stages}
+    assert stages == {"prepare": "ran", "train": "failed"}
+    assert outcome.exit_code == 1 and not outcome.report.ok
+    md = outcome.files["md"].read_text()
+    assert "✖ failed" in md and "did not finish" not in md
