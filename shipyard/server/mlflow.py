@@ -289,12 +289,12 @@ async def runs_create(request: Request) -> Response:
     def work() -> dict[str, Any]:
         with _ws(request).store.write() as session:
             parent_id = parent if parent and session.get(repo.Run, parent) is not None else None
-            run = service.create_run(
+            run_id = service.create_run(
                 session, experiment_id=exp_id, experiment=None if exp_id is not None else repo.DEFAULT_EXPERIMENT,
                 name=run_name, parent_run_id=parent_id, tags=tags, source="mlflow", user=user, git=git,
                 start_time=start_time,
             )
-            return run_json(_get_run_record(session, run.id))
+            return run_json(_get_run_record(session, run_id))
 
     return json_response({"run": await in_thread(work)})
 

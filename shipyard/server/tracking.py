@@ -59,7 +59,7 @@ async def create_run(request: Request) -> Response:
     def work() -> dict[str, Any]:
         store = _ws(request).store
         with store.write() as session:
-            run_id = service.create_run(session, **fields).id
+            run_id = service.create_run(session, **fields)
         with store.read() as session:
             return service.get_run(session, run_id).to_dict()
 

@@ -22,7 +22,9 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     delete,
+    or_,
     select,
     update,
 )
@@ -222,7 +224,9 @@ def log_params(session: Session, run_id: str, params: Mapping[str, object]) -> N
                 f"param {key!r} of run {run_id} is already {existing[key]!r}; params cannot change (got {value!r})",
                 hint="log a metric or a tag for values that change, or start a new run",
             )
-    session.add_all(Param(run_id=run_id, key=k, value=v) for k, v in values.items() if k not in existing)
+    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing]
+    if fresh:
+        session.execute(Param.__table__.insert(), fresh)
 
 
 def set_tags(session: Session, run_id: str, tags: Mapping[str, object]) -> None:
@@ -240,8 +244,21 @@ def set_tags(session: Session, run_id: str, tags: Mapping[str, object]) -> None:
             session.execute(update(Tag).where(Tag.run_id == run_id, Tag.key == key).values(value=value))
 
 
+def _upsert(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT (with ON CONFLICT support): SQLite and PostgreSQL both have it."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -> None:
-    """Append metric points and keep ``latest_metrics`` current, in the caller's transaction."""
+    """Append metric points and keep ``latest_metrics`` current, in the caller's transaction.
+
+    Two statements whatever the batch size: one multi-row insert into the history, one upsert of
+    the newest point per key (it only replaces a stored point with a newer (step, timestamp)).
+    """
     if not metrics:
         return
     stamp = now_ms()
@@ -253,16 +270,15 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
         best = newest.get(row["key"])
         if best is None or (row["step"], row["timestamp"]) >= (best["step"], best["timestamp"]):
             newest[row["key"]] = row
-    current = {
-        lm.key: lm for lm in session.scalars(
-            select(LatestMetric).where(LatestMetric.run_id == run_id, LatestMetric.key.in_(list(newest))))
-    }
-    for key, row in newest.items():
-        known = current.get(key)
-        if known is None:
-            session.add(LatestMetric(run_id=run_id, key=key, value=row["value"], step=row["step"], timestamp=row["timestamp"]))
-        elif (row["step"], row["timestamp"]) >= (known.step, known.timestamp):
-            known.value, known.step, known.timestamp = row["value"], row["step"], row["timestamp"]
+    table = LatestMetric.__table__
+    stmt = _upsert(session)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.key],
+        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp},
+        where=or_(stmt.excluded.step > table.c.step,
+                  and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp)),
+    )
+    session.execute(stmt, list(newest.values()))
 
 
 def log_artifacts(session: Session, run_id: str, artifacts: Iterable[tuple[str, str, int]]) -> None:
@@ -379,3 +395,38 @@ def run_data(session: Session, run_ids: Sequence[str], *, with_files: bool = Tru
             for rid, path, oid, size in session.execute(query.order_by(Artifact.path)):
                 out[rid].artifacts.append((path, oid, size))
     return out
+
+
+def insert_run(session: Session, *, experiment_id: int, run_id: str | None = None, name: str | None = None,
+               parent_run_id: str | None = None, source: str = "api", user: str | None = None,
+               host: str | None = None, git_commit: str | None = None, git_branch: str | None = None,
+               git_dirty: bool | None = None, start_time: int | None = None,
+               tags: Mapping[str, str] | None = None) -> str:
+    """``create_run`` in plain INSERTs (no ORM object): the tracking API's hot path. Returns the id."""
+    new_id = run_id or uuid.uuid4().hex
+    session.execute(Run.__table__.insert(), [{
+        "id": new_id, "experiment_id": experiment_id, "name": name, "status": "RUNNING",
+        "start_time": start_time or now_ms(), "end_time": None, "parent_run_id": parent_run_id, "source": source,
+        "user": user, "host": host, "git_commit": git_commit, "git_branch": git_branch, "git_dirty": git_dirty,
+        "lifecycle_stage": "active",
+    }])
+    if tags:
+        session.execute(Tag.__table__.insert(), [{"run_id": new_id, "key": k, "value": str(v)} for k, v in tags.items()])
+    return new_id
+
+
+def run_lifecycle(session: Session, run_id: str) -> str:
+    """The run's lifecycle stage (active/deleted); NotFound for an unknown run. One indexed read."""
+    stage = session.execute(select(Run.lifecycle_stage).where(Run.id == run_id)).scalar()
+    if stage is None:
+        raise NotFound(f"run {run_id!r} does not exist", hint="list runs with 'shipyard runs list'")
+    return stage
+
+
+def end_run_fast(session: Session, run_id: str, status: str, end_time: int) -> None:
+    """Set status and end time with one UPDATE."""
+    if status not in RUN_STATUSES:
+        raise InputError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+    result = session.execute(update(Run).where(Run.id == run_id).values(status=status, end_time=end_time))
+    if not result.rowcount:
+        raise NotFound(f"run {run_id!r} does not exist", hint="list runs with 'shipyard runs list'")

@@ -48,7 +48,7 @@ class LocalBackend:
         from shipyard.tracking import service
 
         with self.store.write() as session:
-            return service.create_run(session, **fields).id
+            return service.create_run(session, **fields)
 
     def check_run(self, run_id: str) -> None:
         from shipyard.tracking import service

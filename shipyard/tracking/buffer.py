@@ -102,6 +102,17 @@ class MetricBuffer:
         with self._lock:
             self._pending[:0] = [(run_id, p) for run_id, chunk in chunks for p in chunk]
 
+    def take(self, run_id: str) -> list[MetricValue]:
+        """Remove and return the points waiting for one run (the caller writes them itself)."""
+        with self._write_lock, self._lock:
+            taken = [p for r, p in self._pending if r == run_id]
+            if taken:
+                self._pending = [item for item in self._pending if item[0] != run_id]
+        return taken
+
+    def put_back(self, run_id: str, points: list[MetricValue]) -> None:
+        self._requeue([(run_id, points)])
+
     def flush(self, run_id: str | None = None) -> None:
         """Write what is waiting (for one run, or all) now; raise a deferred background error."""
         self._write_pending(only_run=run_id)

@@ -42,8 +42,7 @@ class ActiveRun:
         self.owned = owned  # False when attached to a run someone else (the pipeline) ends
         self.parent = parent
         self.started = time.time()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        self._cpu0 = usage.ru_utime + usage.ru_stime
+        self._cpu0 = time.process_time()
         self.params: dict[str, str] = {}
 
     def __enter__(self) -> ActiveRun:
@@ -66,7 +65,7 @@ class ActiveRun:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         peak_kb = usage.ru_maxrss
         return [
-            MetricValue("system/cpu_seconds", round(usage.ru_utime + usage.ru_stime - self._cpu0, 6)),
+            MetricValue("system/cpu_seconds", round(time.process_time() - self._cpu0, 6)),
             MetricValue("system/peak_memory_mb", round(peak_kb / 1024, 3)),
             MetricValue("system/wall_seconds", round(time.time() - self.started, 6)),
         ]
@@ -233,9 +232,18 @@ def _end(run: ActiveRun, status: str) -> None:
             return
         buffer = _buffer()
         backend = _backend()
-        buffer.flush(run.run_id)
-        if run.owned:
-            backend.finish(run.run_id, run.system_metrics(), status, now_ms())
+        if run.owned:  # its last points, system metrics and status in one write
+            points = buffer.take(run.run_id)
+            try:
+                while len(points) > buffer.batch_size - 10:  # leave room for the system metrics
+                    backend.write(run.run_id, points[:buffer.batch_size], {}, {})
+                    points = points[buffer.batch_size:]
+                backend.finish(run.run_id, points + run.system_metrics(), status, now_ms())
+            except BaseException:
+                buffer.put_back(run.run_id, points)
+                raise
+        else:
+            buffer.flush(run.run_id)
         _state.stack.remove(run)
 
 

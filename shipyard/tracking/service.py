@@ -88,36 +88,39 @@ def create_run(session: Session, *, experiment: str | None = None, experiment_id
                name: str | None = None, parent_run_id: str | None = None, tags: Mapping[str, object] | None = None,
                source: str = "api", user: str | None = None, host: str | None = None,
                git: Mapping[str, Any] | None = None, start_time: int | None = None,
-               run_id: str | None = None) -> repo.Run:
-    """Create a RUNNING run in an experiment given by id or by name (created on first use)."""
+               run_id: str | None = None) -> str:
+    """Create a RUNNING run in an experiment given by id or by name (created on first use); its id."""
     clean_tags = v.check_tags(tags or {})
     if name is not None and len(name) > v.MAX_RUN_NAME_LENGTH:
         raise InputError(f"run name is {len(name)} characters long; the limit is {v.MAX_RUN_NAME_LENGTH}")
     if experiment_id is not None:
-        exp = repo.get_experiment(session, experiment_id)
-        if exp.lifecycle_stage != ACTIVE:
+        stage = session.execute(select(repo.Experiment.lifecycle_stage)
+                                .where(repo.Experiment.id == experiment_id)).scalar()
+        if stage is None:
+            raise NotFound(f"experiment {experiment_id} does not exist")
+        if stage != ACTIVE:
             raise InputError(f"experiment {experiment_id} is deleted; restore it or use another one")
     else:
         exp_name = experiment or repo.DEFAULT_EXPERIMENT
         if len(exp_name) > v.MAX_EXPERIMENT_NAME_LENGTH:
             raise InputError(f"experiment name is {len(exp_name)} characters; the limit is {v.MAX_EXPERIMENT_NAME_LENGTH}")
-        exp = repo.experiment_by_name(session, exp_name)
+        experiment_id = session.execute(select(repo.Experiment.id).where(repo.Experiment.name == exp_name)).scalar()
+        if experiment_id is None:
+            experiment_id = repo.experiment_by_name(session, exp_name).id
     if parent_run_id is not None:
-        repo.get_run(session, parent_run_id)
+        repo.run_lifecycle(session, parent_run_id)
     git = git or {}
-    return repo.create_run(
-        session, experiment_id=exp.id, run_id=run_id, name=name, parent_run_id=parent_run_id, source=source,
+    return repo.insert_run(
+        session, experiment_id=experiment_id, run_id=run_id, name=name, parent_run_id=parent_run_id, source=source,
         user=user, host=host, git_commit=git.get("commit"), git_branch=git.get("branch"),
         git_dirty=git.get("dirty"), start_time=start_time, tags=clean_tags,
     )
 
 
-def active_run(session: Session, run_id: str) -> repo.Run:
-    """The run, refusing a deleted one (MLflow: the run must be in the 'active' state)."""
-    run = repo.get_run(session, run_id)
-    if run.lifecycle_stage != ACTIVE:
+def active_run(session: Session, run_id: str) -> None:
+    """Refuse an unknown or deleted run (MLflow: the run must be in the 'active' state)."""
+    if repo.run_lifecycle(session, run_id) != ACTIVE:
         raise InputError(f"run {run_id} is deleted; restore it before logging to it")
-    return run
 
 
 def parse_metrics(items: Iterable[Mapping[str, Any] | MetricValue | Sequence[Any]]) -> list[MetricValue]:
@@ -164,9 +167,8 @@ def log_batch(session: Session, run_id: str, *, metrics: Sequence[MetricValue] =
     return True
 
 
-def end_run(session: Session, run_id: str, status: str = "FINISHED", end_time: int | None = None,
-            name: str | None = None) -> repo.Run:
-    return repo.update_run(session, run_id, status=status, end_time=end_time or now_ms(), name=name)
+def end_run(session: Session, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+    repo.end_run_fast(session, run_id, status, end_time or now_ms())
 
 
 def check_inputs(inputs: Iterable[Mapping[str, Any]]) -> list[dict[str, str | None]]:

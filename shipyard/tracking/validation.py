@@ -26,6 +26,7 @@ MAX_RUN_NAME_LENGTH = 250
 MAX_INT64 = 2**63 - 1
 
 _KEY = re.compile(r"^[/\w.\- :]*$")
+_VALID_KEYS: set[str] = set()
 
 
 def _shown(value: str, limit: int = 60) -> str:
@@ -33,7 +34,9 @@ def _shown(value: str, limit: int = 60) -> str:
 
 
 def check_key(key: object, what: str) -> str:
-    """A valid metric, param or tag key, or InputError naming it."""
+    """A valid metric, param or tag key, or InputError naming it (valid keys are remembered)."""
+    if isinstance(key, str) and key in _VALID_KEYS:
+        return key  # type: ignore[return-value]
     if not isinstance(key, str):
         raise InputError(f"{what} key must be a string, got {type(key).__name__} {key!r}")
     if not key:
@@ -47,6 +50,8 @@ def check_key(key: object, what: str) -> str:
         )
     if key.startswith("/") or ".." in key.split("/"):
         raise InputError(f"{what} key {_shown(key)} may not start with '/' or contain a '..' segment")
+    if len(_VALID_KEYS) < 100_000:
+        _VALID_KEYS.add(key)
     return key
 
 

@@ -14,7 +14,7 @@ from shipyard.tracking import diff, search, service
 
 def _run(store, **kw) -> str:  # type: ignore[no-untyped-def]
     with store.write() as s:
-        return service.create_run(s, experiment=kw.pop("experiment", "exp"), **kw).id
+        return service.create_run(s, experiment=kw.pop("experiment", "exp"), **kw)
 
 
 def _count(store, table) -> int:  # type: ignore[no-untyped-def]

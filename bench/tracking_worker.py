@@ -1,0 +1,173 @@
+"""One timed tracking task, run by our interpreter or by MLflow's (bench/.peers/mlflow).
+
+``python tracking_worker.py SIDE TASK WORKDIR [URI]`` prints the seconds the task took, measured
+inside the process (interpreter start-up and imports excluded, the same for both sides). SIDE is
+``ours`` or ``mlflow``; the REST tasks always use MLflow's client, pointed at URI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+N_METRIC = 2000
+N_BATCH = 10
+N_RUNS = 100
+N_SEARCH_RUNS = 10_000
+N_REST_CALLS = 200
+FILTER = "tags.team = 'a' and metrics.acc > 0.5"
+ORDER = ["metrics.loss ASC"]
+
+
+def ours(task: str, work: str) -> float:
+    os.chdir(work)
+    os.environ["SHIPYARD_EXPERIMENT"] = f"bench-{task}"
+    import shipyard
+
+    if task == "log_metric":
+        with shipyard.start_run():
+            start = time.perf_counter()
+            for i in range(N_METRIC):
+                shipyard.log_metric("loss", 1.0 / (i + 1), step=i)
+            shipyard.flush()
+            return time.perf_counter() - start
+    if task == "log_batch":
+        with shipyard.start_run():
+            start = time.perf_counter()
+            for s in range(N_BATCH):
+                shipyard.log_metrics({f"m{k}": float(k * s) for k in range(1000)}, step=s)
+            shipyard.flush()
+            return time.perf_counter() - start
+    if task == "runs":
+        shipyard.start_run().__exit__(None, None, None)  # warm: store open, experiment created
+        start = time.perf_counter()
+        for i in range(N_RUNS):
+            with shipyard.start_run():
+                shipyard.log_params({"lr": 10 ** -(i % 5), "depth": i % 10})
+                shipyard.log_metric("acc", (i % 100) / 100)
+        return time.perf_counter() - start
+    if task == "search":
+        from shipyard.tracking.search import search_runs
+        from shipyard.workspace import Workspace
+
+        ws = Workspace.discover()
+        with ws.store.read() as session:
+            start = time.perf_counter()
+            runs, _ = search_runs(session, filter_string=FILTER, order_by=ORDER, max_results=1000,
+                                  experiment_names=["bench-search"])
+            elapsed = time.perf_counter() - start
+        assert len(runs) == 1000, len(runs)
+        return elapsed
+    raise SystemExit(f"unknown task {task}")
+
+
+def seed_ours(work: str) -> None:
+    os.chdir(work)
+    from shipyard.tracking import service
+    from shipyard.workspace import Workspace
+
+    ws = Workspace.discover()
+    with ws.store.write() as session:
+        for i in range(N_SEARCH_RUNS):
+            run_id = service.create_run(session, experiment="bench-search", start_time=1_700_000_000_000 + i)
+            service.log_batch(session, run_id, metrics=service.parse_metrics([("acc", (i % 100) / 100), ("loss", 1 - (i % 100) / 100)]),
+                              params={"lr": 10 ** -(i % 5), "depth": i % 10, "seed": i},
+                              tags={"team": "a" if i % 2 else "b"})
+            service.end_run(session, run_id)
+
+
+def mlflow_side(task: str, work: str) -> float:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
+    client = MlflowClient()
+    mlflow.set_experiment(f"bench-{task}")
+    if task == "log_metric":
+        with mlflow.start_run():
+            start = time.perf_counter()
+            for i in range(N_METRIC):
+                mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+            return time.perf_counter() - start
+    if task == "log_batch":
+        with mlflow.start_run() as run:
+            ts = int(time.time() * 1000)
+            start = time.perf_counter()
+            for s in range(N_BATCH):
+                client.log_batch(run.info.run_id, metrics=[Metric(f"m{k}", float(k * s), ts, s) for k in range(1000)])
+            return time.perf_counter() - start
+    if task == "runs":
+        with mlflow.start_run():
+            pass
+        start = time.perf_counter()
+        for i in range(N_RUNS):
+            with mlflow.start_run():
+                mlflow.log_params({"lr": 10 ** -(i % 5), "depth": i % 10})
+                mlflow.log_metric("acc", (i % 100) / 100)
+        return time.perf_counter() - start
+    if task == "search":
+        exp = client.get_experiment_by_name("bench-search")
+        start = time.perf_counter()
+        runs = client.search_runs([exp.experiment_id], FILTER, order_by=ORDER, max_results=1000)
+        elapsed = time.perf_counter() - start
+        assert len(runs) == 1000, len(runs)
+        return elapsed
+    raise SystemExit(f"unknown task {task}")
+
+
+def seed_mlflow(work: str) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
+    client = MlflowClient()
+    exp = mlflow.set_experiment("bench-search").experiment_id
+    ts = int(time.time() * 1000)
+    for i in range(N_SEARCH_RUNS):
+        run = client.create_run(exp, start_time=1_700_000_000_000 + i)
+        client.log_batch(run.info.run_id,
+                         metrics=[Metric("acc", (i % 100) / 100, ts, 0), Metric("loss", 1 - (i % 100) / 100, ts, 0)],
+                         params=[Param("lr", str(10 ** -(i % 5))), Param("depth", str(i % 10)), Param("seed", str(i))],
+                         tags=[RunTag("team", "a" if i % 2 else "b")])
+        client.set_terminated(run.info.run_id)
+
+
+def rest(task: str, uri: str) -> float:
+    """MLflow's client against a server (ours or MLflow's): the same code both ways."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    exp = mlflow.set_experiment("bench-rest")
+    run = client.create_run(exp.experiment_id)
+    run_id = run.info.run_id
+    client.log_metric(run_id, "warm", 1.0)
+    if task == "rest_log_metric":
+        start = time.perf_counter()
+        for i in range(N_REST_CALLS):
+            client.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
+        return (time.perf_counter() - start) / N_REST_CALLS
+    if task == "rest_log_batch":
+        ts = int(time.time() * 1000)
+        start = time.perf_counter()
+        for s in range(N_BATCH):
+            client.log_batch(run_id, metrics=[Metric(f"m{k}", float(k * s), ts, s) for k in range(1000)])
+        return time.perf_counter() - start
+    raise SystemExit(f"unknown task {task}")
+
+
+if __name__ == "__main__":
+    side, task, work = sys.argv[1:4]
+    if task.startswith("rest_"):
+        print(json.dumps(rest(task, sys.argv[4])))
+    elif task == "seed":
+        (seed_ours if side == "ours" else seed_mlflow)(work)
+        print("0")
+    else:
+        print(json.dumps((ours if side == "ours" else mlflow_side)(task, work)))
