@@ -103,3 +103,14 @@ def test_failed_stage_fails_the_job_and_the_report_says_which(ws: Workspace) -> 
     assert outcome.exit_code == 1 and not outcome.report.ok
     md = outcome.files["md"].read_text()
     assert "✖ failed" in md and "did not finish" not in md
+
+
+def test_invalid_data_stops_before_the_pipeline(ws: Workspace) -> None:
+    root = ws.project.root
+    (root / "data" / "schema.yaml").write_text("columns:\n  a: {dtype: int, nullable: false, min: 0, max: 2}\n")
+    outcome = run_ci(ws, {}, CIOptions(base="main", steps=("validate", "run", "report")))
+    report = outcome.report
+    assert [(v.dataset, v.passed) for v in report.validation] == [("data/raw.csv", False)]
+    assert report.validation[0].failures and report.stages == []
+    assert outcome.exit_code == 1
+    assert "data validation failed" in outcome.files["md"].read_text()
