@@ -1,0 +1,185 @@
+"""The MLflow-compatible routes in process: shapes, limits, error codes, all-or-nothing batches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from shipyard.server.app import ROUTE_MODULES, create_app
+from shipyard.workspace import Workspace
+
+API = "/api/2.0/mlflow"
+
+
+@pytest.fixture
+def client(project: Workspace):  # type: ignore[no-untyped-def]
+    with TestClient(create_app(project), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def run_id(client: TestClient) -> str:
+    exp = client.post(f"{API}/experiments/create", json={"name": "e"}).json()["experiment_id"]
+    body = {"experiment_id": exp, "start_time": "1700000000000", "tags": [{"key": "mlflow.runName", "value": "r"}]}
+    return client.post(f"{API}/runs/create", json=body).json()["run"]["info"]["run_id"]
+
+
+def _data(client: TestClient, run_id: str) -> dict:
+    return client.get(f"{API}/runs/get", params={"run_id": run_id}).json()["run"]["data"]
+
+
+def _error(response, status: int, code: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_code"] == code, body
+    assert words in body["message"], body
+
+
+def test_route_modules_are_a_plain_list() -> None:
+    assert ROUTE_MODULES[:2] == ["shipyard.server.tracking", "shipyard.server.mlflow"]
+
+
+def test_experiment_lifecycle(client: TestClient) -> None:
+    _error(client.get(f"{API}/experiments/get-by-name", params={"experiment_name": "nope"}), 404,
+           "RESOURCE_DOES_NOT_EXIST", "'nope'")
+    exp = client.post(f"{API}/experiments/create", json={"name": "penguins", "tags": [{"key": "k", "value": "v"}]})
+    exp_id = exp.json()["experiment_id"]
+    _error(client.post(f"{API}/experiments/create", json={"name": "penguins"}), 409, "RESOURCE_ALREADY_EXISTS", "already exists")
+    got = client.get(f"{API}/experiments/get", params={"experiment_id": exp_id}).json()["experiment"]
+    assert got["name"] == "penguins" and got["tags"] == [{"key": "k", "value": "v"}]
+    assert client.post(f"{API}/experiments/update", json={"experiment_id": exp_id, "new_name": "birds"}).status_code == 200
+    assert client.post(f"{API}/experiments/delete", json={"experiment_id": exp_id}).status_code == 200
+    found = client.post(f"{API}/experiments/search", json={"view_type": "DELETED_ONLY"}).json()["experiments"]
+    assert [e["name"] for e in found] == ["birds"]
+    _error(client.get(f"{API}/experiments/get", params={"experiment_id": "999"}), 404, "RESOURCE_DOES_NOT_EXIST", "999")
+
+
+def test_log_batch_and_search(client: TestClient, run_id: str) -> None:
+    body = {"run_id": run_id,
+            "metrics": [{"key": "loss", "value": 1.0 / (i + 1), "timestamp": "1700000000000", "step": str(i)} for i in range(50)],
+            "params": [{"key": "depth", "value": "3"}], "tags": [{"key": "team", "value": "a"}]}
+    assert client.post(f"{API}/runs/log-batch", json=body).status_code == 200
+    assert client.post(f"{API}/runs/log-metric", json={"run_id": run_id, "key": "acc", "value": 0.93,
+                                                        "timestamp": 1, "step": 0}).status_code == 200
+    history = client.get(f"{API}/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}).json()
+    assert [m["step"] for m in history["metrics"]] == list(range(50))
+    found = client.post(f"{API}/runs/search", json={
+        "experiment_ids": ["1"], "filter": "metrics.acc > 0.9 and (params.depth = '3' or tags.team = 'b')",
+        "order_by": ["metrics.acc DESC"], "max_results": 10}).json()["runs"]
+    assert [r["info"]["run_id"] for r in found] == [run_id]
+    _error(client.post(f"{API}/runs/search", json={"filter": "metrics.acc >> 1"}), 400, "INVALID_PARAMETER_VALUE",
+           "column 14")
+
+
+def test_update_delete_restore_and_tags(client: TestClient, run_id: str) -> None:
+    info = client.post(f"{API}/runs/update", json={"run_id": run_id, "status": "FINISHED", "end_time": 5}).json()
+    assert info["run_info"]["status"] == "FINISHED"
+    client.post(f"{API}/runs/set-tag", json={"run_id": run_id, "key": "x", "value": "1"})
+    client.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "x"})
+    assert "x" not in {t["key"] for t in _data(client, run_id)["tags"]}
+    _error(client.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "x"}), 404, "RESOURCE_DOES_NOT_EXIST", "no tag")
+    client.post(f"{API}/runs/delete", json={"run_id": run_id})
+    _error(client.post(f"{API}/runs/log-parameter", json={"run_id": run_id, "key": "a", "value": "1"}), 400,
+           "INVALID_PARAMETER_VALUE", "deleted")
+    client.post(f"{API}/runs/restore", json={"run_id": run_id})
+    assert client.post(f"{API}/runs/log-parameter", json={"run_id": run_id, "key": "a", "value": "1"}).status_code == 200
+
+
+# -- bad input: a clear 4xx in MLflow's shape, never a 500, nothing half-written ---------------------
+def test_malformed_json(client: TestClient, run_id: str) -> None:
+    response = client.post(f"{API}/runs/log-batch", content=b'{"run_id": "' + run_id.encode() + b'", "metrics": [',
+                           headers={"content-type": "application/json"})
+    _error(response, 400, "MALFORMED_REQUEST", "not valid JSON")
+    _error(client.post(f"{API}/runs/log-batch", content=b"[1, 2]"), 400, "MALFORMED_REQUEST", "JSON object")
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"metrics": [{"key": "m", "value": "high", "timestamp": 1, "step": 0}]}, "must be a number"),
+    ({"metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": "two"}]}, "step must be an integer"),
+    ({"metrics": {"key": "m"}}, "'metrics' must be a list"),
+    ({"params": "depth=3"}, "'params' must be a list"),
+    ({"params": [{"key": 3, "value": "x"}]}, "string key"),
+    ({"tags": [["team", "a"]]}, "must be an object"),
+])
+def test_wrong_types(client: TestClient, run_id: str, body: dict, words: str) -> None:
+    _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, **body}), 400, "INVALID_PARAMETER_VALUE", words)
+
+
+def test_unknown_run_ids(client: TestClient) -> None:
+    for route, body in (("runs/log-batch", {"run_id": "f" * 32, "params": [{"key": "a", "value": "1"}]}),
+                        ("runs/log-metric", {"run_id": "nope", "key": "m", "value": 1.0, "timestamp": 1}),
+                        ("runs/update", {"run_id": "x" * 500, "status": "FINISHED"})):
+        _error(client.post(f"{API}/{route}", json=body), 404, "RESOURCE_DOES_NOT_EXIST", "does not exist")
+    _error(client.get(f"{API}/runs/get", params={"run_id": "f" * 32}), 404, "RESOURCE_DOES_NOT_EXIST", "does not exist")
+    _error(client.post(f"{API}/runs/log-batch", json={"metrics": []}), 400, "INVALID_PARAMETER_VALUE", "'run_id'")
+
+
+def test_oversized_batches_change_nothing(client: TestClient, run_id: str) -> None:
+    metrics = [{"key": "m", "value": 1.0, "timestamp": 1, "step": i} for i in range(1001)]
+    _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}), 400,
+           "INVALID_PARAMETER_VALUE", "at most 1000 metrics")
+    params = [{"key": f"p{i}", "value": "1"} for i in range(101)]
+    _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, "params": params}), 400,
+           "INVALID_PARAMETER_VALUE", "at most 100 params")
+    tags = [{"key": f"t{i}", "value": "1"} for i in range(101)]
+    _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, "tags": tags}), 400,
+           "INVALID_PARAMETER_VALUE", "at most 100 tags")
+    big = {"run_id": run_id, "tags": [{"key": "blob", "value": "x" * (1024 * 1024)}]}
+    _error(client.post(f"{API}/runs/log-batch", json=big), 413, "INVALID_PARAMETER_VALUE", "limit")
+    data = _data(client, run_id)
+    assert data["metrics"] == [] and data["params"] == [] and [t["key"] for t in data["tags"]] == ["mlflow.runName"]
+
+
+@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity", b'"NaN"', b'"Infinity"'])
+def test_nan_and_infinity_are_refused(client: TestClient, run_id: str, raw: bytes) -> None:
+    good = b'{"key": "ok", "value": 1.0, "timestamp": 1, "step": 0}'
+    bad = b'{"key": "bad", "value": ' + raw + b', "timestamp": 1, "step": 0}'
+    body = b'{"run_id": "' + run_id.encode() + b'", "metrics": [' + good + b", " + bad + b"]}"
+    response = client.post(f"{API}/runs/log-batch", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] in ("MALFORMED_REQUEST", "INVALID_PARAMETER_VALUE")
+    assert _data(client, run_id)["metrics"] == []
+
+
+def test_very_long_and_unicode_keys(client: TestClient, run_id: str) -> None:
+    long_key = {"run_id": run_id, "metrics": [{"key": "k" * 251, "value": 1.0, "timestamp": 1, "step": 0}]}
+    _error(client.post(f"{API}/runs/log-batch", json=long_key), 400, "INVALID_PARAMETER_VALUE", "251 characters")
+    emoji = {"run_id": run_id, "params": [{"key": "🚢", "value": "1"}]}
+    _error(client.post(f"{API}/runs/log-batch", json=emoji), 400, "INVALID_PARAMETER_VALUE", "not allowed")
+    ok = {"run_id": run_id, "metrics": [{"key": "точность", "value": 0.9, "timestamp": 1, "step": 0}],
+          "params": [{"key": "モデル", "value": "rf"}]}
+    assert client.post(f"{API}/runs/log-batch", json=ok).status_code == 200
+    data = _data(client, run_id)
+    assert data["metrics"][0]["key"] == "точность" and data["params"] == [{"key": "モデル", "value": "rf"}]
+
+
+def test_param_change_is_refused_and_batch_rolled_back(client: TestClient, run_id: str) -> None:
+    client.post(f"{API}/runs/log-parameter", json={"run_id": run_id, "key": "depth", "value": "3"})
+    body = {"run_id": run_id, "metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": 0}],
+            "params": [{"key": "depth", "value": "4"}]}
+    _error(client.post(f"{API}/runs/log-batch", json=body), 400, "INVALID_PARAMETER_VALUE", "params cannot change")
+    assert _data(client, run_id)["metrics"] == []
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    _error(client.get(f"{API}/runs/teleport"), 404, "ENDPOINT_NOT_FOUND", "no route")
+    _error(client.get(f"{API}/runs/log-batch"), 405, "BAD_REQUEST", "not allowed")
+
+
+def test_ajax_prefix_mirrors_the_api(client: TestClient) -> None:
+    created = client.post("/ajax-api/2.0/mlflow/experiments/create", json={"name": "ui"})
+    assert created.status_code == 200
+    assert json.loads(client.get(f"{API}/experiments/get-by-name", params={"experiment_name": "ui"}).text)["experiment"]["name"] == "ui"
+
+
+def test_artifact_proxy_round_trip(client: TestClient, run_id: str) -> None:
+    base = f"/api/2.0/mlflow-artifacts/artifacts/1/{run_id}/artifacts"
+    assert client.put(f"{base}/model/model.skops", content=b"weights").status_code == 200
+    assert client.get(f"{base}/model/model.skops").content == b"weights"
+    listing = client.get("/api/2.0/mlflow-artifacts/artifacts", params={"path": f"1/{run_id}/artifacts"}).json()
+    assert listing["files"] == [{"path": "model", "is_dir": True}]
+    listed = client.get(f"{API}/artifacts/list", params={"run_id": run_id, "path": "model"}).json()
+    assert listed["files"] == [{"path": "model/model.skops", "is_dir": False, "file_size": 7}]
+    _error(client.get(f"{base}/missing.bin"), 404, "RESOURCE_DOES_NOT_EXIST", "no artifact")
