@@ -161,7 +161,8 @@ class LocalBackend:
             if syncfs is not None:
                 syncfs(self.root)
         except OSError as exc:
-            raise _translate_os_error(exc, f"{len(items)} object(s) under {self.root}") from exc
+            what = f"object {items[0][0]}" if len(items) == 1 else f"{len(items)} objects under {self.root}"
+            raise _translate_os_error(exc, what) from exc
         finally:
             for _key, tmp in staged:
                 tmp.unlink(missing_ok=True)

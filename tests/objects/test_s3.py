@@ -115,6 +115,7 @@ def test_corrupt_s3_object_is_refused(s3: dict[str, str], tmp_path: Path) -> Non
     assert target.read_text() == "mine" and not list(tmp_path.glob(".*shipyard-tmp"))
 
 
+@pytest.mark.slow
 def test_doctor_with_s3_objects(s3: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in s3.items() if k != "endpoint"}
     assert run_cli("init", cwd=tmp_path).returncode == 0
