@@ -106,7 +106,8 @@ def comment(
     folder = report_dir if report_dir.is_absolute() else project.root / report_dir
     report = load(folder)
     env = detect(os.environ, project.root)
-    body = to_markdown(report, images="link" if image_base_url else "list", image_base=image_base_url)
+    body = to_markdown(report, images="link" if image_base_url else "list", image_base=image_base_url,
+                       html_ok=env.forge != "bitbucket")
     try:
         retries = int(os.environ.get("SHIPYARD_FORGE_RETRIES", "3"))
         backoff = float(os.environ.get("SHIPYARD_FORGE_BACKOFF", "1.0"))
