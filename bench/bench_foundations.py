@@ -48,6 +48,7 @@ from pathlib import Path
 from shipyard import audit
 from shipyard.store import open_store
 state, go = Path(sys.argv[1]), Path(sys.argv[2])
+Path(sys.argv[4]).touch()
 while not go.exists():
     time.sleep(0.001)
 store = open_store(state)
@@ -61,6 +62,7 @@ import sys, time
 from pathlib import Path
 from mlflow.tracking import MlflowClient
 uri, go = sys.argv[1], Path(sys.argv[2])
+Path(sys.argv[3]).touch()
 while not go.exists():
     time.sleep(0.001)
 MlflowClient(tracking_uri=uri).search_experiments()
@@ -123,10 +125,15 @@ def hashing(n: int) -> None:
 
 
 def race(cmd_for: list[list[str]], go: Path) -> tuple[int, float]:
-    """Start every command, release them together, return (successes, wall seconds)."""
+    """Start every command (its last argument is its ready file), release them together once all
+    have finished importing, return (successes, wall seconds from the release)."""
     go.unlink(missing_ok=True)
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for cmd in cmd_for]
-    time.sleep(3.0)  # let every interpreter finish its imports
+    deadline = time.monotonic() + 300
+    while not all(Path(cmd[-1]).exists() or p.poll() is not None for cmd, p in zip(cmd_for, procs, strict=True)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     start = time.perf_counter()
     go.touch()
     codes = [p.wait(timeout=300) for p in procs]
@@ -142,12 +149,12 @@ def concurrent_open(trials: int = 3) -> None:
         base = DIR / f"race-{trial}"
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
-        ok, seconds = race([[sys.executable, "-c", OURS_OPEN, str(base / "state"), str(base / "go"), f"p{i}"]
-                            for i in range(8)], base / "go")
+        ok, seconds = race([[sys.executable, "-c", OURS_OPEN, str(base / "state"), str(base / "go"), f"p{i}",
+                             str(base / f"ready-{i}")] for i in range(8)], base / "go")
         ours_results.append((ok, seconds))
         uri = f"sqlite:///{base / 'mlflow.db'}"
-        ok, seconds = race([[mlflow_python, "-c", MLFLOW_OPEN, uri, str(base / "go-mlflow")] for _ in range(8)],
-                           base / "go-mlflow")
+        ok, seconds = race([[mlflow_python, "-c", MLFLOW_OPEN, uri, str(base / "go-mlflow"),
+                             str(base / f"mlflow-ready-{i}")] for i in range(8)], base / "go-mlflow")
         peer_results.append((ok, seconds))
     ours = ", ".join(f"{ok}/8" for ok, _ in ours_results)
     peer = ", ".join(f"{ok}/8" for ok, _ in peer_results)

@@ -99,6 +99,17 @@ def report_error(exc: ShipyardError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
+def _click_family(name: str) -> tuple[type, ...]:
+    """click's exception class ``name`` and typer's vendored copies of it, where loaded."""
+    found = []
+    for module_name in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        module = sys.modules.get(module_name)
+        cls = getattr(module, name, None) if module is not None else None
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:
@@ -106,15 +117,20 @@ def run(argv: list[str] | None = None) -> None:
     except ShipyardError as exc:
         report_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # the last line of defence: a bug, not a user error
+    except Exception as exc:
+        # typer >= 0.29 vendors click (typer._click): its Exit/Abort/UsageError are other classes.
+        if isinstance(exc, _click_family("Exit")):
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if isinstance(exc, _click_family("Abort")):
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        if isinstance(exc, _click_family("ClickException")):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        # the last line of defence: a bug, not a user error
         if os.environ.get("SHIPYARD_DEBUG"):
             traceback.print_exc()
         click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)

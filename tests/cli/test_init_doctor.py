@@ -39,3 +39,16 @@ def test_help_imports_nothing_heavy() -> None:
             "print('heavy=' + ','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "heavy="
+
+
+def test_subcommand_help_and_bad_options_use_the_right_exit_codes(tmp_path: Path) -> None:
+    """typer vendors its own click: its Exit and UsageError must map to 0 and 2, not 'internal error'."""
+    for args in (["doctor", "--help"], ["audit", "verify", "--help"], ["init", "--help"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Example:" in result.stdout and "internal error" not in result.stderr
+    bad = run_cli("doctor", "--bogus", cwd=tmp_path)
+    assert bad.returncode == 2 and "No such option: --bogus" in bad.stderr
+    assert "internal error" not in bad.stderr
+    version = run_cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("shipyard ")
