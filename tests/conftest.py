@@ -23,8 +23,8 @@ import pytest
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from shipyard.project import Project
-from shipyard.workspace import Workspace
+from shipyard.project import Project  # noqa: E402  (after the thread settings above)
+from shipyard.workspace import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "penguins"
