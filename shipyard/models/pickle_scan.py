@@ -73,6 +73,9 @@ def scan(data: bytes) -> ScanResult:
     try:
         for op, arg, pos in pickletools.genops(stream):
             name = op.name
+            if name == "BUILD" and any(m == "joblib.numpy_pickle" for m, _, _ in found):
+                # joblib writes raw array bytes right after this BUILD: the opcode stream ends here.
+                return ScanResult(tuple(found), False, pos)
             if name in ("GLOBAL", "INST"):
                 module, _, attr = str(arg).partition(" ")
                 found.append((module, attr, pos or 0))

@@ -169,19 +169,18 @@ def find_versions(session: Session, name: str | None = None, run_id: str | None 
     else:
         names = {m.id: m.name for m in repo.list_models(session)}
         rows = repo.list_versions(session, None, run_id=run_id)
-    return _to_versions(session, names, rows)
+    return sorted(_to_versions(session, names, rows), key=lambda v: (v.name, v.version))
 
 
 def versions_trained_on(session: Session, digest: str) -> list[ModelVersion]:
     """Versions whose run (or its pipeline) read a dataset with this digest (``data used-by``)."""
     run_ids = set(session.scalars(select(runs_repo.DatasetInput.run_id).where(runs_repo.DatasetInput.digest == digest)))
-    if not run_ids:
-        return []
-    parents = set(session.scalars(select(runs_repo.Run.parent_run_id).where(runs_repo.Run.id.in_(run_ids))))
+    parents = set(session.scalars(select(runs_repo.Run.parent_run_id).where(runs_repo.Run.id.in_(run_ids)))) if run_ids else set()
     candidates = run_ids | {p for p in parents if p}
     names = {m.id: m.name for m in repo.list_models(session)}
-    rows = [r for r in repo.list_versions(session) if r.run_id in candidates]
-    return _to_versions(session, names, rows)
+    rows = [r for r in repo.list_versions(session)
+            if r.run_id in candidates or digest in {d.get("oid") for d in (_load(r.lineage) or {}).values() if isinstance(d, dict)}]
+    return sorted(_to_versions(session, names, rows), key=lambda v: (v.name, v.version))
 
 
 def register(session: Session, name: str, *, model_oid: str, flavor: str, run_id: str | None = None,
