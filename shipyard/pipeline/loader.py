@@ -56,15 +56,25 @@ def read_params_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"params file {path.name} does not exist", hint=f"create {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path.name}: malformed TOML: {exc}") from None
-    from shipyard.config import load_yaml
+    import yaml
 
-    if not path.exists():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         raise ConfigError(f"params file {path.name} does not exist",
-                          hint=f"create {path} or remove the params entry that names it")
-    loaded = load_yaml(path)
-    if not isinstance(loaded.data, Mapping):
-        raise ConfigError(f"{loaded.where(())}: params must be a mapping of names to values")
-    return dict(loaded.data)
+                          hint=f"create {path} or remove the params entry that names it") from None
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        from shipyard.config import load_yaml
+
+        load_yaml(path)  # raises ConfigError with the file, line and column
+        raise
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path.name}: params must be a mapping of names to values")
+    return dict(data)
 
 
 class _Files:
@@ -142,7 +152,7 @@ def load_pipeline(root: Path, state_dir: Path, *, use_cache: bool = True) -> Loa
             return cached
     files = _Files(root)
     if (root / CONFIG_NAME).is_file():
-        loaded = _load_shipyard(root, files)
+        loaded = _load_shipyard(root, files, state_dir if use_cache else None)
     elif (root / DVC_NAME).is_file():
         from shipyard.pipeline.dvc import load_dvc
 
@@ -154,35 +164,89 @@ def load_pipeline(root: Path, state_dir: Path, *, use_cache: bool = True) -> Loa
     return loaded
 
 
-def _load_shipyard(root: Path, files: _Files) -> LoadedPipeline:
-    from pydantic import ValidationError
+class _Position:
+    """``file:line:col`` of a config key, worked out only when an error message is formatted."""
 
-    from shipyard.config import Stage, explain_validation, load_config, load_yaml
+    __slots__ = ("fn", "loc")
 
+    def __init__(self, fn: Any, loc: tuple[str | int, ...]) -> None:
+        self.fn = fn
+        self.loc = loc
+
+    def __str__(self) -> str:
+        return self.fn(self.loc)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _validated_config(root: Path, state_dir: Path | None) -> dict[str, Any]:
+    """shipyard.yaml's pipeline section, validated; remembered by the file's stat so that a change
+    of params alone does not pay for pydantic again."""
+    path = root / CONFIG_NAME
+    stat = _stat(root, CONFIG_NAME)
+    cache = state_dir / "pipeline" / "config.bin" if state_dir is not None else None
+    if cache is not None:
+        try:
+            data = marshal.loads(cache.read_bytes())
+            if data.get("v") == PARSE_VERSION and data.get("stat") == stat and data.get("path") == str(path):
+                return data
+        except (OSError, ValueError, EOFError, TypeError, AttributeError):
+            pass
+    from shipyard.config import load_config
+
+    config = load_config(path)
+    data = {"v": PARSE_VERSION, "stat": stat, "path": str(path),
+            "stages": {k: v.model_dump(exclude_none=True, exclude_defaults=True) for k, v in config.pipeline.stages.items()},
+            "executor": config.pipeline.executor, "environment": list(config.pipeline.environment)}
+    if cache is not None and stat is not None and stat[1] < time.time_ns() - RACY_NS:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".config.{os.getpid()}.tmp")
+            tmp.write_bytes(marshal.dumps(data))
+            os.replace(tmp, cache)
+        except (OSError, ValueError):
+            pass
+    return data
+
+
+def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> LoadedPipeline:
     files.track(CONFIG_NAME)
-    config = load_config(root / CONFIG_NAME)
+    config = _validated_config(root, state_dir)
     positions = None
 
-    def where(loc: tuple[str | int, ...]) -> str:
+    def position(loc: tuple[str | int, ...]) -> str:
+        from shipyard.config import load_yaml
+
         nonlocal positions
         if positions is None:
             positions = load_yaml(root / CONFIG_NAME)
         return positions.where(loc)
 
+    def where(loc: tuple[str | int, ...]) -> str:
+        return _Position(position, loc)  # type: ignore[return-value]
+
     context = files.optional(DEFAULT_PARAMS)
     specs: list[StageSpec] = []
-    for origin, stage in config.pipeline.stages.items():
-        raw = stage.model_dump(exclude_none=True, exclude_defaults=True)
+    for origin, raw in config["stages"].items():
         for name, body in expand(origin, raw, context, where):
-            try:
-                checked = Stage.model_validate(body).model_dump(exclude_none=True)
-            except ValidationError as exc:
-                loaded_yaml = load_yaml(root / CONFIG_NAME)
-                raise ConfigError(f"stage {name}: " + explain_validation(exc, loaded_yaml, Stage)) from None
+            checked = body if body == raw else _revalidate(root, name, body)
             specs.append(resolve(name, origin, checked, files.params, where))
     dag = Dag.build(specs, where)
     params = {rel: files.values[rel] for s in specs for rel in s.param_files}
-    return LoadedPipeline(dag, params, CONFIG_NAME, config.pipeline.executor, tuple(config.pipeline.environment))
+    return LoadedPipeline(dag, params, CONFIG_NAME, config["executor"], tuple(config["environment"]))
+
+
+def _revalidate(root: Path, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage body after templating or foreach expansion, validated like the config itself."""
+    from pydantic import ValidationError
+
+    from shipyard.config import Stage, explain_validation, load_yaml
+
+    try:
+        return Stage.model_validate(body).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise ConfigError(f"stage {name}: " + explain_validation(exc, load_yaml(root / CONFIG_NAME), Stage)) from None
 
 
 def build_from_raw(root: Path, files: _Files, raw_stages: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any],

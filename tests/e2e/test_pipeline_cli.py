@@ -123,4 +123,9 @@ def test_no_op_run_and_status_import_no_heavy_modules(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "Everything is up to date" in out.stdout, out.stdout + out.stderr
     assert "HEAVY []" in out.stdout, out.stdout
+    # a params change alone re-renders the stages without validating shipyard.yaml again (no pydantic)
+    write_params(tmp_path, {"prepare": {"n": 3}, "train": {"k": 2, "unused": 0}})
+    out = subprocess.run([sys.executable, "-c", probe.replace('(["run"], ["status"], ["run"])', '(["status"],)')],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "train: changed" in out.stdout and "HEAVY []" in out.stdout, out.stdout + out.stderr
     assert Path(tmp_path / ".shipyard" / "pipeline" / "parsed.bin").exists()
