@@ -566,6 +566,13 @@ async def artifact_list(request: Request) -> Response:
     return json_response(await in_thread(work))
 
 
+async def logged_models_search(request: Request) -> Response:
+    """MLflow 3 logged models are not stored here: the search is valid and finds none (the client
+    asks during ``download_artifacts`` before it falls back to the run's own artifacts)."""
+    await json_body(request)
+    return json_response({"models": []})
+
+
 _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/experiments/create", experiments_create, ["POST"]),
     ("/experiments/get", experiments_get, ["GET"]),
@@ -589,6 +596,7 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/runs/log-inputs", runs_log_inputs, ["POST"]),
     ("/metrics/get-history", metrics_get_history, ["GET"]),
     ("/artifacts/list", artifacts_list, ["GET"]),
+    ("/logged-models/search", logged_models_search, ["POST"]),
 ]
 
 routes = [Route(prefix + path, endpoint, methods=methods)
