@@ -13,14 +13,14 @@ import pytest
 PROCESSES = 8
 VALUES = 10_000
 
-WORKER = '''
+WORKER = f"""
 import shipyard, sys
 worker = int(sys.argv[1])
-with shipyard.start_run(f"worker-{worker}"):
+with shipyard.start_run(f"worker-{{worker}}"):
     shipyard.log_param("worker", worker)
-    for i in range(%d):
+    for i in range({VALUES}):
         shipyard.log_metric("value", float(i), step=i)
-''' % VALUES
+"""
 
 
 @pytest.mark.slow
