@@ -14,7 +14,7 @@ from shipyard.errors import ConfigError, InputError
 from shipyard.gates import evaluate
 from shipyard.gates.checks import Subject
 from shipyard.models import load_model, package_model, save_model
-from tests.models.conftest import NUMERIC, objects, penguin_frame  # noqa: F401 (fixtures)
+from tests.models.conftest import NUMERIC
 
 
 def _fit(frame, features, kind="forest"):  # type: ignore[no-untyped-def]
@@ -191,7 +191,7 @@ def test_replay_against_champion_and_recorded_predictions(tmp_path: Path, subjec
 
 def test_replay_bad_inputs(tmp_path: Path, subjects) -> None:  # type: ignore[no-untyped-def]
     pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "plain.parquet")
-    with pytest.raises(InputError, match="no feature.<name> columns"):
+    with pytest.raises(InputError, match=r"no feature\.<name> columns"):
         evaluate([G(replay="plain.parquet", max_disagreement=0.1)], subjects["good"], root=tmp_path)
     with pytest.raises(Exception, match="outside"):
         evaluate([G(replay="../x.parquet", max_disagreement=0.1)], subjects["good"], root=tmp_path)

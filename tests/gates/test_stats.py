@@ -43,7 +43,7 @@ def test_clear_difference_excludes_zero(labels) -> None:  # type: ignore[no-unty
     y, good, bad = labels
     result = paired_bootstrap("accuracy", y, bad, good, confidence=0.99)
     assert result.high < 0
-    gain, low, high = result.gain
+    gain, _low, high = result.gain
     assert gain < 0 and high < 0
 
 
