@@ -57,6 +57,9 @@ class Retrainer:
         self.config = config
         self.alert = alert
         self.env = {**os.environ, **(env or {}), "CI": "true"}
+        # stages that call `shipyard` get the same installation as the monitor
+        bindir = str(Path(sys.executable).parent)
+        self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
         self.timeout = parse_duration(config.monitor.retrain.timeout)
 
     # -- steps ------------------------------------------------------------------------------------
@@ -108,6 +111,9 @@ class Retrainer:
     def run(self, trigger_id: int) -> str:
         """Run trigger ``trigger_id`` to its next resting state and return that state."""
         with self.store.write() as session:
+            claimed = session.get(repo.Trigger, trigger_id, with_for_update=True)
+            if claimed is None or claimed.state != "pending":
+                return claimed.state if claimed is not None else "missing"  # another monitor took it
             trigger = repo.update_trigger(session, trigger_id, state="running", started_at=time.time())
             model = trigger.model
             audit.record(session, "monitor.retrain.running", f"trigger/{trigger_id}",
