@@ -139,7 +139,13 @@ def seed_mlflow(work: str) -> None:
     import uuid
 
     import mlflow
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
     from mlflow.tracking._tracking_service.utils import _get_store
 
     mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
