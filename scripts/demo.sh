@@ -38,6 +38,17 @@ shipyard run
 # --- end pipeline ---
 
 # --- tracking ---
+step "tracking: the runs recorded (each stage run is a child of its pipeline run)"
+shipyard runs list --limit 12
+step "tracking: metrics diff of the two newest evaluate runs (Markdown, ready for a pull-request comment)"
+pick() { shipyard runs list --filter "$1" --limit 2 --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[-1]["run_id"], r[0]["run_id"])'; }
+shipyard metrics diff $(pick "metrics.accuracy IS NOT NULL") --md
+step "tracking: params diff of the two newest train runs"
+shipyard params diff $(pick "params.n_estimators IS NOT NULL") --md --changed
+step "tracking: the newest evaluate run in full"
+shipyard runs show "$(pick "metrics.accuracy IS NOT NULL" | cut -d' ' -f2)"
+step "tracking: the MLflow-compatible API answers in process (shipyard server --get)"
+shipyard server --get "/api/2.0/mlflow/experiments/search" | head -c 400; echo
 # --- end tracking ---
 
 # --- data ---

@@ -181,6 +181,7 @@ def start_run(name: str | None = None, *, experiment: str | None = None, run_id:
             from shipyard.tracking.gitinfo import git_info
 
             root = _state.root or Path.cwd()
+            name = name or os.environ.get("SHIPYARD_STAGE") or Path(sys.argv[0] or "").stem or None
             new_id = backend.create_run(
                 experiment=experiment or _default_experiment(), name=name, parent_run_id=parent,
                 tags=dict(tags or {}), source="stage" if os.environ.get("SHIPYARD_STAGE") else "api",

@@ -5,11 +5,14 @@ from pathlib import Path
 import pandas as pd
 import skops.io as sio
 import yaml
+from sklearn.metrics import accuracy_score
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import shipyard  # inside `shipyard run` this logs to the stage's run; by hand it starts a run
 
 CATEGORICAL = {"island", "sex"}
 
@@ -32,9 +35,15 @@ model = Pipeline([
     ])),
     ("classifier", estimator),
 ])
+shipyard.log_params({"model": params["model"], "n_estimators": params["n_estimators"],
+                     "max_depth": params["max_depth"], "C": params["C"], "seed": params["seed"],
+                     "features": ",".join(features)})
+shipyard.log_input("prepared-train", path="data/prepared/train.parquet", context="training")
 model.fit(train[features], train["species"])
+shipyard.log_metric("train_accuracy", float(accuracy_score(train["species"], model.predict(train[features]))))
 
 out = Path("model")
 out.mkdir(exist_ok=True)
 sio.dump(model, out / "model.skops")
+shipyard.log_artifact(out / "model.skops", "model")
 print(f"trained {params['model']} on {len(train)} rows, {len(features)} features")
