@@ -289,16 +289,16 @@ def drift(
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when the dataset drifted."),
     json_out: bool = JSON,
     md: bool = typer.Option(False, "--md", help="Print a Markdown report."),
-    html: Path | None = typer.Option(None, "--html", help="Also write an HTML report to this file."),
+    html: bool = typer.Option(False, "--html", help="Print a standalone HTML report (redirect it to a file)."),
 ) -> None:
     """Compare current data with a reference profile: per-column drift, drift share, multivariate.
 
-    Example: shipyard data drift --reference penguins@1 --current data/new.csv --md
+    Example: shipyard data drift --reference penguins@1 --current data/new.csv --html > drift.html
     """
     from shipyard.data.drift import compare
     from shipyard.data.readers import read_frame
 
-    _one_format(json_out, md)
+    _one_format(json_out, md, html)
     if multivariate not in ("pca", "classifier", "all", "none"):
         raise UsageError(f"--multivariate {multivariate!r} is not one of pca, classifier, all, none")
     ref_profile, ref_name = _reference(reference)
@@ -306,11 +306,10 @@ def drift(
     report = compare(ref_profile, loaded.frame, thresholds=thresholds, drift_share=drift_share,
                      multivariate=False if multivariate == "none" else multivariate)
     report.warnings = loaded.warnings + report.warnings
-    if html is not None:
-        tmp = html.with_name(html.name + ".tmp")
-        tmp.write_text(report.to_html(), encoding="utf-8")
-        os.replace(tmp, html)
-    if json_out:
+    if html:
+        _warn(report.warnings)
+        typer.echo(report.to_html(), nl=False)
+    elif json_out:
         print_json({"reference": ref_name, "current": str(current), **report.to_dict()})
     elif md:
         typer.echo(report.to_markdown(), nl=False)

@@ -85,7 +85,8 @@ def test_bad_inputs_exit_2_with_clear_errors(penguins: Path) -> None:
 
 @pytest.mark.slow
 def test_versions_drift_and_lineage(penguins: Path) -> None:
-    assert run_cli("init", cwd=penguins).returncode == 0
+    if not (penguins / "shipyard.yaml").exists():
+        assert run_cli("init", cwd=penguins).returncode == 0
     added = run_cli("data", "add", "data/raw.csv", "--name", "penguins", cwd=penguins)
     assert added.returncode == 0 and "added penguins@1" in added.stdout, added.stdout + added.stderr
     again = run_cli("data", "add", "data/raw.csv", "--name", "penguins", cwd=penguins)
@@ -101,10 +102,11 @@ def test_versions_drift_and_lineage(penguins: Path) -> None:
     report = json.loads(drift.stdout)
     assert report["drifted_columns"] == ["bill_length_mm", "body_mass_g"]
     same = run_cli("data", "drift", "--reference", "penguins@1", "--current", "data/raw.csv", "--fail-on-drift",
-                   "--html", "r.html", cwd=penguins)
+                   cwd=penguins)
     assert same.returncode == 0, same.stdout + same.stderr
     assert "no dataset drift: 0 of 8 columns drifted" in same.stdout
-    assert (penguins / "r.html").read_text().startswith("<!doctype html>")
+    html = run_cli("data", "drift", "-r", "penguins@1", "-c", "data/shifted.csv", "--html", cwd=penguins)
+    assert html.stdout.startswith("<!doctype html>") and "<td>bill_length_mm</td>" in html.stdout
     md = run_cli("data", "drift", "-r", "penguins@1", "-c", "data/shifted.csv", "--md", cwd=penguins)
     assert "| bill_length_mm | numeric | wasserstein |" in md.stdout and "❌ DRIFT" in md.stdout
 
