@@ -111,6 +111,128 @@ shipyard pull --remote "$work/.demo-remote"
 git checkout -q "$base"
 # --- end ci ---
 
+# --- monitoring ---
+step "monitoring: the closed loop, in its own copy of the example: drifted traffic in, a retrained and promoted model out"
+loop_dir="$work/closed-loop"
+mkdir -p "$loop_dir" && cp -r "$here/examples/penguins/." "$loop_dir/"
+(
+cd "$loop_dir"
+hook_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+loop_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export SHIPYARD_WEBHOOK_SECRET=demo-secret
+python - "$hook_port" > hooks.log 2>&1 <<'PY' &
+# a webhook receiver on 127.0.0.1: checks each alert's signature and prints it
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from shipyard.notify import verify_signature
+class Hook(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ok = verify_signature("demo-secret", body, self.headers["X-Shipyard-Timestamp"], self.headers["X-Shipyard-Signature"])
+        event = json.loads(body)
+        print(f"webhook: signature {'valid' if ok else 'INVALID'}: {event['summary']}", flush=True)
+        self.send_response(200 if ok else 401); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+PY
+hook_pid=$!
+python - <<'PY'
+# the golden evaluation set the gate uses: today's penguins and the shifted region, correctly labelled
+import pandas as pd
+raw = pd.read_csv("data/raw.csv").dropna()
+gold = raw.sample(150, random_state=8).copy()
+gold["bill_length_mm"] = (gold["bill_length_mm"] + 8).clip(26, 69)
+gold["flipper_length_mm"] = (gold["flipper_length_mm"] + 8).clip(161, 239)
+gold["body_mass_g"] = (gold["body_mass_g"] + 600).clip(2501, 6499)
+pd.concat([raw, gold]).to_csv("data/golden.csv", index=False)
+PY
+cat >> shipyard.yaml <<YAML
+model:
+  name: penguins
+  path: model/
+  train: data/prepared/train.parquet
+  eval: data/golden.csv
+  target: species
+  features: [bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, island, sex]
+gates:
+  - {metric: accuracy, vs: champion, max_drop: 0.02}
+deploy: {strategy: canary, steps: [50, 100], interval: 1s, min_samples: 30, rollback_when: {error_rate: "> 0.5"}}
+monitor:
+  window_rows: 100
+  every: 1s
+  rules:
+    - {name: drift, when: drift_share > 0.3, for: 2, severity: critical, cooldown: 0s, actions: [alert, retrain]}
+  retrain: {min_interval: 0s, on_new_data: false}
+notify:
+  - {webhook: "http://127.0.0.1:$hook_port/hook", secret: "\${SHIPYARD_WEBHOOK_SECRET}", backoff: 100ms}
+YAML
+echo "champion penguins@1: trained, registered, gated, deployed"
+shipyard run > /dev/null
+shipyard models register penguins > /dev/null
+shipyard gate penguins@1 > /dev/null
+shipyard deploy penguins@1 > /dev/null
+shipyard serve --port "$loop_port" > gateway.log 2>&1 &
+serve_pid=$!
+shipyard monitor --every 1s > monitor.log 2>&1 &
+monitor_pid=$!
+trap 'kill $serve_pid $monitor_pid $hook_pid 2>/dev/null || true' EXIT
+python - "$loop_port" <<'PY'
+# traffic: in-distribution first (no alert), then new labelled data lands and traffic shifts with it;
+# from here on nobody types a command: the monitor detects, alerts, retrains, gates and canaries
+import json, subprocess, sys, time
+import httpx, pandas as pd
+url = f"http://127.0.0.1:{sys.argv[1]}"
+features = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"]
+raw = pd.read_csv("data/raw.csv")
+def shifted(f):
+    f = f.copy()
+    f["bill_length_mm"] = (f["bill_length_mm"] + 8).clip(26, 69)
+    f["flipper_length_mm"] = (f["flipper_length_mm"] + 8).clip(161, 239)
+    f["body_mass_g"] = (f["body_mass_g"] + 600).clip(2501, 6499)
+    return f
+def send(frame, n, seed):
+    rows = frame.dropna().sample(n, replace=True, random_state=seed)[features].to_dict("records")
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(0, n, 10):
+            client.post("/invocations", json={"dataframe_records": rows[i:i + 10]}).raise_for_status()
+def history():
+    out = subprocess.run(["shipyard", "triggers", "history", "--json"], capture_output=True, text=True)
+    return json.loads(out.stdout or "[]")
+def windows():
+    out = subprocess.run(["shipyard", "triggers", "list", "--json"], capture_output=True, text=True)
+    return out.stdout
+deadline = time.time() + 180
+while time.time() < deadline:
+    try:
+        if httpx.get(url + "/ready", timeout=5).json().get("ready"):
+            break
+    except (httpx.HTTPError, ValueError):
+        time.sleep(0.5)
+send(raw, 200, 1)
+time.sleep(5)
+print("in-distribution traffic: 200 requests, no alert" if not history() else "unexpected retrain!")
+new = shifted(raw.dropna().sample(300, replace=True, random_state=7))
+pd.concat([raw, new]).to_csv("data/raw.csv", index=False)
+print("new labelled data appended to data/raw.csv; traffic shifts the same way")
+start, seed = time.time(), 100
+while time.time() - start < 1500:
+    send(new, 50, seed)
+    seed += 1
+    h = history()
+    if h and h[0]["state"] in ("promoted", "rolled_back", "failed", "gated_out"):
+        print(f"retrain #{h[0]['id']} {h[0]['state']} after {time.time() - start:.0f} s of shifted traffic")
+        break
+    time.sleep(0.5)
+PY
+sleep 2
+shipyard triggers history --timeline | sed -n 1,12p
+grep -E "^webhook" hooks.log | head -8
+shipyard models show penguins@champion --json | python3 -c 'import json,sys; print("champion now: penguins@%s" % json.load(sys.stdin)["version"])'
+kill $serve_pid $monitor_pid $hook_pid 2>/dev/null || true
+trap - EXIT
+)
+# --- end monitoring ---
+
 step "audit log"
 shipyard audit verify
 
