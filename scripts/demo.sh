@@ -97,12 +97,27 @@ step "CI: workflow files for GitHub Actions, GitLab CI and Jenkins"
 shipyard ci init github && shipyard ci init gitlab && shipyard ci init jenkins
 git add .github .gitlab-ci.yml Jenkinsfile
 git -c user.name=demo -c user.email=demo@example.com commit -qm "CI workflows"
-step "CI: a branch that changes a param, and its report against the base branch"
 base="$(git rev-parse --abbrev-ref HEAD)"
+model="$(python3 -c 'import yaml; print((yaml.safe_load(open("shipyard.yaml")).get("model") or {}).get("name", ""))')"
+if [ -n "$model" ]; then
+  step "CI: shipyard ci on $base (pipeline, validation, candidate, gates, report); it becomes champion"
+  shipyard ci
+  shipyard models alias "$model" champion "$(cut -d@ -f2 shipyard-report/candidate)"
+fi
+step "CI: a branch that changes a param"
 git checkout -q -b more-trees
 sed -i.bak 's/n_estimators: 100/n_estimators: 300/' params.yaml && rm -f params.yaml.bak
 git -c user.name=demo -c user.email=demo@example.com commit -qam "train: 300 trees"
-shipyard report --base "$base" --md
+if [ -n "$model" ]; then
+  step "CI: shipyard ci on the branch: only the affected stages run; gates against the champion"
+  shipyard ci || echo "(shipyard ci exited $?: a gate or check failed, see the report)"
+  cat shipyard-report/report.md
+  ls shipyard-report/plots
+else
+  step "CI: the branch's pipeline and report against $base (no model section in shipyard.yaml: no candidate, no gates)"
+  shipyard ci --base "$base" --step validate --step run --step report
+  cat shipyard-report/report.md
+fi
 step "CI: the pull-request comment it would post (dry run, nothing is sent)"
 SHIPYARD_FORGE=github SHIPYARD_REPO=acme/penguins SHIPYARD_PR=1 shipyard ci comment --dry-run | sed -n 1,12p
 step "CI: share objects and run-cache entries through a remote (a folder here; s3://... in a team)"

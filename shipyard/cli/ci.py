@@ -64,7 +64,8 @@ def ci(
         if report.stages:
             ran = sum(s.status == "ran" for s in report.stages)
             cached = sum(s.status == "cached" for s in report.stages)
-            echo(f"pipeline: {ran} stages ran, {cached} from cache")
+            current = sum(s.status == "up-to-date" for s in report.stages)
+            echo(f"pipeline: {ran} stages ran, {cached} from the run cache, {current} already up to date")
         for gate in report.gates:
             word = {True: "pass", False: "FAIL", None: "skip"}[gate.passed]
             echo(f"  {word}  {gate.name}: {gate.reason}")

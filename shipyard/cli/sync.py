@@ -25,7 +25,7 @@ def _sync(direction: str, remote: str | None, jobs: int, json_out: bool) -> None
     last = {"shown": -1}
 
     def progress(done: int, total: int) -> None:
-        if json_out:
+        if json_out or total < 100:  # small transfers finish before a progress line would help
             return
         tenth = done * 10 // max(total, 1)
         if tenth != last["shown"] and (plain() or done == total):
