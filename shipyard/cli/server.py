@@ -51,7 +51,9 @@ def server(
         response = anyio.run(once)
         echo(response.text)
         workspace.close()
-        raise typer.Exit(0 if response.status_code < 400 else 1)
+        if response.status_code >= 400:
+            raise typer.Exit(1)
+        return
     import uvicorn
 
     from shipyard.cli.output import echo
