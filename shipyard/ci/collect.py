@@ -118,24 +118,52 @@ def _table_shape(data: bytes, name: str) -> tuple[int | None, dict[str, str]]:
     return frame.height, {c: str(t) for c, t in frame.schema.items()}
 
 
-def data_diff(root: Path, base_commit: str | None, paths: Iterable[str]) -> list[DataChange]:
-    """Data files whose content differs from the base commit, with rows and schema changes.
+LOCK_NAME = "shipyard.lock"
 
-    Only files git knows at the base can be compared; folders are compared by their file list.
+
+def lock_hashes(data: bytes | None) -> dict[str, str]:
+    """path -> content id of every dep and out recorded in a ``shipyard.lock`` text."""
+    doc = _load_structured(data, LOCK_NAME) if data is not None else None
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    out: dict[str, str] = {}
+    for stage in (stages or {}).values():
+        if not isinstance(stage, dict):
+            continue
+        for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:
+            if isinstance(entry, dict) and entry.get("path") and entry.get("hash"):
+                out[str(entry["path"]).rstrip("/")] = str(entry["hash"])
+    return out
+
+
+def data_diff(root: Path, base_commit: str | None, paths: Iterable[str], objects: Any = None) -> list[DataChange]:
+    """Data deps whose content differs from the base commit, with rows and schema changes.
+
+    The base content comes from git when the file is committed; otherwise its id comes from the
+    ``shipyard.lock`` committed at the base (data kept out of git), and its rows and columns from the
+    object store when the object is there. Folders are compared by their manifest ids.
     """
     if base_commit is None:
         return []
+    lock_path = root / LOCK_NAME
+    base_lock = lock_hashes(git.show(root, base_commit, git.repo_path(root, lock_path)))
+    current_lock = lock_hashes(lock_path.read_bytes() if lock_path.is_file() else None)
     changes = []
     for rel in paths:
         path = root / rel
-        if path.is_dir():
+        if path.is_dir() or (not path.exists() and rel in current_lock):
+            base_oid, current_oid = base_lock.get(rel), current_lock.get(rel)
+            if base_oid is None and current_oid is None:
+                continue
+            changes.append(DataChange(rel, base_oid, current_oid))
             continue
         current = path.read_bytes() if path.is_file() else None
-        base = git.show(root, base_commit, git.repo_path(root, path)) if path.is_file() or not path.exists() else None
-        if current is None and base is None:
+        base = git.show(root, base_commit, git.repo_path(root, path))
+        base_oid = hash_bytes(base) if base is not None else base_lock.get(rel)
+        if base is None and base_oid is not None and objects is not None:
+            base = _object_bytes(objects, base_oid)
+        if current is None and base_oid is None:
             continue
-        change = DataChange(rel, hash_bytes(base) if base is not None else None,
-                            hash_file(path) if current is not None else None)
+        change = DataChange(rel, base_oid, hash_file(path) if current is not None else None)
         if change.status == "unchanged":
             changes.append(change)
             continue
@@ -149,6 +177,17 @@ def data_diff(root: Path, base_commit: str | None, paths: Iterable[str]) -> list
                                     if c in base_columns and base_columns[c] != columns[c]]
         changes.append(change)
     return changes
+
+
+def _object_bytes(objects: Any, oid: str) -> bytes | None:
+    from shipyard.errors import ShipyardError
+
+    try:
+        if not objects.has_many([oid]).get(oid):
+            return None
+        return objects.get_bytes(oid)
+    except (ShipyardError, ValueError):
+        return None
 
 
 def metric_files(config: ShipyardConfig) -> list[str]:

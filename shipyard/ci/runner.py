@@ -269,7 +269,7 @@ def fill_report(ws: Workspace, config: Any, report: Report, run_id: str | None, 
     """Params, data, metrics (now, base, champion) and plots: everything read, nothing run."""
     root = ws.project.root
     report.params = collect.params_diff(root, report.base_commit, collect.param_files(config))
-    report.data = collect.data_diff(root, report.base_commit, collect.data_paths(config, root))
+    report.data = collect.data_diff(root, report.base_commit, collect.data_paths(config, root), ws.objects)
     files = collect.metric_files(config)
     current = collect.read_metric_files(root, files) or {}
     base: dict[str, float] | None = None

@@ -48,3 +48,32 @@ def test_metric_rows_union_of_keys() -> None:
     by = {r.name: r for r in rows}
     assert by["accuracy"].base == 0.92 and by["old_metric"].value is None
     assert by["val_loss"].champion == 0.3 and not by["val_loss"].higher_is_better
+
+
+def test_data_outside_git_is_compared_through_the_lock(tmp_path: Path) -> None:
+    from shipyard.hashing import hash_file
+    from shipyard.objects import ObjectStore
+    from tests.ci.gitproject import git
+
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    (root / ".gitignore").write_text("/data/\n/.shipyard/\n")
+    raw = root / "data" / "raw.csv"
+    raw.write_text("a,b\n1,x\n2,y\n")
+    objects = ObjectStore.open(root / ".shipyard" / "objects")
+    objects.put_path(raw)
+
+    def lock(oid: str) -> str:
+        return ("schema: shipyard-lock/1\nstages:\n  train:\n    cmd: python t.py\n    deps:\n"
+                f"    - path: data/raw.csv\n      hash: {oid}\n      size: 1\n    outs: []\n")
+
+    (root / "shipyard.lock").write_text(lock(hash_file(raw)))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    base = git(root, "rev-parse", "HEAD")
+    raw.write_text("a,b,c\n1,x,0\n2,y,0\n3,z,1\n")
+    (root / "shipyard.lock").write_text(lock(hash_file(raw)))
+    [change] = collect.data_diff(root, base, ["data/raw.csv"], objects)
+    assert change.status == "changed" and (change.base_rows, change.rows) == (2, 3)
+    assert change.columns_added == ["c"]
