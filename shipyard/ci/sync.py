@@ -88,9 +88,16 @@ def _object_keys(keys: Iterable[str]) -> set[str]:
 
 def _list(backend: Backend, prefix: str = "") -> list[str]:
     fs = getattr(backend, "fs", None)
-    if fs is not None:
-        fs.invalidate_cache()  # listings must see what other processes wrote
-    return list(backend.list(prefix))
+    try:
+        if fs is not None:
+            fs.invalidate_cache()  # listings must see what other processes wrote
+        return list(backend.list(prefix))
+    except ShipyardError:
+        raise
+    except Exception as exc:  # the fsspec backend's own errors (credentials, network, permissions)
+        raise ShipyardError(f"cannot list {backend.url}: {type(exc).__name__}: {exc}",
+                            hint="check the remote's address and credentials (for S3: AWS_* variables "
+                                 "or ~/.aws, and the bucket name)") from exc
 
 
 def _entries(folder: Path) -> set[str]:
@@ -148,8 +155,10 @@ def push(local_objects: Path, runcache: Path, remote_url: str, *, jobs: int = DE
     try:
         result.bytes_transferred = _run_pool(jobs, files, upload, progress)
         result.bytes_transferred += _run_pool(jobs, dirs, upload, None)
-    except OSError as exc:
-        raise ShipyardError(f"push to {remote.url} failed: {exc}",
+    except ShipyardError:
+        raise
+    except Exception as exc:  # OSError, botocore errors: whatever the fsspec backend raised
+        raise ShipyardError(f"push to {remote.url} failed: {type(exc).__name__}: {exc}",
                             hint="check the remote's address and credentials; rerun to resume (done objects are skipped)") from exc
     result.objects_transferred = len(todo)
 
@@ -209,8 +218,10 @@ def pull(local_objects: Path, runcache: Path, remote_url: str, *, jobs: int = DE
         dirs = [k for k in todo if k.endswith(DIR_SUFFIX)]
         result.bytes_transferred = _run_pool(jobs, files, download, progress)
         result.bytes_transferred += _run_pool(jobs, dirs, download, None)
-    except OSError as exc:
-        raise ShipyardError(f"pull from {remote.url} failed: {exc}",
+    except ShipyardError:
+        raise
+    except Exception as exc:  # OSError, botocore errors: whatever the fsspec backend raised
+        raise ShipyardError(f"pull from {remote.url} failed: {type(exc).__name__}: {exc}",
                             hint="check the remote's address and credentials; rerun to resume (done objects are kept)") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)

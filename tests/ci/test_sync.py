@@ -137,3 +137,13 @@ def test_remote_must_be_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         resolve_remote(str(tmp_path / "objects"), tmp_path / "objects")
     monkeypatch.setenv("SHIPYARD_OBJECTS", "s3://bucket/x")
     assert resolve_remote(None, tmp_path / "objects") == "s3://bucket/x"
+
+
+def test_missing_bucket_is_a_clear_error(tmp_path: Path, s3_remote: str) -> None:
+    from shipyard.errors import ShipyardError
+
+    objects, runcache, _ = make_side(tmp_path / "a", [b"x"], {})
+    with pytest.raises(ShipyardError) as info:
+        push(objects, runcache, "s3://no-such-bucket/cache")
+    assert "s3://no-such-bucket/cache" in str(info.value)
+    assert info.value.hint and "credentials" in info.value.hint
