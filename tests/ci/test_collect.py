@@ -77,3 +77,27 @@ def test_data_outside_git_is_compared_through_the_lock(tmp_path: Path) -> None:
     [change] = collect.data_diff(root, base, ["data/raw.csv"], objects)
     assert change.status == "changed" and (change.base_rows, change.rows) == (2, 3)
     assert change.columns_added == ["c"]
+
+
+def test_runs_metrics_and_histories_from_the_store(store) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.store import runs
+
+    with store.write() as session:
+        exp = runs.experiment_by_name(session, runs.DEFAULT_EXPERIMENT)
+        old = runs.create_run(session, experiment_id=exp.id, git_commit="a" * 40)
+        runs.finish_run(session, old.id)
+        parent = runs.create_run(session, experiment_id=exp.id, git_commit="b" * 40)
+        child = runs.create_run(session, experiment_id=exp.id, parent_run_id=parent.id)
+        runs.log_metrics(session, parent.id, [runs.MetricValue("accuracy", 0.5)])
+        runs.log_metrics(session, child.id, [runs.MetricValue("loss", v, step=i) for i, v in enumerate([1.0, 0.6, 0.4])]
+                         + [runs.MetricValue("accuracy", 0.9)])
+        runs.finish_run(session, child.id)
+        runs.finish_run(session, parent.id)
+        parent_id, old_id = parent.id, old.id
+    with store.read() as session:
+        # the nearest commit with a finished top-level run wins, in the order given
+        assert collect.runs_for_commit(session, ["c" * 40, "b" * 40, "a" * 40]) == (parent_id, "b" * 40)
+        assert collect.runs_for_commit(session, ["a" * 40]) == (old_id, "a" * 40)
+        assert collect.runs_for_commit(session, ["d" * 40]) == (None, None)
+        assert collect.run_metrics(session, parent_id) == {"accuracy": 0.9, "loss": 0.4}
+        assert collect.metric_histories(session, parent_id) == {"loss": [(0, 1.0), (1, 0.6), (2, 0.4)]}
