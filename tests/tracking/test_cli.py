@@ -53,6 +53,7 @@ def test_runs_list_filter_and_order(history: dict[str, str]) -> None:
 
 def test_runs_show_by_prefix(history: dict[str, str]) -> None:
     code, out = _invoke("runs", "show", history["r1"][:8], "--json")
+    assert code == 0, out
     assert json.loads(out)["params"] == {"depth": "4"}
 
 
@@ -69,11 +70,13 @@ def test_default_diff_is_the_two_newest_runs(history: dict[str, str]) -> None:
     kinds = {d["kind"]: d for d in json.loads(out)}
     assert kinds["metrics"]["old"] == history["r0"] and kinds["metrics"]["new"] == history["r1"]
     code, out = _invoke("metrics", "diff", "--json")
+    assert code == 0, out
     assert json.loads(out)["old"] == history["r0"]
 
 
 def test_metrics_show(history: dict[str, str]) -> None:
     code, out = _invoke("metrics", "show", "--json")
+    assert code == 0, out
     assert json.loads(out) == {"run_id": history["r1"], "metrics": {"accuracy": 0.95}}
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import skops.io as sio
 import yaml
-from sklearn.metrics import accuracy_score
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
