@@ -1,0 +1,71 @@
+"""The retrain runner's bookkeeping and the trigger timeline, over a real store and real processes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from shipyard.config import ShipyardConfig
+from shipyard.monitoring.retrain import Retrainer
+from shipyard.monitoring.timeline import render, timeline
+from shipyard.store import monitoring as repo
+
+
+def cfg(**retrain: Any) -> ShipyardConfig:
+    return ShipyardConfig.model_validate({"model": {"name": "penguins", "path": "model/"},
+                                          "monitor": {"retrain": retrain}})
+
+
+def test_a_trigger_is_run_once_even_if_two_monitors_start_it(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sent: list[dict[str, Any]] = []
+    config = cfg(command=[sys.executable, "-c", "raise SystemExit(2)"])
+    with store.write() as session:
+        trigger = repo.add_trigger(session, model="penguins", kind="manual", source="test", state="pending",
+                                   reason="", fired=[])
+        trigger_id = trigger.id
+    runner = Retrainer(store, tmp_path, config, sent.append)
+    assert runner.run(trigger_id) == "failed"
+    assert runner.run(trigger_id) == "failed"  # already claimed: nothing runs again
+    with store.read() as session:
+        row = session.get(repo.Trigger, trigger_id)
+        assert len(row.result_dict["steps"]) == 1  # type: ignore[union-attr]
+    assert [e["kind"] for e in sent] == ["retrain.failed"]
+
+
+def test_deploy_after_approval_that_fails_is_a_failed_trigger_with_an_alert(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sent: list[dict[str, Any]] = []
+    with store.write() as session:
+        trigger = repo.add_trigger(session, model="penguins", kind="rule", source="rule drift", state="awaiting_approval",
+                                   reason="", fired=[], result={"version": 7})
+        trigger_id = trigger.id
+    (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\n")
+    runner = Retrainer(store, tmp_path, cfg(approval="required"), sent.append)
+    assert runner.deploy(trigger_id) == "failed"  # penguins@7 does not exist in this project
+    with store.read() as session:
+        row = session.get(repo.Trigger, trigger_id)
+        assert row.state == "failed" and "penguins@7" in row.reason  # type: ignore[union-attr]
+    assert sent[0]["kind"] == "retrain.failed" and sent[0]["failed_step"] == "deploy"
+
+
+def test_timeline_from_stored_rows(store) -> None:  # type: ignore[no-untyped-def]
+    now = time.time()
+    with store.write() as session:
+        firing = repo.add_firing(session, model="penguins", rule="drift", window_id=None, at=now, status="ACCEPT",
+                                 severity="critical", actions=["alert", "retrain"], reason="drift fired",
+                                 fired=[], metrics={"drift_share": 0.6})
+        delivery = repo.add_delivery(session, event_kind="monitor.alert", target="http://127.0.0.1:1/hook",
+                                     format="json", event={"kind": "monitor.alert", "firing": firing.id})
+        repo.finish_delivery(session, delivery.id, status="delivered", attempts=1, http_status=200, error=None)
+        trigger = repo.add_trigger(session, model="penguins", kind="rule", source=f"rule drift (firing #{firing.id})",
+                                   state="promoted", reason="penguins@2 promoted", fired=["TriggerRetrain"],
+                                   result={"version": 2, "strategy": "canary", "steps": [
+                                       {"step": s, "finished_at": now + i + 1, "exit_code": 0}
+                                       for i, s in enumerate(["pipeline", "register", "gate", "deploy"])]})
+        trigger.started_at, trigger.finished_at = now + 0.5, now + 10
+        events = timeline(session, trigger)
+        lines = render(trigger.to_dict(), events)
+    assert [e["event"] for e in events] == ["detected", "alerted", "retrain started", "retrained", "registered",
+                                            "gated", "canaried", "promoted"]
+    assert events[-1]["after_s"] == 10.0 and "promoted" in lines[-1]
