@@ -15,6 +15,7 @@ A file whose mtime lies within ``RACY_NS`` of the moment its hash was cached is 
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import stat as stat_module
@@ -25,7 +26,7 @@ from pathlib import Path
 import xxhash
 
 from shipyard.errors import InputError
-from shipyard.hashing import ALGORITHM, DIR_SUFFIX, FileEntry, Manifest
+from shipyard.hashing import ALGORITHM, DIR_SUFFIX, MANIFEST_VERSION, FileEntry, Manifest
 
 CACHE_VERSION = 1
 RACY_NS = 1_000_000_000
@@ -62,48 +63,64 @@ class Listing:
         n = self.nums
         return n[4 * i], n[4 * i + 1], n[4 * i + 2], n[4 * i + 3]
 
+    def sort(self) -> None:
+        """Put the entries in manifest order (by full relative path); the digest is not changed."""
+        names = self.names
+        if all(names[i] <= names[i + 1] for i in range(len(names) - 1)):
+            return
+        order = sorted(range(len(names)), key=names.__getitem__)
+        nums = self.nums
+        self.names = [names[i] for i in order]
+        self.nums = array("q", (nums[4 * i + k] for i in order for k in range(4)))
+
 
 def list_folder(root: Path, rel: str) -> Listing:
-    """Walk ``root/rel`` (sorted, depth first); symlinks must stay inside the folder."""
+    """Walk ``root/rel`` in directory order; symlinks must stay inside the folder.
+
+    The digest covers the walk as the file system returns it (stable while a folder is unchanged),
+    so the common case, an unchanged folder, costs one ``stat`` per file and no sorting; callers that
+    need manifest order call ``Listing.sort()``.
+    """
     base = os.path.join(root, rel)
     names: list[str] = []
     nums = array("q")
+    add_name = names.append
+    add_nums = nums.extend
+    is_reg = stat_module.S_ISREG
     stack = [""]
     while stack:
         sub = stack.pop()
-        current = os.path.join(base, sub) if sub else base
-        files: list[tuple[str, os.stat_result]] = []
-        dirs: list[str] = []
-        with os.scandir(current) as entries:
+        with os.scandir(os.path.join(base, sub) if sub else base) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    dirs.append(entry.name)
-                elif entry.is_file(follow_symlinks=False):
-                    files.append((entry.name, entry.stat(follow_symlinks=False)))
-                elif entry.is_symlink():
+                    stack.append(f"{sub}{entry.name}/")
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if is_reg(st.st_mode):
+                    add_name(sub + entry.name)
+                    add_nums((st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
+                elif stat_module.S_ISLNK(st.st_mode):
                     target = os.path.realpath(entry.path)
                     real_base = os.path.realpath(base)
                     if not target.startswith(real_base + os.sep):
                         raise InputError(f"{os.path.join(rel, sub, entry.name)} is a symlink to {target}, outside {rel}",
                                          hint="replace the link with the file itself")
                     if os.path.isdir(target):
-                        dirs.append(entry.name)
+                        stack.append(f"{sub}{entry.name}/")
                     else:
-                        files.append((entry.name, os.stat(target)))
-        files.sort()
-        for name, st in files:
-            names.append(f"{sub}{name}")
-            nums.extend((st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
-        stack.extend(f"{sub}{d}/" for d in sorted(dirs, reverse=True))
-    # Manifest order is by full relative path; the walk above is close, fix it up when it is not.
-    if any(names[i] > names[i + 1] for i in range(len(names) - 1)):
-        order = sorted(range(len(names)), key=names.__getitem__)
-        names = [names[i] for i in order]
-        nums = array("q", (nums[4 * i + k] for i in order for k in range(4)))
+                        tst = os.stat(target)
+                        add_name(sub + entry.name)
+                        add_nums((tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_mode))
     digest = xxhash.xxh3_128()
     digest.update("\0".join(names).encode("utf-8", "surrogateescape"))
     digest.update(nums.tobytes())
     return Listing(names, nums, digest.hexdigest())
+
+
+def manifest_oid(rows: list[list]) -> str:
+    """The id ``Manifest(...).oid`` gives for these [path, oid, size, executable] rows (same bytes)."""
+    blob = json.dumps({"v": MANIFEST_VERSION, "entries": rows}, separators=(",", ":")).encode()
+    return f"{ALGORITHM}:{xxhash.xxh3_128_hexdigest(blob)}{DIR_SUFFIX}"
 
 
 def list_file(root: Path, rel: str) -> Listing:
@@ -177,6 +194,7 @@ class HashCache:
         if (cached is not None and cached.get("digest") == listing.digest and cached.get("dir") == is_dir
                 and not want_manifest):
             return PathHash(cached["oid"], cached["size"], cached.get("nfiles"))
+        listing.sort()
         table = self._load(rel, ".files") if cached is not None and cached.get("dir") == is_dir else None
         known: dict[str, tuple] = table.get("files", {}) if table is not None else {}
         now = time.time_ns()
@@ -197,11 +215,16 @@ class HashCache:
             racy = racy or not trusted
             files[name] = (size, mtime, ino, mode, oid if trusted else None)
         manifest = None
-        if is_dir:
+        if is_dir and want_manifest:
             manifest = Manifest(tuple(
                 FileEntry(name, oids[i], listing.nums[4 * i], bool(listing.nums[4 * i + 3] & stat_module.S_IXUSR))
                 for i, name in enumerate(listing.names)))
             result = PathHash(manifest.oid, total, len(oids), manifest)
+        elif is_dir:
+            nums = listing.nums
+            rows = [[name, oids[i], nums[4 * i], 1 if nums[4 * i + 3] & stat_module.S_IXUSR else 0]
+                    for i, name in enumerate(listing.names)]
+            result = PathHash(manifest_oid(rows), total, len(oids))
         else:
             result = PathHash(oids[0], total, None)
         head = {"v": CACHE_VERSION, "path": rel, "dir": is_dir, "digest": None if racy else listing.digest,
