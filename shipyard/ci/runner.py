@@ -165,7 +165,11 @@ def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None) ->
     if model is None:
         raise ConfigError("shipyard.yaml has no model section, so there is no candidate to register",
                           hint="add model: {name: ..., path: ...} or run with --step validate --step run --step report")
-    tags = {"ci.provider": env.provider}
+    model_hash = _model_hash(ws, model.path)
+    reused = _registered_already(ws, model.name, env.commit, model_hash)
+    if reused is not None:  # a rerun of the same job: the same model is not registered twice
+        return reused
+    tags = {"ci.provider": env.provider, "ci.model_hash": model_hash}
     for key, value in (("git.branch", env.branch), ("git.commit", env.commit), ("ci.pr", env.pr_number),
                        ("ci.base", env.base_ref), ("ci.build_url", env.build_url)):
         if value is not None:
@@ -174,6 +178,35 @@ def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None) ->
                                             model_cfg=model, run_id=run_id, tags=tags,
                                             description=f"CI candidate from {env.branch or 'HEAD'}")
     return version.ref
+
+
+def _model_hash(ws: Workspace, rel: str) -> str:
+    from shipyard.hashing import Hasher, hash_file
+
+    path = ws.project.inside(rel, "model.path")
+    if path.is_dir():
+        return Hasher(ws.project.root).manifest(ws.project.relative(rel)).oid
+    if not path.is_file():
+        raise ConfigError(f"model.path {rel} does not exist after the pipeline ran",
+                          hint="check that a stage writes it (its outs) and that model.path names it")
+    return hash_file(path)
+
+
+def _registered_already(ws: Workspace, name: str, commit: str | None, model_hash: str) -> str | None:
+    from shipyard.errors import NotFound
+
+    if commit is None:
+        return None
+    find_versions = _service("shipyard.registry", "find_versions", "the model registry")
+    with ws.store.read() as session:
+        try:
+            versions = find_versions(session, name)
+        except NotFound:
+            return None
+    for version in reversed(versions):
+        if version.tags.get("git.commit") == commit and version.tags.get("ci.model_hash") == model_hash:
+            return version.ref
+    return None
 
 
 def step_gate(ws: Workspace, config: Any, candidate: str, trust: bool) -> tuple[bool, list[GateRow], list[str]]:

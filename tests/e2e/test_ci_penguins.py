@@ -88,6 +88,11 @@ def test_branch_changing_a_param(tmp_path: Path) -> None:
     outcome = json.loads(main.stdout)
     assert outcome["candidate"] == "penguin-species@1"
     assert [s["status"] for s in outcome["report"]["stages"]] == ["ran"] * len(stage_names)
+    rerun = run_cli("ci", "--json", cwd=origin, env=shared, timeout=600)  # a re-run of the same job
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = json.loads(rerun.stdout)
+    assert again["candidate"] == "penguin-species@1", "the same model on the same commit is not registered twice"
+    assert {s["status"] for s in again["report"]["stages"]} == {"up-to-date"}
     alias = run_cli("models", "alias", "penguin-species", "champion", "1", cwd=origin, env=shared)
     assert alias.returncode == 0, alias.stderr
     assert run_cli("push", "--remote", str(remote), cwd=origin, env=shared).returncode == 0
