@@ -178,7 +178,7 @@ monitor:
   window_rows: 100
   every: 1s
   rules:
-    - {name: drift, when: drift_share > 0.3, for: 2, severity: critical, cooldown: 0s, actions: [alert, retrain]}
+    - {name: drift, when: drift_share > 0.3, for: 2, severity: critical, cooldown: 10m, actions: [alert, retrain]}
   retrain: {min_interval: 0s, on_new_data: false}
 notify:
   - {webhook: "http://127.0.0.1:$hook_port/hook", secret: "\${SHIPYARD_WEBHOOK_SECRET}", backoff: 100ms}
