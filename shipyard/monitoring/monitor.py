@@ -398,10 +398,10 @@ class Monitor:
         report.followed = self.follow()
         if self.run_retrains and self.retrainer is not None:
             with self.store.read() as session:
-                waiting = [t.id for t in repo.triggers(session, limit=200) if t.state == "pending"]
-            for trigger_id in waiting:  # left by a --no-retrain run or a monitor that stopped
+                waiting = [(t.id, t.model) for t in repo.triggers(session, limit=200) if t.state == "pending"]
+            for trigger_id, model in waiting:  # left by a --no-retrain run or a monitor that stopped
                 self._start(trigger_id)
-                report.triggers.append({"model": "", "trigger": trigger_id, "resumed": True})
+                report.triggers.append({"model": model, "trigger": trigger_id, "resumed": True})
         for model in self.models():
             windows, firings, triggers = self.judge(model, now)
             report.windows.extend(windows)
