@@ -233,6 +233,9 @@ def run_ci(ws: Workspace, environ: Mapping[str, str], options: CIOptions) -> CIO
     report = Report(project=root.name, commit=env.commit or git.head_commit(root), branch=env.branch,
                     base_ref=base.ref, base_commit=base.commit, pr_number=env.pr_number, provider=env.provider,
                     build_url=env.build_url)
+    if git.is_dirty(root):
+        report.notes.append(f"the working tree has uncommitted changes: this report describes them, "
+                            f"not commit {(report.commit or '?')[:7]} alone")
     if base.reason:
         report.notes.append(f"no comparison with the base branch: {base.reason}")
     elif base.commit and base.commit == report.commit:

@@ -114,3 +114,10 @@ def test_invalid_data_stops_before_the_pipeline(ws: Workspace) -> None:
     assert report.validation[0].failures and report.stages == []
     assert outcome.exit_code == 1
     assert "data validation failed" in outcome.files["md"].read_text()
+
+
+def test_uncommitted_changes_are_pointed_out(ws: Workspace) -> None:
+    (ws.project.root / "params.yaml").write_text("train:\n  n_estimators: 500\n  max_depth: 6\n")
+    report = run_ci(ws, {}, CIOptions(base="main", steps=("report",))).report
+    assert any("uncommitted changes" in n for n in report.notes)
+    assert [(p.key, p.current) for p in report.params] == [("train.n_estimators", 500)]
