@@ -40,18 +40,18 @@ def read_table(root: Path, rel: str, key: str) -> Any:
         raise InputError(f"cannot read {key} {rel}: {exc}") from exc
 
 
-def newest_run(session: Any, model_path: str) -> str | None:
-    """The run that most likely produced ``model_path``: the newest logging it as an artifact,
-    else the newest finished top-level run (a pipeline run)."""
+def producing_run(session: Any, file_oid: str, model_path: str) -> str | None:
+    """The run that produced the model: the newest that logged this exact file (same content
+    hash) as an artifact; else the newest logging something under ``model_path``."""
     from shipyard.store.runs import Artifact, Run
 
-    prefix = model_path.rstrip("/")
     found = session.scalar(select(Run.id).join(Artifact, Artifact.run_id == Run.id)
-                           .where(Artifact.path.startswith(prefix)).order_by(Run.start_time.desc()).limit(1))
+                           .where(Artifact.oid == file_oid).order_by(Run.start_time.desc()).limit(1))
     if found:
         return found
-    return session.scalar(select(Run.id).where(Run.parent_run_id.is_(None), Run.status == "FINISHED")
-                          .order_by(Run.start_time.desc()).limit(1))
+    prefix = model_path.rstrip("/")
+    return session.scalar(select(Run.id).join(Artifact, Artifact.run_id == Run.id)
+                          .where(Artifact.path.startswith(prefix)).order_by(Run.start_time.desc()).limit(1))
 
 
 def register_from_project(store: Any, objects: Any, root: Path, name: str, path: str, *,
@@ -94,9 +94,11 @@ def register_from_project(store: Any, objects: Any, root: Path, name: str, path:
         profile_oid = objects.put_bytes(json.dumps(profile, sort_keys=True).encode())
     with store.write() as session:
         if run_id is None and find_run:
-            run_id = newest_run(session, path)
+            run_id = producing_run(session, packaged.file_oid, path)
             if run_id:
-                notes.append(f"linked run {run_id} (the newest run that produced {path}); pass --run to choose")
+                notes.append(f"linked run {run_id} (the run that produced this {packaged.file}); pass --run to choose")
+            else:
+                notes.append("no run logged this model file: none linked (pass --run RUN to link one)")
         mv = register(session, name, model_oid=packaged.model_oid, flavor=flavor, run_id=run_id, source=path,
                       signature=packaged.signature, profile=profile, profile_oid=profile_oid, lineage=lineage,
                       description=description, size_bytes=packaged.size_bytes, trusted=packaged.trusted, tags=tags)
