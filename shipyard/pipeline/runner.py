@@ -345,10 +345,9 @@ def run(ctx: Context, options: RunOptions) -> RunSummary:
     lock = RunLock(ctx.state_dir)
     executor_spec = options.executor or ctx.pipeline.executor or "local"
     recorder = Recorder(ctx, options.targets, executor_spec, options.jobs)
-    executor = None
     final = "SUCCEEDED"
     try:
-        executor = _run_loop(ctx, dag, options, summary, recorder, executor_spec)
+        _run_loop(ctx, dag, options, summary, recorder, executor_spec)
     except KeyboardInterrupt:
         final = "KILLED"
         raise
@@ -363,7 +362,6 @@ def run(ctx: Context, options: RunOptions) -> RunSummary:
         finally:
             lock.release()
     summary.run_id = recorder.run_id
-    del executor
     if summary.failed:
         error = CheckFailed(f"{len(summary.failed)} stage(s) failed: {', '.join(summary.failed)}"
                           + (f"; skipped because of them: {', '.join(summary.skipped)}" if summary.skipped else ""),
@@ -391,7 +389,7 @@ def _dry_run(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary) -
 
 
 def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, recorder: Recorder,
-              executor_spec: str) -> Any:
+              executor_spec: str) -> None:
     keep = set(ctx.dag.stages)
     state: dict[str, str] = {}  # name -> done | failed | skipped
     pending = list(dag.order)
@@ -481,7 +479,6 @@ def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, 
             executor.close()
     if not summary.ran and not summary.restored and not summary.failed and not summary.skipped:
         ctx.echo(f"Everything is up to date ({len(dag.order)} stage{'s' if len(dag.order) != 1 else ''}); nothing ran.")
-    return executor
 
 
 def _line_sink() -> Callable[[str, str, str], None]:
