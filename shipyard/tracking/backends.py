@@ -28,7 +28,8 @@ class Backend(Protocol):
     def check_run(self, run_id: str) -> None: ...
     def write(self, run_id: str, metrics: Sequence[MetricValue], params: Mapping[str, str],
               tags: Mapping[str, str]) -> None: ...
-    def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int) -> None: ...
+    def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int,
+               params: Mapping[str, str] | None = None) -> None: ...
     def log_inputs(self, run_id: str, inputs: Sequence[Mapping[str, Any]]) -> None: ...
     def log_artifacts(self, run_id: str, files: Sequence[tuple[Path, str]]) -> None: ...
     def get_run(self, run_id: str) -> dict[str, Any]: ...
@@ -63,12 +64,13 @@ class LocalBackend:
         with self.store.write() as session:
             service.log_batch(session, run_id, metrics=metrics, params=params, tags=tags, limits=False)
 
-    def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int) -> None:
+    def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int,
+               params: Mapping[str, str] | None = None) -> None:
         from shipyard.tracking import service
 
         with self.store.write() as session:
-            if metrics:
-                service.log_batch(session, run_id, metrics=metrics, limits=False)
+            if metrics or params:
+                service.log_batch(session, run_id, metrics=metrics, params=params, limits=False)
             service.end_run(session, run_id, status, end_time)
 
     def log_inputs(self, run_id: str, inputs: Sequence[Mapping[str, Any]]) -> None:
@@ -150,9 +152,10 @@ class HttpBackend:
                 "metrics": [[m.key, m.value, m.step, m.timestamp] for m in metrics]}
         self._call("POST", f"/api/v1/runs/{run_id}/batch", f"log to run {run_id}", json=body)
 
-    def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int) -> None:
-        if metrics:
-            self.write(run_id, metrics, {}, {})
+    def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int,
+               params: Mapping[str, str] | None = None) -> None:
+        if metrics or params:
+            self.write(run_id, metrics, params or {}, {})
         self._call("POST", f"/api/v1/runs/{run_id}/end", f"end run {run_id}",
                    json={"status": status, "end_time": end_time})
 

@@ -12,19 +12,55 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from shipyard.errors import InputError, NotFound, ShipyardError
 from shipyard.store.runs import MetricValue
 
-Writer = Callable[[str, Sequence[MetricValue]], None]
+
+@dataclass(frozen=True)
+class BufferedParam:
+    key: str
+    value: str
+
+
+Item = MetricValue | BufferedParam
+Chunk = tuple[str, list[MetricValue], dict[str, str]]
+Writer = Callable[[str, Sequence[MetricValue], dict[str, str]], None]
+PARAMS_PER_BATCH = 100
+
+
+def _chunks(taken: list[tuple[str, Item]], batch_size: int) -> list[Chunk]:
+    """Per run, batches of at most ``batch_size`` points and 100 params, in logging order."""
+    points: dict[str, list[MetricValue]] = {}
+    params: dict[str, list[tuple[str, str]]] = {}
+    for run_id, item in taken:
+        if isinstance(item, BufferedParam):
+            params.setdefault(run_id, []).append((item.key, item.value))
+            points.setdefault(run_id, [])
+        else:
+            points.setdefault(run_id, []).append(item)
+    out: list[Chunk] = []
+    for run_id, run_points in points.items():
+        run_params = params.get(run_id, [])
+        while True:  # at most batch_size items in all (MLflow's limit counts params too)
+            some_params, run_params = run_params[:PARAMS_PER_BATCH], run_params[PARAMS_PER_BATCH:]
+            room = batch_size - len(some_params)
+            some_points, run_points = run_points[:room], run_points[room:]
+            out.append((run_id, some_points, dict(some_params)))
+            if not run_points and not run_params:
+                break
+    return out
 
 
 class MetricBuffer:
-    def __init__(self, writer: Writer, *, batch_size: int = 1000, interval: float = 1.0) -> None:
+    def __init__(self, writer: Writer, *, batch_size: int = 1000, interval: float = 1.0,
+                 background: bool = True) -> None:
         self.writer = writer
+        self.background = background
         self.batch_size = batch_size
         self.interval = interval
-        self._pending: list[tuple[str, MetricValue]] = []
+        self._pending: list[tuple[str, Item]] = []
         self._lock = threading.RLock()
         self._write_lock = threading.RLock()
         self._wake = threading.Event()
@@ -54,6 +90,8 @@ class MetricBuffer:
         return len(self._pending)
 
     def _start(self) -> None:
+        if not self.background:
+            return
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="shipyard-metrics", daemon=True)
@@ -72,6 +110,13 @@ class MetricBuffer:
             except Exception as exc:  # keep the thread alive; the next flush reports it
                 self._error = ShipyardError(f"writing metrics failed: {type(exc).__name__}: {exc}")
 
+    def add_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Queue params of a run this process created (their immutability was checked in memory)."""
+        with self._lock:
+            self._pending.extend((run_id, BufferedParam(k, v)) for k, v in params.items())
+        if self._thread is None:
+            self._start()
+
     def _write_pending(self, only_run: str | None) -> None:
         with self._write_lock:
             with self._lock:
@@ -82,14 +127,10 @@ class MetricBuffer:
                     self._pending = [item for item in self._pending if item[0] != only_run]
             if not taken:
                 return
-            groups: dict[str, list[MetricValue]] = {}
-            for run_id, point in taken:
-                groups.setdefault(run_id, []).append(point)
-            chunks = [(run_id, points[i:i + self.batch_size])
-                      for run_id, points in groups.items() for i in range(0, len(points), self.batch_size)]
-            for index, (run_id, chunk) in enumerate(chunks):
+            chunks = _chunks(taken, self.batch_size)
+            for index, (run_id, points, params) in enumerate(chunks):
                 try:
-                    self.writer(run_id, chunk)
+                    self.writer(run_id, points, params)
                 except (InputError, NotFound):
                     # these points can never be written (the run is gone or deleted): drop them
                     self._requeue([c for c in chunks[index + 1:] if c[0] != run_id])
@@ -98,20 +139,32 @@ class MetricBuffer:
                     self._requeue(chunks[index:])
                     raise
 
-    def _requeue(self, chunks: list[tuple[str, list[MetricValue]]]) -> None:
+    def _requeue(self, chunks: list[Chunk]) -> None:
         with self._lock:
-            self._pending[:0] = [(run_id, p) for run_id, chunk in chunks for p in chunk]
+            restored: list[tuple[str, Item]] = []
+            for run_id, points, params in chunks:
+                restored += [(run_id, BufferedParam(k, v)) for k, v in params.items()]
+                restored += [(run_id, p) for p in points]
+            self._pending[:0] = restored
 
-    def take(self, run_id: str) -> list[MetricValue]:
-        """Remove and return the points waiting for one run (the caller writes them itself)."""
+    def take(self, run_id: str) -> tuple[list[MetricValue], dict[str, str]]:
+        """Remove and return what waits for one run: points and params (the caller writes them)."""
         with self._write_lock, self._lock:
-            taken = [p for r, p in self._pending if r == run_id]
-            if taken:
+            mine = [item for r, item in self._pending if r == run_id]
+            if mine:
                 self._pending = [item for item in self._pending if item[0] != run_id]
-        return taken
+        points = [i for i in mine if isinstance(i, MetricValue)]
+        params = {i.key: i.value for i in mine if isinstance(i, BufferedParam)}
+        return points, params
 
-    def put_back(self, run_id: str, points: list[MetricValue]) -> None:
-        self._requeue([(run_id, points)])
+    def put_back(self, run_id: str, points: list[MetricValue], params: dict[str, str]) -> None:
+        self._requeue([(run_id, points, params)])
+
+    def raise_deferred(self) -> None:
+        """Raise the error a background write met, if any (once)."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def flush(self, run_id: str | None = None) -> None:
         """Write what is waiting (for one run, or all) now; raise a deferred background error."""

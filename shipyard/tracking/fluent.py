@@ -95,7 +95,7 @@ def _backend() -> Any:
                 from shipyard.tracking.backends import open_backend
 
                 _state.backend, _state.root = open_backend()
-                _state.buffer = MetricBuffer(lambda run_id, points: _state.backend.write(run_id, points, {}, {}))
+                _state.buffer = MetricBuffer(lambda run_id, points, params: _state.backend.write(run_id, points, params, {}))
                 _install_hooks()
     return _state.backend
 
@@ -234,18 +234,23 @@ def _end(run: ActiveRun, status: str) -> None:
         buffer = _buffer()
         backend = _backend()
         if run.owned:  # its last points, system metrics and status in one write
-            points = buffer.take(run.run_id)
+            points, params = buffer.take(run.run_id)
             try:
-                while len(points) > buffer.batch_size - 10:  # leave room for the system metrics
-                    backend.write(run.run_id, points[:buffer.batch_size], {}, {})
-                    points = points[buffer.batch_size:]
-                backend.finish(run.run_id, points + run.system_metrics(), status, now_ms())
+                while len(points) + len(params) > buffer.batch_size - 10 or len(params) > v.MAX_PARAMS_PER_BATCH:
+                    # leave room for the system metrics in the last batch
+                    some = dict(list(params.items())[:v.MAX_PARAMS_PER_BATCH])
+                    room = buffer.batch_size - len(some)
+                    backend.write(run.run_id, points[:room], some, {})
+                    points = points[room:]
+                    params = {k: val for k, val in params.items() if k not in some}
+                backend.finish(run.run_id, points + run.system_metrics(), status, now_ms(), params)
             except BaseException:
-                buffer.put_back(run.run_id, points)
+                buffer.put_back(run.run_id, points, params)
                 raise
         else:
             buffer.flush(run.run_id)
         _state.stack.remove(run)
+        buffer.raise_deferred()
 
 
 def flush() -> None:
@@ -286,9 +291,12 @@ def log_params(params: Mapping[str, object]) -> None:
             raise InputError(f"param {key!r} of run {run.run_id} is already {run.params[key]!r}; params cannot change (got {value!r})",
                              hint="log a metric or a tag for values that change, or start a new run")
     todo = {k: val for k, val in clean.items() if run.params.get(k) != val}
-    items = list(todo.items())
-    for start in range(0, len(items), v.MAX_PARAMS_PER_BATCH):
-        _backend().write(run.run_id, [], dict(items[start:start + v.MAX_PARAMS_PER_BATCH]), {})
+    if run.owned:  # a run this process created: the check above saw every param; write with the metrics
+        _buffer().add_params(run.run_id, todo)
+    else:
+        items = list(todo.items())
+        for start in range(0, len(items), v.MAX_PARAMS_PER_BATCH):
+            _backend().write(run.run_id, [], dict(items[start:start + v.MAX_PARAMS_PER_BATCH]), {})
     run.params.update(todo)
 
 
