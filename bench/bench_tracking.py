@@ -47,7 +47,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -61,22 +61,29 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None
 
 
 def run(n: int) -> None:
+    """All rows; ``BENCH_TRACKING_ONLY=runs,rest`` limits them (log_metric, log_batch, runs, search, rest)."""
+    only = set(filter(None, os.environ.get("BENCH_TRACKING_ONLY", "").split(",")))
     root = WORK / "tracking"
     shutil.rmtree(root, ignore_errors=True)
     ours_py, peer_py = sys.executable, str(peer_env("mlflow") / "bin" / "python")
     ours_dir, peer_dir = _project(root / "ours"), root / "mlflow"
     peer_dir.mkdir(parents=True)
     # first opens (schema creation) happen here, outside any timing
-    _worker(ours_py, "ours", "seed", ours_dir)
-    _worker(peer_py, "mlflow", "seed", peer_dir)
+    if not only or "search" in only:
+        _worker(ours_py, "ours", "seed", ours_dir)
+        _worker(peer_py, "mlflow", "seed", peer_dir)
 
     for task, label in (("log_metric", "in-process log_metric x2000 (+flush)"),
                         ("log_batch", "in-process 10 x 1000-value batches"),
                         ("runs", "100 runs (start, 2 params, 1 metric, end)"),
                         ("search", "search 10k runs: filter + order_by, 1000 rows")):
+        if only and task not in only:
+            continue
         compare(label, lambda t=task: _worker(ours_py, "ours", t, ours_dir),
                 lambda t=task: _worker(peer_py, "mlflow", t, peer_dir), "mlflow 3.17.2", n=n)
 
+    if only and "rest" not in only:
+        return
     ours_port, peer_port = _free_port(), _free_port()
     rest_dir = _project(root / "rest-ours")
     ours_server = subprocess.Popen([ours_bin(), "server", "--port", str(ours_port)], cwd=rest_dir,
