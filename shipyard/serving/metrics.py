@@ -59,12 +59,16 @@ class GatewayMetrics:
 
     def observe_predictions(self, model: str, version: int, predictions: Any, labels: bool) -> None:
         if labels:
-            for label in predictions.tolist() if hasattr(predictions, "tolist") else predictions:
+            values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+            counts: dict[Any, int] = {}
+            for label in values:
+                counts[label] = counts.get(label, 0) + 1
+            for label, n in counts.items():
                 key = ("p", model, version, label)
                 child = self._children.get(key)
                 if child is None:
                     child = self._children[key] = self.predicted_labels.labels(model, str(version), str(label))
-                child.inc()
+                child.inc(n)
         else:
             key = ("v", model, version)
             child = self._children.get(key)
