@@ -26,7 +26,7 @@ class Receiver:
                 with owner._lock:
                     code = owner.codes.pop(0) if owner.codes else 200
                     owner.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                           "code": code})
+                                           "code": code, "at": time.time()})
                 self.send_response(code)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
