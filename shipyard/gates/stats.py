@@ -103,9 +103,7 @@ def paired_bootstrap(metric: str, y_true: Any, pred_a: Any, pred_b: Any, *, resa
     rng = np.random.default_rng(seed)
     alpha = (1 - confidence) / 2
     if metric in CLASSIFICATION:
-        labels, codes = np.unique(np.concatenate([y, np.asarray(pred_a), np.asarray(pred_b)]).astype(str),
-                                  return_inverse=True)
-        k = len(labels)
+        codes, k = _encode(y, np.asarray(pred_a), np.asarray(pred_b))
         t, a, b = codes[:n], codes[n:2 * n], codes[2 * n:]
         cell = (t * k + a) * k + b
         counts = np.bincount(cell, minlength=k ** 3).astype(float)
@@ -124,19 +122,47 @@ def paired_bootstrap(metric: str, y_true: Any, pred_a: Any, pred_b: Any, *, resa
         loss_a, loss_b, finish = _per_row(metric, y, pred_a, pred_b, proba_a, proba_b, classes)
         cand, base = finish(loss_a.mean()), finish(loss_b.mean())
         diffs = np.empty(resamples)
-        chunk = max(1, min(resamples, 20_000_000 // max(n, 1)))
+        chunk = max(1, min(resamples, 8_000_000 // max(n, 1)))
+        linear = finish is _identity  # the metric is a mean: resample the per-row difference only
+        # float32 rows with numpy's pairwise summation along the contiguous axis: exact enough for
+        # an interval (relative error ~1e-7) and several times faster than float64 accumulation.
+        delta = (loss_a - loss_b).astype(np.float32)
+        a32, b32 = loss_a.astype(np.float32), loss_b.astype(np.float32)
         for start in range(0, resamples, chunk):
             size = min(chunk, resamples - start)
-            idx = rng.integers(0, n, size=(size, n))
-            diffs[start:start + size] = finish(loss_a[idx].mean(axis=1)) - finish(loss_b[idx].mean(axis=1))
+            idx = rng.integers(0, n, size=(size, n), dtype=np.int32)
+            if linear:
+                diffs[start:start + size] = delta[idx].mean(axis=1)
+            else:
+                diffs[start:start + size] = finish(a32[idx].mean(axis=1).astype(float)) - finish(b32[idx].mean(axis=1).astype(float))
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return PairedResult(metric, cand, base, cand - base, float(low), float(high), confidence, resamples, n,
                         GREATER_IS_BETTER[metric])
 
 
+def _encode(*arrays: np.ndarray) -> tuple[np.ndarray, int]:
+    """Integer codes of the labels of all arrays together (hash-based; labels compared as text
+    when the arrays' kinds differ, so 1 and "1" are the same class)."""
+    kinds = {a.dtype.kind for a in arrays}
+    joined = np.concatenate(arrays)
+    if len(kinds) > 1 or kinds & {"f", "c"}:
+        joined = joined.astype(str)
+    if joined.dtype.kind in "iub":
+        labels, codes = np.unique(joined, return_inverse=True)
+        return codes.reshape(-1), len(labels)
+    import pandas as pd
+
+    codes, labels = pd.factorize(joined, sort=False)
+    return np.asarray(codes), len(labels)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
 def _per_row(metric: str, y: np.ndarray, pred_a: Any, pred_b: Any, proba_a: Any, proba_b: Any,
              classes: Any) -> tuple[np.ndarray, np.ndarray, Callable[[Any], Any]]:
-    identity: Callable[[Any], Any] = lambda v: v  # noqa: E731
+    identity = _identity
     if metric == "log_loss":
         if proba_a is None or proba_b is None or classes is None:
             raise InputError("log_loss needs both models' class probabilities (predict_proba)")
