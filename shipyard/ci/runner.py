@@ -313,8 +313,8 @@ def fill_report(ws: Workspace, config: Any, report: Report, run_id: str | None, 
     champion_mv = candidate_mv = None
     base_run: str | None = None
     with ws.store.read() as session:
-        if not current and run_id:
-            current = collect.run_metrics(session, run_id)
+        if run_id:  # what the stages logged, with the declared metrics files on top
+            current = {**collect.run_metrics(session, run_id), **current}
         if report.base_commit:
             base_run, at = collect.runs_for_commit(session, git.ancestors(root, report.base_commit))
             base = collect.run_metrics(session, base_run) if base_run else None
