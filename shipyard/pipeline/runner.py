@@ -15,6 +15,7 @@ a no-op ``run`` use nothing but the standard library, xxhash, the parse cache an
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import shutil
 import sys
@@ -193,20 +194,24 @@ class Recorder:
         self.run_id: str | None = None
         self.executions: dict[str, int] = {}
         self.child_runs: dict[str, str] = {}
+        self.git: dict[str, Any] = {}
 
     def open(self) -> str:
         if self.run_id is not None:
             return self.run_id
         from shipyard.store import open_store, runs
         from shipyard.store import pipeline as repo
+        from shipyard.tracking.gitinfo import git_info
 
         self.store = open_store(self.ctx.state_dir)
+        git = git_info(self.ctx.root)
+        self.git = {"git_commit": git.get("commit"), "git_branch": git.get("branch"), "git_dirty": git.get("dirty")}
         run_id = uuid.uuid4().hex
         with self.store.write() as session:
             closed = repo.mark_interrupted(session)
             experiment = runs.experiment_by_name(session, runs.DEFAULT_EXPERIMENT)
             runs.create_run(session, experiment_id=experiment.id, run_id=run_id, name="pipeline", source="pipeline",
-                            tags={"shipyard.pipeline": self.ctx.pipeline.source})
+                            tags={"shipyard.pipeline": self.ctx.pipeline.source}, **self.git)
             repo.start_pipeline_run(session, run_id, targets=self.targets, executor=self.executor, jobs=self.jobs,
                                     pid=os.getpid())
         if closed:
@@ -215,30 +220,41 @@ class Recorder:
         self.experiment_id = experiment.id
         return run_id
 
-    def start_stage(self, name: str, fingerprint: str, params: dict[str, dict[str, Any]], restored: bool) -> str:
+    def start_stage(self, name: str, fingerprint: str, params: dict[str, dict[str, Any]], restored: bool,
+                    deps: dict[str, PathHash | None] | None = None) -> str:
+        """Open the stage's child run with its params, and link the dataset versions it reads."""
+        from shipyard.data.versions import record_run_inputs, versions_for_paths
         from shipyard.store import pipeline as repo
         from shipyard.store import runs
 
         pipeline_run = self.open()
         child = uuid.uuid4().hex
-        flat = {f"{key}" if file == "params.yaml" else f"{file}:{key}": value
-                for file, values in params.items() for key, value in values.items()}
+        flat: dict[str, Any] = {}
+        for file, values in params.items():
+            prefix = "" if file == "params.yaml" else f"{file}:"
+            for key, value in values.items():
+                _flatten(flat, f"{prefix}{key}", value)
         with self.store.write() as session:
             runs.create_run(session, experiment_id=self.experiment_id, run_id=child, name=name, parent_run_id=pipeline_run,
                             source="pipeline", tags={"shipyard.stage": name, "shipyard.fingerprint": fingerprint,
-                                                     "shipyard.restored": str(restored).lower()})
+                                                     "shipyard.restored": str(restored).lower()}, **self.git)
             runs.log_params(session, child, {k[:250]: v for k, v in flat.items()})
+            read = {path: h.oid for path, h in (deps or {}).items() if h is not None}
+            record_run_inputs(session, child, versions_for_paths(session, read))
             ids = repo.start_stages(session, pipeline_run, [(name, child, fingerprint)])
         self.executions[name] = ids[name]
         self.child_runs[name] = child
         return child
 
-    def finish_stage(self, name: str, outcome: Any, *, cache_hit: bool) -> None:
+    def finish_stage(self, name: str, outcome: Any, *, cache_hit: bool, metrics: dict[str, float] | None = None) -> None:
+        """Close the stage's execution and child run; log the values of its declared metrics files."""
         from shipyard.store import pipeline as repo
         from shipyard.store import runs
 
         with self.store.write() as session:
             repo.finish_stage(session, self.executions[name], outcome, cache_hit=cache_hit)
+            if metrics:
+                runs.log_metrics(session, self.child_runs[name], [runs.MetricValue(k[:250], v) for k, v in metrics.items()])
             status = "FINISHED" if outcome.status in ("SUCCEEDED", "RESTORED") else "FAILED"
             runs.finish_run(session, self.child_runs[name], status)
 
@@ -438,7 +454,7 @@ def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, 
                     continue
                 why = "forced" if options.force and not status.stale else "; ".join(status.reasons)
                 ctx.echo(f"Running stage {name!r}: {why}")
-                child = recorder.start_stage(name, fingerprint, status.inputs.params, restored=False)
+                child = recorder.start_stage(name, fingerprint, status.inputs.params, restored=False, deps=status.deps)
                 _remove_outs(ctx.root, stage)
                 from shipyard.pipeline.executors.base import StageJob
 
@@ -515,8 +531,9 @@ def _restore(ctx: Context, stage: StageSpec, status: StageStatus, recorder: Reco
     ctx.lock.update(stage.name, entry_lock, keep=set(ctx.dag.stages))
     from shipyard.store.pipeline import StageOutcome
 
-    recorder.start_stage(stage.name, fingerprint, status.inputs.params, restored=True)
-    recorder.finish_stage(stage.name, StageOutcome("RESTORED", reason="restored from the run cache"), cache_hit=True)
+    recorder.start_stage(stage.name, fingerprint, status.inputs.params, restored=True, deps=status.deps)
+    recorder.finish_stage(stage.name, StageOutcome("RESTORED", reason="restored from the run cache"), cache_hit=True,
+                          metrics=_declared_metrics(ctx.root, stage, restored_only=True))
     ctx.echo(f"Stage {stage.name!r} restored from the run cache, not run: these exact inputs ({fingerprint[:20]}...) "
              f"were run before, on this or another machine or branch sharing the object store")
     return True
@@ -564,10 +581,49 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
     ctx.lock.update(stage.name, lockmod.make_entry(inputs, deps_now, outs, flags, stage.cmd), keep=keep)
     recorder.finish_stage(stage.name, StageOutcome(
         "SUCCEEDED", exit_code=0, cpu_seconds=round(result.cpu_seconds, 3), peak_memory_bytes=result.peak_memory_bytes,
-        log_oid=result.log_oid), cache_hit=False)
+        log_oid=result.log_oid), cache_hit=False, metrics=_declared_metrics(ctx.root, stage))
     ctx.echo(f"Stage {stage.name!r} done in {result.seconds:.2f}s (CPU {result.cpu_seconds:.2f}s, "
              f"peak memory {result.peak_memory_bytes / 2**20:.0f} MiB)")
     return True
+
+
+def _flatten(into: dict[str, Any], key: str, value: Any) -> None:
+    """Nested params become dotted keys (train.n_estimators), so params diffs stay readable."""
+    if isinstance(value, dict) and value:
+        for sub, inner in value.items():
+            _flatten(into, f"{key}.{sub}", inner)
+    else:
+        into[key] = value
+
+
+def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False) -> dict[str, float]:
+    """Numeric values of a stage's ``metrics:`` files (JSON or YAML, nested keys dotted).
+
+    After a run-cache restore only cached files are current (``cache: false`` ones were not restored).
+    """
+    import json
+
+    values: dict[str, Any] = {}
+    for out in stage.outs:
+        if out.kind != "metrics" or (restored_only and not out.cache):
+            continue
+        path = root / out.path
+        try:
+            text = path.read_text(encoding="utf-8")
+            doc = json.loads(text) if path.suffix == ".json" else _yaml_load(text)
+        except (OSError, ValueError):
+            continue  # a missing or unreadable metrics file is reported by the report, not here
+        if isinstance(doc, dict):
+            for key, value in doc.items():
+                _flatten(values, str(key), value)
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _yaml_load(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def explain(ctx: Context, name: str) -> dict[str, Any]:
