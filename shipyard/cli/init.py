@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from shipyard.cli.output import echo
-from shipyard.errors import AlreadyExists, InputError, ShipyardError, StorageFull
-from shipyard.project import CONFIG_NAME, PARAMS_NAME, STATE_DIR, Project
+from shipyard.errors import AlreadyExists, InputError, ShipyardError, StorageFull, UsageError
+from shipyard.project import STATE_DIR, Project
 
 app = typer.Typer(add_completion=False)
 
@@ -34,6 +34,8 @@ PARAMS_TEMPLATE = """\
 @app.command()
 def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing shipyard.yaml and params.yaml."),
+    keep: bool = typer.Option(False, "--keep", help="Keep an existing shipyard.yaml and params.yaml (adopt the "
+                              "project): only create .shipyard/ and the .gitignore entry."),
     path: Path = typer.Argument(Path("."), help="Project folder (default: here)."),
 ) -> None:
     """Create shipyard.yaml, params.yaml and .shipyard/ (added to .gitignore).
@@ -44,20 +46,26 @@ def init(
 
     Example: shipyard init && shipyard doctor
     """
+    if force and keep:
+        raise UsageError("--force and --keep contradict each other; nothing was changed",
+                         hint="--force overwrites shipyard.yaml, --keep keeps it: pick one")
     root = path.resolve()
     project = Project(root)
     config_exists = project.config_path.exists()
-    if config_exists and not force:
+    if config_exists and not (force or keep):
         raise AlreadyExists(f"{project.config_path} already exists; nothing was changed",
-                            hint="use --force to overwrite it")
-    writes = {project.config_path: CONFIG_TEMPLATE}
+                            hint="use --keep to keep it and only create .shipyard/, or --force to overwrite it")
+    writes: dict[Path, str] = {}
+    if not (keep and config_exists):
+        writes[project.config_path] = CONFIG_TEMPLATE
     if not project.params_path.exists() or force:
         writes[project.params_path] = PARAMS_TEMPLATE
     gitignore = root / ".gitignore"
     ignored = _ignored(gitignore)
     if ignored is not None:
         writes[gitignore] = ignored
-    existing = [p.name for p in (project.config_path, project.params_path) if p.exists()]
+    existing = [p.name for p in (project.config_path, project.params_path) if p.exists() and p in writes]
+    kept = [p.name for p in (project.config_path, project.params_path) if p.exists() and p not in writes]
 
     from shipyard import audit
     from shipyard.store import open_store
@@ -72,7 +80,7 @@ def init(
     saved = {p: (p.read_bytes() if p.exists() else None) for p in writes}
     try:
         with store.write() as session:
-            audit.record(session, "project.init", str(root), {"overwrote": existing})
+            audit.record(session, "project.init", str(root), {"overwrote": existing, "kept": kept})
             session.flush()
             for target, text in writes.items():
                 _write_atomic(target, text)
@@ -83,7 +91,9 @@ def init(
     finally:
         store.close()
     echo(f"Initialized Shipyard project in {root}")
-    echo(f"  wrote {CONFIG_NAME}, {PARAMS_NAME}; state in {STATE_DIR}/ (ignored by git)")
+    wrote = [p.name for p in (project.config_path, project.params_path) if p in writes]
+    echo(f"  wrote {', '.join(wrote) or 'no files'}" + (f"; kept {', '.join(kept)}" if kept else "")
+         + f"; state in {STATE_DIR}/ (ignored by git)")
     echo("  next: add stages to shipyard.yaml, then 'shipyard run'")
 
 

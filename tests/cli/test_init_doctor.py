@@ -52,3 +52,14 @@ def test_subcommand_help_and_bad_options_use_the_right_exit_codes(tmp_path: Path
     assert "internal error" not in bad.stderr
     version = run_cli("--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("shipyard ")
+
+
+def test_init_keep_adopts_an_existing_project(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\n# mine\n")
+    result = run_cli("init", "--keep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "kept shipyard.yaml" in result.stdout
+    assert "# mine" in (tmp_path / "shipyard.yaml").read_text()
+    assert (tmp_path / ".shipyard" / "shipyard.db").exists()
+    both = run_cli("init", "--keep", "--force", cwd=tmp_path)
+    assert both.returncode == 2 and "contradict" in both.stderr
