@@ -20,22 +20,12 @@ import yaml
 
 from shipyard.ci import git
 from shipyard.ci.report import DataChange, MetricRow, ParamChange, higher_is_better
-from shipyard.config import ShipyardConfig
+from shipyard.config import ShipyardConfig, flatten
 from shipyard.hashing import hash_bytes, hash_file
 
 CODE_SUFFIXES = {".py", ".sh", ".r", ".R", ".ipynb", ".sql", ".js", ".ts", ".jl", ".scala", ".java", ".go", ".rs",
                  ".toml", ".cfg", ".ini", ".lock", ".txt", ".md"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".feather", ".arrow"}
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are kept whole (they are values)."""
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value} if prefix else {}
 
 
 def _load_structured(data: bytes | None, name: str) -> Any:

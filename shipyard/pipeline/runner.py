@@ -229,11 +229,11 @@ class Recorder:
 
         pipeline_run = self.open()
         child = uuid.uuid4().hex
+        from shipyard.config import flatten  # lazily: config imports pydantic, status must not
+
         flat: dict[str, Any] = {}
         for file, values in params.items():
-            prefix = "" if file == "params.yaml" else f"{file}:"
-            for key, value in values.items():
-                _flatten(flat, f"{prefix}{key}", value)
+            flat.update(flatten(values, "" if file == "params.yaml" else f"{file}:"))
         with self.store.write() as session:
             runs.create_run(session, experiment_id=self.experiment_id, run_id=child, name=name, parent_run_id=pipeline_run,
                             source="pipeline", tags={"shipyard.stage": name, "shipyard.fingerprint": fingerprint,
@@ -587,21 +587,14 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
     return True
 
 
-def _flatten(into: dict[str, Any], key: str, value: Any) -> None:
-    """Nested params become dotted keys (train.n_estimators), so params diffs stay readable."""
-    if isinstance(value, dict) and value:
-        for sub, inner in value.items():
-            _flatten(into, f"{key}.{sub}", inner)
-    else:
-        into[key] = value
-
-
 def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False) -> dict[str, float]:
     """Numeric values of a stage's ``metrics:`` files (JSON or YAML, nested keys dotted).
 
     After a run-cache restore only cached files are current (``cache: false`` ones were not restored).
     """
     import json
+
+    from shipyard.config import flatten
 
     values: dict[str, Any] = {}
     for out in stage.outs:
@@ -614,8 +607,7 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
         except (OSError, ValueError):
             continue  # a missing or unreadable metrics file is reported by the report, not here
         if isinstance(doc, dict):
-            for key, value in doc.items():
-                _flatten(values, str(key), value)
+            values.update(flatten(doc))
     return {k: float(v) for k, v in values.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
