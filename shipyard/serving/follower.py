@@ -188,6 +188,12 @@ class Follower:
         if cached is not None and cached.ok:
             return cached
         try:
+            # Flavors import pandas/polars lazily inside predict; import them here, off the request
+            # path, so concurrent first requests (event loop + candidate threads) never race a
+            # half-initialised module.
+            import pandas  # noqa: F401
+            import polars  # noqa: F401
+
             model = self.loader.load(name, version)
             served = Served(name, version, model, features_of(model), _is_classifier(model))
         except Exception as exc:
