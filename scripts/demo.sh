@@ -14,8 +14,8 @@ cd "$work"
 git init -q && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "penguins example"
 
 step "shipyard init"
-# the example ships its shipyard.yaml (the pipeline); init only where there is none yet
-if [ -f shipyard.yaml ]; then echo "keeping the example's shipyard.yaml"; else shipyard init; fi
+# the example ships its shipyard.yaml (the pipeline): --keep adopts it and only creates .shipyard/
+shipyard init --keep
 step "shipyard doctor"
 shipyard doctor
 
