@@ -61,7 +61,7 @@ def monitor(
             if once:
                 mon.wait()
                 report.followed += mon.follow()
-            _show(report, json_out)
+            show_cycle(report, json_out)
             if once or (cycles and done >= cycles):
                 break
             time.sleep(period)
@@ -76,7 +76,8 @@ def monitor(
 app.command(name="monitor")(monitor)
 
 
-def _show(report: Any, json_out: bool) -> None:
+def show_cycle(report: Any, json_out: bool) -> None:
+    """Print one monitor cycle's report (also used by ``shipyard server``'s monitor thread)."""
     if json_out:
         print_json(report.to_dict())
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import typer
 
 app = typer.Typer(add_completion=False)
@@ -14,6 +16,11 @@ def server(
     get: str = typer.Option(None, "--get", metavar="PATH",
                             help="Build the app, make one in-process GET request for PATH, print the response and exit."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    monitor: bool = typer.Option(True, "--monitor/--no-monitor",
+                                 help="Also run the monitor (drift, rules, alerts, retrains) when shipyard.yaml has "
+                                      "a monitor: section."),
+    monitor_every: str = typer.Option(None, "--monitor-every", metavar="DURATION",
+                                      help="Monitor cycle period, e.g. 30s or 5m (default: monitor.every)."),
 ) -> None:
     """Serve the tracking REST API and the MLflow-compatible API of this project.
 
@@ -61,4 +68,45 @@ def server(
     if host not in ("127.0.0.1", "localhost", "::1"):
         echo(f"warning: binding {host}: anyone who can reach this machine can read and write runs", err=True)
     echo(f"shipyard server on http://{host}:{port} (MLflow clients: MLFLOW_TRACKING_URI=http://{host}:{port})")
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    stop = _start_monitor(workspace, monitor_every) if monitor else None
+    try:
+        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    finally:
+        if stop is not None:
+            stop.set()
+
+
+def _start_monitor(workspace: object, every: str | None) -> threading.Event | None:
+    """Run monitor cycles in a daemon thread when the project configures a monitor; None otherwise."""
+    from shipyard.cli.monitor import show_cycle
+    from shipyard.cli.output import echo
+    from shipyard.config import load_config, parse_duration
+    from shipyard.errors import ShipyardError, UsageError
+
+    config_path = workspace.project.config_path  # type: ignore[attr-defined]
+    if not config_path.exists():
+        return None
+    config = load_config(config_path)
+    if "monitor" not in config.model_fields_set:
+        return None
+    try:
+        period = parse_duration(every) if every else config.monitor.every_s
+    except ValueError as exc:
+        raise UsageError(f"--monitor-every: {exc}") from None
+    from shipyard.monitoring import build_monitor
+
+    mon = build_monitor(workspace, config)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                show_cycle(mon.cycle(), json_out=False)
+            except ShipyardError as exc:  # keep serving; say what went wrong and try next cycle
+                echo(f"monitor: {exc}", err=True)
+            stop.wait(period)
+        mon.wait(timeout=0)
+
+    threading.Thread(target=loop, name="shipyard-monitor", daemon=True).start()
+    echo(f"monitor running every {period:g}s (--no-monitor to turn it off)")
+    return stop
