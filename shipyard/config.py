@@ -274,6 +274,8 @@ class DeploySection(Frozen):
     """The ``deploy`` section: how ``shipyard deploy`` moves traffic and when it rolls back."""
 
     strategy: Literal["canary", "bluegreen", "shadow", "ab"] = "canary"
+    # "required": a retrained version waits for 'shipyard rollout approve ID' before its rollout starts
+    approval: Literal["none", "required"] = "none"
     steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100])
     interval: str | float = "60s"
     min_samples: int = Field(200, ge=1)

@@ -119,6 +119,20 @@ def _act(action: str, model: str, json_out: bool) -> None:
     _show(outcome, json_out)
 
 
+@rollout_app.command("approve")
+def approve(
+    trigger_id: int = typer.Argument(..., help="The retrain trigger waiting for approval (see 'shipyard triggers history')."),
+    json_out: bool = typer.Option(False, "--json", help="Print the trigger as JSON."),
+) -> None:
+    """Approve a retrained, gated version that waits for a person (deploy.approval: required) and start its rollout.
+
+    Example: shipyard rollout approve 7
+    """
+    from shipyard.cli.monitor import approve as approve_trigger
+
+    approve_trigger(trigger_id, json_out)
+
+
 @rollout_app.command("status")
 def status(
     model: str | None = typer.Argument(None, help="Only this model's rollouts."),
