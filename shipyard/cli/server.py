@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 app = typer.Typer(add_completion=False)
 
@@ -76,14 +80,14 @@ def server(
             stop.set()
 
 
-def _start_monitor(workspace: object, every: str | None) -> threading.Event | None:
+def _start_monitor(workspace: Workspace, every: str | None) -> threading.Event | None:
     """Run monitor cycles in a daemon thread when the project configures a monitor; None otherwise."""
     from shipyard.cli.monitor import show_cycle
     from shipyard.cli.output import echo
     from shipyard.config import load_config, parse_duration
     from shipyard.errors import ShipyardError, UsageError
 
-    config_path = workspace.project.config_path  # type: ignore[attr-defined]
+    config_path = workspace.project.config_path
     if not config_path.exists():
         return None
     config = load_config(config_path)

@@ -594,6 +594,8 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
     """
     import json
 
+    import yaml
+
     from shipyard.config import flatten
 
     values: dict[str, Any] = {}
@@ -603,19 +605,13 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
         path = root / out.path
         try:
             text = path.read_text(encoding="utf-8")
-            doc = json.loads(text) if path.suffix == ".json" else _yaml_load(text)
-        except (OSError, ValueError):
+            doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):
             continue  # a missing or unreadable metrics file is reported by the report, not here
         if isinstance(doc, dict):
             values.update(flatten(doc))
     return {k: float(v) for k, v in values.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def _yaml_load(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def explain(ctx: Context, name: str) -> dict[str, Any]:
