@@ -23,7 +23,7 @@ demo: setup
 	PATH="$(CURDIR)/$(RUN):$$PATH" bash scripts/demo.sh
 
 bench: setup
-	PATH="$(CURDIR)/$(RUN):$$PATH" $(RUN)/python -m bench $(BENCH_ARGS)
+	PATH="$(CURDIR)/$(RUN):$(dir $(UV)):$$PATH" $(RUN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist
