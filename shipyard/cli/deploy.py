@@ -25,11 +25,9 @@ def _controller(ws: Any) -> Any:
     from shipyard.serving.requestlog import feedback_root, requests_root
 
     cfg = load_config(ws.project.config_path) if ws.project.config_path.is_file() else None
-    state = ws.project.state_dir
-    req = requests_root(state)
-    if cfg is not None and cfg.deploy.request_log:
-        req = ws.project.root / cfg.deploy.request_log
-    return Controller(ws.store, RegistryAdapter(), requests_root=req, feedback_root=feedback_root(state),
+    state, where = ws.project.state_dir, cfg.deploy.request_log if cfg is not None else None
+    return Controller(ws.store, RegistryAdapter(), requests_root=requests_root(state, where, ws.project.root),
+                      feedback_root=feedback_root(state, where, ws.project.root),
                       notify=notifier_for(list(cfg.notify) if cfg else []))
 
 

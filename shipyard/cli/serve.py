@@ -1,8 +1,20 @@
-"""``shipyard serve``: the model gateway on uvicorn (routing from the store, rollouts in the background)."""
+"""``shipyard serve``: the model gateway on uvicorn (routing from the store, rollouts in the background).
+
+With ``--workers N`` uvicorn runs N processes on one socket. Each builds its own gateway from the
+project: it follows the routing table in the store (a deploy or rollback reaches every worker
+within ``deploy.poll_interval``), assigns sticky keys by hash (the same answer whichever worker
+serves), writes its own request-log parts (``part-<pid>-...``), and runs a rollout controller loop;
+the controller's lease in the store (``serving_leases``) lets only one of them tick, the others
+stand by and take over within the lease's 30 s if that one dies. Prometheus counters from all
+workers are merged at ``/metrics``: this command points PROMETHEUS_MULTIPROC_DIR at a fresh temporary
+folder before the workers start and removes it when they are gone.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import typer
@@ -23,6 +35,7 @@ def build_gateway(root: str | None = None, *, batching: bool | None = None, cont
     from shipyard.serving.app import Gateway, GatewaySettings
     from shipyard.serving.follower import Follower, StoreRoutingSource
     from shipyard.serving.loaders import RegistryLoader
+    from shipyard.serving.metrics import WorkerMetricsCleanup
     from shipyard.serving.requestlog import RequestLog, feedback_root, requests_root
     from shipyard.workspace import Workspace
 
@@ -31,19 +44,22 @@ def build_gateway(root: str | None = None, *, batching: bool | None = None, cont
     cfg = load_config(cfg_path) if cfg_path.is_file() else None
     deploy = cfg.deploy if cfg is not None else DeploySection()
     state = ws.project.state_dir
-    req_root = requests_root(state) if not deploy.request_log else ws.project.root / deploy.request_log
-    log = RequestLog(req_root, feedback_root(state), flush_interval=parse_duration(deploy.flush_interval))
+    req_root = requests_root(state, deploy.request_log, ws.project.root)
+    fb_root = feedback_root(state, deploy.request_log, ws.project.root)
+    log = RequestLog(req_root, fb_root, flush_interval=parse_duration(deploy.flush_interval))
     follower = Follower(StoreRoutingSource(ws.store), RegistryLoader(ws.store, ws.objects),
                         poll_interval=parse_duration(deploy.poll_interval))
     use_batching = deploy.batching.enabled if batching is None else batching
     settings = GatewaySettings(batching=use_batching, max_batch_size=deploy.batching.max_batch_size,
                                max_latency_ms=deploy.batching.max_latency_ms)
-    background = []
-    if controller:
-        ctl = Controller(ws.store, RegistryAdapter(), requests_root=req_root, feedback_root=feedback_root(state),
+    background: list[Any] = [WorkerMetricsCleanup()]
+    if controller:  # one per worker; the controller's lease in the store lets only one of them tick
+        ctl = Controller(ws.store, RegistryAdapter(), requests_root=req_root, feedback_root=fb_root,
                          notify=notifier_for(list(cfg.notify) if cfg else []))
         background.append(ControllerLoop(ctl, period=min(1.0, deploy.interval_s / 4)))
-    return Gateway(follower, log, settings, background=background)
+    gateway = Gateway(follower, log, settings, background=background)
+    gateway.metrics.track_routing(follower)
+    return gateway
 
 
 def gateway_app() -> Any:
@@ -108,9 +124,25 @@ def serve(
     os.environ[ENV_ROOT] = root
     if env_batching is not None:
         os.environ[ENV_BATCHING] = env_batching
+    metrics_dir = _multiprocess_metrics_dir() if workers > 1 else None
     echo(f"shipyard gateway on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
-    uvicorn.run("shipyard.cli.serve:gateway_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, loop="auto", http="auto", proxy_headers=False)
+    try:
+        uvicorn.run("shipyard.cli.serve:gateway_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False, loop="auto", http="auto", proxy_headers=False)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir() -> str:
+    """A fresh folder for the workers' Prometheus files, set in the environment they inherit.
+
+    Always a new one: files left by an earlier run would be added to this run's counters."""
+    from shipyard.serving.metrics import MULTIPROC_ENV
+
+    folder = tempfile.mkdtemp(prefix="shipyard-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    return folder
 
 
 def _get(root: str, path: str, batching: bool | None, json_out: bool) -> None:

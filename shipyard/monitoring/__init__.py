@@ -10,17 +10,16 @@ from typing import Any
 
 
 def build_monitor(ws: Any, config: Any, *, run_retrains: bool = True) -> Any:
-    """A Monitor over the project's store, request log and feedback folder, with a Retrainer."""
+    """A Monitor over the project's store, request log and feedback labels (a folder or an fsspec
+    URL: ``deploy.request_log`` / SHIPYARD_REQUEST_LOG), with a Retrainer."""
     from shipyard.monitoring.monitor import Monitor
     from shipyard.monitoring.retrain import Retrainer
     from shipyard.serving.requestlog import feedback_root, requests_root
 
-    state_dir = ws.project.state_dir
-    requests = requests_root(state_dir)
-    if config.deploy.request_log:
-        requests = ws.project.root / config.deploy.request_log
-    monitor = Monitor(ws.store, config, root=ws.project.root, requests_root=requests,
-                      feedback_root=feedback_root(state_dir), run_retrains=run_retrains)
+    state_dir, where = ws.project.state_dir, config.deploy.request_log
+    monitor = Monitor(ws.store, config, root=ws.project.root,
+                      requests_root=requests_root(state_dir, where, ws.project.root),
+                      feedback_root=feedback_root(state_dir, where, ws.project.root), run_retrains=run_retrains)
     monitor.retrainer = Retrainer(ws.store, ws.project.root, config, monitor.alert)
     return monitor
 

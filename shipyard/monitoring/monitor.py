@@ -33,6 +33,7 @@ from shipyard.monitoring.windows import (
     read_log,
     time_windows,
 )
+from shipyard.serving.logstore import LogFolder, log_location
 from shipyard.store import monitoring as repo
 
 if TYPE_CHECKING:
@@ -57,14 +58,15 @@ class CycleReport:
 class Monitor:
     """The monitor of one project (store, request log, config)."""
 
-    def __init__(self, store: Store, config: ShipyardConfig, *, root: Path, requests_root: Path, feedback_root: Path,
+    def __init__(self, store: Store, config: ShipyardConfig, *, root: Path, requests_root: Path | LogFolder,
+                 feedback_root: Path | LogFolder,
                  notifiers: list[Any] | None = None, retrainer: Any = None, run_retrains: bool = True,
                  references: Any = None) -> None:
         self.store = store
         self.config = config
         self.root = Path(root)
-        self.requests_root = Path(requests_root)
-        self.feedback_root = Path(feedback_root)
+        self.requests_root = log_location(requests_root)  # a folder, or an fsspec URL such as s3://...
+        self.feedback_root = log_location(feedback_root)
         self.notifiers = list(notifiers if notifiers is not None else config.notify)
         self.settings = config.monitor
         self.retrainer = retrainer

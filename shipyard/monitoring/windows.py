@@ -1,7 +1,8 @@
 """Tumbling windows over the request log (contract 4), by time or by request count.
 
-Files live under ``<requests>/model=<name>/date=YYYY-MM-DD/hour=HH/part-*.parquet``; only the
-hours at or after the cursor are opened. Time windows are aligned to multiples of their size since
+Files live under ``<requests>/model=<name>/date=YYYY-MM-DD/hour=HH/part-*.parquet``, in a local
+folder or behind an fsspec URL (``s3://bucket/prefix``); only the hours at or after the cursor are
+opened. Time windows are aligned to multiples of their size since
 the epoch and close when ``now`` passes their end; a run of windows without enough traffic is kept
 as one ``empty`` window (no verdict). Count windows close every ``rows`` requests; the tail waits
 for more. The cursor is the end of the model's last stored window, so each request is judged once.
@@ -12,8 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
+
+from shipyard.serving.logstore import LogFolder
 
 if TYPE_CHECKING:
     import polars as pl
@@ -27,7 +30,7 @@ class Window:
     frame: pl.DataFrame
 
 
-def _hour_of(path: Path) -> float | None:
+def _hour_of(path: PurePath) -> float | None:
     try:
         date = next(p for p in path.parts if p.startswith("date=")).removeprefix("date=")
         hour = next(p for p in path.parts if p.startswith("hour=")).removeprefix("hour=")
@@ -36,35 +39,34 @@ def _hour_of(path: Path) -> float | None:
         return None
 
 
-def log_files(root: Path, model: str, since: float | None = None) -> list[Path]:
+def log_files(root: Path | LogFolder | str, model: str, since: float | None = None) -> list[str]:
     """The model's request-log files whose hour can hold rows at or after ``since``."""
-    folder = Path(root) / f"model={model}"
-    if not folder.is_dir():
-        return []
+    folder = LogFolder.of(root) / f"model={model}"
     files = []
-    for path in sorted(folder.glob("date=*/hour=*/*.parquet")):
-        hour = _hour_of(path.relative_to(folder))
+    for path in folder.files("date=*/hour=*/*.parquet"):
+        hour = _hour_of(folder.relative(path))
         if since is None or hour is None or hour + 3600 > since:
             files.append(path)
     return files
 
 
-def logged_models(root: Path) -> list[str]:
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(p.name.removeprefix("model=") for p in root.glob("model=*") if p.is_dir())
+def logged_models(root: Path | LogFolder | str) -> list[str]:
+    """The models that have a folder in the request log."""
+    return [name.removeprefix("model=") for name in LogFolder.of(root).folders("model=*")]
 
 
-def read_log(root: Path, model: str, since: float | None = None, until: float | None = None) -> pl.DataFrame:
+def read_log(root: Path | LogFolder | str, model: str, since: float | None = None,
+             until: float | None = None) -> pl.DataFrame:
     """Rows of ``model`` with ``since <= ts < until`` (seconds since the epoch), sorted by time,
     with an extra ``t`` column (float seconds)."""
     import polars as pl
 
-    files = log_files(root, model, since)
+    log = LogFolder.of(root)
+    files = log_files(log, model, since)
     if not files:
         return pl.DataFrame()
-    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed")
+    frame = pl.concat([pl.read_parquet(log.source(f), hive_partitioning=False) for f in files],
+                      how="diagonal_relaxed")
     frame = frame.with_columns((pl.col("ts").dt.epoch("us").cast(pl.Float64) / 1e6).alias("t"))
     if since is not None:
         frame = frame.filter(pl.col("t") >= since)
@@ -73,13 +75,16 @@ def read_log(root: Path, model: str, since: float | None = None, until: float | 
     return frame.sort("t")
 
 
-def read_feedback(root: Path) -> pl.DataFrame | None:
+def read_feedback(root: Path | LogFolder | str) -> pl.DataFrame | None:
+    """Every feedback label written so far, or None when there is none."""
     import polars as pl
 
-    files = sorted(Path(root).glob("date=*/*.parquet")) if Path(root).is_dir() else []
+    log = LogFolder.of(root)
+    files = log.files("date=*/*.parquet")
     if not files:
         return None
-    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed")
+    frame = pl.concat([pl.read_parquet(log.source(f), hive_partitioning=False) for f in files],
+                      how="diagonal_relaxed")
     return frame.with_columns(pl.col("request_id").cast(pl.String))
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.serving.logstore import LogFolder
+
 CANDIDATE_ROUTES = ("canary", "b", "shadow")
 CHAMPION_ROUTES = ("primary", "a")
 MIN_LABELS = 20
@@ -43,12 +45,12 @@ def _hours(since: float, until: float) -> list[tuple[str, str]]:
 
 
 class LogReader:
-    """Reads request-log files, keeping each (immutable, renamed-into-place) file parsed once."""
+    """Reads request-log files, keeping each (immutable, written-whole) file parsed once."""
 
     def __init__(self) -> None:
-        self._cache: dict[Path, Any] = {}
+        self._cache: dict[str, Any] = {}
 
-    def frames(self, paths: list[Path]) -> list[Any]:
+    def frames(self, folder: LogFolder, paths: list[str]) -> list[Any]:
         import polars as pl
         import pyarrow.parquet as pq
 
@@ -56,7 +58,7 @@ class LogReader:
         for path in paths:
             frame = self._cache.get(path)
             if frame is None:
-                frame = pl.from_arrow(pq.read_table(path, columns=COLUMNS))
+                frame = pl.from_arrow(pq.read_table(folder.source(path), columns=COLUMNS))
                 if frame["prediction"].dtype != pl.String:
                     frame = frame.with_columns(pl.col("prediction").cast(pl.Float64))
                 self._cache[path] = frame
@@ -67,16 +69,25 @@ class LogReader:
         return out
 
 
-def read_requests(root: Path, model: str, since: float, until: float, reader: LogReader | None = None) -> Any:
-    """The request-log rows of ``model`` with since <= ts <= until, as a polars DataFrame."""
+def read_requests(root: Path | LogFolder | str, model: str, since: float, until: float,
+                  reader: LogReader | None = None) -> Any:
+    """The request-log rows of ``model`` with since <= ts <= until, as a polars DataFrame.
+
+    ``root`` is a local folder or an fsspec URL (``s3://bucket/prefix``): every replica and worker
+    writes there, so this sees all of the model's traffic."""
     import polars as pl
 
-    paths: list[Path] = []
-    for date, hour in _hours(since, until):
-        folder = Path(root) / f"model={model}" / f"date={date}" / f"hour={hour}"
-        if folder.is_dir():
-            paths.extend(sorted(folder.glob("part-*.parquet")))
-    tables = (reader or LogReader()).frames(paths)
+    log = LogFolder.of(root)
+    hours = _hours(since, until)
+    if log.local:
+        paths = [p for date, hour in hours
+                 for p in (log / f"model={model}" / f"date={date}" / f"hour={hour}").files("part-*.parquet")]
+    else:  # one listing of the model's folder, not one request per hour of the window
+        wanted = {f"date={date}/hour={hour}" for date, hour in hours}
+        model_log = log / f"model={model}"
+        paths = [p for p in model_log.files("date=*/hour=*/part-*.parquet")
+                 if str(model_log.relative(p).parent) in wanted]
+    tables = (reader or LogReader()).frames(log, paths)
     if not tables:
         return pl.DataFrame(schema={"request_id": pl.String, "ts": pl.Datetime("us", "UTC"), "version": pl.Int64,
                                     "route": pl.String, "status": pl.String, "latency_ms": pl.Float64,
@@ -87,19 +98,19 @@ def read_requests(root: Path, model: str, since: float, until: float, reader: Lo
     return frame.filter((pl.col("ts") >= lo) & (pl.col("ts") <= hi))
 
 
-def read_feedback(root: Path, since: float) -> Any:
+def read_feedback(root: Path | LogFolder | str, since: float) -> Any:
     """Feedback labels (request_id, label as str) written since ``since`` (by date partition)."""
     import polars as pl
     import pyarrow.parquet as pq
 
+    log = LogFolder.of(root)
     frames = []
     first = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d")
-    for folder in sorted(Path(root).glob("date=*")):
-        if folder.name.removeprefix("date=") < first:
+    for path in log.files("date=*/part-*.parquet"):
+        if log.relative(path).parts[0].removeprefix("date=") < first:
             continue
-        for path in sorted(folder.glob("part-*.parquet")):
-            frame = pl.from_arrow(pq.read_table(path, columns=["request_id", "label"]))
-            frames.append(frame.with_columns(pl.col("label").cast(pl.String)))
+        frame = pl.from_arrow(pq.read_table(log.source(path), columns=["request_id", "label"]))
+        frames.append(frame.with_columns(pl.col("label").cast(pl.String)))
     if not frames:
         return pl.DataFrame(schema={"request_id": pl.String, "label": pl.String})
     return pl.concat(frames).unique("request_id", keep="last")

@@ -27,6 +27,7 @@ from shipyard.errors import CheckFailed, NotFound, UsageError
 from shipyard.rollout import analysis, policy
 from shipyard.rollout.policy import ABORT, ACCEPT, REJECT, WAIT, Context, Settings
 from shipyard.rollout.ports import NullNotifier, RegistryPort
+from shipyard.serving.logstore import LogFolder, log_location
 from shipyard.serving.routing import single_table
 from shipyard.store import serving as repo
 
@@ -91,12 +92,13 @@ def _view(d: repo.Deployment) -> dict[str, Any]:
 
 
 class Controller:
-    def __init__(self, store: Any, registry: RegistryPort, *, requests_root: Path, feedback_root: Path,
+    def __init__(self, store: Any, registry: RegistryPort, *, requests_root: Path | LogFolder,
+                 feedback_root: Path | LogFolder,
                  notify: Any = None, clock: Any = time.time, owner: str | None = None) -> None:
         self.store = store
         self.registry = registry
-        self.requests_root = Path(requests_root)
-        self.feedback_root = Path(feedback_root)
+        self.requests_root = log_location(requests_root)  # a folder, or an fsspec URL such as s3://...
+        self.feedback_root = log_location(feedback_root)
         self.notify = notify or NullNotifier()
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

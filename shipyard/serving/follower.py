@@ -133,7 +133,8 @@ class Follower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.on_change: list[Any] = []
+        self.on_change: list[Any] = []  # called with the new Snapshot after it is installed
+        self.on_poll: list[Any] = []  # called with this Follower after every poll, fresh or failed
 
     @property
     def stale(self) -> bool:
@@ -141,6 +142,12 @@ class Follower:
 
     def refresh(self) -> bool:
         """Poll once; True when a new snapshot was installed. Never raises."""
+        changed = self._poll()
+        for callback in self.on_poll:
+            callback(self)
+        return changed
+
+    def _poll(self) -> bool:
         with self._lock:
             try:
                 revision = self.source.revision()

@@ -2,13 +2,23 @@
 
 Each gateway has its own registry (so several apps can live in one process, as in tests). Label
 children are cached per (model, version, route) so the request path does one dict lookup.
+
+With several worker processes (``shipyard serve --workers N``) a scrape reaches one random worker,
+so ``shipyard serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before the workers start:
+prometheus_client then keeps every value in a per-process file there, and ``render`` merges the
+files of all workers (``MultiProcessCollector``). Counters and histograms add up; the gauges say
+how they combine (``multiprocess_mode``). A worker that stops marks itself dead (``WorkerMetricsCleanup``)
+so its live gauges leave the merge. Without the variable everything stays in process memory.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 VALUE_BUCKETS = (-100, -10, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 100, 1000)
@@ -34,10 +44,11 @@ class GatewayMetrics:
                                    registry=r)
         self.shadow_dropped = Counter("shipyard_shadow_dropped", "Shadow calls skipped (too many in flight)",
                                       ["model"], registry=r)
+        # across workers: the oldest revision any live worker still serves, and 1 if any is stale
         self.routing_revision = Gauge("shipyard_routing_revision", "Routing revision this replica follows",
-                                      registry=r)
+                                      registry=r, multiprocess_mode="livemin")
         self.routing_stale = Gauge("shipyard_routing_stale", "1 while the routing table cannot be refreshed",
-                                   registry=r)
+                                   registry=r, multiprocess_mode="livemax")
         self.batch_size = Histogram("shipyard_batch_rows", "Rows per model call with micro-batching",
                                     ["model", "version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
                                     registry=r)
@@ -77,5 +88,46 @@ class GatewayMetrics:
             for value in predictions.tolist():
                 child.observe(value)
 
+    def track_routing(self, follower: Any) -> None:
+        """Keep the routing gauges current after every poll of ``follower`` (not only when this
+        worker is scraped: with several workers the scrape may land on another one)."""
+        def update(follower: Any) -> None:
+            self.routing_stale.set(1 if follower.stale else 0)
+            if follower.snapshot is not None:
+                self.routing_revision.set(follower.snapshot.revision)
+
+        follower.on_poll.append(update)
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: of every worker when PROMETHEUS_MULTIPROC_DIR is set, else of this one."""
+        folder = os.environ.get(MULTIPROC_ENV)
+        if not folder or not _values_in_files():
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)
+        return generate_latest(merged)
+
+
+def _values_in_files() -> bool:
+    """True when prometheus_client chose file-backed values (the variable was set before its import)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue
+
+
+class WorkerMetricsCleanup:
+    """A gateway background job whose ``stop`` marks this worker's metric files dead (multiprocess
+    mode), so its live gauges drop out of the merged scrape once it exits."""
+
+    def start(self) -> None:
+        """Nothing to do on start."""
+
+    def stop(self) -> None:
+        """Forget this process's live gauges (its counters stay: they count what it served)."""
+        folder = os.environ.get(MULTIPROC_ENV)
+        if folder:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid(), folder)

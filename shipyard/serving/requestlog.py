@@ -3,16 +3,17 @@
 The request path only appends a tuple to a bounded deque (no I/O, no lock); a background thread
 drains it every ``flush_interval`` seconds and writes one file per model and hour::
 
-    <root>/model=<name>/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet
+    <root>/model=<name>/date=YYYY-MM-DD/hour=HH/part-<pid>-<uuid>.parquet
 
 with the columns of the cross-room contract: ``request_id`` (str), ``ts`` (timestamp[us, UTC]),
 ``model`` (str), ``version`` (int64), ``route`` (str), ``status`` (str: ok, error), ``latency_ms``
 (float64), ``error`` (str, nullable), ``feature.<name>`` (native dtype), ``prediction`` (str for
 class labels, float64 for regression), ``score`` (float64, nullable: the top class probability).
 A request of n > 1 rows logs n rows with ids ``<request id>/<row>``. When the queue is full the
-entry is dropped and counted, never blocking a request. Files are written to a temporary name and
-renamed, so a reader never sees half a file. Feedback labels go the same way to
-``<feedback root>/date=YYYY-MM-DD/part-<uuid>.parquet`` (``request_id``, ``ts``, ``label``).
+entry is dropped and counted, never blocking a request. The root is a local folder or an fsspec
+URL (``shipyard.serving.logstore``): locally a file is written to a temporary name and renamed, on
+an object store it is one PUT, so a reader never sees half a file. Feedback labels go the same way
+to ``<feedback root>/date=YYYY-MM-DD/part-<pid>-<uuid>.parquet`` (``request_id``, ``ts``, ``label``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from shipyard.serving.logstore import LogFolder, log_location
 
 
 class LogEntry(NamedTuple):
@@ -51,23 +53,42 @@ class FeedbackEntry(NamedTuple):
     label: Any
 
 
-def requests_root(state_dir: Path) -> Path:
-    """Where the request log lives: SHIPYARD_REQUEST_LOG, else ``<state_dir>/requests``."""
-    override = os.environ.get("SHIPYARD_REQUEST_LOG")
-    return Path(override) if override else state_dir / "requests"
+ENV_REQUEST_LOG = "SHIPYARD_REQUEST_LOG"
 
 
-def feedback_root(state_dir: Path) -> Path:
-    return state_dir / "feedback"
+def _configured(configured: str | None, project_root: Path | None) -> Path | LogFolder | None:
+    """SHIPYARD_REQUEST_LOG, else ``deploy.request_log`` (a relative folder is under the project)."""
+    where = os.environ.get(ENV_REQUEST_LOG) or configured
+    if not where:
+        return None
+    location = log_location(where)
+    if isinstance(location, Path) and not location.is_absolute() and project_root is not None:
+        return project_root / location
+    return location
+
+
+def requests_root(state_dir: Path, configured: str | None = None,
+                  project_root: Path | None = None) -> Path | LogFolder:
+    """Where the request log lives: SHIPYARD_REQUEST_LOG, else ``configured`` (``deploy.request_log``:
+    a folder or an fsspec URL such as ``s3://bucket/prefix``), else ``<state_dir>/requests``."""
+    return _configured(configured, project_root) or state_dir / "requests"
+
+
+def feedback_root(state_dir: Path, configured: str | None = None,
+                  project_root: Path | None = None) -> Path | LogFolder:
+    """Where feedback labels live: ``<request log>/feedback`` when the request log was moved (so
+    every reader finds both in one place), else ``<state_dir>/feedback``."""
+    moved = _configured(configured, project_root)
+    return moved / "feedback" if moved is not None else state_dir / "feedback"
 
 
 class RequestLog:
     """Bounded, batched, off-the-request-path Parquet writer for requests and feedback."""
 
-    def __init__(self, root: Path, feedback: Path, *, flush_interval: float = 1.0, max_queue: int = 100_000,
+    def __init__(self, root: Path | LogFolder, feedback: Path | LogFolder, *, flush_interval: float = 1.0, max_queue: int = 100_000,
                  on_drop: Callable[[int], None] | None = None) -> None:
-        self.root = Path(root)
-        self.feedback_dir = Path(feedback)
+        self.root = log_location(root)  # a local Path, or a LogFolder for an fsspec URL
+        self.feedback_dir = log_location(feedback)
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.dropped = 0
@@ -220,17 +241,9 @@ def _request_table(group: list[LogEntry], columns: list[str], labels: bool) -> A
     return pa.table(data)
 
 
-def _write_parquet(table: Any, folder: Path) -> Path:
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"part-{uuid.uuid4().hex}.parquet"
-    tmp = folder / f".{name}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / name)
-    return folder / name
+def _write_parquet(table: Any, folder: Path | LogFolder) -> str:
+    """Add ``table`` to ``folder`` as a new part, atomically (see ``LogFolder.write_parquet``)."""
+    return LogFolder.of(folder).write_parquet(table)
 
 
 def now() -> float:
