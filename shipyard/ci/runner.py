@@ -3,7 +3,7 @@
 Steps, in order, for the current commit:
   1. validate  the data files that have a schema (shipyard.data.validate);
   2. run       the pipeline, restoring unchanged stages from the (shared) run cache (shipyard.pipeline);
-  3. register  the model as a candidate version tagged with branch, commit and PR (shipyard.registry);
+  3. register  the model (a new version only for new content) tagged with branch, commit, PR (shipyard.registry);
   4. gate      it against the thresholds and the champion (shipyard.gates);
   5. report    Markdown + HTML + JSON + PNG plots in the report folder (shipyard.ci.report).
 A failed step stops the steps that need it, the report is written all the same and says what failed.
@@ -166,18 +166,17 @@ def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None) ->
         raise ConfigError("shipyard.yaml has no model section, so there is no candidate to register",
                           hint="add model: {name: ..., path: ...} or run with --step validate --step run --step report")
     model_hash = _model_hash(ws, model.path)
-    reused = _registered_already(ws, model.name, env.commit, model_hash)
-    if reused is not None:  # a rerun of the same job: the same model is not registered twice
-        return reused
     tags = {"ci.provider": env.provider, "ci.model_hash": model_hash}
     for key, value in (("git.branch", env.branch), ("git.commit", env.commit), ("ci.pr", env.pr_number),
                        ("ci.base", env.base_ref), ("ci.build_url", env.build_url)):
         if value is not None:
             tags[key] = str(value)
-    version, _notes = register_from_project(ws.store, ws.objects, ws.project.root, model.name, model.path,
-                                            model_cfg=model, run_id=run_id, tags=tags,
-                                            description=f"CI candidate from {env.branch or 'HEAD'}")
-    return version.ref
+    # One version per model content (the registry's rule): a rerun of the same job, or a change that
+    # leaves the model file as it was, gets the version that already holds it, with these CI tags added.
+    result = register_from_project(ws.store, ws.objects, ws.project.root, model.name, model.path,
+                                   model_cfg=model, run_id=run_id, tags=tags,
+                                   description=f"CI candidate from {env.branch or 'HEAD'}")
+    return result.version.ref
 
 
 def _model_hash(ws: Workspace, rel: str) -> str:
@@ -190,23 +189,6 @@ def _model_hash(ws: Workspace, rel: str) -> str:
         raise ConfigError(f"model.path {rel} does not exist after the pipeline ran",
                           hint="check that a stage writes it (its outs) and that model.path names it")
     return hash_file(path)
-
-
-def _registered_already(ws: Workspace, name: str, commit: str | None, model_hash: str) -> str | None:
-    from shipyard.errors import NotFound
-
-    if commit is None:
-        return None
-    find_versions = _service("shipyard.registry", "find_versions", "the model registry")
-    with ws.store.read() as session:
-        try:
-            versions = find_versions(session, name)
-        except NotFound:
-            return None
-    for version in reversed(versions):
-        if version.tags.get("git.commit") == commit and version.tags.get("ci.model_hash") == model_hash:
-            return version.ref
-    return None
 
 
 def step_gate(ws: Workspace, config: Any, candidate: str, trust: bool) -> tuple[bool, list[GateRow], list[str]]:

@@ -43,10 +43,14 @@ def register(
     no_run: bool = typer.Option(False, "--no-run", help="Link no run."),
     trust: bool = typer.Option(False, "--trust", help="Allow a pickle/joblib file (after an opcode scan)."),
     description: str = typer.Option(None, "--description", "-d", help="Free text kept with the version."),
-    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable."),
-    json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable (added to the existing version when unchanged)."),
+    new: bool = typer.Option(False, "--new", help="Register a new version even when one already holds this model file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the version as JSON (\"created\": false when unchanged)."),
 ) -> None:
     """Register a trained model as the next version (signature and training-data profile included).
+
+    A model file whose content is already a version of NAME is not registered twice: the command
+    says "model unchanged: already NAME@N" and that version is the result (--new forces a new one).
 
     Example: shipyard models register penguin-species --path model/
     """
@@ -66,15 +70,16 @@ def register(
     import os
 
     run = run or os.environ.get("SHIPYARD_RUN_ID")
-    mv, notes = register_from_project(ws.store, ws.objects, ws.project.root, name, path, flavor=flavor,
-                                      model_cfg=model_cfg, run_id=run, find_run=not no_run, trust=trust,
-                                      description=description, tags=_parse_tags(tag))
+    result = register_from_project(ws.store, ws.objects, ws.project.root, name, path, flavor=flavor,
+                                   model_cfg=model_cfg, run_id=run, find_run=not no_run, trust=trust,
+                                   description=description, tags=_parse_tags(tag), new=new)
     if json_out:
-        print_json(mv.to_dict())
+        print_json(result.to_dict())
         return
-    for note in notes:
+    for note in result.notes:
         echo(f"note: {note}")
-    echo(f"registered {mv.ref} ({mv.flavor}, {mv.model_oid})")
+    mv = result.version
+    echo(f"{result.message} ({mv.flavor}, {mv.model_oid})")
 
 
 @app.command("list")

@@ -45,6 +45,7 @@ class ModelVersion:
     created_at: int = 0
     lineage: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] | None = None
+    content_oid: str | None = None  # hash of the model file: one version per content (None before 0009)
 
     @property
     def ref(self) -> str:
@@ -65,7 +66,7 @@ class ModelVersion:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "version": self.version, "ref": self.ref, "model_oid": self.model_oid,
-            "flavor": self.flavor, "run_id": self.run_id, "aliases": list(self.aliases), "tags": self.tags,
+            "content_oid": self.content_oid, "flavor": self.flavor, "run_id": self.run_id, "aliases": list(self.aliases), "tags": self.tags,
             "description": self.description, "source": self.source, "size_bytes": self.size_bytes,
             "trusted": self.trusted, "user": self.user, "created_at": self.created_at,
             "signature": self.signature.to_dict() if self.signature else None,
@@ -150,6 +151,7 @@ def _to_versions(session: Session, model_names: dict[int, str],
             profile_oid=row.profile_oid, aliases=mine, tags=tags[row.id], description=row.description,
             source=row.source, size_bytes=row.size_bytes, trusted=row.trusted, user=row.user,
             created_at=row.created_at, lineage=_load(row.lineage) or {}, verdict=verdict,
+            content_oid=row.content_oid,
         ))
     return out
 
@@ -183,24 +185,52 @@ def versions_trained_on(session: Session, digest: str) -> list[ModelVersion]:
     return sorted(_to_versions(session, names, rows), key=lambda v: (v.name, v.version))
 
 
-def register(session: Session, name: str, *, model_oid: str, flavor: str, run_id: str | None = None,
-             source: str | None = None, signature: Signature | None = None, profile: dict | None = None,
+def version_with_content(session: Session, name: str, content_oid: str, flavor: str) -> ModelVersion | None:
+    """The newest version of ``name`` whose model file has this content hash (and flavor), if any.
+
+    This is the registry's identity rule: a model is its file's content, so registering the same
+    content again finds this version instead of numbering a new one.
+    """
+    model = repo.find_model(session, name)
+    if model is None:
+        return None
+    rows = repo.versions_with_content(session, model, content_oid, flavor)
+    return _to_versions(session, {model.id: model.name}, rows[-1:])[0] if rows else None
+
+
+def tag_version(session: Session, ref: str, tags: dict[str, str], *, actor: str | None = None) -> ModelVersion:
+    """Add (or overwrite) tags of an existing version (audited); returns the version."""
+    model, row = _row_for(session, ref)
+    if tags:
+        repo.set_version_tags(session, row.id, tags)
+        audit.record(session, "model.tag", f"{model.name}@{row.version}", {"tags": tags}, actor=actor)
+    return _to_versions(session, {model.id: model.name}, [row])[0]
+
+
+def register(session: Session, name: str, *, model_oid: str, flavor: str, content_oid: str | None = None,
+             run_id: str | None = None, source: str | None = None, signature: Signature | None = None, profile: dict | None = None,
              profile_oid: str | None = None, lineage: dict | None = None, description: str | None = None,
              size_bytes: int = 0, trusted: bool = False, tags: dict[str, str] | None = None,
              actor: str | None = None) -> ModelVersion:
-    """Record an already packaged model as the next version of ``name`` (audited)."""
+    """Record an already packaged model as the next version of ``name`` (audited).
+
+    This always numbers a new version; ``content_oid`` (the model file's hash) is stored so that
+    ``version_with_content`` can find it. Callers that want one version per content check first
+    (``registry.project.register_from_project`` does).
+    """
     validate_name(name)
     if run_id is not None:
         runs_repo.get_run(session, run_id)
     model = repo.get_model(session, name, create=True)
     who = actor or audit.current_actor()
     row = repo.create_version(
-        session, model, model_oid=model_oid, flavor=flavor, run_id=run_id, source=source,
+        session, model, model_oid=model_oid, content_oid=content_oid, flavor=flavor, run_id=run_id, source=source,
         signature=signature.to_dict() if signature else None, profile=profile, profile_oid=profile_oid,
         lineage=lineage, description=description, size_bytes=size_bytes, trusted=trusted, user=who, tags=tags,
     )
     audit.record(session, "model.register", f"{name}@{row.version}",
-                 {"model_oid": model_oid, "flavor": flavor, "run_id": run_id, "trusted": trusted}, actor=who)
+                 {"model_oid": model_oid, "content_oid": content_oid, "flavor": flavor, "run_id": run_id,
+                  "trusted": trusted}, actor=who)
     return _to_versions(session, {model.id: model.name}, [row])[0]
 
 

@@ -1,8 +1,16 @@
-"""Registering a model from a project: package it, capture signature and profile, link the run."""
+"""Registering a model from a project: package it, capture signature and profile, link the run.
+
+One version per model content: the identity of a model is the content hash of its model file (the
+file the flavor packages, ``PackagedModel.file_oid``). Registering a file whose content is already
+a version of that name returns that version (``Registration.created`` is False) instead of
+numbering a new one; ``new=True`` (``shipyard models register --new``) forces a new version.
+The check runs before packaging, so an unchanged model costs one file hash and one query.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +19,39 @@ from sqlalchemy import select
 from shipyard.config import ModelSection
 from shipyard.errors import ConfigError, InputError, did_you_mean
 from shipyard.hashing import hash_file
-from shipyard.registry.core import ModelVersion, register, validate_name
+from shipyard.registry.core import (
+    ModelVersion,
+    register,
+    tag_version,
+    validate_name,
+    version_with_content,
+)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registering did: the version that holds the model, whether it is new, notes for the user."""
+
+    version: ModelVersion
+    created: bool
+    notes: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """One line for the user: ``registered NAME@N`` or ``model unchanged: already NAME@N``."""
+        if self.created:
+            return f"registered {self.version.ref}"
+        return f"model unchanged: already {self.version.ref}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.version.to_dict(), "created": self.created, "notes": list(self.notes)}
+
+
+def model_content_oid(model_path: Path, flavor: str) -> str:
+    """The content hash of the model file the flavor would package from ``model_path``."""
+    from shipyard.models.flavors import get_flavor
+
+    return hash_file(get_flavor(flavor).find_file(model_path))
 
 
 def training_profile(frame: Any) -> dict[str, Any] | None:
@@ -57,15 +97,46 @@ def producing_run(session: Any, file_oid: str, model_path: str) -> str | None:
 def register_from_project(store: Any, objects: Any, root: Path, name: str, path: str, *,
                           flavor: str | None = None, model_cfg: ModelSection | None = None,
                           run_id: str | None = None, find_run: bool = True, trust: bool = False,
-                          description: str | None = None, tags: dict[str, str] | None = None) -> tuple[ModelVersion, list[str]]:
-    """Package the model at ``path`` and register it; returns the version and notes for the user."""
-    from shipyard.models import package_model
+                          description: str | None = None, tags: dict[str, str] | None = None,
+                          new: bool = False) -> Registration:
+    """Register the model at ``path`` as a version of ``name``, once per content.
+
+    When a version of ``name`` already holds this model file (same content hash and flavor), that
+    version is returned with ``created=False`` and ``tags`` are added to it; nothing is packaged.
+    Otherwise (or with ``new=True``) the model is packaged, its signature and training-data profile
+    captured, and the next version created.
+    """
     from shipyard.project import resolve_inside
 
     validate_name(name)
-    notes: list[str] = []
     model_path = resolve_inside(root, path, "--path")
     flavor = flavor or (model_cfg.flavor if model_cfg else "sklearn")
+    if not new:
+        content_oid = model_content_oid(model_path, flavor)
+        with (store.write() if tags else store.read()) as session:  # tags of a reused version are written
+            existing = version_with_content(session, name, content_oid, flavor)
+            if existing is not None:
+                return _unchanged(session, existing, tags)
+    return _register_new(store, objects, root, name, path, model_path, flavor, model_cfg=model_cfg, run_id=run_id,
+                         find_run=find_run, trust=trust, description=description, tags=tags, new=new)
+
+
+def _unchanged(session: Any, existing: ModelVersion, tags: dict[str, str] | None) -> Registration:
+    """The existing version holding this content, with ``tags`` added to it."""
+    if tags:
+        existing = tag_version(session, existing.ref, tags)
+    note = (f"{existing.ref} already holds this model file ({existing.content_oid}); "
+            "pass --new to register it again as a new version")
+    return Registration(existing, created=False, notes=(note,))
+
+
+def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, model_path: Path, flavor: str, *,
+                  model_cfg: ModelSection | None, run_id: str | None, find_run: bool, trust: bool,
+                  description: str | None, tags: dict[str, str] | None, new: bool) -> Registration:
+    """Package the model, capture signature and profile, and create the next version."""
+    from shipyard.models import package_model
+
+    notes: list[str] = []
     sample = classes = profile = None
     lineage: dict[str, Any] = {"path": path}
     if model_cfg and model_cfg.train:
@@ -93,16 +164,21 @@ def register_from_project(store: Any, objects: Any, root: Path, name: str, path:
     if profile is not None:
         profile_oid = objects.put_bytes(json.dumps(profile, sort_keys=True).encode())
     with store.write() as session:
+        # checked again inside the write: another process may have registered it meanwhile
+        existing = None if new else version_with_content(session, name, packaged.file_oid, flavor)
+        if existing is not None:
+            return _unchanged(session, existing, tags)
         if run_id is None and find_run:
             run_id = producing_run(session, packaged.file_oid, path)
             if run_id:
                 notes.append(f"linked run {run_id} (the run that produced this {packaged.file}); pass --run to choose")
             else:
                 notes.append("no run logged this model file: none linked (pass --run RUN to link one)")
-        mv = register(session, name, model_oid=packaged.model_oid, flavor=flavor, run_id=run_id, source=path,
+        mv = register(session, name, model_oid=packaged.model_oid, content_oid=packaged.file_oid, flavor=flavor,
+                      run_id=run_id, source=path,
                       signature=packaged.signature, profile=profile, profile_oid=profile_oid, lineage=lineage,
                       description=description, size_bytes=packaged.size_bytes, trusted=packaged.trusted, tags=tags)
-    return mv, notes
+    return Registration(mv, created=True, notes=tuple(notes))
 
 
 def _oid(root: Path, rel: str) -> str:
@@ -112,3 +188,20 @@ def _oid(root: Path, rel: str) -> str:
 
         return Hasher(root).manifest(rel).oid
     return hash_file(path)
+
+
+def register_after_run(store: Any, objects: Any, root: Path, model_cfg: ModelSection, pipeline_run_id: str | None,
+                       stage: str) -> tuple[Registration, str | None]:
+    """What ``shipyard run`` does after ``stage`` (which writes ``model.path``) ran or was restored:
+    register the model once per content, linking the stage's run. Returns the registration and
+    that run's id (None when the pipeline run recorded no run for the stage)."""
+    from shipyard.store.runs import Run
+
+    run_id = None
+    if pipeline_run_id is not None:
+        with store.read() as session:
+            run_id = session.scalar(select(Run.id).where(Run.parent_run_id == pipeline_run_id, Run.name == stage)
+                                    .order_by(Run.start_time.desc()).limit(1))
+    result = register_from_project(store, objects, root, model_cfg.name, model_cfg.path, model_cfg=model_cfg,
+                                   run_id=run_id, find_run=run_id is None)
+    return result, run_id

@@ -1,8 +1,8 @@
 """Registered models, their versions, aliases (with history), tags and gate verdicts.
 
 A registered model has integer versions numbered from 1. A version points at one packaged model
-object (``model_oid``, a folder manifest holding the model file and ``shipyard-model.json``), its
-flavor, the run that produced it, its signature and the reference profile of its training data.
+object (``model_oid``, a folder manifest holding the model file and ``shipyard-model.json``), the
+content hash of the model file itself (``content_oid``: what decides "same model"), its flavor, the run that produced it, its signature and the reference profile of its training data.
 Aliases are free-form names pointing at one version each; every move is kept in ``alias_history``.
 Verdicts of gate runs are stored with the version they judged. Batch functions are the primitive.
 """
@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -58,6 +59,7 @@ class ModelVersionRow(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     model_oid: Mapped[str] = mapped_column(String(80))
+    content_oid: Mapped[str | None] = mapped_column(String(80), nullable=True)
     flavor: Mapped[str] = mapped_column(String(30))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), nullable=True, index=True)
     source: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -72,7 +74,8 @@ class ModelVersionRow(Base):
     user: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
-    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    __table_args__ = (UniqueConstraint("model_id", "version"),
+                      Index("ix_model_versions_model_id_content_oid", "model_id", "content_oid"))
 
 
 class ModelVersionTag(Base):
@@ -138,6 +141,11 @@ def get_model(session: Session, name: str, *, create: bool = False) -> Registere
     return model
 
 
+def find_model(session: Session, name: str) -> RegisteredModel | None:
+    """The registered model called ``name``, or None."""
+    return session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+
+
 def list_models(session: Session, name_like: str | None = None, limit: int = 1000,
                 offset: int = 0) -> list[RegisteredModel]:
     query = select(RegisteredModel).order_by(RegisteredModel.name).limit(limit).offset(offset)
@@ -181,7 +189,7 @@ def model_tags_many(session: Session, model_ids: Sequence[int]) -> dict[int, dic
 
 # -- versions ----------------------------------------------------------------------------------
 def create_version(session: Session, model: RegisteredModel, *, model_oid: str, flavor: str,
-                   run_id: str | None = None, source: str | None = None, signature: dict | None = None,
+                   content_oid: str | None = None, run_id: str | None = None, source: str | None = None, signature: dict | None = None,
                    profile_oid: str | None = None, profile: dict | None = None,
                    lineage: dict | None = None, description: str | None = None, size_bytes: int = 0,
                    trusted: bool = False, user: str | None = None,
@@ -189,7 +197,8 @@ def create_version(session: Session, model: RegisteredModel, *, model_oid: str, 
     """Insert the next version of ``model`` (numbered from 1)."""
     newest = session.scalar(select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id))
     row = ModelVersionRow(
-        model_id=model.id, version=(newest or 0) + 1, model_oid=model_oid, flavor=flavor, run_id=run_id,
+        model_id=model.id, version=(newest or 0) + 1, model_oid=model_oid, content_oid=content_oid, flavor=flavor,
+        run_id=run_id,
         source=source, signature=_dump(signature), profile_oid=profile_oid, profile=_dump(profile),
         lineage=_dump(lineage), description=description, size_bytes=size_bytes, trusted=trusted, user=user,
     )
@@ -220,6 +229,14 @@ def list_versions(session: Session, model_ids: Sequence[int] | None = None, run_
     if run_id is not None:
         query = query.where(ModelVersionRow.run_id == run_id)
     return list(session.scalars(query))
+
+
+def versions_with_content(session: Session, model: RegisteredModel, content_oid: str,
+                          flavor: str) -> list[ModelVersionRow]:
+    """The versions of ``model`` whose model file has this content hash and flavor, oldest first."""
+    return list(session.scalars(select(ModelVersionRow).where(
+        ModelVersionRow.model_id == model.id, ModelVersionRow.content_oid == content_oid,
+        ModelVersionRow.flavor == flavor).order_by(ModelVersionRow.version)))
 
 
 def set_version_tags(session: Session, version_id: int, tags: Mapping[str, object]) -> None:
