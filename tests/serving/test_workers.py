@@ -1,0 +1,242 @@
+"""``shipyard serve --workers 2`` as a user runs it: two real uvicorn worker processes on loopback,
+over a real project (SQLite store, object store, registered scikit-learn models).
+
+Which worker answered is read from the request log: each worker names its files ``part-<pid>-...``.
+Every wait below is a deadline on an observable state (never a sleep that decides the outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shipyard.project import Project
+from shipyard.serving.routing import single_table
+from shipyard.store import serving as repo
+from shipyard.workspace import Workspace
+from tests.conftest import shipyard_bin
+from tests.e2e.gateway_live import free_port, iris_rows
+from tests.serving.project_models import register_iris
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+CONFIG = """pipeline:
+  stages: {}
+deploy:
+  poll_interval: 0.2s
+  flush_interval: 0.2s
+  interval: 1s
+"""
+CLEAN_ENV = ("SHIPYARD_STORE", "SHIPYARD_OBJECTS", "SHIPYARD_REQUEST_LOG", "PROMETHEUS_MULTIPROC_DIR",
+             "prometheus_multiproc_dir")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Served:
+    """A ``shipyard serve --workers 2`` process over a scratch project."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ws = Workspace(Project(root))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp = root.parent / "tmp"  # TMPDIR of the server: holds its Prometheus folder
+        self.tmp.mkdir()
+        self.output = root.parent / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+        env["TMPDIR"] = str(self.tmp)
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen([shipyard_bin(), "serve", "--workers", "2", "--port", str(self.port)],
+                                         cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_for("the gateway to answer /ready", self._ready, timeout=120)
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log_text()
+        try:
+            return httpx.get(f"{self.url}/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> int:
+        """SIGINT, as Ctrl-C in a terminal; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"shipyard serve did not stop on SIGINT\n{self.log_text()}") from None
+
+    def worker_pids(self) -> set[int]:
+        """The pids of uvicorn's worker processes (the children that serve; not its helpers)."""
+        import psutil
+
+        assert self.proc is not None
+        children = psutil.Process(self.proc.pid).children()
+        return {c.pid for c in children if "multiprocessing.resource_tracker" not in " ".join(c.cmdline())}
+
+    def log_text(self) -> str:
+        return self.output.read_text(errors="replace")[-4000:] if self.output.exists() else ""
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """One GET /metrics: {(sample name, sorted labels): value}."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def log_files(self) -> list[Path]:
+        return sorted((self.root / ".shipyard" / "requests").rglob("part-*.parquet"))
+
+    def logged(self) -> Any:
+        import polars as pl
+
+        files = self.log_files()
+        if not files:
+            return pl.DataFrame()
+        return pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed")
+
+    def writers(self) -> set[str]:
+        """The pids of the workers that wrote request-log files."""
+        return {f.name.split("-")[1] for f in self.log_files()}
+
+    def set_routing(self, table: dict[str, Any]) -> int:
+        with self.ws.store.write() as session:
+            repo.put_routing(session, {"iris": table})
+        with self.ws.store.read() as session:
+            return repo.current_revision(session)
+
+
+def infer(url: str, count: int, *, key: Callable[[int], str | None] = lambda i: None,
+          concurrency: int = 8) -> list[tuple[str | None, str]]:
+    """``count`` predictions, each on a new connection (so the kernel hands them to either worker);
+    returns (sticky key, answering version) per request; any non-200 fails the test."""
+    rows = iris_rows(64)
+
+    async def run() -> list[tuple[str | None, str]]:
+        out: list[tuple[str | None, str]] = []
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            async def one(i: int) -> None:
+                headers = {"x-shipyard-key": k} if (k := key(i)) is not None else {}
+                body = {"inputs": [{"name": n, "shape": [1], "datatype": "FP64", "data": [v]}
+                                   for n, v in rows[i % len(rows)].items()]}
+                r = await client.post("/v2/models/iris/infer", json=body, headers=headers)
+                assert r.status_code == 200, r.text
+                out.append((k, r.headers["x-shipyard-version"]))
+
+            for start in range(0, count, concurrency):
+                await asyncio.gather(*[one(i) for i in range(start, min(count, start + concurrency))])
+        return out
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("workers") / "proj"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(CONFIG)
+    gateway = Served(root)
+    register_iris(gateway.ws, root.parent)
+    gateway.start()
+    yield gateway
+    if gateway.proc is not None and gateway.proc.poll() is None:
+        gateway.stop()
+    gateway.ws.close()
+
+
+def test_both_workers_answer_log_and_count_in_one_scrape(served: Served) -> None:
+    sent = 0
+    while len(served.writers()) < 2:  # until the request log shows both workers served traffic
+        answers = infer(served.url, 80)
+        sent += len(answers)
+        assert {v for _, v in answers} == {"1"}
+        if sent >= 4000:
+            raise AssertionError(f"one worker answered all {sent} requests\n{served.log_text()}")
+        wait_for("the request log to catch up", lambda: served.logged().height == sent)  # noqa: B023
+    assert served.logged().height == sent  # every worker's rows landed, in files of their own
+    assert {int(pid) for pid in served.writers()} == served.worker_pids()
+    samples = served.scrape()
+    ok = samples[("shipyard_requests_total", (("model", "iris"), ("route", "primary"), ("status", "ok"),
+                                              ("version", "1")))]
+    assert ok == sent
+    assert samples[("shipyard_request_latency_seconds_count", (("model", "iris"), ("version", "1")))] == sent
+    predicted = sum(v for (name, labels), v in samples.items()
+                    if name == "shipyard_predictions_total" and ("model", "iris") in labels)
+    assert predicted == sent
+
+
+def test_every_worker_follows_a_routing_change_and_sticky_keys_agree(served: Served) -> None:
+    canary = {**single_table("iris", 1, warm=[2]), "strategy": "canary", "candidate": 2, "weight": 50.0}
+    revision = served.set_routing(canary)
+
+    def all_workers_follow(rev: int) -> bool:
+        values = [v for (name, _), v in served.scrape().items() if name == "shipyard_routing_revision"]
+        return bool(values) and min(values) >= rev  # livemin: the oldest revision any live worker serves
+
+    wait_for("both workers to load the canary table", lambda: all_workers_follow(revision))
+    keys = [f"user-{i}" for i in range(24)]
+    answers = infer(served.url, 24 * 8, key=lambda i: keys[i % len(keys)])
+    by_key: dict[str, set[str]] = {}
+    for key, version in answers:
+        by_key.setdefault(str(key), set()).add(version)
+    assert all(len(versions) == 1 for versions in by_key.values()), by_key  # one version per key, any worker
+    assert Counter(v for versions in by_key.values() for v in versions).keys() == {"1", "2"}
+
+    revision = served.set_routing(single_table("iris", 1, warm=[2]))  # a rollback: a pointer flip
+    wait_for("both workers to follow the rollback", lambda: all_workers_follow(revision))
+    assert {v for _, v in infer(served.url, 64, key=lambda i: keys[i % len(keys)])} == {"1"}
+
+
+def test_only_one_worker_drives_rollouts(served: Served) -> None:
+    from shipyard.rollout.controller import LEASE
+    from shipyard.store.serving import ServingLease
+
+    def holder() -> str | None:
+        with served.ws.store.read() as session:
+            lease = session.get(ServingLease, LEASE)
+            return lease.owner if lease is not None and lease.until > time.time() else None
+
+    owner = wait_for("a worker to take the controller lease", holder)
+    assert int(owner.split(":")[1]) in served.worker_pids()  # a worker holds it, not the supervisor
+    for _ in range(5):  # the holder renews it; the other worker never takes it over
+        time.sleep(0.5)
+        assert holder() == owner
+
+
+def test_sigint_stops_every_worker_and_cleans_up(served: Served) -> None:
+    before = served.logged().height
+    answers = infer(served.url, 40)
+    metrics_dirs = list(served.tmp.glob("shipyard-metrics-*"))
+    assert len(metrics_dirs) == 1 and any(metrics_dirs[0].iterdir())  # the workers' Prometheus files
+    assert served.stop() == 0, served.log_text()
+    assert served.logged().height == before + len(answers)  # flushed on the way out
+    assert not list(served.tmp.glob("shipyard-metrics-*"))
+    assert "Traceback" not in served.log_text(), served.log_text()
