@@ -89,6 +89,10 @@ class ModelSection(Frozen):
     target: str | None = None
     features: list[str] | None = None
     groups: list[str] = Field(default_factory=list)
+    # `register:` in the file. auto: `shipyard run` registers the model after the stage that writes
+    # model.path ran or was restored; manual: only `shipyard models register` (and `shipyard ci`) do.
+    # (The field has another name because BaseModel.register exists.)
+    register_mode: Literal["auto", "manual"] = Field("auto", alias="register")
 
     @field_validator("name")
     @classmethod

@@ -2,16 +2,23 @@
 
 Plain click commands (click is loaded by the root group already; typer would add ~0.1 s to every
 no-op ``run``), and nothing heavy is imported until a stage actually has to run.
+
+After a successful run, ``shipyard run`` registers the model (``model:`` in shipyard.yaml, unless
+``model.register: manual`` or ``--no-register``) when the stage that writes ``model.path`` ran or
+was restored in this run. That composition of two services happens here, in the interface layer:
+the pipeline service knows nothing of the registry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 
 import click
 
-from shipyard.errors import UsageError
+from shipyard.errors import ShipyardError, UsageError
 
 
 def _context():  # type: ignore[no-untyped-def]
@@ -36,10 +43,16 @@ def _json(data: object) -> None:
 @click.option("--downstream", is_flag=True, help="Run the given stages and everything after them (not before).")
 @click.option("--no-cache", is_flag=True, help="Run changed stages even when the run cache has their outputs.")
 @click.option("--executor", default=None, metavar="SPEC", help="local (default) or dask://host:port.")
+@click.option("--no-register", is_flag=True,
+              help="Do not register the model after this run (by default it is, when model.path was rebuilt).")
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON summary at the end.")
 def run_cmd(stages: tuple[str, ...], force: bool, jobs: int | None, dry_run: bool, keep_going: bool, downstream: bool,
-            no_cache: bool, executor: str | None, json_out: bool) -> None:
+            no_cache: bool, executor: str | None, no_register: bool, json_out: bool) -> None:
     """Run the pipeline: only stages whose inputs changed; restore the rest from the run cache.
+
+    When shipyard.yaml has a model: section and the stage writing model.path ran or was restored,
+    the model is registered (a new version only for new content; model.register: manual or
+    --no-register turn this off).
 
     Example: shipyard run train --jobs 4
     """
@@ -52,9 +65,73 @@ def run_cmd(stages: tuple[str, ...], force: bool, jobs: int | None, dry_run: boo
         ctx.echo = lambda message: click.echo(message, err=True)
     options = RunOptions(targets=list(stages), force=force, jobs=jobs or (os.cpu_count() or 1), dry_run=dry_run,
                          keep_going=keep_going, downstream=downstream, no_cache=no_cache, executor=executor)
-    summary = run(ctx, options)
+    with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
+        summary = run(ctx, options)  # under --json the stages' output goes to stderr: stdout is the JSON
+    registration: dict[str, object] | None = None
+    failure: ShipyardError | None = None
+    if not dry_run and not no_register and (summary.ran or summary.restored):  # a no-op run opens nothing more
+        try:
+            registration = _auto_register(ctx, summary)
+        except ShipyardError as exc:
+            failure = _registration_failed(exc, summary.run_id)
+            registration = {"error": failure.message}
     if json_out:
-        _json(summary.to_dict())
+        _json({**summary.to_dict(), "registration": registration})
+    if failure is not None:
+        raise failure
+
+
+def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The stages (in run order) whose outs hold ``model_path`` or lie inside it."""
+    import posixpath
+
+    wanted = posixpath.normpath(model_path.strip().rstrip("/"))
+    return [name for name in ctx.dag.order
+            if any(out == wanted or wanted.startswith(out + "/") or out.startswith(wanted + "/")
+                   for out in ctx.dag.stages[name].out_paths)]
+
+
+def _auto_register(ctx, summary) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
+    """Register ``model.path`` when the stage that writes it ran or was restored; prints one line."""
+    from shipyard.config import load_config
+    from shipyard.project import Project
+
+    project = Project(ctx.root)
+    if not project.config_path.is_file():
+        return None
+    model = load_config(project.config_path).model
+    if model is None or model.register_mode == "manual":
+        return None
+    rebuilt = set(summary.ran) | set(summary.restored)
+    stages = [name for name in _producing_stages(ctx, model.path) if name in rebuilt]
+    if not stages:
+        return None
+    from shipyard.registry.project import register_after_run
+    from shipyard.workspace import Workspace
+
+    ws = Workspace(project)
+    try:
+        result, run_id = register_after_run(ws.store, ws.objects, ctx.root, model, summary.run_id, stages[-1])
+    finally:
+        ws.close()
+    if result.created:
+        line = f"registered {result.version.ref} from stage {stages[-1]}" + (f" (run {run_id})" if run_id else "")
+    else:
+        line = result.message
+    ctx.echo(line)
+    return {"ref": result.version.ref, "name": result.version.name, "version": result.version.version,
+            "created": result.created, "stage": stages[-1], "run_id": run_id}
+
+
+def _registration_failed(cause: ShipyardError, pipeline_run: str | None) -> ShipyardError:
+    """The registration error, saying that the pipeline itself succeeded and its results are kept."""
+    where = f" (pipeline run {pipeline_run})" if pipeline_run else ""
+    error = ShipyardError(
+        f"the pipeline succeeded{where} and its results are kept, but registering the model failed: {cause.message}",
+        hint=(f"{cause.hint}; then " if cause.hint else "") + "register with 'shipyard models register' "
+             "(or set model.register: manual / pass --no-register to skip it)")
+    error.exit_code = cause.exit_code
+    return error
 
 
 @click.command("status")
