@@ -55,10 +55,12 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 
 class Served:
-    """A ``shipyard serve --workers 2`` process over a scratch project."""
+    """A ``shipyard serve --workers N`` process over a scratch project."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, workers: int = 2, env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.workers = workers
+        self.env = env or {}
         self.ws = Workspace(Project(root))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -70,8 +72,10 @@ class Served:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
         env["TMPDIR"] = str(self.tmp)
+        env.update(self.env)
         with open(self.output, "wb") as out:
-            self.proc = subprocess.Popen([shipyard_bin(), "serve", "--workers", "2", "--port", str(self.port)],
+            self.proc = subprocess.Popen([shipyard_bin(), "serve", "--workers", str(self.workers),
+                                          "--port", str(self.port)],
                                          cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_for("the gateway to answer /ready", self._ready, timeout=120)
 
@@ -240,3 +244,27 @@ def test_sigint_stops_every_worker_and_cleans_up(served: Served) -> None:
     assert served.logged().height == before + len(answers)  # flushed on the way out
     assert not list(served.tmp.glob("shipyard-metrics-*"))
     assert "Traceback" not in served.log_text(), served.log_text()
+
+
+@pytest.mark.parametrize("multiproc", [False, True], ids=["in-memory", "PROMETHEUS_MULTIPROC_DIR"])
+def test_a_single_worker_counts_with_or_without_the_multiprocess_folder(tmp_path: Path, multiproc: bool) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(CONFIG)
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    gateway = Served(root, workers=1, env={"PROMETHEUS_MULTIPROC_DIR": str(folder)} if multiproc else None)
+    try:
+        register_iris(gateway.ws, tmp_path, strengths=(1.0,))
+        gateway.start()
+        answers = infer(gateway.url, 30)
+        samples = gateway.scrape()
+        ok = samples[("shipyard_requests_total", (("model", "iris"), ("route", "primary"), ("status", "ok"),
+                                                  ("version", "1")))]
+        assert ok == len(answers)
+        assert any(folder.iterdir()) is multiproc  # the user's folder is used only when they set it
+        assert gateway.stop() == 0, gateway.log_text()
+    finally:
+        if gateway.proc is not None and gateway.proc.poll() is None:
+            gateway.stop()
+        gateway.ws.close()
