@@ -85,6 +85,22 @@ def _normalized(cmd: Any) -> str | None:
     return normalize_cmd(cmd if isinstance(cmd, list) else [str(cmd)])
 
 
+def _parse(path: Path) -> Any:
+    """The lock file's YAML with the C loader; only a malformed file pays for ``load_yaml``'s messages.
+
+    (``shipyard.config`` imports pydantic, which costs more than the rest of a run-cache restore.)
+    """
+    import yaml
+
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        from shipyard.config import load_yaml
+
+        return load_yaml(path).data  # raises ConfigError with the file, line and column
+    return {} if data is None else data
+
+
 class Lockfile:
     """The lock file of a project, read once and rewritten per finished stage."""
 
@@ -104,10 +120,7 @@ class Lockfile:
                     return cached["stages"]
             except (OSError, ValueError, EOFError, TypeError, AttributeError):
                 pass
-        from shipyard.config import load_yaml
-
-        loaded = load_yaml(self.path)
-        data = loaded.data
+        data = _parse(self.path)
         if not isinstance(data, Mapping) or not isinstance(data.get("stages", {}), Mapping):
             raise ConfigError(f"{LOCK_NAME}: expected 'schema' and a 'stages' mapping",
                               hint=f"delete {LOCK_NAME}; the next 'shipyard run' rewrites it (stages rerun or restore)")

@@ -30,7 +30,7 @@ from typing import Any
 from shipyard.errors import CheckFailed, InputError, ShipyardError, StoreBusy
 from shipyard.pipeline import lockfile as lockmod
 from shipyard.pipeline import runcache
-from shipyard.pipeline.dag import Dag, StageSpec
+from shipyard.pipeline.dag import Dag, StageSpec, flatten
 from shipyard.pipeline.fingerprint import Inputs, diff, environment, stage_inputs
 from shipyard.pipeline.hashcache import HashCache, PathHash
 from shipyard.pipeline.loader import LoadedPipeline, load_pipeline
@@ -229,8 +229,6 @@ class Recorder:
 
         pipeline_run = self.open()
         child = uuid.uuid4().hex
-        from shipyard.config import flatten  # lazily: config imports pydantic, status must not
-
         flat: dict[str, Any] = {}
         for file, values in params.items():
             flat.update(flatten(values, "" if file == "params.yaml" else f"{file}:"))
@@ -595,8 +593,6 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
     import json
 
     import yaml
-
-    from shipyard.config import flatten
 
     values: dict[str, Any] = {}
     for out in stage.outs:

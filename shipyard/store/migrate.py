@@ -3,35 +3,53 @@
 SQLite: an exclusive ``flock`` on ``<db>.migrate-lock``. PostgreSQL: a session advisory lock. Each
 aggregate owns a branch of migrations off the base revision; we always upgrade to ``heads``. The
 check "already at heads?" runs before taking the lock, so opening a current store costs one query.
+
+That check does not import alembic (importing it and scanning the script folder costs more than a
+whole run-cache restore): the heads are read from the migration files' ``revision`` and
+``down_revision`` lines, and the database's revisions from ``alembic_version`` with one query.
+Anything unexpected (a file the reader does not understand, no ``alembic_version`` table) falls
+back to alembic, which decides.
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.store.engine import Store
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x5317_9A2D  # arbitrary, stable: "shipyard migrations"
 
 
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
 @cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(MIGRATIONS))
 
 
 def _config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -43,13 +61,55 @@ def heads() -> set[str]:
     return set(_script().get_heads())
 
 
+def file_heads(folder: Path = MIGRATIONS / "versions") -> frozenset[str] | None:
+    """The heads read from the migration files without alembic; None when a file is not understood.
+
+    Each file must assign ``revision`` and ``down_revision`` literals (alembic's template does);
+    a head is a revision that no other file names as its ``down_revision``.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".py") and not n.startswith(("_", "."))]
+        for name in names:
+            found = dict(m.groups() for m in _REVISION_LINE.finditer((folder / name).read_text(encoding="utf-8")))
+            revision = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found["down_revision"])
+            if not isinstance(revision, str):
+                return None
+            revisions.add(revision)
+            parents.update([down] if isinstance(down, str) else (down or ()))
+    except (OSError, KeyError, ValueError, SyntaxError, TypeError):
+        return None
+    return frozenset(revisions - parents) if revisions else None
+
+
+def _at_heads_without_alembic(store: Store) -> bool:
+    """True when ``alembic_version`` holds exactly the files' heads (one query, no alembic import)."""
+    wanted = file_heads()
+    if wanted is None:
+        return False
+    try:
+        with store.engine.connect() as conn:
+            found = frozenset(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except SQLAlchemyError:
+        return False  # no table yet (a new store) or not readable: alembic decides
+    return found == wanted
+
+
 def current(connection: Connection) -> set[str]:
     """The revisions the database is at."""
+    from alembic.runtime.migration import MigrationContext
+
     return set(MigrationContext.configure(connection).get_current_heads())
 
 
 def upgrade(store: Store, lock_dir: Path | None = None) -> None:
     """Bring the store's schema to the newest revision of every branch."""
+    if _at_heads_without_alembic(store):
+        return
+    from alembic import command
+
     wanted = heads()
     with store.engine.connect() as conn:
         if current(conn) == wanted:
