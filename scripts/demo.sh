@@ -22,17 +22,17 @@ shipyard doctor
 # --- pipeline (issue: pipeline engine) ---
 step "pipeline: the stages (validate -> prepare -> train -> evaluate)"
 shipyard dag
-step "pipeline: shipyard run (every stage runs; output streamed with the stage name)"
+step "pipeline: shipyard run (every stage runs; output streamed with the stage name; the model is registered)"
 shipyard run
 cat metrics.json
-step "pipeline: a second shipyard run executes nothing"
+step "pipeline: a second shipyard run executes nothing (and registers nothing)"
 shipyard run
-step "pipeline: change train.n_estimators; status and explain say why, only train and evaluate run"
+step "pipeline: change train.n_estimators; status and explain say why, only train and evaluate run: a new version"
 sed -i.bak 's/n_estimators: 100/n_estimators: 50/' params.yaml && rm -f params.yaml.bak
 shipyard status
 shipyard explain train
 shipyard run
-step "pipeline: switch the param back: restored from the run cache, nothing runs"
+step "pipeline: switch the param back: restored from the run cache, nothing runs, the model is the first version again"
 git checkout -q params.yaml
 shipyard run
 # --- end pipeline ---
@@ -90,25 +90,27 @@ rm -f data/corrupted.csv data/shifted.csv
 # --- end data ---
 
 # --- registry and gates ---
-step "registry: register the trained model (signature, training-data profile, run lineage)"
-shipyard models register
-step "registry: gate it (first model: thresholds, fairness by sex, latency, size, behavioural tests)"
-shipyard gate penguin-species@1
+version_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'; }
+step "registry: the trained model is a version already (shipyard run registered it: signature, training-data profile, run lineage)"
+shipyard models register    # says "model unchanged: already penguin-species@N"
+first="$(shipyard models register --json | version_of)"
+shipyard models show "penguin-species@$first"
+step "registry: gate penguin-species@$first (first model: thresholds, fairness by sex, latency, size, behavioural tests)"
+shipyard gate "penguin-species@$first"
 step "registry: make it champion (allowed: its verdict passed) and show its lineage"
-shipyard models alias penguin-species champion 1
+shipyard models alias penguin-species champion "$first"
 shipyard models lineage penguin-species@champion
-step "registry: a deliberately worse candidate (one feature, logistic regression)"
+step "registry: a deliberately worse candidate (one feature, logistic regression); shipyard run registers it"
 sed -i.bak -e 's/^  model: random_forest.*/  model: logistic_regression/' \
            -e 's/^  features: \[.*\]/  features: [bill_depth_mm]/' params.yaml && rm -f params.yaml.bak
-shipyard run
-shipyard models register
-step "registry: it fails the comparison with the champion (paired bootstrap on the same test rows)"
-if shipyard gate penguin-species@2 --markdown verdict.md; then
-  echo "expected penguin-species@2 to fail its gate" >&2; exit 1
+worse="$(shipyard run --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["registration"]["version"])')"
+step "registry: penguin-species@$worse fails the comparison with the champion (paired bootstrap on the same test rows)"
+if shipyard gate "penguin-species@$worse" --markdown verdict.md; then
+  echo "expected penguin-species@$worse to fail its gate" >&2; exit 1
 fi
 cat verdict.md
 step "registry: so it cannot become champion"
-if shipyard models alias penguin-species champion 2; then
+if shipyard models alias penguin-species champion "$worse"; then
   echo "expected the champion move to be refused" >&2; exit 1
 fi
 git checkout -q params.yaml && rm -f verdict.md
@@ -330,11 +332,11 @@ monitor:
 notify:
   - {webhook: "http://127.0.0.1:$hook_port/hook", secret: "\${SHIPYARD_WEBHOOK_SECRET}", backoff: 100ms}
 YAML
-echo "champion penguins@1: trained, registered, gated, deployed"
-shipyard run > /dev/null
-shipyard models register penguins > /dev/null
-shipyard gate penguins@1 > /dev/null
-shipyard deploy penguins@1 > /dev/null
+shipyard run > /dev/null    # trains and registers the first version
+v="$(shipyard models register penguins --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+shipyard gate "penguins@$v" > /dev/null
+shipyard deploy "penguins@$v" > /dev/null
+echo "champion penguins@$v: trained and registered by shipyard run, gated, deployed"
 shipyard serve --port "$loop_port" > gateway.log 2>&1 &
 serve_pid=$!
 shipyard monitor --every 1s > monitor.log 2>&1 &
