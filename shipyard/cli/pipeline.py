@@ -72,13 +72,13 @@ def run_cmd(stages: tuple[str, ...], force: bool, jobs: int | None, dry_run: boo
     if not dry_run and not no_register and (summary.ran or summary.restored):  # a no-op run opens nothing more
         try:
             registration = _auto_register(ctx, summary)
-        except ShipyardError as exc:
+        except Exception as exc:  # the stages' results are kept whatever went wrong: say so
             failure = _registration_failed(exc, summary.run_id)
             registration = {"error": failure.message}
     if json_out:
         _json({**summary.to_dict(), "registration": registration})
     if failure is not None:
-        raise failure
+        raise failure from failure.__cause__
 
 
 def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -123,14 +123,23 @@ def _auto_register(ctx, summary) -> dict[str, object] | None:  # type: ignore[no
             "created": result.created, "stage": stages[-1], "run_id": run_id}
 
 
-def _registration_failed(cause: ShipyardError, pipeline_run: str | None) -> ShipyardError:
-    """The registration error, saying that the pipeline itself succeeded and its results are kept."""
+def _registration_failed(cause: Exception, pipeline_run: str | None) -> ShipyardError:
+    """The registration error, saying that the pipeline itself succeeded and its results are kept.
+
+    It exits as its cause would (an unexpected exception, a bug, exits 3)."""
+    from shipyard.errors import EXIT_INTERNAL
+
     where = f" (pipeline run {pipeline_run})" if pipeline_run else ""
+    if isinstance(cause, ShipyardError):
+        what, hint, code = cause.message, cause.hint, cause.exit_code
+    else:
+        what, hint, code = f"internal error: {type(cause).__name__}: {cause}", None, EXIT_INTERNAL
     error = ShipyardError(
-        f"the pipeline succeeded{where} and its results are kept, but registering the model failed: {cause.message}",
-        hint=(f"{cause.hint}; then " if cause.hint else "") + "register with 'shipyard models register' "
+        f"the pipeline succeeded{where} and its results are kept, but registering the model failed: {what}",
+        hint=(f"{hint}; then " if hint else "") + "register with 'shipyard models register' "
              "(or set model.register: manual / pass --no-register to skip it)")
-    error.exit_code = cause.exit_code
+    error.exit_code = code
+    error.__cause__ = cause
     return error
 
 
