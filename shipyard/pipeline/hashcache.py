@@ -11,6 +11,13 @@ database):
 
 A file whose mtime lies within ``RACY_NS`` of the moment its hash was cached is not trusted next time
 (the "racy git" rule): a write in the same clock tick as the hash cannot hide a change.
+
+Big folders use two CPUs: the walk (when the cache says the folder held ``PARALLEL_MIN_FILES`` files
+or more) and the hashing of that many files are split in two halves, one done by a forked child
+(threads do not help: the work is many short system calls, each retaking the GIL). The child only
+walks or reads files and sends its half back through a pipe; if it fails in any way the parent does
+that half itself, so errors surface exactly as without the split. Only on Linux, with two CPUs
+available and no other thread running (forking a threaded process is unsafe).
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ from __future__ import annotations
 import json
 import marshal
 import os
+import signal
 import stat as stat_module
+import sys
+import threading
 import time
 from array import array
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import xxhash
 
@@ -32,6 +44,8 @@ CACHE_VERSION = 1
 RACY_NS = 1_000_000_000
 _FIRST = 1 << 16
 _CHUNK = 1 << 22
+PARALLEL_MIN_FILES = 20_000
+T = TypeVar("T")
 
 
 def hash_one_file(path: str) -> str:
@@ -69,58 +83,149 @@ class Listing:
         if all(names[i] <= names[i + 1] for i in range(len(names) - 1)):
             return
         order = sorted(range(len(names)), key=names.__getitem__)
-        nums = self.nums
+        raw = self.nums.tobytes()
+        width = 4 * self.nums.itemsize  # one file's four numbers, moved as one slice of bytes
         self.names = [names[i] for i in order]
-        self.nums = array("q", (nums[4 * i + k] for i in order for k in range(4)))
+        self.nums = array("q")
+        self.nums.frombytes(b"".join([raw[width * i:width * (i + 1)] for i in order]))
 
 
-def list_folder(root: Path, rel: str) -> Listing:
-    """Walk ``root/rel`` in directory order; symlinks must stay inside the folder.
+def _scan(root: Path, rel: str, sub: str, names: list[str], nums: array) -> list[str]:
+    """Add the files directly inside ``root/rel/sub`` to ``names``/``nums``; return its subfolders.
+
+    The folder is opened once and its entries stat'ed relative to it (``fstatat``: no path lookup
+    per file); file or folder comes from the directory entry itself, without a system call.
+    """
+    base = os.path.join(root, rel)
+    folder = os.path.join(base, sub) if sub else base
+    subs: list[str] = []
+    add_name = names.append
+    add_nums = nums.extend
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # entries stat relative to ``fd``: it stays open until the last one
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    add_name(sub + entry.name)
+                    add_nums((st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
+                elif entry.is_dir(follow_symlinks=False):
+                    subs.append(f"{sub}{entry.name}/")
+                elif entry.is_symlink():
+                    _add_link(base, rel, sub, entry.name, names, nums, subs)
+    finally:
+        os.close(fd)
+    return subs
+
+
+def _add_link(base: str, rel: str, sub: str, name: str, names: list[str], nums: array, subs: list[str]) -> None:
+    """A symlink counts as its target, which must lie inside the folder."""
+    target = os.path.realpath(os.path.join(base, sub, name))
+    if not target.startswith(os.path.realpath(base) + os.sep):
+        raise InputError(f"{os.path.join(rel, sub, name)} is a symlink to {target}, outside {rel}",
+                         hint="replace the link with the file itself")
+    if os.path.isdir(target):
+        subs.append(f"{sub}{name}/")
+    else:
+        tst = os.stat(target)
+        names.append(sub + name)
+        nums.extend((tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_mode))
+
+
+def _walk(root: Path, rel: str, starts: Sequence[str]) -> tuple[list[str], bytes]:
+    """The files below each of ``starts`` in turn, depth first (last subfolder first), packed."""
+    names: list[str] = []
+    nums = array("q")
+    for start in starts:
+        stack = [start]
+        while stack:
+            stack.extend(_scan(root, rel, stack.pop(), names, nums))
+    return names, nums.tobytes()
+
+
+def list_folder(root: Path, rel: str, *, expected_files: int = 0) -> Listing:
+    """Walk ``root/rel``: its own files, then each subfolder depth first, entries in directory order.
 
     The digest covers the walk as the file system returns it (stable while a folder is unchanged),
     so the common case, an unchanged folder, costs one ``stat`` per file and no sorting; callers that
-    need manifest order call ``Listing.sort()``.
+    need manifest order call ``Listing.sort()``. ``expected_files`` (what the cache last counted)
+    decides whether two processes share the walk; the listing is the same either way.
     """
-    base = os.path.join(root, rel)
     names: list[str] = []
     nums = array("q")
-    add_name = names.append
-    add_nums = nums.extend
-    is_reg = stat_module.S_ISREG
-    stack = [""]
-    while stack:
-        sub = stack.pop()
-        with os.scandir(os.path.join(base, sub) if sub else base) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(f"{sub}{entry.name}/")
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                if is_reg(st.st_mode):
-                    add_name(sub + entry.name)
-                    add_nums((st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
-                elif stat_module.S_ISLNK(st.st_mode):
-                    target = os.path.realpath(entry.path)
-                    real_base = os.path.realpath(base)
-                    if not target.startswith(real_base + os.sep):
-                        raise InputError(f"{os.path.join(rel, sub, entry.name)} is a symlink to {target}, outside {rel}",
-                                         hint="replace the link with the file itself")
-                    if os.path.isdir(target):
-                        stack.append(f"{sub}{entry.name}/")
-                    else:
-                        tst = os.stat(target)
-                        add_name(sub + entry.name)
-                        add_nums((tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_mode))
+    subs = _scan(root, rel, "", names, nums)[::-1]
+    if expected_files >= PARALLEL_MIN_FILES and len(subs) > 1:
+        parts = in_two_processes(lambda half: _walk(root, rel, half), subs)
+    else:
+        parts = [_walk(root, rel, subs)]
+    for part_names, part_nums in parts:
+        names.extend(part_names)
+        nums.frombytes(part_nums)
     digest = xxhash.xxh3_128()
     digest.update("\0".join(names).encode("utf-8", "surrogateescape"))
     digest.update(nums.tobytes())
     return Listing(names, nums, digest.hexdigest())
 
 
+def _can_fork() -> bool:
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def in_two_processes(work: Callable[[Sequence[Any]], T], items: Sequence[Any]) -> list[T]:
+    """``[work(first half), work(second half)]``, the second half done by a forked child when possible.
+
+    ``work``'s result must be marshal-able. Whatever goes wrong in the child (an error, a signal, a
+    result that does not load), the parent computes that half itself, so its errors are raised here.
+    """
+    half = (len(items) + 1) // 2
+    first, second = items[:half], items[half:]
+    if not second or not _can_fork():
+        return [work(first), work(second)]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, and leave without running any of the parent's cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(marshal.dumps(work(second)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            mine = work(first)
+            sent = pipe.read()
+        _pid, status = os.waitpid(pid, 0)
+        pid = 0
+    finally:
+        if pid:  # the parent failed or was interrupted first: do not leave the child behind
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    try:
+        if os.waitstatus_to_exitcode(status) == 0:
+            return [mine, marshal.loads(sent)]
+    except (ValueError, EOFError, TypeError):
+        pass
+    return [mine, work(second)]
+
+
 def manifest_oid(rows: list[list]) -> str:
     """The id ``Manifest(...).oid`` gives for these [path, oid, size, executable] rows (same bytes)."""
     blob = json.dumps({"v": MANIFEST_VERSION, "entries": rows}, separators=(",", ":")).encode()
     return f"{ALGORITHM}:{xxhash.xxh3_128_hexdigest(blob)}{DIR_SUFFIX}"
+
+
+def _hash_files(paths: list[str]) -> list[str]:
+    """The ids of many files; split over two processes when there are many."""
+    if len(paths) < PARALLEL_MIN_FILES:
+        return [hash_one_file(path) for path in paths]
+    halves = in_two_processes(lambda part: [hash_one_file(path) for path in part], paths)
+    return [oid for half in halves for oid in half]
 
 
 def list_file(root: Path, rel: str) -> Listing:
@@ -189,31 +294,37 @@ class HashCache:
         is_dir = os.path.isdir(full)
         if not is_dir and not os.path.exists(full):
             raise FileNotFoundError(full)
-        listing = list_folder(self.root, rel) if is_dir else list_file(self.root, rel)
         cached = self._load(rel)
+        known_files = (cached.get("nfiles") or 0) if cached is not None else 0
+        listing = list_folder(self.root, rel, expected_files=known_files) if is_dir else list_file(self.root, rel)
         if (cached is not None and cached.get("digest") == listing.digest and cached.get("dir") == is_dir
                 and not want_manifest):
             return PathHash(cached["oid"], cached["size"], cached.get("nfiles"))
         listing.sort()
         table = self._load(rel, ".files") if cached is not None and cached.get("dir") == is_dir else None
         known: dict[str, tuple] = table.get("files", {}) if table is not None else {}
+        names, nums = listing.names, listing.nums
+        oids: list[str] = [""] * len(names)
+        todo: list[int] = []
+        for i, name in enumerate(names):
+            hit = known.get(name)
+            if (hit is not None and hit[4] is not None and hit[0] == nums[4 * i] and hit[1] == nums[4 * i + 1]
+                    and hit[2] == nums[4 * i + 2]):
+                oids[i] = hit[4]
+            else:
+                todo.append(i)
+        paths = [f"{full}/{names[i]}" for i in todo] if is_dir else [full] * len(todo)
+        for i, oid in zip(todo, _hash_files(paths), strict=True):
+            oids[i] = oid
         now = time.time_ns()
         files: dict[str, tuple] = {}
-        oids: list[str] = []
-        total = 0
         racy = False
-        for i, name in enumerate(listing.names):
-            size, mtime, ino, mode = listing.stats(i)
-            hit = known.get(name)
-            if hit is not None and hit[0] == size and hit[1] == mtime and hit[2] == ino and hit[4] is not None:
-                oid = hit[4]
-            else:
-                oid = hash_one_file(os.path.join(full, name) if is_dir else full)
-            total += size
-            oids.append(oid)
+        for i, name in enumerate(names):
+            size, mtime, ino, mode = nums[4 * i], nums[4 * i + 1], nums[4 * i + 2], nums[4 * i + 3]
             trusted = mtime < now - RACY_NS
             racy = racy or not trusted
-            files[name] = (size, mtime, ino, mode, oid if trusted else None)
+            files[name] = (size, mtime, ino, mode, oids[i] if trusted else None)
+        total = sum(nums[0::4])
         manifest = None
         if is_dir and want_manifest:
             manifest = Manifest(tuple(
