@@ -14,6 +14,7 @@ so its live gauges leave the merge. Without the variable everything stays in pro
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -105,9 +106,31 @@ class GatewayMetrics:
             return generate_latest(self.registry)
         from prometheus_client.multiprocess import MultiProcessCollector
 
+        _forget_dead_workers(folder)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=folder)
         return generate_latest(merged)
+
+
+def _forget_dead_workers(folder: str) -> None:
+    """Mark dead the workers that exited without saying so (killed; uvicorn starts a new one), so
+    their last routing gauges stop holding down ``livemin``. Their counters stay in the sums."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            mark_process_dead(int(pid), folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _values_in_files() -> bool:

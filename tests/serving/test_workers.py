@@ -103,8 +103,17 @@ class Served:
         import psutil
 
         assert self.proc is not None
-        children = psutil.Process(self.proc.pid).children()
-        return {c.pid for c in children if "multiprocessing.resource_tracker" not in " ".join(c.cmdline())}
+        pids = set()
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:  # killed, not reaped yet
+                    continue
+                command = " ".join(child.cmdline())
+            except psutil.Error:  # gone meanwhile
+                continue
+            if "multiprocessing.resource_tracker" not in command:
+                pids.add(child.pid)
+        return pids
 
     def log_text(self) -> str:
         return self.output.read_text(errors="replace")[-4000:] if self.output.exists() else ""
@@ -233,6 +242,25 @@ def test_only_one_worker_drives_rollouts(served: Served) -> None:
     for _ in range(5):  # the holder renews it; the other worker never takes it over
         time.sleep(0.5)
         assert holder() == owner
+
+
+def test_a_killed_worker_is_replaced_and_its_counts_and_gauges_stay_right(served: Served) -> None:
+    served_before = served.scrape()[("shipyard_requests_total", (("model", "iris"), ("route", "primary"),
+                                                                 ("status", "ok"), ("version", "1")))]
+    victim = min(served.worker_pids())
+    os.kill(victim, signal.SIGKILL)
+    wait_for("uvicorn to start a new worker", lambda: len(served.worker_pids() - {victim}) == 2, timeout=120)
+    wait_for("the new worker to answer", served._ready)
+    revision = served.set_routing(single_table("iris", 1, warm=[2]))
+
+    def routing_revisions() -> list[float]:
+        return [v for (name, _), v in served.scrape().items() if name == "shipyard_routing_revision"]
+
+    # the dead worker's last revision must not hold the minimum down
+    wait_for("every live worker at the new revision", lambda: min(routing_revisions(), default=0) >= revision)
+    after = served.scrape()[("shipyard_requests_total", (("model", "iris"), ("route", "primary"),
+                                                         ("status", "ok"), ("version", "1")))]
+    assert after >= served_before  # what the killed worker served is still counted
 
 
 def test_sigint_stops_every_worker_and_cleans_up(served: Served) -> None:
