@@ -3,13 +3,15 @@
 Every parser returns ``Inputs`` (column names and a columnar mapping of values) or raises
 ``RequestError`` naming the field that is wrong (``inputs[0].data``, ``dataframe_split.columns``,
 ...), which the app turns into a 422. Feature checks against the model's signature happen in
-``to_frame``: a missing column or a value of the wrong type names the column.
+``to_rows``: a missing column or a value of the wrong type names the column. Numeric input stays
+a numpy matrix (``Rows``); a DataFrame is built only when the model is called.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -185,44 +187,120 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 
 _NUMERIC = {"double", "long", "float", "integer", "int", "boolean"}
+_FLOAT = {"double", "float"}
 
 
-def to_frame(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) -> Any:
-    """A pandas DataFrame with the model's columns in order; errors name the column."""
+class Rows:
+    """One request's rows in the model's column order, as the model and the request log need them.
+
+    ``array`` is the (n, k) float64 matrix when every feature is numeric (the usual case): nothing
+    on the request path builds pandas objects until a model asks for ``frame``, and the request log
+    concatenates the arrays of many requests in one call. Otherwise ``array`` is None and ``frame``
+    is the checked DataFrame built while parsing.
+    """
+
+    __slots__ = ("_frame", "array", "columns")
+
+    def __init__(self, columns: tuple[str, ...], array: np.ndarray | None, frame: Any = None) -> None:
+        self.columns = columns
+        self.array = array
+        self._frame = frame
+
+    def __len__(self) -> int:
+        return len(self.array) if self.array is not None else len(self._frame)
+
+    @property
+    def frame(self) -> Any:
+        """The rows as a pandas DataFrame (built once, sharing the array's memory)."""
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self.array, columns=_column_index(self.columns), copy=False)
+        return self._frame
+
+    @classmethod
+    def of_frame(cls, frame: Any) -> Rows:
+        """Rows around an existing DataFrame (a float64 block keeps its array for the log)."""
+        columns = tuple(str(c) for c in frame.columns)
+        dtypes = set(frame.dtypes)
+        array = frame.to_numpy() if len(dtypes) == 1 and next(iter(dtypes)) == np.float64 else None
+        return cls(columns, array, frame)
+
+
+@lru_cache(maxsize=256)
+def _column_index(columns: tuple[str, ...]) -> Any:
+    """One immutable object-dtype column Index per column tuple: building it per request is the
+    costly part of a small DataFrame (and scikit-learn checks plain-object names faster)."""
+    import pandas as pd
+
+    return pd.Index(list(columns), dtype=object)
+
+
+def to_rows(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) -> Rows:
+    """The request's rows with the model's columns in order; errors name the column."""
     import pandas as pd
 
     if features is None:
         if inputs.columns is None:
-            return pd.DataFrame(inputs.rows)
+            return Rows.of_frame(pd.DataFrame(inputs.rows))
         if inputs.values is not None:
-            return pd.DataFrame(inputs.values, columns=inputs.columns)
-        return pd.DataFrame(inputs.rows, columns=inputs.columns)
-    names = [f.name for f in features]
+            return Rows.of_frame(pd.DataFrame(inputs.values, columns=inputs.columns))
+        return Rows.of_frame(pd.DataFrame(inputs.rows, columns=inputs.columns))
+    names = tuple(f.name for f in features)
     if inputs.columns is None:
         width = len(inputs.rows[0]) if inputs.rows else 0
         if width != len(names):
             raise RequestError(f"{field}[0]", f"expected {len(names)} values per row ({', '.join(names)}), got {width}")
         rows = inputs.rows
-        columns = names
+        columns = list(names)
         values = None
     else:
         missing = [n for n in names if n not in inputs.columns]
         if missing:
             raise RequestError(f"{field}", f"missing feature {missing[0]!r}; the model expects " + ", ".join(names))
         rows, columns, values = inputs.rows, inputs.columns, inputs.values
-    all_numeric = all(f.type in _NUMERIC for f in features)
-    if all_numeric and values is None and columns == names:
-        try:
-            array = np.asarray(rows, dtype=np.float64)
-        except (ValueError, TypeError):
-            array = None
-        if array is not None and array.ndim == 2:
-            return pd.DataFrame(array, columns=names, copy=False)
-    if values is None:
-        frame = pd.DataFrame(rows, columns=columns)
+    array = _numeric_array(rows, columns, values, names, features)
+    if array is not None:
+        return Rows(names, array)
+    return Rows.of_frame(_checked_frame(rows, columns, values, names, features, field))
+
+
+def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dict[str, list[Any]] | None,
+                   names: tuple[str, ...], features: tuple[Feature, ...]) -> np.ndarray | None:
+    """The (n, k) float64 matrix in model order, or None when a slower, checked path is needed.
+
+    Rows given in the model's order may hold longs and booleans (cast to float, as always);
+    columnar or reordered input takes this path only when every feature is a double, so integer
+    and boolean columns keep their dtype in the log.
+    """
+    if values is None and list(columns) == list(names):
+        if not all(f.type in _NUMERIC for f in features):
+            return None
+        source: Any = rows
+    elif all(f.type in _FLOAT for f in features):
+        if values is not None:
+            source = [values[n] for n in names]
+        else:
+            order = [columns.index(n) for n in names]
+            source = [[row[i] for i in order] for row in rows or []]
     else:
-        frame = pd.DataFrame(values, columns=columns)
-    frame = frame[names]
+        return None
+    try:
+        array = np.asarray(source, dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    if array.ndim != 2:
+        return None
+    return array.T.copy() if values is not None else array
+
+
+def _checked_frame(rows: list[list[Any]] | None, columns: list[str], values: dict[str, list[Any]] | None,
+                   names: tuple[str, ...], features: tuple[Feature, ...], field: str) -> Any:
+    """The DataFrame of mixed or non-numeric input, each column checked against its feature type."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=columns) if values is None else pd.DataFrame(values, columns=columns)
+    frame = frame[list(names)]
     for f in features:
         if f.type in _NUMERIC:
             col = frame[f.name]

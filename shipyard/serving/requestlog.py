@@ -27,9 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from shipyard.serving.logstore import LogFolder, log_location
+from shipyard.serving.logtable import columns_of, hour_partition, request_table
 
 
 class LogEntry(NamedTuple):
@@ -41,7 +40,7 @@ class LogEntry(NamedTuple):
     status: str
     latency_ms: float
     error: str | None
-    frame: Any  # pandas DataFrame of the model's features, or None
+    frame: Any  # the request's codec.Rows (or a pandas DataFrame) of the model's features, or None
     predictions: Any  # numpy array or None (error)
     scores: Any  # numpy array or None
     labels: bool  # True: predictions are class labels (logged as str)
@@ -155,12 +154,10 @@ class RequestLog:
     def _write_requests(self, entries: list[LogEntry]) -> int:
         groups: dict[tuple[Any, ...], list[LogEntry]] = defaultdict(list)
         for e in entries:
-            moment = datetime.fromtimestamp(e.ts, UTC)
-            schema = tuple(e.frame.columns) if e.frame is not None else ()
-            groups[(e.model, moment.strftime("%Y-%m-%d"), moment.strftime("%H"), schema, e.labels)].append(e)
+            groups[(e.model, *hour_partition(e.ts), columns_of(e.frame), e.labels)].append(e)
         total = 0
         for (model, date, hour, columns, labels), group in groups.items():
-            table = _request_table(group, list(columns), labels)
+            table = request_table(group, list(columns), labels)
             folder = self.root / f"model={model}" / f"date={date}" / f"hour={hour}"
             _write_parquet(table, folder)
             total += table.num_rows
@@ -193,52 +190,6 @@ def _drain(queue: deque[Any]) -> list[Any]:
             out.append(queue.popleft())
     except IndexError:
         return out
-
-
-def _request_table(group: list[LogEntry], columns: list[str], labels: bool) -> Any:
-    import pyarrow as pa
-
-    counts = [len(e.frame) if e.frame is not None else (len(e.predictions) if e.predictions is not None else 1)
-              for e in group]
-    ids: list[str] = []
-    for e, n in zip(group, counts, strict=True):
-        ids.extend([e.request_id] if n == 1 else [f"{e.request_id}/{i}" for i in range(n)])
-
-    def repeat(values: list[Any]) -> np.ndarray:
-        return np.repeat(np.asarray(values, dtype=object), counts)
-
-    ts_us = np.repeat(np.asarray([int(e.ts * 1_000_000) for e in group], dtype=np.int64), counts)
-    data: dict[str, Any] = {
-        "request_id": pa.array(ids, pa.string()),
-        "ts": pa.array(ts_us, pa.timestamp("us", tz="UTC")),
-        "model": pa.array(repeat([e.model for e in group]), pa.string()),
-        "version": pa.array(np.repeat(np.asarray([e.version for e in group], dtype=np.int64), counts), pa.int64()),
-        "route": pa.array(repeat([e.route for e in group]), pa.string()),
-        "status": pa.array(repeat([e.status for e in group]), pa.string()),
-        "latency_ms": pa.array(np.repeat(np.asarray([e.latency_ms for e in group], dtype=np.float64), counts),
-                               pa.float64()),
-        "error": pa.array(repeat([e.error for e in group]), pa.string()),
-    }
-    for col in columns:
-        parts = [e.frame[col].to_numpy() for e in group]
-        merged = np.concatenate(parts) if parts else np.asarray([])
-        data[f"feature.{col}"] = pa.array(merged.tolist() if merged.dtype == object else merged)
-    preds: list[Any] = []
-    scores: list[Any] = []
-    for e, n in zip(group, counts, strict=True):
-        if e.predictions is None:
-            preds.extend([None] * n)
-        elif labels:
-            preds.extend(str(v) for v in e.predictions.tolist())
-        else:
-            preds.extend(float(v) for v in np.asarray(e.predictions, dtype=np.float64).tolist())
-        if e.scores is None:
-            scores.extend([None] * n)
-        else:
-            scores.extend(float(v) for v in np.asarray(e.scores, dtype=np.float64).tolist())
-    data["prediction"] = pa.array(preds, pa.string() if labels else pa.float64())
-    data["score"] = pa.array(scores, pa.float64())
-    return pa.table(data)
 
 
 def _write_parquet(table: Any, folder: Path | LogFolder) -> str:
