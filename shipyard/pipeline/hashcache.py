@@ -148,16 +148,22 @@ def list_folder(root: Path, rel: str, *, expected_files: int = 0) -> Listing:
 
     The digest covers the walk as the file system returns it (stable while a folder is unchanged),
     so the common case, an unchanged folder, costs one ``stat`` per file and no sorting; callers that
-    need manifest order call ``Listing.sort()``. ``expected_files`` (what the cache last counted)
-    decides whether two processes share the walk; the listing is the same either way.
+    need manifest order call ``Listing.sort()``. ``expected_files`` (what the cache last counted; 0
+    when unknown, and then the first subfolder's count times the number of subfolders) decides
+    whether two processes share the walk; the listing is the same either way.
     """
     names: list[str] = []
     nums = array("q")
     subs = _scan(root, rel, "", names, nums)[::-1]
+    parts: list[tuple[list[str], bytes]] = []
+    if not expected_files and len(subs) > 2:  # a fresh clone: estimate from the first subfolder
+        parts.append(_walk(root, rel, subs[:1]))
+        expected_files = len(parts[0][0]) * len(subs)
+        subs = subs[1:]
     if expected_files >= PARALLEL_MIN_FILES and len(subs) > 1:
-        parts = in_two_processes(lambda half: _walk(root, rel, half), subs)
+        parts.extend(in_two_processes(lambda half: _walk(root, rel, half), subs))
     else:
-        parts = [_walk(root, rel, subs)]
+        parts.append(_walk(root, rel, subs))
     for part_names, part_nums in parts:
         names.extend(part_names)
         nums.frombytes(part_nums)
@@ -304,37 +310,32 @@ class HashCache:
         table = self._load(rel, ".files") if cached is not None and cached.get("dir") == is_dir else None
         known: dict[str, tuple] = table.get("files", {}) if table is not None else {}
         names, nums = listing.names, listing.nums
+        sizes, mtimes, inodes, modes = nums[0::4], nums[1::4], nums[2::4], nums[3::4]
         oids: list[str] = [""] * len(names)
         todo: list[int] = []
-        for i, name in enumerate(names):
+        for i, (name, size, mtime, ino) in enumerate(zip(names, sizes, mtimes, inodes, strict=True)):
             hit = known.get(name)
-            if (hit is not None and hit[4] is not None and hit[0] == nums[4 * i] and hit[1] == nums[4 * i + 1]
-                    and hit[2] == nums[4 * i + 2]):
+            if hit is not None and hit[4] is not None and hit[0] == size and hit[1] == mtime and hit[2] == ino:
                 oids[i] = hit[4]
             else:
                 todo.append(i)
         paths = [f"{full}/{names[i]}" for i in todo] if is_dir else [full] * len(todo)
         for i, oid in zip(todo, _hash_files(paths), strict=True):
             oids[i] = oid
-        now = time.time_ns()
-        files: dict[str, tuple] = {}
-        racy = False
-        for i, name in enumerate(names):
-            size, mtime, ino, mode = nums[4 * i], nums[4 * i + 1], nums[4 * i + 2], nums[4 * i + 3]
-            trusted = mtime < now - RACY_NS
-            racy = racy or not trusted
-            files[name] = (size, mtime, ino, mode, oids[i] if trusted else None)
-        total = sum(nums[0::4])
+        horizon = time.time_ns() - RACY_NS  # a file modified after this is not trusted next time
+        files = {name: (size, mtime, ino, mode, oid if mtime < horizon else None)
+                 for name, size, mtime, ino, mode, oid in zip(names, sizes, mtimes, inodes, modes, oids, strict=True)}
+        racy = max(mtimes, default=0) >= horizon
+        total = sum(sizes)
         manifest = None
+        executable = stat_module.S_IXUSR
         if is_dir and want_manifest:
-            manifest = Manifest(tuple(
-                FileEntry(name, oids[i], listing.nums[4 * i], bool(listing.nums[4 * i + 3] & stat_module.S_IXUSR))
-                for i, name in enumerate(listing.names)))
+            manifest = Manifest(tuple(FileEntry(name, oid, size, bool(mode & executable))
+                                      for name, oid, size, mode in zip(names, oids, sizes, modes, strict=True)))
             result = PathHash(manifest.oid, total, len(oids), manifest)
         elif is_dir:
-            nums = listing.nums
-            rows = [[name, oids[i], nums[4 * i], 1 if nums[4 * i + 3] & stat_module.S_IXUSR else 0]
-                    for i, name in enumerate(listing.names)]
+            rows = [[name, oid, size, 1 if mode & executable else 0]
+                    for name, oid, size, mode in zip(names, oids, sizes, modes, strict=True)]
             result = PathHash(manifest_oid(rows), total, len(oids))
         else:
             result = PathHash(oids[0], total, None)
