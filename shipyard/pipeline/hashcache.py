@@ -194,7 +194,9 @@ def in_two_processes(work: Callable[[Sequence[Any]], T], items: Sequence[Any]) -
     if pid == 0:  # the child: compute, send, and leave without running any of the parent's cleanup
         code = 1
         try:
-            os.close(read_end)
+            # Keep none of the parent's files: a runner killed mid-walk must free its run lock at once.
+            os.closerange(3, write_end)
+            os.closerange(write_end + 1, os.sysconf("SC_OPEN_MAX"))
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             with os.fdopen(write_end, "wb") as out:
                 out.write(marshal.dumps(work(second)))

@@ -123,6 +123,17 @@ def fails_in_the_child(part):
 
 assert in_two_processes(fails_in_the_child, [1, 2, 3, 4]) == [3, 7]  # the parent redid [3, 4]
 assert calls == [(parent, [1, 2]), (parent, [3, 4])], calls
+
+held = os.open(".", os.O_RDONLY)  # e.g. the run lock: the child must not keep it alive
+
+def is_open(_part):
+    try:
+        os.fstat(held)
+    except OSError:
+        return False
+    return True
+
+assert in_two_processes(is_open, [1, 2]) == [True, False]
 print("SPLIT OK")
 """
 
