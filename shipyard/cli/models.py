@@ -127,6 +127,7 @@ def show(
         print_json(mv.to_dict())
         return
     rows = [("version", mv.ref), ("flavor", mv.flavor), ("model object", mv.model_oid),
+            ("model file hash", mv.content_oid or "not recorded"),
             ("size", f"{mv.size_bytes:,} bytes"), ("aliases", ", ".join(mv.aliases) or "none"),
             ("run", mv.run_id or "none"), ("gate", _gate(mv)), ("description", mv.description or ""),
             ("signature", ", ".join(f"{c.name}:{c.type}" for c in mv.signature.inputs) if mv.signature else "none"),
