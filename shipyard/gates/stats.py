@@ -11,6 +11,7 @@ metrics (absolute or squared error, log loss) resample the per-row difference in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -121,23 +122,151 @@ def paired_bootstrap(metric: str, y_true: Any, pred_a: Any, pred_b: Any, *, resa
     else:
         loss_a, loss_b, finish = _per_row(metric, y, pred_a, pred_b, proba_a, proba_b, classes)
         cand, base = finish(loss_a.mean()), finish(loss_b.mean())
-        diffs = np.empty(resamples)
-        chunk = max(1, min(resamples, 8_000_000 // max(n, 1)))
-        linear = finish is _identity  # the metric is a mean: resample the per-row difference only
-        # float32 rows with numpy's pairwise summation along the contiguous axis: exact enough for
-        # an interval (relative error ~1e-7) and several times faster than float64 accumulation.
-        delta = (loss_a - loss_b).astype(np.float32)
-        a32, b32 = loss_a.astype(np.float32), loss_b.astype(np.float32)
-        for start in range(0, resamples, chunk):
-            size = min(chunk, resamples - start)
-            idx = rng.integers(0, n, size=(size, n), dtype=np.int32)
-            if linear:
-                diffs[start:start + size] = delta[idx].mean(axis=1)
-            else:
-                diffs[start:start + size] = finish(a32[idx].mean(axis=1).astype(float)) - finish(b32[idx].mean(axis=1).astype(float))
+        if finish is _identity:   # a mean: resample the per-row difference
+            diffs = _bootstrap_means((loss_a - loss_b)[None, :], resamples, rng)[:, 0]
+        else:                     # rmse: sqrt(A) - sqrt(B) = (A - B) / (sqrt(A) + sqrt(B)), A - B from the
+            means = _bootstrap_means(np.stack([loss_a - loss_b, loss_a, loss_b]), resamples, rng)  # difference
+            diffs = _sqrt_difference(means[:, 0], means[:, 1], means[:, 2])
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return PairedResult(metric, cand, base, cand - base, float(low), float(high), confidence, resamples, n,
                         GREATER_IS_BETTER[metric])
+
+
+# --- Per-row metrics --------------------------------------------------------------------------------
+#
+# A per-row metric is a mean of per-row values (or the square root of one), so a resample only needs
+# how many times it draws each row: counts c ~ Multinomial(n, 1/n each), and the resampled mean is
+# sum(c_i * v_i) / n. Drawing n row indices costs ~17 random bits and a gather per row; here a row's
+# count costs one random byte, and the counts are still exactly multinomial:
+#
+# 1. Independent Poisson(lam) counts, given their total S, are Multinomial(S, 1/n each). With
+#    lam = 1 - 4/sqrt(n), S <= n in all but ~3e-5 of resamples (those are drawn again, which
+#    conditions on S only). Adding n - S uniformly drawn rows (~4*sqrt(n), the "top-up") then gives
+#    Multinomial(n, 1/n each): the plain bootstrap.
+# 2. A Poisson count comes from one byte: a byte maps straight to a count when its whole 1/256 cell
+#    lies inside that count's share of [0, 1) ("clean" cells, 98.8% of bytes). A byte in the last few
+#    ("rare") cells draws its count from a double instead, with the probabilities that the clean
+#    cells leave over, so the counts follow Poisson's probabilities to double precision.
+# 3. The sums are matrix-vector products of the (resamples, rows) counts with the values, in float32
+#    over values centred on their mean (the error is ~1e-5 of the bootstrap's spread).
+#
+# Below POISSON_MIN_ROWS rows only the top-up runs: it draws all n rows, the textbook way.
+
+POISSON_MIN_ROWS = 1_000
+POISSON_MAX_ROWS = 1 << 24    # float32 counts the rows drawn exactly below this
+_CELLS = 256                  # one byte per row
+_CLEAN = 5                    # bytes give counts 0..4 directly; the rest is rare
+_MARGIN_SDS = 4.0             # lam = 1 - margin / sqrt(n)
+_BYTES_PER_DOUBLE = 6         # a uniform double is k / 2**53: bytes 0-5 of k are uniform random bytes
+_CHUNK_SLOTS = 1 << 19        # count slots per chunk of resamples: the buffers stay in the CPU cache
+
+
+def _bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of each row of ``values`` (k, n) over bootstrap resamples of the n columns, the same
+    resamples for every row: shape (resamples, k)."""
+    k, n = values.shape
+    centre = values.mean(axis=1)
+    centred = (values - centre[:, None]).astype(np.float32)
+    sums = np.empty((resamples, k))
+    if n < POISSON_MIN_ROWS or n >= POISSON_MAX_ROWS:
+        chunk = max(1, _CHUNK_SLOTS // n)
+        for start in range(0, resamples, chunk):
+            size = min(chunk, resamples - start)
+            sums[start:start + size] = _top_up(centred, np.full(size, n), rng)
+        return centre + sums / n
+    counts = _PoissonCounts(n, 1 - _MARGIN_SDS / math.sqrt(n), rng)
+    placed = counts.place(np.vstack([centred, np.ones(n, np.float32)]))  # last row: rows drawn
+    for start in range(0, resamples, counts.chunk):
+        size = min(counts.chunk, resamples - start)
+        drawn = _poisson_sums(counts, placed, size, n)
+        sums[start:start + size] = drawn[:, :-1] + _top_up(centred, n - drawn[:, -1].astype(np.int64), rng)
+    return centre + sums / n
+
+
+def _poisson_sums(counts: _PoissonCounts, placed: np.ndarray, size: int, n: int) -> np.ndarray:
+    """(size, k) sums of Poisson counts times the placed rows; a resample that drew more than n rows
+    is drawn again (the last placed row is all ones, so its sum is the number of rows drawn)."""
+    sums = counts.sums(size, placed)
+    while (over := np.flatnonzero(sums[:, -1] > n)).size:
+        sums[over] = counts.sums(over.size, placed)
+    return sums
+
+
+def _top_up(values: np.ndarray, extra: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(len(extra), k): for each r, the sums of ``extra[r]`` uniformly drawn columns of ``values``."""
+    idx = rng.integers(0, values.shape[1], int(extra.sum()))
+    which = np.repeat(np.arange(len(extra)), extra)
+    return np.column_stack([np.bincount(which, weights=row[idx], minlength=len(extra)) for row in values])
+
+
+class _PoissonCounts:
+    """Independent Poisson(lam) counts for ``rows`` rows, ``chunk`` resamples at a time, laid out in
+    slots: eight per random double, of which the first six are rows (the last two bytes of k are
+    never >= the first threshold, so their count is 0; ``place`` puts zeros there anyway)."""
+
+    def __init__(self, rows: int, lam: float, rng: np.random.Generator) -> None:
+        self.rows, self.rng = rows, rng
+        self.doubles = -(-rows // _BYTES_PER_DOUBLE)
+        self.slots = self.doubles * 8
+        self.chunk = max(1, _CHUNK_SLOTS // self.slots)
+        self.starts, self.rare_cdf = _count_cells(lam)
+        self._uniform = np.empty((self.chunk, self.doubles))
+        self._bits = np.empty((self.chunk, self.doubles), dtype="<u8")
+        self._counts = np.empty((self.chunk, self.slots), dtype=np.uint8)
+        self._mask = np.empty((self.chunk, self.slots), dtype=bool)
+        self._float = np.empty((self.chunk, self.slots), dtype=np.float32)
+
+    def place(self, values: np.ndarray) -> np.ndarray:
+        """The (k, rows) values laid out in the slots, zeros elsewhere: (k, slots)."""
+        k = len(values)
+        rows = np.zeros((k, self.doubles * _BYTES_PER_DOUBLE), values.dtype)
+        rows[:, :self.rows] = values
+        slots = np.zeros((k, self.doubles, 8), values.dtype)
+        slots[:, :, :_BYTES_PER_DOUBLE] = rows.reshape(k, self.doubles, _BYTES_PER_DOUBLE)
+        return slots.reshape(k, self.slots)
+
+    def sums(self, size: int, placed: np.ndarray) -> np.ndarray:
+        """(size, k) float64: for each of ``size`` new draws, the counts times each placed row."""
+        drawn = self.draw(size)
+        return np.column_stack([drawn @ row for row in placed]).astype(float)
+
+    def draw(self, size: int) -> np.ndarray:
+        """(size, slots) float32 counts; the buffer is reused by the next call."""
+        uniform, bits = self._uniform[:size].reshape(-1), self._bits[:size].reshape(-1)
+        counts, mask = self._counts[:size].reshape(-1), self._mask[:size].reshape(-1)
+        self.rng.random(out=uniform)
+        np.multiply(uniform, 2.0 ** 53, out=uniform)       # exact: the 53-bit integer k
+        np.copyto(bits, uniform, casting="unsafe")
+        cells = bits.view(np.uint8)                        # "<u8": byte j holds bits 8j..8j+7 on any CPU
+        np.greater_equal(cells, self.starts[1], out=counts.view(bool))
+        for start in self.starts[2:_CLEAN]:
+            np.greater_equal(cells, start, out=mask)
+            np.add(counts, mask.view(np.uint8), out=counts)
+        np.greater_equal(cells, self.starts[_CLEAN], out=mask)
+        rare = _set_positions(mask)
+        counts[rare] = np.searchsorted(self.rare_cdf, self.rng.random(rare.size), side="right")
+        out = self._float[:size]
+        np.copyto(out.reshape(-1), counts)
+        return out
+
+
+def _set_positions(mask: np.ndarray) -> np.ndarray:
+    """Positions of the True values of a sparse 1-D mask whose size is a multiple of 8 (a scan of 8-byte words first: several times faster than np.flatnonzero at ~1% density)."""
+    words = np.flatnonzero(mask.view(np.uint64))
+    within = np.flatnonzero(mask.reshape(-1, 8)[words])
+    return words[within >> 3] * 8 + (within & 7)
+
+
+def _count_cells(lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Byte thresholds (a clean byte's count is how many of starts[1:_CLEAN] it reaches; a byte >=
+    starts[_CLEAN] is rare) and the cumulative distribution of a rare byte's count."""
+    k = np.arange(24)   # Poisson(<=1) puts less than 1e-23 beyond, below a double's resolution
+    pmf = np.exp(k * math.log(lam) - lam - np.array([math.lgamma(i + 1) for i in k]))
+    clean = np.floor(pmf[:_CLEAN] * _CELLS)
+    starts = np.concatenate([[0], np.cumsum(clean)]).astype(np.uint8)
+    rare = pmf * _CELLS
+    rare[:_CLEAN] -= clean
+    return starts, np.cumsum(rare) / rare.sum()
 
 
 def _encode(*arrays: np.ndarray) -> tuple[np.ndarray, int]:
@@ -156,6 +285,12 @@ def _encode(*arrays: np.ndarray) -> tuple[np.ndarray, int]:
     return np.asarray(codes), len(labels)
 
 
+def _sqrt_difference(diff: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sqrt(a) - sqrt(b) computed from diff = a - b (accurate when a and b are close); 0 where both are 0."""
+    root_sum = np.sqrt(np.maximum(a, 0)) + np.sqrt(np.maximum(b, 0))
+    return np.divide(diff, root_sum, out=np.zeros_like(diff), where=root_sum > 0)
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -169,19 +304,36 @@ def _per_row(metric: str, y: np.ndarray, pred_a: Any, pred_b: Any, proba_a: Any,
         index = {str(c): i for i, c in enumerate(classes)}
         cols = np.array([index.get(str(v), -1) for v in y])
         if (cols < 0).any():
-            raise InputError("the evaluation labels include a class the models do not know")
+            raise InputError(f"log_loss: the evaluation labels include a class the models do not know "
+                             f"({y[int(np.argmax(cols < 0))]!r} at row {int(np.argmax(cols < 0))})")
         rows = np.arange(len(y))
         eps = 1e-15
-        la = -np.log(np.clip(np.asarray(proba_a)[rows, cols], eps, 1))
-        lb = -np.log(np.clip(np.asarray(proba_b)[rows, cols], eps, 1))
-        return la, lb, identity
-    ya = np.asarray(pred_a, dtype=float) - y.astype(float)
-    yb = np.asarray(pred_b, dtype=float) - y.astype(float)
+        pa = _numeric(metric, "candidate probabilities", proba_a, len(y))[rows, cols]
+        pb = _numeric(metric, "baseline probabilities", proba_b, len(y))[rows, cols]
+        return -np.log(np.clip(pa, eps, 1)), -np.log(np.clip(pb, eps, 1)), identity
+    truth = _numeric(metric, "evaluation labels", y, len(y))
+    ya = _numeric(metric, "candidate predictions", pred_a, len(y)) - truth
+    yb = _numeric(metric, "baseline predictions", pred_b, len(y)) - truth
     if metric == "mae":
         return np.abs(ya), np.abs(yb), identity
     if metric == "mse":
         return ya ** 2, yb ** 2, identity
     return ya ** 2, yb ** 2, np.sqrt  # rmse
+
+
+def _numeric(metric: str, what: str, values: Any, rows: int) -> np.ndarray:
+    """``values`` as a float array with one entry (or row) per evaluation row, all finite."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{metric} needs numbers, but the {what} are not numeric") from None
+    if len(array) != rows:
+        raise InputError(f"{metric}: the {what} have {len(array)} rows, the evaluation set has {rows}")
+    bad = np.flatnonzero(~np.isfinite(array).reshape(rows, -1).all(axis=1))
+    if bad.size:
+        raise InputError(f"{metric}: the {what} are NaN or infinite at {bad.size} row(s), first at row {bad[0]}",
+                         hint="drop or fill those rows before comparing")
+    return array
 
 
 def metric_value(metric: str, y_true: Any, pred: Any) -> float:
