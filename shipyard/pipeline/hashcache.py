@@ -222,8 +222,11 @@ def in_two_processes(work: Callable[[Sequence[Any]], T], items: Sequence[Any]) -
     return [mine, work(second)]
 
 
-def manifest_oid(rows: list[list]) -> str:
-    """The id ``Manifest(...).oid`` gives for these [path, oid, size, executable] rows (same bytes)."""
+def manifest_oid(rows: Sequence[Sequence[Any]]) -> str:
+    """The id ``Manifest(...).oid`` gives for these (path, oid, size, executable) rows (same bytes).
+
+    Tuples are fine: ``json`` writes them as arrays, as it writes the manifest's lists.
+    """
     blob = json.dumps({"v": MANIFEST_VERSION, "entries": rows}, separators=(",", ":")).encode()
     return f"{ALGORITHM}:{xxhash.xxh3_128_hexdigest(blob)}{DIR_SUFFIX}"
 
@@ -325,9 +328,9 @@ class HashCache:
         for i, oid in zip(todo, _hash_files(paths), strict=True):
             oids[i] = oid
         horizon = time.time_ns() - RACY_NS  # a file modified after this is not trusted next time
-        files = {name: (size, mtime, ino, mode, oid if mtime < horizon else None)
-                 for name, size, mtime, ino, mode, oid in zip(names, sizes, mtimes, inodes, modes, oids, strict=True)}
         racy = max(mtimes, default=0) >= horizon
+        kept = [oid if mtime < horizon else None for oid, mtime in zip(oids, mtimes, strict=True)] if racy else oids
+        files = dict(zip(names, zip(sizes, mtimes, inodes, modes, kept, strict=True), strict=True))
         total = sum(sizes)
         manifest = None
         executable = stat_module.S_IXUSR
@@ -336,9 +339,8 @@ class HashCache:
                                       for name, oid, size, mode in zip(names, oids, sizes, modes, strict=True)))
             result = PathHash(manifest.oid, total, len(oids), manifest)
         elif is_dir:
-            rows = [[name, oid, size, 1 if mode & executable else 0]
-                    for name, oid, size, mode in zip(names, oids, sizes, modes, strict=True)]
-            result = PathHash(manifest_oid(rows), total, len(oids))
+            flags = [1 if mode & executable else 0 for mode in modes]
+            result = PathHash(manifest_oid(list(zip(names, oids, sizes, flags, strict=True))), total, len(oids))
         else:
             result = PathHash(oids[0], total, None)
         head = {"v": CACHE_VERSION, "path": rel, "dir": is_dir, "digest": None if racy else listing.digest,
