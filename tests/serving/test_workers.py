@@ -244,6 +244,38 @@ def test_only_one_worker_drives_rollouts(served: Served) -> None:
         assert holder() == owner
 
 
+def test_a_canary_is_driven_by_one_controller_to_promotion(served: Served) -> None:
+    from shipyard.config import DeploySection
+    from shipyard.rollout.controller import Controller
+    from shipyard.rollout.ports import RegistryAdapter
+    from shipyard.serving.loaders import RegistryLoader
+
+    state = served.root / ".shipyard"
+    starter = Controller(served.ws.store, RegistryAdapter(), requests_root=state / "requests",
+                         feedback_root=state / "feedback")  # only starts it; the workers drive it
+    settings = DeploySection(strategy="canary", steps=[25, 50, 100], interval="1s", min_samples=20,
+                             rollback_when={"error_rate": "> 0.5"})
+    starter.start("iris", 2, settings, check_load=RegistryLoader(served.ws.store, served.ws.objects).load)
+
+    def promoted() -> bool:
+        infer(served.url, 48, key=lambda i: f"c{i}-{time.monotonic()}")
+        return starter.status("iris", limit=1)[0]["state"] == "promoted"
+
+    wait_for("the workers' controller to promote the canary", promoted, timeout=180)
+    decisions = starter.status("iris", limit=1)[0]["decisions"]
+    moves = [(d["from"], d["to"]) for d in decisions if d["status"] == "ACCEPT"]
+    assert moves == [("none", "canary[0]"), ("canary[0]", "canary[1]"), ("canary[1]", "promoted")]
+    # Each analysis comes a full interval after the last conclusive decision (an inconclusive wait,
+    # too few samples, keeps the window open). Two controllers ticking at once would analyse the
+    # same window twice, moments apart.
+    window_start = None
+    for d in decisions:
+        if d["cause"] == "analysis":
+            assert window_start is not None and d["at"] - window_start >= 1.0, decisions
+        if "RequireMinSamples" not in str(d["fired"]):
+            window_start = d["at"]
+
+
 def test_a_killed_worker_is_replaced_and_its_counts_and_gauges_stay_right(served: Served) -> None:
     served_before = served.scrape()[("shipyard_requests_total", (("model", "iris"), ("route", "primary"),
                                                                  ("status", "ok"), ("version", "1")))]
