@@ -53,7 +53,8 @@ class LogFolder:
         except (ImportError, ValueError) as exc:
             hint = ('pip install "shipyard[s3]"' if text.startswith(("s3://", "s3a://"))
                     else "use a local folder or an fsspec URL such as s3://bucket/prefix")
-            raise InputError(f"request log location {text!r}: cannot open it ({exc})", hint=hint) from exc
+            raise InputError(f"request log location {text!r} (deploy.request_log in shipyard.yaml, or "
+                             f"SHIPYARD_REQUEST_LOG): cannot open it ({exc})", hint=hint) from exc
         return cls(text.rstrip("/"), fs, path.rstrip("/"))
 
     @property

@@ -47,8 +47,18 @@ def test_locations_local_and_remote() -> None:
     assert log_location("file:///tmp/requests") == Path("/tmp/requests")
     remote = log_location("memory://logs/requests")
     assert isinstance(remote, LogFolder) and str(remote / "model=a") == "memory://logs/requests/model=a"
-    with pytest.raises(InputError, match="request log location 'nosuchscheme://x'"):
+    with pytest.raises(InputError, match=r"request log location 'nosuchscheme://x' \(deploy.request_log in "):
         LogFolder.of("nosuchscheme://x")
+
+
+def test_an_unknown_scheme_in_the_config_is_refused_by_serve_naming_the_setting(project: Any) -> None:
+    from tests.conftest import run_cli
+
+    (project.project.root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\ndeploy:\n  request_log: nosuch://x\n")
+    done = run_cli("serve", "--get", "/ready", cwd=project.project.root, env={"SHIPYARD_REQUEST_LOG": ""})
+    assert done.returncode == 2, done.stderr
+    assert "deploy.request_log" in done.stderr and "nosuch://x" in done.stderr
+    assert not (project.project.state_dir / "requests").exists()
 
 
 @pytest.fixture
