@@ -9,7 +9,8 @@ within each cell, so machine load hits them alike.
 - **shipyard**: the real gateway request path (routing table lookup, strategy, OIP/MLflow parsing,
   column check, predict + top-class score, Prometheus metrics, request log to Parquet off the path).
   The model is loaded from a skops file by a bench-only loader (``SkopsFileLoader``) rather than from
-  a registry, which does not change the request path.
+  a registry, which does not change the request path: like ``shipyard.models.LoadedModel`` it offers
+  ``predict_array`` (the matrix fast path, names checked once by ``array_estimator``).
 - **shipyard+batch**: the same with micro-batching on.
 - **fastapi**: FastAPI + pydantic body, ``async def``, DataFrame + ``model.predict``, orjson-free.
 - **mlflow**: ``mlflow models serve --env-manager local`` (mlflow 3.17.2 from bench/peers/mlflow.txt).
@@ -58,7 +59,12 @@ class SkopsFileLoader:
         self.model = sio.load(path, trusted=sio.get_untrusted_types(file=path))
 
     def load(self, name: str, version: int) -> Any:
+        from shipyard.models.flavors.sklearn import array_estimator
+
         model = self.model
+        # what shipyard.models.LoadedModel does for an all-double signature (predict_array)
+        matrix = array_estimator(model, FEATURES)
+        assert matrix is not None, "the bench model should take matrices, as a registry-loaded one does"
 
         class Loaded:
             classes = model.classes_
@@ -71,6 +77,14 @@ class SkopsFileLoader:
             @staticmethod
             def predict_proba(frame: Any) -> Any:
                 return model.predict_proba(frame)
+
+            @staticmethod
+            def predict_array(array: Any) -> Any:
+                return matrix.predict(array)
+
+            @staticmethod
+            def predict_proba_array(array: Any) -> Any:
+                return matrix.predict_proba(array)
 
         return Loaded()
 

@@ -40,6 +40,7 @@ from shipyard.serving.batching import Batcher
 from shipyard.serving.codec import Inputs, RequestError, Rows
 from shipyard.serving.follower import Follower, ModelRoute, Served
 from shipyard.serving.metrics import GatewayMetrics
+from shipyard.serving.protocols import ArrayPredictor
 from shipyard.serving.requestlog import FeedbackEntry, LogEntry, RequestLog
 from shipyard.serving.routing import bucket_of
 
@@ -290,15 +291,21 @@ def _model_call(served: Served, scores: bool) -> Callable[[Rows], tuple[np.ndarr
     assert model is not None
     want_scores = scores and served.labels
     classes = np.asarray(model.classes) if want_scores else None
+    # A model taking matrices gets the request's matrix when its columns are this version's inputs.
+    matrix_columns = (tuple(f.name for f in served.features)
+                      if served.features and isinstance(model, ArrayPredictor) else None)
 
     def run(rows: Rows) -> tuple[np.ndarray, np.ndarray | None]:
-        frame = rows.frame
+        if matrix_columns is not None and rows.array is not None and rows.columns == matrix_columns:
+            predict, predict_proba, given = model.predict_array, model.predict_proba_array, rows.array
+        else:
+            predict, predict_proba, given = model.predict, model.predict_proba, rows.frame
         if classes is not None:
-            proba = model.predict_proba(frame)
+            proba = predict_proba(given)
             if proba is not None:
                 proba = np.asarray(proba)
                 return classes[proba.argmax(axis=1)], proba.max(axis=1)
-        return np.asarray(model.predict(frame)), None
+        return np.asarray(predict(given)), None
 
     return run
 

@@ -1,6 +1,7 @@
 """What the gateway needs from the layers below it, as small Protocols (STYLE A2).
 
-``ServableModel`` is one loaded model version; ``shipyard.models.LoadedModel`` satisfies it.
+``ServableModel`` is one loaded model version; ``shipyard.models.LoadedModel`` satisfies it (and the
+optional ``ArrayPredictor``, the request path's matrix fast path).
 ``ModelLoader`` turns ``(name, version)`` into one; the real one reads the registry
 (``shipyard.serving.loaders.RegistryLoader``). ``RoutingSource`` is where routing tables live (the
 store, through ``shipyard.serving.follower.StoreRoutingSource``).
@@ -25,6 +26,18 @@ class ServableModel(Protocol):
     def predict(self, frame: Any) -> Any: ...
 
     def predict_proba(self, frame: Any) -> Any: ...
+
+
+@runtime_checkable
+class ArrayPredictor(Protocol):
+    """Optional for a ServableModel: predictions straight from a 2-D float64 matrix whose columns
+    are the signature's inputs, in order. The gateway builds that matrix from numeric requests and
+    skips the DataFrame; ``shipyard.models.LoadedModel`` falls back to its DataFrame path itself
+    when the flavor cannot take a matrix."""
+
+    def predict_array(self, array: Any) -> Any: ...
+
+    def predict_proba_array(self, array: Any) -> Any: ...
 
 
 class ModelLoader(Protocol):

@@ -39,6 +39,26 @@ class Fitted:
         return None
 
 
+class MatrixFitted(Fitted):
+    """Also takes matrices in signature order, as LoadedModel does (``predict_array``); counts them."""
+
+    def __init__(self, estimator: Any, features: list[str]) -> None:
+        from shipyard.models.flavors.sklearn import array_estimator
+
+        super().__init__(estimator, features)
+        self.matrix = array_estimator(estimator, features)
+        assert self.matrix is not None
+        self.matrix_calls = 0
+
+    def predict_array(self, array: np.ndarray) -> np.ndarray:
+        self.matrix_calls += 1
+        return self.matrix.predict(array)
+
+    def predict_proba_array(self, array: np.ndarray) -> np.ndarray | None:
+        self.matrix_calls += 1
+        return self.matrix.predict_proba(array)
+
+
 class Flaky(Fitted):
     """Raises on a fixed share of calls (deterministic: every k-th call)."""
 

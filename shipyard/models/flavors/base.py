@@ -65,6 +65,50 @@ class LoadedModel:
 
         return np.asarray(out, dtype=float)
 
+    def predict_array(self, array: Any) -> Any:
+        """Predict from a float64 matrix whose columns are the signature's inputs, in order (the
+        gateway's fast path: no DataFrame when the flavor can take a matrix; else as ``predict``)."""
+        import numpy as np
+
+        native = self._matrix_native(array)
+        return np.asarray(native.predict(array)) if native is not None else self.predict(self._matrix_frame(array))
+
+    def predict_proba_array(self, array: Any) -> Any:
+        """``predict_proba`` from a matrix, as ``predict_array``."""
+        native = self._matrix_native(array)
+        if native is None:
+            return self.predict_proba(self._matrix_frame(array))
+        method = getattr(native, "predict_proba", None)
+        if method is None:
+            return None
+        import numpy as np
+
+        return np.asarray(method(array), dtype=float)
+
+    def _matrix_native(self, array: Any) -> Any:
+        """The native model when it may take ``array`` as is: every input a double, the flavor able
+        to (names checked once), and no missing value in a column that must have one."""
+        if not hasattr(self, "_matrix_ready"):
+            sig = self.signature
+            ok = sig is not None and all(c.type == "double" for c in sig.inputs)
+            self._matrix_model = self.flavor._array_native(self) if ok else None
+            self._matrix_required = [i for i, c in enumerate(sig.inputs) if not c.nullable] if ok and sig else []
+            self._matrix_ready = True
+        if self._matrix_model is None:
+            return None
+        if self._matrix_required:
+            import numpy as np
+
+            if np.isnan(array[:, self._matrix_required]).any():
+                return None  # the DataFrame path names the column
+        return self._matrix_model
+
+    def _matrix_frame(self, array: Any) -> Any:
+        import pandas as pd
+
+        columns = self.signature.columns if self.signature is not None else None
+        return pd.DataFrame(array, columns=columns)
+
     @property
     def classes(self) -> list[Any] | None:
         found = self.flavor._classes(self)
@@ -205,6 +249,10 @@ class Flavor:
 
     def _classes(self, loaded: LoadedModel) -> Any:
         return getattr(loaded.native, "classes_", None)
+
+    def _array_native(self, loaded: LoadedModel) -> Any:
+        """The native model when it predicts from a matrix in signature order, else None."""
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,31 @@ class SklearnFlavor(Flavor):
         path = folder / "model.skops"
         sio.dump(model, path)
         return path
+
+    def _array_native(self, loaded: Any) -> Any:
+        return array_estimator(loaded.native, loaded.signature.columns)
+
+
+def array_estimator(estimator: Any, columns: list[str]) -> Any | None:
+    """``estimator`` when it can predict straight from a float matrix whose columns are ``columns``
+    in that order, else None. The names are checked here, once, instead of on a DataFrame per call
+    (scikit-learn's per-call DataFrame checks cost several times the prediction of a small model).
+    Pipelines, column transformers and feature unions may pick columns by name, so they (and
+    estimators wrapping one) keep the DataFrame path."""
+    from sklearn.base import BaseEstimator
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    by_name = (Pipeline, ColumnTransformer, FeatureUnion)
+    if not isinstance(estimator, BaseEstimator) or isinstance(estimator, by_name):
+        return None
+    if any(isinstance(v, by_name) for v in estimator.get_params(deep=True).values()):
+        return None
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and [str(n) for n in names] != list(columns):
+        return None
+    if names is None and getattr(estimator, "n_features_in_", None) != len(columns):
+        return None
+    # The matrix has no names by design (checked above): scikit-learn's reminder is noise here.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    return estimator
