@@ -29,7 +29,9 @@ from tests.conftest import shipyard_bin
 from tests.e2e.gateway_live import free_port, iris_rows
 from tests.serving.project_models import register_iris
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# one server for the module, its tests in order (make test runs xdist with --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("serve-workers")]
+OK_V1 = ("shipyard_requests_total", (("model", "iris"), ("route", "primary"), ("status", "ok"), ("version", "1")))
 
 CONFIG = """pipeline:
   stages: {}
@@ -197,8 +199,7 @@ def test_both_workers_answer_log_and_count_in_one_scrape(served: Served) -> None
     assert served.logged().height == sent  # every worker's rows landed, in files of their own
     assert {int(pid) for pid in served.writers()} == served.worker_pids()
     samples = served.scrape()
-    ok = samples[("shipyard_requests_total", (("model", "iris"), ("route", "primary"), ("status", "ok"),
-                                              ("version", "1")))]
+    ok = samples[OK_V1]
     assert ok == sent
     assert samples[("shipyard_request_latency_seconds_count", (("model", "iris"), ("version", "1")))] == sent
     predicted = sum(v for (name, labels), v in samples.items()
@@ -277,8 +278,7 @@ def test_a_canary_is_driven_by_one_controller_to_promotion(served: Served) -> No
 
 
 def test_a_killed_worker_is_replaced_and_its_counts_and_gauges_stay_right(served: Served) -> None:
-    served_before = served.scrape()[("shipyard_requests_total", (("model", "iris"), ("route", "primary"),
-                                                                 ("status", "ok"), ("version", "1")))]
+    served_before = served.scrape().get(OK_V1, 0.0)
     victim = min(served.worker_pids())
     os.kill(victim, signal.SIGKILL)
     wait_for("uvicorn to start a new worker", lambda: len(served.worker_pids() - {victim}) == 2, timeout=120)
@@ -290,8 +290,7 @@ def test_a_killed_worker_is_replaced_and_its_counts_and_gauges_stay_right(served
 
     # the dead worker's last revision must not hold the minimum down
     wait_for("every live worker at the new revision", lambda: min(routing_revisions(), default=0) >= revision)
-    after = served.scrape()[("shipyard_requests_total", (("model", "iris"), ("route", "primary"),
-                                                         ("status", "ok"), ("version", "1")))]
+    after = served.scrape().get(OK_V1, 0.0)
     assert after >= served_before  # what the killed worker served is still counted
 
 
@@ -319,8 +318,7 @@ def test_a_single_worker_counts_with_or_without_the_multiprocess_folder(tmp_path
         gateway.start()
         answers = infer(gateway.url, 30)
         samples = gateway.scrape()
-        ok = samples[("shipyard_requests_total", (("model", "iris"), ("route", "primary"), ("status", "ok"),
-                                                  ("version", "1")))]
+        ok = samples[OK_V1]
         assert ok == len(answers)
         assert any(folder.iterdir()) is multiproc  # the user's folder is used only when they set it
         assert gateway.stop() == 0, gateway.log_text()
