@@ -128,6 +128,9 @@ class Flavor:
     extensions: tuple[str, ...] = ()
     format_name: str = ""
     extra: str = "sklearn"
+    # True when ``_load`` itself refuses whatever ``_check`` would, so ``load`` skips the check
+    # (for skops that is a second parse of the file).
+    checks_while_loading: bool = False
 
     # -- public: bookkeeping around the hooks ---------------------------------------------
     def find_file(self, path: Path) -> Path:
@@ -204,7 +207,8 @@ class Flavor:
         if actual != meta["file_oid"]:
             raise ObjectCorrupt(f"model file {name} of {model_oid} hashes to {actual}, but {meta['file_oid']} was recorded",
                                 hint="the package was tampered with; register the model again from its source")
-        self._check(data, name, trust)
+        if not self.checks_while_loading:
+            self._check(data, name, trust)
         native = self._load_checked(data, name, meta, trust)
         return LoadedModel(native, self, Signature.from_dict(meta.get("signature")), model_oid, meta)
 

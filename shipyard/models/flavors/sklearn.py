@@ -19,11 +19,17 @@ def untrusted(types: list[str]) -> list[str]:
     return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
 
 
+def _allowed(types: list[str], trust: bool) -> list[str]:
+    """The types skops may rebuild: all of ``types`` with trust, else those on our trusted list."""
+    return list(types) if trust else [t for t in types if not untrusted([t])]
+
+
 class SklearnFlavor(Flavor):
     name = "sklearn"
     safe = True
     extensions = (".skops",)
     format_name = "skops"
+    checks_while_loading = True   # skops audits the types while it loads (see _load)
 
     def _check(self, data: bytes, what: str, trust: bool) -> dict[str, Any]:
         require_extra("skops", "sklearn")
@@ -40,11 +46,18 @@ class SklearnFlavor(Flavor):
         return {"skops_types": found}
 
     def _load(self, data: bytes, what: str, meta: dict[str, Any], trust: bool) -> Any:
+        """One parse of the file in the usual case: the package recorded the file's types beyond
+        skops' own list (``skops_types``), so skops can audit while it loads, allowing those on
+        our trusted list (all of them with ``trust``). A type the package did not record makes
+        skops refuse; then the file's own types are read and judged as at registration."""
         import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
 
-        found = sio.get_untrusted_types(data=data)
-        allowed = found if trust else [t for t in found if t not in untrusted(found)]
-        return sio.loads(data, trusted=allowed)
+        try:
+            return sio.loads(data, trusted=_allowed(meta.get("skops_types", []), trust))
+        except UntrustedTypesFoundException:
+            found = self._check(data, what, trust).get("skops_types", [])   # refuses untrusted types
+            return sio.loads(data, trusted=_allowed(found, trust))
 
     def _save(self, model: Any, folder: Path) -> Path:
         import skops.io as sio
