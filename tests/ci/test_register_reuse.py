@@ -9,22 +9,15 @@ import pytest
 from shipyard.ci.env import CIEnv
 from shipyard.ci.runner import step_register
 from shipyard.config import load_config
-from shipyard.project import Project
 from shipyard.registry import find_versions
 from shipyard.workspace import Workspace
 
 
 @pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "shipyard.yaml").write_text("pipeline: {stages: {}}\nmodel: {name: tree, path: model/}\n")
-    monkeypatch.chdir(root)
-    monkeypatch.delenv("SHIPYARD_STORE", raising=False)
-    monkeypatch.delenv("SHIPYARD_OBJECTS", raising=False)
-    workspace = Workspace(Project(root))
-    yield workspace
-    workspace.close()
+def ws(project: Workspace) -> Workspace:
+    """The conftest project, with a model section."""
+    project.project.config_path.write_text("pipeline: {stages: {}}\nmodel: {name: tree, path: model/}\n")
+    return project
 
 
 def train(root: Path, depth: int) -> None:
