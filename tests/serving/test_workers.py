@@ -141,6 +141,34 @@ class Served:
         """The pids of the workers that wrote request-log files."""
         return {f.name.split("-")[1] for f in self.log_files()}
 
+    def routing_revisions(self) -> list[float]:
+        """``shipyard_routing_revision`` as scraped: livemin, the oldest revision any live worker serves."""
+        return [v for (name, _), v in self.scrape().items() if name == "shipyard_routing_revision"]
+
+    def all_follow(self, revision: int) -> bool:
+        return min(self.routing_revisions(), default=0) >= revision
+
+    def lease_holder(self) -> str | None:
+        """Who holds the rollout controller's lease now (``host:pid:tag``)."""
+        from shipyard.rollout.controller import LEASE
+        from shipyard.store.serving import ServingLease
+
+        with self.ws.store.read() as session:
+            lease = session.get(ServingLease, LEASE)
+            return lease.owner if lease is not None and lease.until > time.time() else None
+
+    def until_both_workers_answer(self, version: str = "1") -> int:
+        """Send predictions until the request log shows both workers served some; returns how many."""
+        sent = 0
+        while len(self.writers()) < 2:
+            answers = infer(self.url, 80)
+            sent += len(answers)
+            assert {v for _, v in answers} == {version}
+            if sent >= 4000:
+                raise AssertionError(f"one worker answered all {sent} requests\n{self.log_text()}")
+            wait_for("the request log to catch up", lambda: self.logged().height == sent)  # noqa: B023
+        return sent
+
     def set_routing(self, table: dict[str, Any]) -> int:
         with self.ws.store.write() as session:
             repo.put_routing(session, {"iris": table})
@@ -188,14 +216,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def test_both_workers_answer_log_and_count_in_one_scrape(served: Served) -> None:
-    sent = 0
-    while len(served.writers()) < 2:  # until the request log shows both workers served traffic
-        answers = infer(served.url, 80)
-        sent += len(answers)
-        assert {v for _, v in answers} == {"1"}
-        if sent >= 4000:
-            raise AssertionError(f"one worker answered all {sent} requests\n{served.log_text()}")
-        wait_for("the request log to catch up", lambda: served.logged().height == sent)  # noqa: B023
+    sent = served.until_both_workers_answer()
     assert served.logged().height == sent  # every worker's rows landed, in files of their own
     assert {int(pid) for pid in served.writers()} == served.worker_pids()
     samples = served.scrape()
@@ -210,12 +231,7 @@ def test_both_workers_answer_log_and_count_in_one_scrape(served: Served) -> None
 def test_every_worker_follows_a_routing_change_and_sticky_keys_agree(served: Served) -> None:
     canary = {**single_table("iris", 1, warm=[2]), "strategy": "canary", "candidate": 2, "weight": 50.0}
     revision = served.set_routing(canary)
-
-    def all_workers_follow(rev: int) -> bool:
-        values = [v for (name, _), v in served.scrape().items() if name == "shipyard_routing_revision"]
-        return bool(values) and min(values) >= rev  # livemin: the oldest revision any live worker serves
-
-    wait_for("both workers to load the canary table", lambda: all_workers_follow(revision))
+    wait_for("both workers to load the canary table", lambda: served.all_follow(revision))
     keys = [f"user-{i}" for i in range(24)]
     answers = infer(served.url, 24 * 8, key=lambda i: keys[i % len(keys)])
     by_key: dict[str, set[str]] = {}
@@ -225,24 +241,16 @@ def test_every_worker_follows_a_routing_change_and_sticky_keys_agree(served: Ser
     assert Counter(v for versions in by_key.values() for v in versions).keys() == {"1", "2"}
 
     revision = served.set_routing(single_table("iris", 1, warm=[2]))  # a rollback: a pointer flip
-    wait_for("both workers to follow the rollback", lambda: all_workers_follow(revision))
+    wait_for("both workers to follow the rollback", lambda: served.all_follow(revision))
     assert {v for _, v in infer(served.url, 64, key=lambda i: keys[i % len(keys)])} == {"1"}
 
 
 def test_only_one_worker_drives_rollouts(served: Served) -> None:
-    from shipyard.rollout.controller import LEASE
-    from shipyard.store.serving import ServingLease
-
-    def holder() -> str | None:
-        with served.ws.store.read() as session:
-            lease = session.get(ServingLease, LEASE)
-            return lease.owner if lease is not None and lease.until > time.time() else None
-
-    owner = wait_for("a worker to take the controller lease", holder)
+    owner = wait_for("a worker to take the controller lease", served.lease_holder)
     assert int(owner.split(":")[1]) in served.worker_pids()  # a worker holds it, not the supervisor
     for _ in range(5):  # the holder renews it; the other worker never takes it over
         time.sleep(0.5)
-        assert holder() == owner
+        assert served.lease_holder() == owner
 
 
 def test_a_canary_is_driven_by_one_controller_to_promotion(served: Served) -> None:
@@ -284,12 +292,8 @@ def test_a_killed_worker_is_replaced_and_its_counts_and_gauges_stay_right(served
     wait_for("uvicorn to start a new worker", lambda: len(served.worker_pids() - {victim}) == 2, timeout=120)
     wait_for("the new worker to answer", served._ready)
     revision = served.set_routing(single_table("iris", 1, warm=[2]))
-
-    def routing_revisions() -> list[float]:
-        return [v for (name, _), v in served.scrape().items() if name == "shipyard_routing_revision"]
-
     # the dead worker's last revision must not hold the minimum down
-    wait_for("every live worker at the new revision", lambda: min(routing_revisions(), default=0) >= revision)
+    wait_for("every live worker at the new revision", lambda: served.all_follow(revision))
     after = served.scrape().get(OK_V1, 0.0)
     assert after >= served_before  # what the killed worker served is still counted
 
@@ -321,6 +325,30 @@ def test_a_single_worker_counts_with_or_without_the_multiprocess_folder(tmp_path
         ok = samples[OK_V1]
         assert ok == len(answers)
         assert any(folder.iterdir()) is multiproc  # the user's folder is used only when they set it
+        assert gateway.stop() == 0, gateway.log_text()
+    finally:
+        if gateway.proc is not None and gateway.proc.poll() is None:
+            gateway.stop()
+        gateway.ws.close()
+
+
+@pytest.mark.postgres
+def test_two_workers_over_postgresql(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_STORE", pg_url)  # the test's own Workspace opens the same database
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(CONFIG)
+    gateway = Served(root, env={"SHIPYARD_STORE": pg_url})
+    try:
+        register_iris(gateway.ws, tmp_path)
+        gateway.start()
+        sent = gateway.until_both_workers_answer()
+        assert gateway.scrape()[OK_V1] == sent
+        owner = wait_for("a worker to take the controller lease", gateway.lease_holder)
+        assert int(owner.split(":")[1]) in gateway.worker_pids()
+        revision = gateway.set_routing(single_table("iris", 2, warm=[1]))
+        wait_for("both workers to follow the new champion", lambda: gateway.all_follow(revision))
+        assert {v for _, v in infer(gateway.url, 48)} == {"2"}
         assert gateway.stop() == 0, gateway.log_text()
     finally:
         if gateway.proc is not None and gateway.proc.poll() is None:
