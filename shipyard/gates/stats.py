@@ -147,8 +147,8 @@ def paired_bootstrap(metric: str, y_true: Any, pred_a: Any, pred_b: Any, *, resa
 #    lies inside that count's share of [0, 1) ("clean" cells, 98.8% of bytes). A byte in the last few
 #    ("rare") cells draws its count from a double instead, with the probabilities that the clean
 #    cells leave over, so the counts follow Poisson's probabilities to double precision.
-# 3. The sums are matrix-vector products of the (resamples, rows) counts with the values, in float32
-#    over values centred on their mean (the error is ~1e-5 of the bootstrap's spread).
+# 3. The sums are products of the (resamples, rows) counts with the values, in float32 over values
+#    centred on their mean (the error is ~1e-5 of the bootstrap's spread).
 #
 # Below POISSON_MIN_ROWS rows only the top-up runs: it draws all n rows, the textbook way.
 
@@ -227,8 +227,9 @@ class _PoissonCounts:
 
     def sums(self, size: int, placed: np.ndarray) -> np.ndarray:
         """(size, k) float64: for each of ``size`` new draws, the counts times each placed row."""
-        drawn = self.draw(size)
-        return np.column_stack([drawn @ row for row in placed]).astype(float)
+        # einsum, not `@`: OpenBLAS would split these products over threads that spin while they
+        # wait, which cost several times the work itself when the machine is busy.
+        return np.einsum("ij,kj->ik", self.draw(size), placed).astype(float)
 
     def draw(self, size: int) -> np.ndarray:
         """(size, slots) float32 counts; the buffer is reused by the next call."""
