@@ -6,7 +6,8 @@ both, so the interval is for the *difference* and the row-to-row noise they shar
 Classification metrics depend on the rows only through counts of (true label, prediction A,
 prediction B) triples, so a resample of n rows is exactly a multinomial draw of those counts:
 ``rng.multinomial(n, p, size=B)`` gives all B resamples at once at a cost independent of n. Per-row
-metrics (absolute or squared error, log loss) resample the per-row difference in chunks.
+metrics (absolute or squared error, log loss) are means of per-row losses: a resample draws how
+many times each row is taken (exactly multinomial, one random byte per row; see "Per-row metrics").
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def paired_bootstrap(metric: str, y_true: Any, pred_a: Any, pred_b: Any, *, resa
         cand, base = finish(loss_a.mean()), finish(loss_b.mean())
         if finish is _identity:   # a mean: resample the per-row difference
             diffs = _bootstrap_means((loss_a - loss_b)[None, :], resamples, rng)[:, 0]
-        else:                     # rmse: sqrt(A) - sqrt(B) = (A - B) / (sqrt(A) + sqrt(B)), A - B from the
-            means = _bootstrap_means(np.stack([loss_a - loss_b, loss_a, loss_b]), resamples, rng)  # difference
+        else:   # rmse: A - B comes from the per-row difference, so close models keep their precision
+            means = _bootstrap_means(np.stack([loss_a - loss_b, loss_a, loss_b]), resamples, rng)
             diffs = _sqrt_difference(means[:, 0], means[:, 1], means[:, 2])
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return PairedResult(metric, cand, base, cand - base, float(low), float(high), confidence, resamples, n,
