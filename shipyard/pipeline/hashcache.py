@@ -45,7 +45,7 @@ RACY_NS = 1_000_000_000
 _FIRST = 1 << 16
 _CHUNK = 1 << 22
 PARALLEL_MIN_FILES = 20_000
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def hash_one_file(path: str) -> str:
@@ -179,7 +179,7 @@ def _can_fork() -> bool:
     return len(os.sched_getaffinity(0)) >= 2
 
 
-def in_two_processes(work: Callable[[Sequence[Any]], T], items: Sequence[Any]) -> list[T]:
+def in_two_processes(work: Callable[[Sequence[Any]], _T], items: Sequence[Any]) -> list[_T]:
     """``[work(first half), work(second half)]``, the second half done by a forked child when possible.
 
     ``work``'s result must be marshal-able. Whatever goes wrong in the child (an error, a signal, a
@@ -324,10 +324,11 @@ class HashCache:
                 oids[i] = hit[4]
             else:
                 todo.append(i)
+        # Taken before any file is read: a file modified after it is not trusted next time.
+        horizon = time.time_ns() - RACY_NS
         paths = [f"{full}/{names[i]}" for i in todo] if is_dir else [full] * len(todo)
         for i, oid in zip(todo, _hash_files(paths), strict=True):
             oids[i] = oid
-        horizon = time.time_ns() - RACY_NS  # a file modified after this is not trusted next time
         racy = max(mtimes, default=0) >= horizon
         kept = [oid if mtime < horizon else None for oid, mtime in zip(oids, mtimes, strict=True)] if racy else oids
         files = dict(zip(names, zip(sizes, mtimes, inodes, modes, kept, strict=True), strict=True))
