@@ -334,4 +334,6 @@ def jsonable(array: np.ndarray) -> Any:
     """Predictions as JSON-ready values (numpy numeric arrays pass through orjson directly)."""
     if array.dtype.kind in "fiub":
         return array
+    if array.dtype.kind == "U":  # class labels picked from the classes array: already strings
+        return array.tolist()
     return [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in array.tolist()]

@@ -142,3 +142,35 @@ async def test_cancelled_leader_does_not_strand_its_batch() -> None:
     results = await asyncio.wait_for(asyncio.gather(*followers), 5)
     assert [list(p) for p, _ in results] == [["setosa"]] * 3 and leader.cancelled()
     assert calls == [4]  # one batch, dispatched although its leader gave up
+
+
+async def test_a_request_the_model_refuses_fails_alone_in_a_batch() -> None:
+    model = iris_classifier()
+    calls: list[int] = []
+
+    def call(rows: Rows) -> tuple[Any, Any]:
+        calls.append(len(rows))
+        if np.isnan(rows.array).any():
+            raise ValueError("Input X contains NaN")
+        return model.predict(rows.frame), None
+
+    batcher = Batcher(call, arriving=lambda: 0, max_batch_size=8, max_latency_ms=5)
+    good = Rows(tuple(IRIS_FEATURES), np.asarray(ROWS[:1]))
+    bad = Rows(tuple(IRIS_FEATURES), np.asarray([[np.nan, 3.5, 1.4, 0.2]]))
+    results = await asyncio.gather(batcher.submit(good), batcher.submit(bad), batcher.submit(good),
+                                   return_exceptions=True)
+    assert [list(r[0]) for r in (results[0], results[2])] == [["setosa"], ["setosa"]]  # type: ignore[index]
+    assert isinstance(results[1], ValueError) and "NaN" in str(results[1])
+    assert calls == [3, 1, 1, 1]  # the merged call, then each request alone
+
+
+async def test_after_a_batch_of_one_requests_skip_the_loop_turn_until_the_next_probe() -> None:
+    from shipyard.serving.batching import PROBE_EVERY
+
+    batcher, calls = counting_batcher(max_batch_size=8, max_latency_ms=5)
+    one = Rows(tuple(IRIS_FEATURES), np.asarray(ROWS[:1]))
+    await batcher.submit(one)  # leads a batch of one: nobody else around
+    burst = await asyncio.gather(*[batcher.submit(one) for _ in range(PROBE_EVERY + 4)])
+    assert all(list(p) == ["setosa"] for p, _ in burst)
+    # the first PROBE_EVERY of the burst ran alone at once; the probe after them merged the rest
+    assert calls == [1] * (1 + PROBE_EVERY) + [4]
