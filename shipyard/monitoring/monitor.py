@@ -233,9 +233,11 @@ class Monitor:
         retrain = self.settings.retrain
         in_flight = [t.id for t in repo.active_triggers(session, model)]
         last_started = repo.last_trigger(session, model, ("running", "rolling_out", "awaiting_approval", "promoted",
-                                                          "rolled_back", "failed", "gated_out"))
-        last_done = repo.last_trigger(session, model, ("failed", "gated_out", "promoted", "rolled_back", "rolling_out"))
-        last_failed = last_done is not None and last_done.state == "failed"
+                                                          "rolled_back", "failed", "gated_out", "unchanged"))
+        last_done = repo.last_trigger(session, model, ("failed", "gated_out", "unchanged", "promoted", "rolled_back",
+                                                       "rolling_out"))
+        # a failed retrain, or one that rebuilt the champion, is only worth repeating on new data
+        last_failed = last_done is not None and last_done.state in ("failed", "unchanged")
         new_data = False
         if last_failed and last_done is not None:
             new_data = self._data_fingerprint(session, model) != last_done.result_dict.get("data")

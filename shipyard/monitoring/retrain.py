@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard import audit
 from shipyard.config import ShipyardConfig, parse_duration
+from shipyard.registry.core import CHAMPION
 from shipyard.store import monitoring as repo
 
 if TYPE_CHECKING:
@@ -126,12 +127,19 @@ class Retrainer:
             self.alert({**event, "output": steps[-1]["output"][-500:]})
             return "failed"
         ok, out, code = self._step(trigger_id, steps, "register", [*shipyard_command(), "models", "register", model, "--json"])
-        version = _json(out).get("version") if ok else None
+        registered = _json(out) if ok else {}
+        version = registered.get("version")
         if not ok or version is None:
             event = self._finish(trigger_id, "failed", f"registering the new model failed (exit {code}); no rollout",
                                  failed_step="register")
             self.alert({**event, "output": steps[-1]["output"][-500:]})
             return "failed"
+        if registered.get("created") is False and CHAMPION in registered.get("aliases", []):
+            # same data, same params: the pipeline rebuilt the champion byte for byte; a rollout of it
+            # would be refused, and retrying before the data changes would only repeat this
+            self.alert(self._finish(trigger_id, "unchanged", f"the retrained model is the champion's own ({model}@{version}); "
+                                    "nothing to roll out until the training data changes", version=version))
+            return "unchanged"
         ok, out, code = self._step(trigger_id, steps, "gate", [*shipyard_command(), "gate", f"{model}@{version}", "--json"])
         verdict = _json(out)
         if not ok:

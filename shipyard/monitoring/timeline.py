@@ -55,7 +55,7 @@ def timeline(session: Session, trigger: repo.Trigger) -> list[dict[str, Any]]:
                        "at": step.get("finished_at"), "detail": detail})
     if trigger.state in ("promoted", "rolled_back") and trigger.finished_at:
         events.append({"event": trigger.state.replace("_", " "), "at": trigger.finished_at, "detail": trigger.reason})
-    elif trigger.state in ("failed", "gated_out", "rejected", "awaiting_approval"):
+    elif trigger.state in ("failed", "gated_out", "unchanged", "rejected", "awaiting_approval"):
         events.append({"event": trigger.state.replace("_", " "), "at": trigger.finished_at or trigger.created_at,
                        "detail": trigger.reason})
     events = [e for e in events if e.get("at") is not None]

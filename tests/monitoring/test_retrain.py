@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -69,3 +70,35 @@ def test_timeline_from_stored_rows(store) -> None:  # type: ignore[no-untyped-de
     assert [e["event"] for e in events] == ["detected", "alerted", "retrain started", "retrained", "registered",
                                             "gated", "canaried", "promoted"]
     assert events[-1]["after_s"] == 10.0 and "promoted" in lines[-1]
+
+
+def test_a_retrain_that_rebuilds_the_champion_ends_unchanged(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The pipeline reproduces the champion byte for byte: no rollout, a warning, and the next
+    retrain waits for new data (the trigger's state counts as a failed attempt for the policy)."""
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.conftest import run_cli
+
+    root = project.project.root
+    (root / "model").mkdir()
+    sio.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), root / "model" / "model.skops")
+    (root / "shipyard.yaml").write_text("pipeline: {stages: {}}\nmodel: {name: penguins, path: model/}\n")
+    first = run_cli("models", "register", "penguins", "--json", cwd=root)
+    assert first.returncode == 0, first.stderr
+    alias = run_cli("models", "alias", "penguins", "champion", "1", "--force", "--reason", "test", cwd=root)
+    assert alias.returncode == 0, alias.stderr
+    sent: list[dict[str, Any]] = []
+    config = ShipyardConfig.model_validate({"model": {"name": "penguins", "path": "model/"},
+                                            "monitor": {"retrain": {"command": [sys.executable, "-c", "pass"]}}})
+    with project.store.write() as session:
+        trigger_id = repo.add_trigger(session, model="penguins", kind="manual", source="test", state="pending",
+                                      reason="", fired=[]).id
+    assert Retrainer(project.store, root, config, sent.append).run(trigger_id) == "unchanged"
+    with project.store.read() as session:
+        row = session.get(repo.Trigger, trigger_id)
+        assert row.state == "unchanged" and "penguins@1" in row.reason  # type: ignore[union-attr]
+        assert [s["step"] for s in row.result_dict["steps"]] == ["pipeline", "register"]  # type: ignore[union-attr]
+    assert [e["kind"] for e in sent] == ["retrain.unchanged"]
+    listed = run_cli("models", "list", "penguins", "--json", cwd=root)
+    assert len(json.loads(listed.stdout)) == 1  # no second version was made
