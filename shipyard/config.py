@@ -843,13 +843,3 @@ def lookup_param(params: Mapping[str, Any], dotted: str) -> Any:
             raise KeyError(dotted)
         value = value[part]
     return value
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (params and metrics files); lists are kept whole."""
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value} if prefix else {}

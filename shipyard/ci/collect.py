@@ -20,7 +20,8 @@ import yaml
 
 from shipyard.ci import git
 from shipyard.ci.report import DataChange, MetricRow, ParamChange, higher_is_better
-from shipyard.config import ShipyardConfig, flatten
+from shipyard.config import ShipyardConfig
+from shipyard.dotted import flatten
 from shipyard.hashing import hash_bytes, hash_file
 
 CODE_SUFFIXES = {".py", ".sh", ".r", ".R", ".ipynb", ".sql", ".js", ".ts", ".jl", ".scala", ".java", ".go", ".rs",

@@ -234,20 +234,6 @@ def _flat_keys(value: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are kept whole.
-
-    The same mapping as ``shipyard.config.flatten`` (a test holds them equal), kept here because
-    importing ``shipyard.config`` imports pydantic, which a run-cache restore must not pay for.
-    """
-    if not isinstance(value, Mapping):
-        return {prefix.rstrip("."): value} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        out.update(flatten(item, f"{prefix}{key}."))
-    return out
-
-
 def render(value: Any, context: Mapping[str, Any], where: str) -> Any:
     """Expand ``${a.b}`` in every string of ``value``; a lone template keeps the value's type."""
     if isinstance(value, str):

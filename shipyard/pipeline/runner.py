@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.dotted import flatten
 from shipyard.errors import CheckFailed, InputError, ShipyardError, StoreBusy
 from shipyard.pipeline import lockfile as lockmod
 from shipyard.pipeline import runcache
-from shipyard.pipeline.dag import Dag, StageSpec, flatten
+from shipyard.pipeline.dag import Dag, StageSpec
 from shipyard.pipeline.fingerprint import Inputs, diff, environment, stage_inputs
 from shipyard.pipeline.hashcache import HashCache, PathHash
 from shipyard.pipeline.loader import LoadedPipeline, load_pipeline

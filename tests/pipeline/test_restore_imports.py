@@ -10,17 +10,9 @@ import time
 
 from sqlalchemy import select
 
-from shipyard.config import flatten as config_flatten
-from shipyard.pipeline.dag import flatten
 from shipyard.pipeline.runner import Context, RunOptions, run
 from shipyard.store import runs
 from tests.pipeline.helpers import two_stage, write_params
-
-
-def test_pipeline_flatten_is_the_config_flatten() -> None:
-    for value in ({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}, {}, {"a": {}}, 3, [1, {"a": 1}], {"1": {"2": None}}):
-        assert flatten(value) == config_flatten(value)
-        assert flatten(value, "p:") == config_flatten(value, "p:")
 
 
 def test_restore_imports_neither_alembic_nor_pydantic_and_records_the_params(project):  # type: ignore[no-untyped-def]
@@ -51,3 +43,30 @@ def test_restore_imports_neither_alembic_nor_pydantic_and_records_the_params(pro
         child = session.scalars(select(runs.Run).where(runs.Run.parent_run_id == pipeline_run)).one()
         params = dict(session.execute(select(runs.Param.key, runs.Param.value).where(runs.Param.run_id == child.id)).all())
     assert params == {"train.k": "1"}
+
+
+def test_cli_restore_without_a_model_section_imports_no_pydantic(project):  # type: ignore[no-untyped-def]
+    """``shipyard run`` looks for a model to register only in the raw YAML when there is none."""
+    root = project.project.root
+    two_stage(root)
+    for k in (1, 5):
+        write_params(root, {"prepare": {"n": 3}, "train": {"k": k, "unused": 0}})
+        run(Context(root, root / ".shipyard"), RunOptions())
+    write_params(root, {"prepare": {"n": 3}, "train": {"k": 1, "unused": 0}})
+    old = time.time() - 5
+    for path in root.iterdir():
+        if path.is_file():
+            os.utime(path, (old, old))
+    run(Context(root, root / ".shipyard"), RunOptions(dry_run=True))
+    probe = textwrap.dedent("""
+        import sys
+        from shipyard.cli.main import run
+        try:
+            run(["run"])
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print("HEAVY", [m for m in ("alembic", "pydantic", "shipyard.config", "shipyard.registry") if m in sys.modules])
+        """)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
+    assert "restored" in out.stdout.lower(), out.stdout + out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr

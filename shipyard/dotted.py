@@ -1,0 +1,20 @@
+"""Dotted keys for nested mappings: how params and metrics files are named (``train.lr``).
+
+A foundation of its own, free of pydantic, so that the pipeline's fast paths (a no-op run, a
+run-cache restore) can use it without importing ``shipyard.config``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (params and metrics files); lists are kept whole."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value} if prefix else {}
