@@ -91,14 +91,31 @@ def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-unt
                    for out in ctx.dag.stages[name].out_paths)]
 
 
+def _may_register(config_path, ctx, summary) -> bool:  # type: ignore[no-untyped-def]
+    """A cheap look at the raw YAML (no pydantic, ~1 ms): is there a model whose stage was rebuilt?
+    Most runs of a project without ``model:`` stop here; the full validation follows otherwise."""
+    import yaml
+
+    try:
+        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError):
+        return True  # let the full loader report it with file and line
+    model = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(model, dict) or model.get("register") == "manual" or not isinstance(model.get("path"), str):
+        return isinstance(model, dict) and model.get("register") != "manual"  # odd shapes: validate fully
+    rebuilt = set(summary.ran) | set(summary.restored)
+    return any(name in rebuilt for name in _producing_stages(ctx, model["path"]))
+
+
 def _auto_register(ctx, summary) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
     """Register ``model.path`` when the stage that writes it ran or was restored; prints one line."""
-    from shipyard.config import load_config
     from shipyard.project import Project
 
     project = Project(ctx.root)
-    if not project.config_path.is_file():
+    if not project.config_path.is_file() or not _may_register(project.config_path, ctx, summary):
         return None
+    from shipyard.config import load_config
+
     model = load_config(project.config_path).model
     if model is None or model.register_mode == "manual":
         return None
