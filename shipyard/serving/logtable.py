@@ -11,6 +11,7 @@ per-column path. The columns are the request log's contract (see ``shipyard.serv
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -54,22 +55,30 @@ def request_table(group: list[Any], columns: list[str], labels: bool) -> Any:
     def per_entry(values: list[Any], kind: Any) -> Any:
         return pa.array(values, kind).take(index)
 
-    data: dict[str, Any] = {
-        "request_id": _request_ids(pa.array([e.request_id for e in group], pa.string()), counts, owner),
-        "ts": pa.array(np.repeat(np.fromiter((int(e.ts * 1_000_000) for e in group), np.int64, len(group)), counts),
-                       pa.timestamp("us", tz="UTC")),
-        "model": per_entry([e.model for e in group], pa.string()),
-        "version": pa.array(np.repeat(np.fromiter((e.version for e in group), np.int64, len(group)), counts),
-                            pa.int64()),
-        "route": per_entry([e.route for e in group], pa.string()),
-        "status": per_entry([e.status for e in group], pa.string()),
-        "latency_ms": pa.array(np.repeat(np.fromiter((e.latency_ms for e in group), np.float64, len(group)),
-                                         counts), pa.float64()),
-        "error": per_entry([e.error for e in group], pa.string()),
+    def repeated(values: Any, kind: Any) -> Any:
+        return pa.array(np.repeat(np.fromiter(values, kind, len(group)), counts))
+
+    builders: dict[str, Callable[[], Any]] = {
+        "request_id": lambda: _request_ids(pa.array([e.request_id for e in group], pa.string()), counts, owner),
+        "ts": lambda: repeated((int(e.ts * 1_000_000) for e in group), np.int64).cast(pa.timestamp("us", tz="UTC")),
+        "model": lambda: per_entry([e.model for e in group], pa.string()),
+        "version": lambda: repeated((e.version for e in group), np.int64),
+        "route": lambda: per_entry([e.route for e in group], pa.string()),
+        "status": lambda: per_entry([e.status for e in group], pa.string()),
+        "latency_ms": lambda: repeated((e.latency_ms for e in group), np.float64),
+        "error": lambda: per_entry([e.error for e in group], pa.string()),
+        "features": lambda: _features(group, columns),
+        "prediction": lambda: _predictions(group, counts, labels),
+        "score": lambda: _optional_floats([e.scores for e in group], counts),
     }
-    data.update(_features(group, columns))
-    data["prediction"] = _predictions(group, counts, labels)
-    data["score"] = _optional_floats([e.scores for e in group], counts)
+    data: dict[str, Any] = {}
+    for name, build in builders.items():
+        column = build()
+        if name == "features":
+            data.update(column)
+        else:
+            data[name] = column
+        time.sleep(0)  # hand the GIL to the event loop between columns (each step is short)
     return pa.table(data)
 
 
