@@ -174,3 +174,21 @@ async def test_after_a_batch_of_one_requests_skip_the_loop_turn_until_the_next_p
     assert all(list(p) == ["setosa"] for p, _ in burst)
     # the first PROBE_EVERY of the burst ran alone at once; the probe after them merged the rest
     assert calls == [1] * (1 + PROBE_EVERY) + [4]
+
+
+def test_a_forked_process_makes_its_own_request_ids() -> None:
+    import os
+
+    from shipyard.serving.app import new_request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write one id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    parent = new_request_id()
+    assert len(child) == len(parent) == 32 and child[:16] != parent[:16]
