@@ -298,8 +298,22 @@ def test_a_killed_worker_is_replaced_and_its_counts_and_gauges_stay_right(served
     assert after >= served_before  # what the killed worker served is still counted
 
 
+def settled_rows(served: Served, quiet: float = 2.5, timeout: float = 60) -> int:
+    """The request log's row count once no worker has rows left to flush: unchanged over more than
+    two flush intervals (1 s) with no traffic."""
+    deadline = time.monotonic() + timeout
+    last = served.logged().height
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = served.logged().height
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the request log kept growing for {timeout} s without traffic")
+
+
 def test_sigint_stops_every_worker_and_cleans_up(served: Served) -> None:
-    before = served.logged().height
+    before = settled_rows(served)  # earlier tests' last requests may still sit in a worker's queue
     answers = infer(served.url, 40)
     metrics_dirs = list(served.tmp.glob("shipyard-metrics-*"))
     assert len(metrics_dirs) == 1 and any(metrics_dirs[0].iterdir())  # the workers' Prometheus files
