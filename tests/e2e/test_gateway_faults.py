@@ -62,8 +62,10 @@ class TcpProxy:
             self.port = probe.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.listener: socket.socket | None = None
+        self.open = False
 
     def start(self) -> None:
+        self.open = True
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", self.port))
@@ -75,6 +77,9 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if not self.open:  # accepted while cut() ran: refuse it like the closed port would
+                client.close()
                 return
             upstream = socket.create_connection(self.target)
             self.sockets += [client, upstream]
@@ -97,6 +102,11 @@ class TcpProxy:
 
     def cut(self) -> None:
         assert self.listener is not None
+        self.open = False
+        try:  # wakes the thread blocked in accept(); close() alone leaves the port listening until it returns
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         for s in self.sockets:
             try:
