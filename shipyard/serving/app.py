@@ -474,9 +474,10 @@ def create_app(gateway: Gateway) -> Starlette:
                                 "stale": f.stale,
                                 "models": {}}
         if f.stale:
-            body["stale_since"] = f.stale_since
-            body["stale_for_s"] = round(time.time() - (f.stale_since or time.time()), 3)
-            body["reason"] = f"serving from the last routing table: the store is unreachable ({f.last_error})"
+            since = f.stale_time
+            body["stale_since"] = since
+            body["stale_for_s"] = round(time.time() - (since or time.time()), 3)
+            body["reason"] = f"serving from the last routing table: the store is unreachable ({f.problem})"
         if snapshot is not None:
             for name, route in snapshot.models.items():
                 body["models"][name] = {

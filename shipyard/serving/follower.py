@@ -4,7 +4,9 @@ A background thread polls ``RoutingSource.revision()`` every ``poll_interval`` s
 changes, it reads the tables, loads any version not loaded yet (off the request path), and swaps
 in a new immutable ``Snapshot`` with one assignment; requests read ``follower.snapshot`` and never
 touch the database. When the store cannot be reached the last snapshot keeps serving and
-``stale_since`` / ``last_error`` say so (``/ready`` reports it).
+``stale`` / ``stale_since`` / ``problem`` say so (``/ready`` reports it): after a failed poll, or
+when no poll has answered for ``stale_after`` seconds (a poll stuck on a half-open connection never
+fails).
 """
 
 from __future__ import annotations
@@ -138,7 +140,32 @@ class Follower:
 
     @property
     def stale(self) -> bool:
-        return self.stale_since is not None
+        """True while the routing table may be out of date (a failed or an overdue poll)."""
+        return self.stale_since is not None or self._overdue() is not None
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds without a successful poll after which the table counts as stale."""
+        return max(5 * self.poll_interval, 2.0)
+
+    @property
+    def stale_time(self) -> float | None:
+        """Since when the table has been stale (the failed poll, or the last good one when overdue)."""
+        return self.stale_since if self.stale_since is not None else self._overdue()
+
+    @property
+    def problem(self) -> str | None:
+        """Why the table is stale, in words."""
+        if self.last_error is not None:
+            return self.last_error
+        overdue = self._overdue()
+        return None if overdue is None else f"no routing poll has answered for {time.time() - overdue:.0f} s"
+
+    def _overdue(self) -> float | None:
+        """The last good poll's time, when the polling thread runs and that is too long ago."""
+        if self._thread is None or self.last_ok is None or time.time() - self.last_ok <= self.stale_after:
+            return None
+        return self.last_ok
 
     def refresh(self) -> bool:
         """Poll once; True when a new snapshot was installed. Never raises."""
