@@ -133,7 +133,10 @@ def test_logged_to_s3_then_read_by_a_rollout_window_and_the_monitor(s3_project: 
     metrics = outcome.metrics
     assert metrics["candidate_n"] + metrics["champion_n"] == len(ids)
     assert metrics["candidate_n"] > 0 and metrics["champion_n"] > 0
-    assert metrics["labels_n"] == metrics["candidate_n"] and metrics["accuracy"] > 0.5
+    # every answered candidate request is labelled; under load a candidate may time out (250 ms)
+    # and the champion answers instead: that row is a candidate error, not a labelled prediction
+    assert metrics["labels_n"] == metrics["candidate_n"] - metrics["candidate_errors"] > 0
+    assert metrics["accuracy"] > 0.5
 
     # the monitor reads the same place: models, rows in count windows, feedback labels
     monitor = build_monitor(ws, config, run_retrains=False)
