@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -15,8 +16,8 @@ from shipyard.store import runs
 from tests.pipeline.helpers import two_stage, write_params
 
 
-def test_restore_imports_neither_alembic_nor_pydantic_and_records_the_params(project):  # type: ignore[no-untyped-def]
-    root = project.project.root
+def restorable(root: Path) -> Path:
+    """A two-stage project whose next run restores ``train`` (k=1) from the run cache."""
     two_stage(root)
     for k in (1, 5):
         write_params(root, {"prepare": {"n": 3}, "train": {"k": k, "unused": 0}})
@@ -27,6 +28,11 @@ def test_restore_imports_neither_alembic_nor_pydantic_and_records_the_params(pro
         if path.is_file():
             os.utime(path, (old, old))
     run(Context(root, root / ".shipyard"), RunOptions(dry_run=True))  # refreshes the parse cache
+    return root
+
+
+def test_restore_imports_neither_alembic_nor_pydantic_and_records_the_params(project):  # type: ignore[no-untyped-def]
+    root = restorable(project.project.root)
     probe = textwrap.dedent("""
         import sys
         from pathlib import Path
@@ -47,17 +53,7 @@ def test_restore_imports_neither_alembic_nor_pydantic_and_records_the_params(pro
 
 def test_cli_restore_without_a_model_section_imports_no_pydantic(project):  # type: ignore[no-untyped-def]
     """``shipyard run`` looks for a model to register only in the raw YAML when there is none."""
-    root = project.project.root
-    two_stage(root)
-    for k in (1, 5):
-        write_params(root, {"prepare": {"n": 3}, "train": {"k": k, "unused": 0}})
-        run(Context(root, root / ".shipyard"), RunOptions())
-    write_params(root, {"prepare": {"n": 3}, "train": {"k": 1, "unused": 0}})
-    old = time.time() - 5
-    for path in root.iterdir():
-        if path.is_file():
-            os.utime(path, (old, old))
-    run(Context(root, root / ".shipyard"), RunOptions(dry_run=True))
+    root = restorable(project.project.root)
     probe = textwrap.dedent("""
         import sys
         from shipyard.cli.main import run
