@@ -38,13 +38,15 @@ from shipyard.errors import did_you_mean
 from shipyard.serving import codec
 from shipyard.serving.batching import Batcher
 from shipyard.serving.codec import Inputs, RequestError, Rows
-from shipyard.serving.follower import Follower, ModelRoute, Served
+from shipyard.serving.follower import Follower, ModelRoute, Served, Snapshot
 from shipyard.serving.metrics import GatewayMetrics
 from shipyard.serving.protocols import ArrayPredictor
 from shipyard.serving.requestlog import FeedbackEntry, LogEntry, RequestLog
 from shipyard.serving.routing import bucket_of
 
 GATEWAY_VERSION = f"gateway-{__version__}"
+MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_REQUEST_ID = 128
 # Request ids: 16 random hex digits per process, then a counter. Unique across replicas and
 # restarts like a uuid4, at a fraction of the cost on the request path.
 _ID_PREFIX = uuid.uuid4().hex[:16]
@@ -64,8 +66,6 @@ os.register_at_fork(after_in_child=_new_id_prefix)
 def new_request_id() -> str:
     """A new 32-hex-digit request id."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
-MAX_BODY_BYTES = 20 * 1024 * 1024
-MAX_REQUEST_ID = 128
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,17 @@ class Gateway:
         self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-shadow")
         if request_log is not None:
             request_log._on_drop = lambda n: self.metrics.log_dropped.inc(n)
+        follower.on_change.append(self._forget_unrouted)
+
+    def _forget_unrouted(self, snapshot: Snapshot) -> None:
+        """Drop the model calls and batch queues of versions the new routing table no longer
+        serves, so a replaced model is freed (the follower has dropped it from its own cache).
+        Runs on the follower's thread: keys are copied first, entries removed one by one."""
+        routed = {(route.name, version) for route in snapshot.models.values() for version in route.versions}
+        for cache in (self._calls, self._batchers):
+            for key in list(cache):
+                if key[:2] not in routed:
+                    cache.pop(key, None)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def startup(self) -> None:

@@ -256,3 +256,27 @@ async def test_metrics_per_model_and_version(harness) -> None:  # type: ignore[n
     assert 'shipyard_requests_total{model="iris",route="primary",status="ok",version="1"} 1.0' in text
     assert 'shipyard_request_latency_seconds_count{model="iris",version="1"} 1.0' in text
     assert 'shipyard_predictions_total{label="setosa",model="iris",version="1"} 1.0' in text
+
+
+@pytest.mark.parametrize("batching", [False, True])
+async def test_a_version_no_longer_routed_is_freed(harness, batching: bool) -> None:  # type: ignore[no-untyped-def]
+    """After a rollout replaces version 1, nothing in the gateway keeps its model alive."""
+    import gc
+    import weakref
+
+    from tests.serving.models import Fitted
+
+    first = Fitted(iris_classifier().estimator, IRIS_FEATURES)
+    h = harness({("iris", 1): first, ("iris", 2): iris_classifier()}, {"iris": single_table("iris", 1)},
+                batching=batching)
+    r = await h.client.post("/invocations", json={"dataframe_records": [ROW]})
+    assert r.status_code == 200 and r.headers["x-shipyard-version"] == "1"
+    gone = weakref.ref(first)
+    del first, h.loader.models[("iris", 1)]
+    h.source.set({"iris": single_table("iris", 2)})
+    h.gateway.follower.refresh()
+    r = await h.client.post("/invocations", json={"dataframe_records": [ROW]})
+    assert r.status_code == 200 and r.headers["x-shipyard-version"] == "2"
+    h.log.flush()  # the request log's queue holds rows, not models
+    gc.collect()
+    assert gone() is None
