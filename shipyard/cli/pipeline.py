@@ -101,8 +101,10 @@ def _may_register(config_path, ctx, summary) -> bool:  # type: ignore[no-untyped
     except (OSError, yaml.YAMLError):
         return True  # let the full loader report it with file and line
     model = raw.get("model") if isinstance(raw, dict) else None
-    if not isinstance(model, dict) or model.get("register") == "manual" or not isinstance(model.get("path"), str):
-        return isinstance(model, dict) and model.get("register") != "manual"  # odd shapes: validate fully
+    if not isinstance(model, dict) or model.get("register") == "manual":
+        return False
+    if not isinstance(model.get("path"), str):
+        return True  # an odd shape: the full validation names what is wrong
     rebuilt = set(summary.ran) | set(summary.restored)
     return any(name in rebuilt for name in _producing_stages(ctx, model["path"]))
 
