@@ -6,6 +6,7 @@ run-cache restore) can use it without importing ``shipyard.config``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,3 +19,15 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(item, f"{prefix}{key}."))
         return out
     return {prefix.rstrip("."): value} if prefix else {}
+
+
+def numeric_leaves(data: Any) -> dict[str, float]:
+    """The numbers of a metrics document by dotted key (booleans, text and NaN left out)."""
+    out = {}
+    for key, value in flatten(data).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        out[key] = float(value)
+    return out

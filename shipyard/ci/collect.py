@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from shipyard.ci import git
 from shipyard.ci.report import DataChange, MetricRow, ParamChange, higher_is_better
 from shipyard.config import ShipyardConfig
-from shipyard.dotted import flatten
+from shipyard.dotted import flatten, numeric_leaves
 from shipyard.hashing import hash_bytes, hash_file
 
 CODE_SUFFIXES = {".py", ".sh", ".r", ".R", ".ipynb", ".sql", ".js", ".ts", ".jl", ".scala", ".java", ".go", ".rs",
@@ -187,17 +186,6 @@ def metric_files(config: ShipyardConfig) -> list[str]:
         for entry in stage.metrics:
             files += [entry] if isinstance(entry, str) else list(entry)
     return files
-
-
-def numeric_leaves(data: Any) -> dict[str, float]:
-    out = {}
-    for key, value in flatten(data).items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if isinstance(value, float) and math.isnan(value):
-            continue
-        out[key] = float(value)
-    return out
 
 
 def read_metric_files(root: Path, files: Iterable[str], rev: str | None = None) -> dict[str, float] | None:

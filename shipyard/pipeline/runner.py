@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.dotted import flatten
+from shipyard.dotted import flatten, numeric_leaves
 from shipyard.errors import CheckFailed, InputError, ShipyardError, StoreBusy
 from shipyard.pipeline import lockfile as lockmod
 from shipyard.pipeline import runcache
@@ -595,7 +595,7 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
 
     import yaml
 
-    values: dict[str, Any] = {}
+    values: dict[str, float] = {}
     for out in stage.outs:
         if out.kind != "metrics" or (restored_only and not out.cache):
             continue
@@ -606,9 +606,8 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
         except (OSError, ValueError, yaml.YAMLError):
             continue  # a missing or unreadable metrics file is reported by the report, not here
         if isinstance(doc, dict):
-            values.update(flatten(doc))
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+            values.update(numeric_leaves(doc))
+    return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
 def explain(ctx: Context, name: str) -> dict[str, Any]:
