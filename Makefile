@@ -10,7 +10,7 @@ $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
 setup: $(UV)
-	$(UV) sync --locked --all-extras --group dev --quiet
+	$(UV) sync --locked --all-extras --group dev --compile-bytecode --quiet
 
 lint: setup
 	$(RUN)/ruff check shipyard tests bench examples
