@@ -119,7 +119,7 @@ def test_every_documented_command_exists_with_its_options() -> None:
         command = commands()[path]
         if _is_group(command) and rest and not rest[0].startswith("-"):
             if re.fullmatch(r"[a-z][a-z-]*", rest[0]) and not re.search(r"[A-Z.<\[{@/]", text):
-                problems.append(f"{file}:{line}: `{text}`: no command {' '.join(path + (rest[0],))!r}")
+                problems.append(f"{file}:{line}: `{text}`: no command {' '.join((*path, rest[0]))!r}")
             continue
         known = _options(command)
         for word in rest:
@@ -134,7 +134,7 @@ def test_every_command_is_documented() -> None:
     corpus = "\n".join(" ".join(["shipyard", *_tokens(text)]) for _, _, text in _doc_lines())
     missing = []
     for path, command in commands().items():
-        if not path or _is_group(command) and len(path) == 1 and _has_subcommands(path):
+        if not path or (_is_group(command) and len(path) == 1 and _has_subcommands(path)):
             continue
         if not re.search(r"(^|\n)shipyard " + re.escape(" ".join(path)) + r"(\s|$)", corpus):
             missing.append("shipyard " + " ".join(path))
