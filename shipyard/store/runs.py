@@ -35,6 +35,7 @@ from shipyard.store.base import Base
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 DEFAULT_EXPERIMENT = "Default"
+NAN = float("nan")
 
 
 def now_ms() -> int:
@@ -101,6 +102,8 @@ class Metric(Base):
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger, default=0)
     timestamp: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    # SQLite turns a REAL NaN into NULL: a NaN point is stored as value 0 with is_nan (MLflow's way).
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
 
 
@@ -111,6 +114,7 @@ class LatestMetric(Base):
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
 
 
@@ -262,8 +266,9 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
     if not metrics:
         return
     stamp = now_ms()
-    rows = [{"run_id": run_id, "key": m.key, "value": float(m.value), "step": int(m.step),
-             "timestamp": m.timestamp if m.timestamp is not None else stamp} for m in metrics]
+    rows = [{"run_id": run_id, "key": m.key, "value": 0.0 if m.value != m.value else float(m.value),
+             "step": int(m.step), "timestamp": m.timestamp if m.timestamp is not None else stamp,
+             "is_nan": m.value != m.value} for m in metrics]
     session.execute(Metric.__table__.insert(), rows)
     newest: dict[str, dict] = {}
     for row in rows:
@@ -274,7 +279,8 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
     stmt = _upsert(session)(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.run_id, table.c.key],
-        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp},
+        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp,
+              "is_nan": stmt.excluded.is_nan},
         where=or_(stmt.excluded.step > table.c.step,
                   and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp)),
     )
@@ -354,9 +360,9 @@ def log_inputs(session: Session, run_id: str, inputs: Iterable[Mapping[str, str 
 
 def metric_history(session: Session, run_id: str, key: str) -> list[tuple[float, int, int]]:
     """Every (value, step, timestamp) of one metric of a run, in logging order."""
-    query = (select(Metric.value, Metric.step, Metric.timestamp)
+    query = (select(Metric.value, Metric.step, Metric.timestamp, Metric.is_nan)
              .where(Metric.run_id == run_id, Metric.key == key).order_by(Metric.step, Metric.id))
-    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+    return [(NAN if is_nan else value, step, ts) for value, step, ts, is_nan in session.execute(query)]
 
 
 @dataclass
@@ -383,9 +389,9 @@ def run_data(session: Session, run_ids: Sequence[str], *, with_files: bool = Tru
         for rid, key, value in session.execute(select(Tag.run_id, Tag.key, Tag.value).where(Tag.run_id.in_(chunk))):
             out[rid].tags[key] = value
         query = select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value, LatestMetric.step,
-                       LatestMetric.timestamp).where(LatestMetric.run_id.in_(chunk))
-        for rid, key, value, step, ts in session.execute(query):
-            out[rid].metrics[key] = (value, step, ts)
+                       LatestMetric.timestamp, LatestMetric.is_nan).where(LatestMetric.run_id.in_(chunk))
+        for rid, key, value, step, ts, is_nan in session.execute(query):
+            out[rid].metrics[key] = (NAN if is_nan else value, step, ts)
         if with_files:
             for di in session.scalars(select(DatasetInput).where(DatasetInput.run_id.in_(chunk))):
                 out[di.run_id].inputs.append({"name": di.name, "digest": di.digest, "context": di.context,

@@ -1,0 +1,148 @@
+"""MLflow 3 logged models: tables and repository functions.
+
+A logged model (``m-<32 hex>``) belongs to an experiment, may name the run that produced it, and
+owns a tree of artifact files (MLmodel, model.pkl, ...) kept in the object store by content id, as
+run artifacts are. Params are write-once like a run's; tags are mutable. ``run_model_io`` links
+runs to the models they read (``log-inputs``) and wrote (``log-outputs``). Times are epoch ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from shipyard.errors import NotFound
+from shipyard.store.base import Base
+from shipyard.store.runs import now_ms
+
+STATUSES = ("PENDING", "READY", "FAILED")
+
+
+class LoggedModel(Base):
+    __tablename__ = "logged_models"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    source_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    status_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_type: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    artifact_location: Mapped[str] = mapped_column(Text)
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    __table_args__ = (Index("ix_logged_models_experiment_id_name", "experiment_id", "name"),)
+
+
+class LoggedModelTag(Base):
+    __tablename__ = "logged_model_tags"
+    model_id: Mapped[str] = mapped_column(ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LoggedModelParam(Base):
+    __tablename__ = "logged_model_params"
+    model_id: Mapped[str] = mapped_column(ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LoggedModelArtifact(Base):
+    __tablename__ = "logged_model_artifacts"
+    model_id: Mapped[str] = mapped_column(ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    oid: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunModelIO(Base):
+    """A model a run read (direction ``input``) or wrote (``output``), with the step it happened at."""
+
+    __tablename__ = "run_model_io"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(10), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def get(session: Session, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
+    """The logged model ``model_id``; NotFound (MLflow's wording) when unknown or deleted."""
+    found = session.get(LoggedModel, model_id) if len(model_id) <= 40 else None
+    if found is None or (found.lifecycle_stage == "deleted" and not allow_deleted):
+        raise NotFound(f"Logged model with ID '{model_id[:60]}' not found.",
+                       hint="list logged models with MlflowClient().search_logged_models([experiment_id])")
+    return found
+
+
+def tags_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {m: {} for m in model_ids}
+    if model_ids:
+        query = select(LoggedModelTag.model_id, LoggedModelTag.key, LoggedModelTag.value)
+        for mid, key, value in session.execute(query.where(LoggedModelTag.model_id.in_(list(model_ids)))):
+            out[mid][key] = value
+    return out
+
+
+def params_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {m: {} for m in model_ids}
+    if model_ids:
+        query = select(LoggedModelParam.model_id, LoggedModelParam.key, LoggedModelParam.value)
+        for mid, key, value in session.execute(query.where(LoggedModelParam.model_id.in_(list(model_ids)))):
+            out[mid][key] = value
+    return out
+
+
+def set_tags(session: Session, model_id: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        session.merge(LoggedModelTag(model_id=model_id, key=key, value=value))
+
+
+def delete_tag(session: Session, model_id: str, key: str) -> None:
+    result = session.execute(delete(LoggedModelTag).where(LoggedModelTag.model_id == model_id,
+                                                          LoggedModelTag.key == key))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound(f"No tag with key '{key}' found for logged model with ID '{model_id}'.")
+
+
+def log_params(session: Session, model_id: str, params: Mapping[str, str]) -> None:
+    """Add params; the same value again is fine, a new value for a key overwrites nothing."""
+    if not params:
+        return
+    existing = set(session.scalars(select(LoggedModelParam.key).where(
+        LoggedModelParam.model_id == model_id, LoggedModelParam.key.in_(list(params)))))
+    fresh = [{"model_id": model_id, "key": k, "value": v} for k, v in params.items() if k not in existing]
+    if fresh:
+        session.execute(LoggedModelParam.__table__.insert(), fresh)
+
+
+def record_artifacts(session: Session, model_id: str, files: Iterable[tuple[str, str, int]]) -> None:
+    """Record (path, object id, size) of files already in the object store."""
+    for path, oid, size in files:
+        session.merge(LoggedModelArtifact(model_id=model_id, path=path, oid=oid, size=size))
+    session.execute(LoggedModel.__table__.update().where(LoggedModel.id == model_id).values(updated_at=now_ms()))
+
+
+def artifacts_of(session: Session, model_id: str) -> list[tuple[str, str, int]]:
+    """Every (path, object id, size) of a logged model, by path."""
+    query = select(LoggedModelArtifact.path, LoggedModelArtifact.oid, LoggedModelArtifact.size)
+    return [tuple(r) for r in session.execute(  # type: ignore[misc]
+        query.where(LoggedModelArtifact.model_id == model_id).order_by(LoggedModelArtifact.path))]
+
+
+def link_runs(session: Session, run_id: str, model_steps: Iterable[tuple[str, int]], direction: str) -> None:
+    for model_id, step in model_steps:
+        session.merge(RunModelIO(run_id=run_id, model_id=model_id, direction=direction, step=step))
+
+
+def run_models(session: Session, run_ids: Sequence[str]) -> dict[str, dict[str, list[tuple[str, int]]]]:
+    """For each run, {"input": [(model id, step)], "output": [...]}."""
+    out: dict[str, dict[str, list[tuple[str, int]]]] = {r: {"input": [], "output": []} for r in run_ids}
+    if run_ids:
+        query = select(RunModelIO.run_id, RunModelIO.model_id, RunModelIO.direction, RunModelIO.step)
+        for rid, mid, direction, step in session.execute(query.where(RunModelIO.run_id.in_(list(run_ids)))
+                                                         .order_by(RunModelIO.model_id)):
+            out[rid][direction].append((mid, step))
+    return out

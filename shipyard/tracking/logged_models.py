@@ -1,0 +1,335 @@
+"""MLflow 3 logged models as a service: create, read, finalize, search, tag, and their artifact files.
+
+``mlflow.<flavor>.log_model(m, name=...)`` creates a logged model (``m-<32 hex>``) in an
+experiment, uploads its files through the artifact proxy under
+``<experiment artifact location>/models/<model id>/artifacts`` and finalizes it READY. Files are
+kept in the object store by content id (like run artifacts), so a logged model can be read back
+here, by ``models:/m-...`` resolution in the registry, without the client.
+
+``get_logged_model``, ``download_logged_model`` and ``download_run_artifacts`` are what other
+services (the registry) use to resolve ``models:/m-<id>`` and ``runs:/<run>/<path>`` sources.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from shipyard.errors import InputError, NotFound
+from shipyard.store import logged_models as lm
+from shipyard.store import runs as repo
+from shipyard.store.runs import now_ms
+from shipyard.tracking import filter as flt
+from shipyard.tracking import validation as v
+from shipyard.tracking.paths import safe_relative
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from shipyard.objects import ObjectStore
+    from shipyard.store import Store
+    from shipyard.workspace import Workspace
+
+PROXY_SCHEME = "mlflow-artifacts:"
+MAX_SEARCH_RESULTS = 1000
+_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
+_NAME_FORBIDDEN = ("/", ":", ".", "%", '"', "'")
+_ATTRIBUTES = {
+    "name": lm.LoggedModel.name, "model_id": lm.LoggedModel.id, "source_run_id": lm.LoggedModel.source_run_id,
+    "status": lm.LoggedModel.status, "model_type": lm.LoggedModel.model_type,
+    "experiment_id": lm.LoggedModel.experiment_id, "creation_timestamp": lm.LoggedModel.created_at,
+    "creation_time": lm.LoggedModel.created_at, "last_updated_timestamp": lm.LoggedModel.updated_at,
+}
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A logged model as the REST API and the registry see it (times in epoch ms)."""
+
+    model_id: str
+    experiment_id: int
+    name: str
+    source_run_id: str | None
+    status: str
+    status_message: str | None
+    artifact_location: str
+    model_type: str | None
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    creation_timestamp: int
+    last_updated_timestamp: int
+    lifecycle_stage: str = "active"
+
+
+def experiment_artifact_location(exp: repo.Experiment) -> str:
+    """Where an experiment's artifacts live: its own location, else the server's artifact proxy."""
+    return exp.artifact_location or f"{PROXY_SCHEME}/{exp.id}"
+
+
+def _records(session: Session, rows: Sequence[lm.LoggedModel]) -> list[LoggedModel]:
+    ids = [r.id for r in rows]
+    tags, params = lm.tags_of(session, ids), lm.params_of(session, ids)
+    return [LoggedModel(
+        model_id=r.id, experiment_id=r.experiment_id, name=r.name, source_run_id=r.source_run_id, status=r.status,
+        status_message=r.status_message, artifact_location=r.artifact_location, model_type=r.model_type,
+        tags=tags[r.id], params=params[r.id], creation_timestamp=r.created_at, last_updated_timestamp=r.updated_at,
+        lifecycle_stage=r.lifecycle_stage,
+    ) for r in rows]
+
+
+def check_name(name: str | None) -> None:
+    """MLflow's rule for a logged model name (it becomes part of ``runs:/<run>/<name>`` URIs)."""
+    if name is None:
+        return
+    if not name or any(c in name for c in _NAME_FORBIDDEN) or len(name) > 500:
+        raise InputError(f"Invalid model name ('{name[:100]}') provided. Model name must be a non-empty string "
+                         "and cannot contain the following characters: ('/', ':', '.', '%', '\"', \"'\")")
+
+
+# -- writes ------------------------------------------------------------------------------------------
+def create(store: Store, experiment_id: int, *, name: str | None = None, source_run_id: str | None = None,
+           tags: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
+           model_type: str | None = None) -> LoggedModel:
+    """A new PENDING logged model in an active experiment (its artifacts come next, then finalize)."""
+    check_name(name)
+    clean_tags, clean_params = v.check_tags(tags or {}), v.check_params(params or {})
+    model_id = f"m-{uuid.uuid4().hex}"
+    with store.write() as session:
+        exp = repo.get_experiment(session, experiment_id)
+        if exp.lifecycle_stage != "active":
+            raise InputError(f"The experiment {experiment_id} must be in the 'active' state. "
+                             f"Current state is {exp.lifecycle_stage}.")
+        stamp = now_ms()
+        row = lm.LoggedModel(
+            id=model_id, experiment_id=experiment_id, name=name or f"model-{model_id[2:10]}",
+            source_run_id=source_run_id or None, status="PENDING", model_type=model_type or None,
+            artifact_location=f"{experiment_artifact_location(exp).rstrip('/')}/models/{model_id}/artifacts",
+            lifecycle_stage="active", created_at=stamp, updated_at=stamp,
+        )
+        session.add(row)
+        session.flush()
+        lm.set_tags(session, model_id, clean_tags)
+        lm.log_params(session, model_id, clean_params)
+        return _records(session, [row])[0]
+
+
+def finalize(store: Store, model_id: str, status: str) -> LoggedModel:
+    """Set the final status (READY or FAILED) of a logged model."""
+    if status not in lm.STATUSES:
+        raise InputError(f"Invalid value {status!r} for parameter 'status' supplied; "
+                         f"expected one of LOGGED_MODEL_{', LOGGED_MODEL_'.join(lm.STATUSES)}")
+    with store.write() as session:
+        row = lm.get(session, model_id)
+        row.status = status
+        row.updated_at = now_ms()
+        return _records(session, [row])[0]
+
+
+def delete(store: Store, model_id: str) -> None:
+    """Soft-delete (MLflow: lifecycle stage 'deleted'); ``get`` then answers not found."""
+    with store.write() as session:
+        row = lm.get(session, model_id)
+        row.lifecycle_stage = "deleted"
+        row.updated_at = now_ms()
+
+
+def set_tags(store: Store, model_id: str, tags: Mapping[str, str]) -> None:
+    clean = v.check_tags(tags)
+    with store.write() as session:
+        lm.get(session, model_id)
+        lm.set_tags(session, model_id, clean)
+
+
+def delete_tag(store: Store, model_id: str, key: str) -> None:
+    with store.write() as session:
+        lm.get(session, model_id)
+        lm.delete_tag(session, model_id, key)
+
+
+def log_params(store: Store, model_id: str, params: Mapping[str, str]) -> None:
+    clean = v.check_params(params)
+    with store.write() as session:
+        lm.get(session, model_id)
+        lm.log_params(session, model_id, clean)
+
+
+# -- reads -------------------------------------------------------------------------------------------
+def get(store: Store, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
+    with store.read() as session:
+        return _records(session, [lm.get(session, model_id, allow_deleted=allow_deleted)])[0]
+
+
+def get_logged_model(workspace: Workspace, model_id: str) -> LoggedModel:
+    """The logged model ``model_id`` (``m-<hex>``, without ``models:/``); NotFound when unknown."""
+    return get(workspace.store, model_id)
+
+
+def _condition(cond: flt.Comparison) -> Any:
+    from shipyard.tracking.search import _compare
+
+    if cond.entity in ("tags", "params"):
+        table = lm.LoggedModelTag if cond.entity == "tags" else lm.LoggedModelParam
+        inner = select(table.model_id).where(table.key == cond.key, _compare(table.value, cond.op, cond.value))
+        return lm.LoggedModel.id.in_(inner)
+    column = _ATTRIBUTES.get(cond.key)
+    if cond.entity != "attributes" or column is None:
+        raise InputError(f"Invalid attribute key '{cond.key}' specified. Valid keys are "
+                         f"{sorted(_ATTRIBUTES)}, params.<key> and tags.<key>")
+    value = cond.value
+    if cond.key == "status" and isinstance(value, str):
+        value = value.removeprefix("LOGGED_MODEL_").replace("UPLOAD_FAILED", "FAILED")
+    if cond.key == "experiment_id" and isinstance(value, str):
+        value = int(value) if value.isdigit() else -1
+    return _compare(column, cond.op, value)
+
+
+def parse_filter(text: str | None) -> list[Any]:
+    """SQL conditions for MLflow's logged-model filter: clauses joined by AND, as MLflow allows."""
+    if not text or not text.strip():
+        return []
+    tokens = flt.tokenize(text)
+    clauses: list[list[flt.Token]] = [[]]
+    for tok in tokens:
+        if tok.kind == "word" and tok.upper == "AND":
+            clauses.append([])
+        else:
+            clauses[-1].append(tok)
+    out = []
+    for clause in clauses:
+        if len(clause) not in (3, 5) or clause[-2].kind not in ("op", "word"):
+            raise InputError(f"Invalid filter string {text!r}: expected <field> <op> <value> clauses joined "
+                             "by AND, e.g. name = 'model' AND params.alpha = '0.5'")
+        if len(clause) == 5:
+            entity = flt.ENTITY_ALIASES.get(clause[0].text.lower(), "")
+            key = clause[2].text.strip("`\"")
+        else:
+            entity, key = "attributes", clause[0].text
+        op = clause[3 if len(clause) == 5 else 1].upper
+        op = "!=" if op == "<>" else "=" if op == "==" else op
+        raw = clause[-1]
+        value: Any = raw.text[1:-1].replace("''", "'") if raw.kind == "string" else raw.text
+        if raw.kind == "number":
+            value = float(value) if "." in value or "e" in value.lower() else int(value)
+        out.append(_condition(flt.Comparison(entity, key, op, value)))
+    return out
+
+
+def search(store: Store, experiment_ids: Sequence[int], *, filter_string: str | None = None,
+           order_by: Sequence[Mapping[str, Any]] = (), max_results: int | None = None,
+           page_token: str | None = None) -> tuple[list[LoggedModel], str | None]:
+    """Active logged models of the experiments matching the filter, and the next page token."""
+    from shipyard.tracking.search import decode_token, encode_token
+
+    limit = max_results or 100
+    if not 1 <= limit <= MAX_SEARCH_RESULTS:
+        raise InputError(f"Invalid value {limit} for parameter 'max_results' supplied. "
+                         f"It must be at most {MAX_SEARCH_RESULTS}")
+    offset = decode_token(page_token)
+    query = select(lm.LoggedModel).where(lm.LoggedModel.lifecycle_stage == "active",
+                                         lm.LoggedModel.experiment_id.in_(list(experiment_ids)))
+    for condition in parse_filter(filter_string):
+        query = query.where(condition)
+    ordering = []
+    for item in order_by:
+        column = _ATTRIBUTES.get(str(item.get("field_name", "")).removeprefix("attributes."))
+        if column is None:
+            raise InputError(f"Invalid order by field name: {item.get('field_name')!r}")
+        ordering.append(column.asc() if item.get("ascending", True) else column.desc())
+    query = query.order_by(*ordering, lm.LoggedModel.created_at.desc(), lm.LoggedModel.id)
+    with store.read() as session:
+        rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
+        found = _records(session, rows[:limit])
+    return found, (encode_token(offset + limit) if len(rows) > limit else None)
+
+
+# -- artifacts ---------------------------------------------------------------------------------------
+def store_artifact(store: Store, objects: ObjectStore, model_id: str, path: str, data: bytes) -> str:
+    """Keep one uploaded file of a logged model; returns its object id."""
+    path = safe_relative(path)
+    with store.read() as session:
+        lm.get(session, model_id)
+    oid = objects.put_bytes(data)
+    with store.write() as session:
+        lm.get(session, model_id)
+        lm.record_artifacts(session, model_id, [(path, oid, len(data))])
+    return oid
+
+
+def read_artifact(store: Store, objects: ObjectStore, model_id: str, path: str) -> bytes:
+    path = safe_relative(path)
+    with store.read() as session:
+        lm.get(session, model_id, allow_deleted=True)
+        row = session.get(lm.LoggedModelArtifact, (model_id, path))
+        if row is None:
+            raise NotFound(f"logged model {model_id} has no artifact {path!r}")
+        oid = row.oid
+    return objects.get_bytes(oid)
+
+
+def list_artifacts(store: Store, model_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Direct children of ``prefix`` (files with sizes, and folders), as MLflow lists them."""
+    prefix = safe_relative(prefix) if prefix else ""
+    with store.read() as session:
+        lm.get(session, model_id, allow_deleted=True)
+        files = lm.artifacts_of(session, model_id)
+    return children([(p, s) for p, _, s in files], prefix)
+
+
+def children(files: Sequence[tuple[str, int]], prefix: str) -> list[dict[str, Any]]:
+    """The direct children of ``prefix`` among (path, size) files: files, then folders once."""
+    seen: dict[str, dict[str, Any]] = {}
+    for path, size in files:
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        rest = path[len(prefix) + 1:] if prefix else path
+        head, sep, _ = rest.partition("/")
+        child = f"{prefix}/{head}" if prefix else head
+        seen[child] = {"path": child, "is_dir": True} if sep else {"path": child, "is_dir": False, "file_size": size}
+    return [seen[k] for k in sorted(seen)]
+
+
+def _checkout(objects: ObjectStore, files: Sequence[tuple[str, str]], dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel, oid in files:
+        target = dest / safe_relative(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        objects.checkout(oid, target)
+    return dest
+
+
+def download_logged_model(workspace: Workspace, model_id: str, dest: Path) -> Path:
+    """Copy every artifact file of a logged model into ``dest`` (verified against its hash)."""
+    with workspace.store.read() as session:
+        row = lm.get(session, model_id)
+        files = [(p, oid) for p, oid, _ in lm.artifacts_of(session, model_id)]
+        location = row.artifact_location
+    if not files:
+        where = "" if location.startswith(PROXY_SCHEME) else f" (its artifact location {location} is outside this server)"
+        raise NotFound(f"logged model {model_id} has no artifact files stored on this server{where}",
+                       hint="log the model with the MLflow client against this server's tracking URI")
+    return _checkout(workspace.objects, files, Path(dest))
+
+
+def download_run_artifacts(workspace: Workspace, run_id: str, path: str, dest: Path) -> Path:
+    """Copy a run's artifact file or folder ``path`` ('' = all) into ``dest`` (for ``runs:/`` sources).
+
+    A folder's files keep their paths relative to ``path``; a single file lands as ``dest/<name>``.
+    """
+    prefix = safe_relative(path) if path else ""
+    with workspace.store.read() as session:
+        repo.get_run(session, run_id)
+        query = select(repo.Artifact.path, repo.Artifact.oid).where(repo.Artifact.run_id == run_id)
+        rows = list(session.execute(query))
+    exact = [(p.rsplit("/", 1)[-1], oid) for p, oid in rows if p == prefix]
+    inside = [(p[len(prefix) + 1:] if prefix else p, oid) for p, oid in rows if not prefix or p.startswith(prefix + "/")]
+    files = exact or inside
+    if not files:
+        raise NotFound(f"run {run_id} has no artifact {prefix!r}", hint=f"list them with 'shipyard runs show {run_id}'")
+    return _checkout(workspace.objects, files, Path(dest))
+
