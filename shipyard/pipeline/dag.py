@@ -62,6 +62,10 @@ class StageSpec:
     frozen: bool = False
     desc: str | None = None
     origin: str = ""  # the name written in the config (differs for foreach/matrix items)
+    # Metrics and plots files that lie inside this stage's outs, as (kind, path): dvc.yaml's
+    # top-level ``metrics:``/``plots:`` (e.g. eval/metrics.json inside the out eval/). They are
+    # not outs of their own (outs may not overlap); the runner logs their values after the stage.
+    reports: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +74,7 @@ class StageSpec:
             "outs": [[o.path, o.cache, o.persist, o.kind] for o in self.outs],
             "env": [list(kv) for kv in self.env], "always_changed": self.always_changed,
             "frozen": self.frozen, "desc": self.desc, "origin": self.origin,
+            "reports": [list(r) for r in self.reports],
         }
 
     @classmethod
@@ -80,6 +85,7 @@ class StageSpec:
             outs=tuple(Out(p, c, s, k) for p, c, s, k in d["outs"]),
             env=tuple((k, v) for k, v in d["env"]), always_changed=d["always_changed"],
             frozen=d["frozen"], desc=d["desc"], origin=d["origin"],
+            reports=tuple((k, p) for k, p in d.get("reports", ())),
         )
 
     @property

@@ -20,7 +20,7 @@ from typing import Any
 from shipyard.errors import ConfigError, NotFound
 from shipyard.pipeline.dag import DEFAULT_PARAMS, Dag, StageSpec, expand, resolve
 
-PARSE_VERSION = 2
+PARSE_VERSION = 3
 RACY_NS = 1_000_000_000
 CONFIG_NAME = "shipyard.yaml"
 DVC_NAME = "dvc.yaml"
@@ -213,6 +213,14 @@ def _validated_config(root: Path, state_dir: Path | None) -> dict[str, Any]:
 def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> LoadedPipeline:
     files.track(CONFIG_NAME)
     config = _validated_config(root, state_dir)
+    if not config["stages"] and (root / DVC_NAME).is_file():
+        # A shipyard.yaml without stages (only model:, gates: ...) must not hide the dvc.yaml next to it.
+        from dataclasses import replace
+
+        from shipyard.pipeline.dvc import load_dvc
+
+        loaded = load_dvc(root, files)
+        return replace(loaded, executor=config["executor"], environment=tuple(config["environment"]))
     positions = None
 
     def position(loc: tuple[str | int, ...]) -> str:

@@ -82,6 +82,15 @@ class Context:
             self._env = environment(self.root, self.pipeline.environment, self.hashes)
         return self._env
 
+    def dvc_env(self, stage: StageSpec) -> dict[str, str]:
+        """What ``dvc repro`` adds to a stage's environment (dvc/stage/run.py), for a DVC project.
+
+        dvclive reads DVC_ROOT to know it runs inside a pipeline: without it, it calls
+        ``dvc exp save``, which creates refs/exps/... and rewrites dvc.lock behind our back."""
+        if self.pipeline.source != "dvc.yaml" and not (self.root / ".dvc").is_dir():
+            return {}
+        return {"DVC_ROOT": os.environ.get("DVC_ROOT") or str(self.root), "DVC_STAGE": stage.name}
+
     @property
     def objects(self) -> Any:
         if self._objects is None:
@@ -412,64 +421,24 @@ def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, 
     executor = None
     stop = False
     sink = _line_sink()
-
-    def finished(name: str) -> bool:
-        return name in state
-
     try:
         while pending or running:
             progressed = False
             for name in list(pending):
                 if len(running) >= max(1, options.jobs):
                     break
-                ups = dag.upstream[name]
-                if not all(finished(u) for u in ups):
+                if not all(u in state for u in dag.upstream[name]):
                     continue
                 pending.remove(name)
                 progressed = True
-                stage = dag.stages[name]
-                bad = [u for u in ups if state[u] in ("failed", "skipped")]
-                if bad or stop:
-                    reason = f"upstream stage {bad[0]!r} failed" if bad else "an earlier stage failed (use --keep-going)"
-                    state[name] = "skipped"
-                    summary.skipped.append(name)
-                    summary.note(name, "skipped", reason=reason)
-                    ctx.echo(f"Skipping stage {name!r}: {reason}")
-                    recorder.skipped(name, "", reason)
+                status = _settle(ctx, dag, name, state, stop, options, summary, recorder)
+                if status is None:
                     continue
-                status = ctx.check(stage)
-                if status.state == "frozen" or (not status.stale and not options.force):
-                    state[name] = "done"
-                    summary.up_to_date.append(name)
-                    summary.note(name, "up-to-date")
-                    ctx.echo(f"Stage {name!r} is up to date" + (" (frozen)" if status.state == "frozen" else ""))
-                    continue
-                assert status.inputs is not None
-                fingerprint = status.inputs.fingerprint
-                if not options.no_cache and not options.force and _cacheable(stage) and _restore(ctx, stage, status, recorder):
-                    state[name] = "done"
-                    summary.restored.append(name)
-                    summary.note(name, "restored", reason="restored from the run cache")
-                    continue
-                why = "forced" if options.force and not status.stale else "; ".join(status.reasons)
-                ctx.echo(f"Running stage {name!r}: {why}")
-                child = recorder.start_stage(name, fingerprint, status.inputs.params, restored=False, deps=status.deps)
-                _remove_outs(ctx.root, stage)
-                from shipyard.pipeline.executors.base import StageJob
-
                 if executor is None:
                     from shipyard.pipeline.executors import open_executor
 
                     executor = open_executor(executor_spec, options.jobs)
-                job = StageJob(
-                    name=name, cmds=stage.cmd, root=str(ctx.root), cwd=str(ctx.root / stage.wdir),
-                    env={**dict(stage.env), "SHIPYARD_RUN_ID": child, "SHIPYARD_STAGE": name,
-                         "SHIPYARD_PROJECT_ROOT": str(ctx.root), "SHIPYARD_PIPELINE_RUN_ID": recorder.run_id or "",
-                         "SHIPYARD_HOME": str(ctx.state_dir)},
-                    outs=stage.out_paths, objects_url=ctx.objects_url,
-                    hash_dir=str(ctx.hashes.folder) if ctx.hashes.folder else None,
-                )
-                future = executor.submit(job, sink if executor.streams_live else None)
+                future = _submit(ctx, dag.stages[name], status, options, recorder, executor, sink)
                 running[future] = (name, status, time.perf_counter())
             if not running:
                 if not progressed and pending:
@@ -494,6 +463,57 @@ def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, 
             executor.close()
     if not summary.ran and not summary.restored and not summary.failed and not summary.skipped:
         ctx.echo(f"Everything is up to date ({len(dag.order)} stage{'s' if len(dag.order) != 1 else ''}); nothing ran.")
+
+
+def _settle(ctx: Context, dag: Dag, name: str, state: dict[str, str], stop: bool, options: RunOptions,
+            summary: RunSummary, recorder: Recorder) -> StageStatus | None:
+    """Settle a stage whose upstream is done without running it (skipped after a failure, up to
+    date, or restored from the run cache) and return None; or return its status when it must run."""
+    stage = dag.stages[name]
+    bad = [u for u in dag.upstream[name] if state[u] in ("failed", "skipped")]
+    if bad or stop:
+        reason = f"upstream stage {bad[0]!r} failed" if bad else "an earlier stage failed (use --keep-going)"
+        state[name] = "skipped"
+        summary.skipped.append(name)
+        summary.note(name, "skipped", reason=reason)
+        ctx.echo(f"Skipping stage {name!r}: {reason}")
+        recorder.skipped(name, "", reason)
+        return None
+    status = ctx.check(stage)
+    if status.state == "frozen" or (not status.stale and not options.force):
+        state[name] = "done"
+        summary.up_to_date.append(name)
+        summary.note(name, "up-to-date")
+        ctx.echo(f"Stage {name!r} is up to date" + (" (frozen)" if status.state == "frozen" else ""))
+        return None
+    if not options.no_cache and not options.force and _cacheable(stage) and _restore(ctx, stage, status, recorder):
+        state[name] = "done"
+        summary.restored.append(name)
+        summary.note(name, "restored", reason="restored from the run cache")
+        return None
+    return status
+
+
+def _submit(ctx: Context, stage: StageSpec, status: StageStatus, options: RunOptions, recorder: Recorder,
+            executor: Any, sink: Callable[[str, str, str], None]) -> Future:
+    """Record the stage's start, clear its outs and hand it to the executor."""
+    from shipyard.pipeline.executors.base import StageJob
+
+    assert status.inputs is not None
+    why = "forced" if options.force and not status.stale else "; ".join(status.reasons)
+    ctx.echo(f"Running stage {stage.name!r}: {why}")
+    child = recorder.start_stage(stage.name, status.inputs.fingerprint, status.inputs.params, restored=False,
+                                 deps=status.deps)
+    _remove_outs(ctx.root, stage)
+    job = StageJob(
+        name=stage.name, cmds=stage.cmd, root=str(ctx.root), cwd=str(ctx.root / stage.wdir),
+        env={**ctx.dvc_env(stage), **dict(stage.env), "SHIPYARD_RUN_ID": child, "SHIPYARD_STAGE": stage.name,
+             "SHIPYARD_PROJECT_ROOT": str(ctx.root), "SHIPYARD_PIPELINE_RUN_ID": recorder.run_id or "",
+             "SHIPYARD_HOME": str(ctx.state_dir)},
+        outs=stage.out_paths, objects_url=ctx.objects_url,
+        hash_dir=str(ctx.hashes.folder) if ctx.hashes.folder else None,
+    )
+    return executor.submit(job, sink if executor.streams_live else None)
 
 
 def _line_sink() -> Callable[[str, str, str], None]:
@@ -587,7 +607,8 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
 
 
 def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False) -> dict[str, float]:
-    """Numeric values of a stage's ``metrics:`` files (JSON or YAML, nested keys dotted).
+    """Numeric values of a stage's ``metrics:`` files and of dvc.yaml's top-level metrics files inside
+    its outs (JSON or YAML, nested keys dotted).
 
     After a run-cache restore only cached files are current (``cache: false`` ones were not restored).
     """
@@ -596,10 +617,14 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
     import yaml
 
     values: dict[str, float] = {}
-    for out in stage.outs:
-        if out.kind != "metrics" or (restored_only and not out.cache):
-            continue
-        path = root / out.path
+    cached = {o.path: o.cache for o in stage.outs}
+    files = [o.path for o in stage.outs if o.kind == "metrics" and (o.cache or not restored_only)]
+    for kind, rel in stage.reports:  # dvc.yaml's top-level metrics inside this stage's outs
+        owner = next((p for p in cached if rel == p or rel.startswith(p + "/")), None)
+        if kind == "metrics" and (not restored_only or cached.get(owner or "", True)):
+            files.append(rel)
+    for rel in files:
+        path = root / rel
         try:
             text = path.read_text(encoding="utf-8")
             doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
