@@ -211,13 +211,15 @@ def behavioral(gate: Gate, ctx: Context) -> Check:
 def replay(gate: Gate, ctx: Context) -> Check:
     import polars as pl
 
+    from shipyard.data.requestlog import read_files
+
     path = _inside(ctx.root, gate.replay or "", "replay")
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files or not files[0].exists():
         raise InputError(f"replay: no recorded requests at {gate.replay}",
                          hint="point replay at a Parquet file or a request-log folder (requests/model=NAME/)")
     try:
-        log = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        log = read_files(list(files))
     except Exception as exc:
         raise InputError(f"replay: cannot read {gate.replay}: {exc}") from exc
     if "status" in log.columns:

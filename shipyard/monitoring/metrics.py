@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shipyard.data.requestlog import latest_labels
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -213,7 +215,7 @@ def performance(window: pl.DataFrame, labels: pl.DataFrame | None, *, task: str)
         return out
     if labels is not None and labels.height and "request_id" in ok.columns:
         joined = ok.select("request_id", "prediction").join(
-            labels.unique("request_id", keep="last").select("request_id", "label"), on="request_id", how="inner")
+            latest_labels(labels), on="request_id", how="inner")
         out["labelled"] = joined.height
         if joined.height:
             if task == "classification":

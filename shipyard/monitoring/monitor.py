@@ -140,7 +140,7 @@ class Monitor:
             windows = time_windows(frame, size_s=s.window_s, cursor=cursor, now=now, min_rows=s.min_rows)
         if not windows:
             return [], [], []
-        labels = read_feedback(self.feedback_root)
+        labels = read_feedback(self.feedback_root, since=cursor)  # a label comes after its request
         out_windows, out_firings, new_triggers = [], [], []
         for win in windows:
             version = _served_version(win.frame)

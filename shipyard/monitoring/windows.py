@@ -1,9 +1,9 @@
 """Tumbling windows over the request log (contract 4), by time or by request count.
 
-Files live under ``<requests>/model=<name>/date=YYYY-MM-DD/hour=HH/part-*.parquet``, in a local
-folder or behind an fsspec URL (``s3://bucket/prefix``); only the hours at or after the cursor are
-opened. Time windows are aligned to multiples of their size since
-the epoch and close when ``now`` passes their end; a run of windows without enough traffic is kept
+The rows come from ``shipyard.data.requestlog`` (the one reader of the request log, shared with
+rollout analysis and gate replay): only the hours at or after the cursor are opened, and feedback
+labels follow its one rule (the latest label per request id). Time windows are aligned to multiples
+of their size since the epoch and close when ``now`` passes their end; a run of windows without enough traffic is kept
 as one ``empty`` window (no verdict). Count windows close every ``rows`` requests; the tail waits
 for more. The cursor is the end of the model's last stored window, so each request is judged once.
 """
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.serving.logstore import LogFolder
+from shipyard.data.requestlog import FolderLike, logged_models, read_labels, read_requests
 
 if TYPE_CHECKING:
     import polars as pl
+
+__all__ = ["Window", "count_windows", "logged_models", "read_feedback", "read_log", "time_windows"]
 
 
 @dataclass
@@ -30,62 +31,22 @@ class Window:
     frame: pl.DataFrame
 
 
-def _hour_of(path: PurePath) -> float | None:
-    try:
-        date = next(p for p in path.parts if p.startswith("date=")).removeprefix("date=")
-        hour = next(p for p in path.parts if p.startswith("hour=")).removeprefix("hour=")
-        return datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC).timestamp()
-    except (StopIteration, ValueError):
-        return None
-
-
-def log_files(root: Path | LogFolder | str, model: str, since: float | None = None) -> list[str]:
-    """The model's request-log files whose hour can hold rows at or after ``since``."""
-    folder = LogFolder.of(root) / f"model={model}"
-    files = []
-    for path in folder.files("date=*/hour=*/*.parquet"):
-        hour = _hour_of(folder.relative(path))
-        if since is None or hour is None or hour + 3600 > since:
-            files.append(path)
-    return files
-
-
-def logged_models(root: Path | LogFolder | str) -> list[str]:
-    """The models that have a folder in the request log."""
-    return [name.removeprefix("model=") for name in LogFolder.of(root).folders("model=*")]
-
-
-def read_log(root: Path | LogFolder | str, model: str, since: float | None = None,
+def read_log(root: Path | FolderLike | str, model: str, since: float | None = None,
              until: float | None = None) -> pl.DataFrame:
     """Rows of ``model`` with ``since <= ts < until`` (seconds since the epoch), sorted by time,
     with an extra ``t`` column (float seconds)."""
     import polars as pl
 
-    log = LogFolder.of(root)
-    files = log_files(log, model, since)
-    if not files:
-        return pl.DataFrame()
-    frame = pl.concat([pl.read_parquet(log.source(f), hive_partitioning=False) for f in files],
-                      how="diagonal_relaxed")
-    frame = frame.with_columns((pl.col("ts").dt.epoch("us").cast(pl.Float64) / 1e6).alias("t"))
-    if since is not None:
-        frame = frame.filter(pl.col("t") >= since)
-    if until is not None:
-        frame = frame.filter(pl.col("t") < until)
-    return frame.sort("t")
+    frame = read_requests(root, model, since, until)
+    if frame.height == 0 and "ts" not in frame.columns:
+        return frame
+    return frame.with_columns((pl.col("ts").dt.epoch("us").cast(pl.Float64) / 1e6).alias("t"))
 
 
-def read_feedback(root: Path | LogFolder | str) -> pl.DataFrame | None:
-    """Every feedback label written so far, or None when there is none."""
-    import polars as pl
-
-    log = LogFolder.of(root)
-    files = log.files("date=*/*.parquet")
-    if not files:
-        return None
-    frame = pl.concat([pl.read_parquet(log.source(f), hive_partitioning=False) for f in files],
-                      how="diagonal_relaxed")
-    return frame.with_columns(pl.col("request_id").cast(pl.String))
+def read_feedback(root: Path | FolderLike | str, since: float | None = None) -> pl.DataFrame | None:
+    """The feedback labels (one per request id: the latest posted), or None when there is none."""
+    labels = read_labels(root, since)
+    return labels if labels.height else None
 
 
 def time_windows(frame: pl.DataFrame, *, size_s: float, cursor: float | None, now: float,

@@ -18,13 +18,11 @@ for one model since a point in time and compares candidate with champion:
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shipyard.serving.logstore import LogFolder
+from shipyard.data.requestlog import RequestReader, read_labels
 
 CANDIDATE_ROUTES = ("canary", "b", "shadow")
 CHAMPION_ROUTES = ("primary", "a")
@@ -34,86 +32,11 @@ PSI_EPS = 1e-4
 COLUMNS = ["request_id", "ts", "version", "route", "status", "latency_ms", "prediction"]
 
 
-def _hours(since: float, until: float) -> list[tuple[str, str]]:
-    start = datetime.fromtimestamp(since, UTC).replace(minute=0, second=0, microsecond=0)
-    end = datetime.fromtimestamp(until, UTC)
-    out = []
-    while start <= end:
-        out.append((start.strftime("%Y-%m-%d"), start.strftime("%H")))
-        start += timedelta(hours=1)
-    return out[-24 * 14:]  # a window never looks back more than two weeks
-
-
-class LogReader:
-    """Reads request-log files, keeping each (immutable, written-whole) file parsed once."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
-    def frames(self, folder: LogFolder, paths: list[str]) -> list[Any]:
-        import polars as pl
-        import pyarrow.parquet as pq
-
-        out = []
-        for path in paths:
-            frame = self._cache.get(path)
-            if frame is None:
-                frame = pl.from_arrow(pq.read_table(folder.source(path), columns=COLUMNS))
-                if frame["prediction"].dtype != pl.String:
-                    frame = frame.with_columns(pl.col("prediction").cast(pl.Float64))
-                self._cache[path] = frame
-            out.append(frame)
-        keep = set(paths)
-        for path in [p for p in self._cache if p not in keep]:
-            del self._cache[path]
-        return out
-
-
-def read_requests(root: Path | LogFolder | str, model: str, since: float, until: float,
-                  reader: LogReader | None = None) -> Any:
-    """The request-log rows of ``model`` with since <= ts <= until, as a polars DataFrame.
-
-    ``root`` is a local folder or an fsspec URL (``s3://bucket/prefix``): every replica and worker
-    writes there, so this sees all of the model's traffic."""
-    import polars as pl
-
-    log = LogFolder.of(root)
-    hours = _hours(since, until)
-    if log.local:
-        paths = [p for date, hour in hours
-                 for p in (log / f"model={model}" / f"date={date}" / f"hour={hour}").files("part-*.parquet")]
-    else:  # one listing of the model's folder, not one request per hour of the window
-        wanted = {f"date={date}/hour={hour}" for date, hour in hours}
-        model_log = log / f"model={model}"
-        paths = [p for p in model_log.files("date=*/hour=*/part-*.parquet")
-                 if str(model_log.relative(p).parent) in wanted]
-    tables = (reader or LogReader()).frames(log, paths)
-    if not tables:
-        return pl.DataFrame(schema={"request_id": pl.String, "ts": pl.Datetime("us", "UTC"), "version": pl.Int64,
-                                    "route": pl.String, "status": pl.String, "latency_ms": pl.Float64,
-                                    "prediction": pl.String})
-    frame = pl.concat(tables, how="vertical_relaxed")
-    lo = datetime.fromtimestamp(since, UTC)
-    hi = datetime.fromtimestamp(until, UTC)
-    return frame.filter((pl.col("ts") >= lo) & (pl.col("ts") <= hi))
-
-
-def read_feedback(root: Path | LogFolder | str, since: float) -> Any:
-    """Feedback labels (request_id, label as str) written since ``since`` (by date partition)."""
-    import polars as pl
-    import pyarrow.parquet as pq
-
-    log = LogFolder.of(root)
-    frames = []
-    first = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d")
-    for path in log.files("date=*/part-*.parquet"):
-        if log.relative(path).parts[0].removeprefix("date=") < first:
-            continue
-        frame = pl.from_arrow(pq.read_table(log.source(path), columns=["request_id", "label"]))
-        frames.append(frame.with_columns(pl.col("label").cast(pl.String)))
-    if not frames:
-        return pl.DataFrame(schema={"request_id": pl.String, "label": pl.String})
-    return pl.concat(frames).unique("request_id", keep="last")
+def read_window(reader: RequestReader, feedback_root: Any, model: str, since: float,
+                until: float) -> tuple[Any, Any]:
+    """The window's request rows (since <= ts < until: windows tile, no row counts twice) and the
+    feedback labels posted since it began (one per request id, the latest), both polars frames."""
+    return reader.read(model, since, until, columns=COLUMNS), read_labels(feedback_root, since)
 
 
 def psi(candidate: np.ndarray, champion: np.ndarray) -> float | None:

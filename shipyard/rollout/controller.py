@@ -23,6 +23,7 @@ from typing import Any
 
 from shipyard import audit
 from shipyard.config import DeploySection
+from shipyard.data.requestlog import RequestReader
 from shipyard.errors import CheckFailed, NotFound, UsageError
 from shipyard.rollout import analysis, policy
 from shipyard.rollout.policy import ABORT, ACCEPT, REJECT, WAIT, Context, Settings
@@ -102,7 +103,7 @@ class Controller:
         self.notify = notify or NullNotifier()
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.readers: dict[str, analysis.LogReader] = {}
+        self.readers: dict[str, RequestReader] = {}
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, model: str, version: int, settings: DeploySection, strategy: str | None = None, *,
@@ -170,9 +171,9 @@ class Controller:
             settings = DeploySection.model_validate(raw)
             if not force and now - since < settings.interval_s:
                 continue
-            reader = self.readers.setdefault(model, analysis.LogReader())
-            requests = analysis.read_requests(self.requests_root, model, since, now, reader)
-            feedback = analysis.read_feedback(self.feedback_root, since)
+            # one reader per model keeps the parts it read: the window grows, its old parts stay
+            reader = self.readers.setdefault(model, RequestReader(self.requests_root, cache=True))
+            requests, feedback = analysis.read_window(reader, self.feedback_root, model, since, now)
             metrics = analysis.analyse(requests, feedback, candidate, champion)
             outcome = self._analysed(dep_id, settings, metrics, now)
             if outcome is not None:

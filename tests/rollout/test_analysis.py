@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shipyard.data.requestlog import RequestReader, read_labels
 from shipyard.rollout import analysis
 from shipyard.serving.requestlog import FeedbackEntry, LogEntry, RequestLog
 
@@ -30,6 +31,10 @@ def write(tmp: Path, entries: list[LogEntry], feedback: list[FeedbackEntry] = ()
     return log
 
 
+def requests(tmp: Path, since: float, until: float) -> object:
+    return RequestReader(tmp / "requests").read("iris", since, until, columns=analysis.COLUMNS)
+
+
 def test_error_rate_latency_and_psi(tmp_path: Path) -> None:
     now = time.time()
     rows = []
@@ -42,7 +47,7 @@ def test_error_rate_latency_and_psi(tmp_path: Path) -> None:
         if failed:  # the champion answered for the failed candidate
             rows.append(entry(f"k{i}", 1, "primary", "b", now))
     write(tmp_path, rows)
-    frame = analysis.read_requests(tmp_path / "requests", "iris", now - 60, now + 60)
+    frame = requests(tmp_path, now - 60, now + 60)
     m = analysis.analyse(frame, None, candidate=2, champion=1)
     assert m["candidate_n"] == 120 and m["candidate_errors"] == 12 and m["error_rate"] == pytest.approx(0.1)
     assert m["champion_n"] == 200  # fallback answers are not champion traffic
@@ -55,7 +60,7 @@ def test_same_distribution_has_small_psi_and_too_few_has_none(tmp_path: Path) ->
     rows = [entry(f"c{i}", 1, "primary", ["a", "b", "c"][i % 3], now) for i in range(300)]
     rows += [entry(f"k{i}", 2, "canary", ["a", "b", "c"][i % 3], now) for i in range(150)]
     write(tmp_path, rows)
-    frame = analysis.read_requests(tmp_path / "requests", "iris", now - 60, now + 60)
+    frame = requests(tmp_path, now - 60, now + 60)
     assert analysis.analyse(frame, None, 2, 1)["prediction_psi"] < 0.01
     few = frame.head(300 + 50)
     assert analysis.analyse(few, None, 2, 1)["prediction_psi"] is None
@@ -69,8 +74,8 @@ def test_shadow_disagreement_and_accuracy_from_feedback(tmp_path: Path) -> None:
         rows.append(entry(f"r{i}", 2, "shadow", "a" if i % 4 else "b", now))
         labels.append(FeedbackEntry(f"r{i}", now, "a" if i % 2 else "b"))
     write(tmp_path, rows, labels)
-    frame = analysis.read_requests(tmp_path / "requests", "iris", now - 60, now + 60)
-    fb = analysis.read_feedback(tmp_path / "feedback", now - 60)
+    frame = requests(tmp_path, now - 60, now + 60)
+    fb = read_labels(tmp_path / "feedback", now - 60)
     m = analysis.analyse(frame, fb, candidate=2, champion=1)
     assert m["shadow_n"] == 40 and m["shadow_disagreement"] == pytest.approx(0.25)
     assert m["labels_n"] == 40 and m["champion_labels_n"] == 40
@@ -82,9 +87,9 @@ def test_shadow_disagreement_and_accuracy_from_feedback(tmp_path: Path) -> None:
 def test_window_bounds_and_empty_log(tmp_path: Path) -> None:
     now = time.time()
     write(tmp_path, [entry("old", 2, "canary", "a", now - 3600), entry("new", 2, "canary", "a", now)])
-    frame = analysis.read_requests(tmp_path / "requests", "iris", now - 60, now + 60)
+    frame = requests(tmp_path, now - 60, now + 60)
     assert frame["request_id"].to_list() == ["new"]
-    empty = analysis.read_requests(tmp_path / "nothing", "iris", now - 60, now)
+    empty = RequestReader(tmp_path / "nothing").read("iris", now - 60, now, columns=analysis.COLUMNS)
     m = analysis.analyse(empty, None, 2, 1)
     assert m["candidate_n"] == 0 and m["error_rate"] is None and m["prediction_psi"] is None
 
