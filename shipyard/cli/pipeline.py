@@ -3,9 +3,9 @@
 Plain click commands (click is loaded by the root group already; typer would add ~0.1 s to every
 no-op ``run``), and nothing heavy is imported until a stage actually has to run.
 
-After a successful run, ``shipyard run`` registers the model (``model:`` in shipyard.yaml, unless
-``model.register: manual`` or ``--no-register``) when the stage that writes ``model.path`` ran or
-was restored in this run. That composition of two services happens here, in the interface layer:
+After a successful run, ``shipyard run`` registers the model (``model:`` in shipyard.yaml, or in a
+project run from dvc.yaml its ``artifacts:`` entry of type model; unless ``model.register: manual``
+or ``--no-register``) when the stage that writes ``model.path`` ran or was restored in this run. That composition of two services happens here, in the interface layer:
 the pipeline service knows nothing of the registry.
 """
 
@@ -91,16 +91,23 @@ def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-unt
                    for out in ctx.dag.stages[name].out_paths)]
 
 
-def _may_register(config_path, ctx, summary) -> bool:  # type: ignore[no-untyped-def]
-    """A cheap look at the raw YAML (no pydantic, ~1 ms): is there a model whose stage was rebuilt?
-    Most runs of a project without ``model:`` stop here; the full validation follows otherwise."""
+def _raw_model(config_path) -> object:  # type: ignore[no-untyped-def]
+    """shipyard.yaml's raw ``model:`` value by a cheap look at the YAML (no pydantic, ~1 ms);
+    ``...`` when the file does not parse (the full loader then reports it with file and line)."""
     import yaml
 
     try:
         raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError):
-        return True  # let the full loader report it with file and line
-    model = raw.get("model") if isinstance(raw, dict) else None
+        return ...
+    return raw.get("model") if isinstance(raw, dict) else None
+
+
+def _may_register(model: object, ctx, summary) -> bool:  # type: ignore[no-untyped-def]
+    """Is there a model whose stage was rebuilt? Most runs of a project without ``model:`` stop
+    here; the full validation follows otherwise."""
+    if model is ...:
+        return True
     if not isinstance(model, dict) or model.get("register") == "manual":
         return False
     if not isinstance(model.get("path"), str):
@@ -109,16 +116,40 @@ def _may_register(config_path, ctx, summary) -> bool:  # type: ignore[no-untyped
     return any(name in rebuilt for name in _producing_stages(ctx, model["path"]))
 
 
+def _model_section(ctx, project, summary):  # type: ignore[no-untyped-def]
+    """The model to register after this run: shipyard.yaml's ``model:``, else (a project run from
+    dvc.yaml) the ``artifacts:`` entry of type model; None when there is none or its stage did not run."""
+    raw = _raw_model(project.config_path) if project.config_path.is_file() else None
+    if raw is not None:
+        if not _may_register(raw, ctx, summary):
+            return None
+        from shipyard.config import load_config
+
+        return load_config(project.config_path).model
+    if ctx.pipeline.source != "dvc.yaml":
+        return None
+    from shipyard.pipeline.dvc import model_section, read_doc
+
+    dvc_model, _notes = model_section(read_doc(ctx.root))
+    if dvc_model is None:
+        return None
+    if dvc_model.get("register") == "manual" and _may_register({**dvc_model, "register": "auto"}, ctx, summary):
+        from shipyard.pipeline.dvc import UNSAFE_NOTE
+
+        ctx.echo(f"note: model {dvc_model['name']}: {dvc_model['path']} " + UNSAFE_NOTE.format(**dvc_model))
+    if not _may_register(dvc_model, ctx, summary):
+        return None
+    from shipyard.config import ModelSection
+
+    return ModelSection.model_validate(dvc_model)
+
+
 def _auto_register(ctx, summary) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
     """Register ``model.path`` when the stage that writes it ran or was restored; prints one line."""
     from shipyard.project import Project
 
     project = Project(ctx.root)
-    if not project.config_path.is_file() or not _may_register(project.config_path, ctx, summary):
-        return None
-    from shipyard.config import load_config
-
-    model = load_config(project.config_path).model
+    model = _model_section(ctx, project, summary)
     if model is None or model.register_mode == "manual":
         return None
     rebuilt = set(summary.ran) | set(summary.restored)
@@ -265,8 +296,13 @@ def import_dvc_cmd(force: bool) -> None:
 
     from shipyard.pipeline.dvc import import_dvc
 
-    target, notes = import_dvc(Path.cwd(), force=force)
+    target, converted, missed = import_dvc(Path.cwd(), force=force)
     click.echo(f"wrote {target.name} from dvc.yaml")
-    for note in notes:
-        click.echo(f"  note: {note}")
+    click.echo("converted:")
+    for line in converted:
+        click.echo(f"  {line}")
+    if missed:
+        click.echo("not converted:")
+        for line in missed:
+            click.echo(f"  {line}")
     click.echo("  next: 'shipyard status' to see what would run, then 'shipyard run'")

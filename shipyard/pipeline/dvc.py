@@ -183,13 +183,15 @@ def load_dvc(root: Path, files: Any) -> Any:
     return replace(loaded, dag=dag)
 
 
-MODEL_FLAVORS = {".onnx": "onnx", ".ubj": "xgboost", ".xgb": "xgboost", ".lgb": "lightgbm"}
+MODEL_FLAVORS = {".onnx": "onnx", ".skops": "sklearn", ".ubj": "xgboost", ".xgb": "xgboost", ".lgb": "lightgbm"}
+UNSAFE_NOTE = ("is a pickle (loading it runs code), so 'shipyard run' does not register it by itself: "
+               "register it once you trust it with 'shipyard models register {name} --path {path} --flavor pickle --trust'")
 
 
 def model_section(doc: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """The ``model:`` section (raw) for the first ``artifacts:`` entry of type model, and notes on
-    the artifacts that were not mapped. A pickle (.pkl, .joblib) maps to flavor sklearn, whose
-    loader scans the pickle's opcodes before trusting it."""
+    the artifacts that were not mapped. A pickle (.pkl, .joblib, anything not in MODEL_FLAVORS)
+    maps to flavor pickle with ``register: manual``: loading it runs code, which needs ``--trust``."""
     artifacts = doc.get("artifacts") or {}
     if not isinstance(artifacts, Mapping):
         return None, ["artifacts: expected a mapping of names to artifacts; not converted"]
@@ -203,7 +205,11 @@ def model_section(doc: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[s
             notes.append(f"artifacts.{name}: only one model per project (kept {model['name']}); not converted")
         else:
             path = str(spec["path"])
-            model = {"name": str(name), "path": path, "flavor": MODEL_FLAVORS.get(Path(path).suffix.lower(), "sklearn")}
+            flavor = MODEL_FLAVORS.get(Path(path).suffix.lower(), "pickle")
+            model = {"name": str(name), "path": path, "flavor": flavor}
+            if flavor == "pickle":
+                model["register"] = "manual"
+                notes.append(f"artifacts.{name}: {path} " + UNSAFE_NOTE.format(name=name, path=path))
             extra = sorted(k for k in spec if k not in ("path", "type"))
             if extra:
                 notes.append(f"artifacts.{name}: {', '.join(extra)} dropped (no meaning in Shipyard)")
