@@ -242,9 +242,10 @@ class StickySettings(Frozen):
 
 
 class BatchingSettings(Frozen):
-    """``deploy.batching``: merge concurrent requests into one model call."""
+    """``deploy.batching``: merge concurrent requests into one model call (adaptive: a request that
+    finds no other in flight runs at once, so it costs nothing at concurrency 1)."""
 
-    enabled: bool = False
+    enabled: bool = True
     max_batch_size: int = Field(64, ge=1, le=100_000)
     max_latency_ms: float = Field(2.0, gt=0, le=10_000)
 

@@ -1,10 +1,12 @@
 """The model gateway: an ASGI app (Starlette on uvicorn, orjson) serving routed model versions.
 
-Endpoints: Open Inference Protocol v2 (``/v2/models/{name}/infer``, ``/ready``, metadata,
-``/v2/health/live|ready``), MLflow ``/invocations`` (``dataframe_split``, ``dataframe_records``,
-``instances``, ``inputs``), ``/v1/models/{name}:predict``, ``/health``, ``/ready``, ``/metrics``
-and ``POST /v1/feedback``. Every response carries ``x-shipyard-version`` (the model version that
-answered; the gateway's own version on non-model routes) and ``x-request-id``.
+Endpoints (``shipyard.serving.endpoints``): Open Inference Protocol v2 as KServe and Triton speak it
+(``/v2``, ``/v2/health/live|ready``, ``/v2/models/{name}[/versions/{v}]/infer|ready`` and metadata,
+binary tensor data), MLflow's scoring server (``/invocations`` with JSON or CSV, ``/ping``,
+``/version``), ``/v1/models/{name}:predict``, ``/health``, ``/ready``, ``/metrics`` and
+``POST /v1/feedback``. Every response carries ``x-shipyard-version`` (the model version that
+answered; the gateway's own version on non-model routes) and ``x-request-id``. A client's mistake
+is a 4xx naming the field; a 5xx means the model itself failed.
 
 The request path reads the follower's snapshot (no database), routes with the model's strategy,
 predicts, answers, then appends to the request log's queue. The invariant: a candidate that raises,
@@ -22,8 +24,9 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,6 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from shipyard import __version__
 from shipyard.errors import did_you_mean
@@ -41,7 +43,7 @@ from shipyard.serving.codec import Inputs, RequestError, Rows
 from shipyard.serving.follower import Follower, ModelRoute, Served, Snapshot
 from shipyard.serving.metrics import GatewayMetrics
 from shipyard.serving.protocols import ArrayPredictor
-from shipyard.serving.requestlog import FeedbackEntry, LogEntry, RequestLog
+from shipyard.serving.requestlog import LogEntry, RequestLog
 from shipyard.serving.routing import bucket_of
 
 GATEWAY_VERSION = f"gateway-{__version__}"
@@ -71,7 +73,7 @@ def new_request_id() -> str:
 @dataclass(frozen=True)
 class GatewaySettings:
     max_body_bytes: int = MAX_BODY_BYTES
-    batching: bool = False
+    batching: bool = True  # adaptive: a request alone never waits (see serving/batching.py)
     max_batch_size: int = 64
     max_latency_ms: float = 2.0
     max_shadow_in_flight: int = 64
@@ -174,6 +176,40 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def all_ready(self) -> bool:
+        """Every routed model's champion is loaded (and a routing table has been read)."""
+        snapshot = self.follower.snapshot
+        return snapshot is not None and all(r.champion is not None and r.champion.ok
+                                            for r in snapshot.models.values())
+
+    def refresh_routing_gauges(self) -> None:
+        f = self.follower
+        self.metrics.routing_stale.set(1 if f.stale else 0)
+        if f.snapshot is not None:
+            self.metrics.routing_revision.set(f.snapshot.revision)
+
+    def readiness(self) -> tuple[dict[str, Any], bool]:
+        """``/ready``'s body (routing freshness, each version's load state, the log's counters) and
+        whether the routing table is stale."""
+        f = self.follower
+        snapshot = f.snapshot
+        body: dict[str, Any] = {"ready": self.all_ready(),
+                                "routing_revision": snapshot.revision if snapshot else None,
+                                "stale": f.stale, "models": {}}
+        if f.stale:
+            since = f.stale_time
+            body["stale_since"] = since
+            body["stale_for_s"] = round(time.time() - (since or time.time()), 3)
+            body["reason"] = f"serving from the last routing table: the store is unreachable ({f.problem})"
+        for name, route in (snapshot.models.items() if snapshot else ()):
+            body["models"][name] = {
+                str(v): ("ok" if s.ok else f"failed: {s.error}") for v, s in sorted(route.versions.items())}
+        if self.log is not None:
+            body["request_log"] = {"written_rows": self.log.written_rows, "dropped": self.log.dropped,
+                                   "errors": self.log.errors, "last_error": self.log.last_error}
+        self.refresh_routing_gauges()
+        return body, f.stale
+
     def find_model(self, name: str, rid: str) -> ModelRoute | Response:
         snapshot = self.follower.snapshot
         route = snapshot.models.get(name) if snapshot else None
@@ -221,41 +257,79 @@ class Gateway:
         check_output(preds, len(rows), served.labels)
         return preds, scores
 
-    async def serve(self, route: ModelRoute, inputs: Inputs, rid: str, key: str | None,
-                    field: str) -> tuple[Served, str, Any, Any, Any, float]:
-        """Route one request and predict; returns (served, route, rows, predictions, scores, ms)."""
+    async def serve(self, route: ModelRoute, inputs: Inputs, rid: str, key: str | None, field: str,
+                    version: int | None = None) -> tuple[Served, str, Any, Any, Any, float]:
+        """Route one request and predict; returns (served, route, rows, predictions, scores, ms).
+
+        ``version`` pins the request to one served version (OIP's versioned routes): no strategy,
+        no fallback. Otherwise the model's strategy assigns it."""
         started = time.perf_counter()
+        if version is not None:
+            served = route.versions[version]
+            rows = self.rows_for(route, served, inputs, field)
+            preds, scores = await self.predict_primary(served, rows)
+            return served, "pinned", rows, preds, scores, (time.perf_counter() - started) * 1000
         assignment = route.strategy.assign(bucket_of(key), bucket_of(None))
         served = route.versions.get(assignment.version)
         if served is None:
             raise RuntimeError(f"routing names version {assignment.version} of {route.name!r}, which is not loaded")
-        rows = codec.to_rows(inputs, (served.features or (route.champion.features if route.champion else None)), field)
-        name = route.name
+        rows = self.rows_for(route, served, inputs, field)
         if assignment.fallback is not None:
             try:
                 preds, scores = await self.predict(served, rows, True, route.timeout_s)
             except Exception as exc:
-                kind = ("timeout" if isinstance(exc, TimeoutError) else
-                        "garbage" if isinstance(exc, CandidateFailure) else "error")
-                self.metrics.candidate_errors.labels(name, str(served.version), kind).inc()
-                elapsed = (time.perf_counter() - started) * 1000
-                self.metrics.request(name, served.version, assignment.route, "error").inc()
-                if self.log is not None:
-                    self.log.append(LogEntry(rid, time.time(), name, served.version, assignment.route, "error",
-                                             elapsed, f"{kind}: {type(exc).__name__}: {exc}"[:500], rows, None,
-                                             None, served.labels))
+                self.candidate_failed(route.name, served, assignment.route, rows, exc, rid, started)
                 fallback = route.versions.get(assignment.fallback)
                 if fallback is None or fallback.model is None:
                     raise
-                preds, scores = await self.predict(fallback, rows, False, 0)
+                preds, scores = await self.predict_primary(fallback, rows)
                 return fallback, "primary", rows, preds, scores, (time.perf_counter() - started) * 1000
         else:
-            if served.model is None:
-                raise RuntimeError(f"model {name!r} version {served.version} failed to load: {served.error}")
-            preds, scores = await self.predict(served, rows, False, 0)
+            preds, scores = await self.predict_primary(served, rows)
         if assignment.shadow is not None:
             self.mirror(route, assignment.shadow, rows, preds, rid)
         return served, assignment.route, rows, preds, scores, (time.perf_counter() - started) * 1000
+
+    @staticmethod
+    def rows_for(route: ModelRoute, served: Served, inputs: Inputs, field: str) -> Rows:
+        """The request's rows in the version's columns. Parsing already checked the protocol; what
+        fails here is the client's data, so an unexpected error is still a 422 naming the field."""
+        features = served.features or (route.champion.features if route.champion else None)
+        try:
+            return codec.to_rows(inputs, features, field)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise RequestError(field, f"the inputs cannot be read as the model's columns "
+                               f"({type(exc).__name__}: {exc})"[:500]) from None
+
+    async def predict_primary(self, served: Served, rows: Rows) -> tuple[Any, Any]:
+        """Predict on a version that answers the request itself (no fallback behind it).
+
+        A model that refuses missing values raises on NaN: that is the request's NaN, so a 422
+        naming the column; any other exception is the model's failure (the caller's 500)."""
+        if served.model is None:
+            raise RuntimeError(f"model {served.name!r} version {served.version} failed to load: {served.error}")
+        try:
+            return await self.predict(served, rows, False, 0)
+        except (ValueError, TypeError) as exc:
+            column = codec.missing_column(rows)
+            if column is None:
+                raise
+            raise RequestError(column, f"feature {column!r} has a missing value (NaN) and model {served.name!r} "
+                               f"version {served.version} cannot take missing values ({exc})"[:500]) from None
+
+    def candidate_failed(self, name: str, served: Served, route_name: str, rows: Rows, exc: Exception,
+                         rid: str, started: float) -> None:
+        """Count and log a candidate's failure (the champion answers the request instead)."""
+        kind = ("timeout" if isinstance(exc, TimeoutError) else
+                "garbage" if isinstance(exc, CandidateFailure) else "error")
+        self.metrics.candidate_errors.labels(name, str(served.version), kind).inc()
+        elapsed = (time.perf_counter() - started) * 1000
+        self.metrics.request(name, served.version, route_name, "error").inc()
+        if self.log is not None:
+            self.log.append(LogEntry(rid, time.time(), name, served.version, route_name, "error", elapsed,
+                                     f"{kind}: {type(exc).__name__}: {exc}"[:500], rows, None, None, served.labels))
 
     def record(self, served: Served, route_name: str, rows: Rows, preds: Any, scores: Any, elapsed: float,
                rid: str) -> None:
@@ -356,220 +430,22 @@ def quiet_collector(follower: Follower) -> None:
     follower.on_change.append(lambda _snapshot: gc.freeze())
 
 
-def sticky_key(route: ModelRoute, request: Request, inputs: Inputs, parameters: dict[str, Any] | None) -> str | None:
-    header = route.sticky_header
-    if header:
-        value = request.headers.get(header)
-        if value:
-            return value
-    key = route.sticky_key
-    if key:
-        for source in (parameters, inputs.params):
-            if source and key in source:
-                return str(source[key])
-        if inputs.values is not None and key in inputs.values and inputs.values[key]:
-            return str(inputs.values[key][0])
-        if inputs.columns is not None and inputs.rows and key in inputs.columns:
-            return str(inputs.rows[0][inputs.columns.index(key)])
-    return None
-
-
 def create_app(gateway: Gateway) -> Starlette:
-    """The Starlette app around a Gateway."""
-    gw = gateway
+    """The Starlette app around a Gateway (its endpoints: ``shipyard.serving.endpoints``)."""
+    from shipyard.serving.endpoints import Endpoints
 
-    async def handle(request: Request, name: str, protocol: str) -> Response:
-        rid = Gateway.request_id(request)
-        gw.parsing += 1
-        parsing = True
-        try:
-            found = gw.find_model(name, rid)
-            if isinstance(found, Response):
-                return found
-            route = found
-            try:
-                doc = codec.loads(await gw.read_body(request))
-                parameters = None
-                if protocol == "oip":
-                    inputs, client_id = codec.parse_oip(doc)
-                    parameters = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else None
-                    field = "inputs"
-                else:
-                    inputs = codec.parse_mlflow(doc)
-                    client_id = None
-                    field = next((k for k in codec.MLFLOW_KEYS if k in doc), "body")
-                key = sticky_key(route, request, inputs, parameters)
-                gw.parsing -= 1
-                parsing = False
-                served, route_name, rows, preds, scores, elapsed = await gw.serve(route, inputs, rid, key, field)
-            except RequestError as exc:
-                reason = "too_large" if exc.status == 413 else "bad_request"
-                return gw.error(exc.status, exc.message, rid, field=exc.field, reason=reason)
-            except Exception as exc:
-                gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
-                return gw.error(500, f"model {name!r} failed: {type(exc).__name__}: {exc}", rid, reason="model_error")
-            gw.record(served, route_name, rows, preds, scores, elapsed, rid)
-            out = codec.jsonable(preds)
-            if protocol == "oip":
-                outputs = [{"name": "predict", "datatype": codec.oip_datatype(np.asarray(preds)),
-                            "shape": [len(preds)], "data": out}]
-                if scores is not None:
-                    outputs.append({"name": "score", "datatype": "FP64", "shape": [len(scores)], "data": scores})
-                body: Any = {"model_name": name, "model_version": str(served.version), "id": client_id or rid,
-                             "outputs": outputs}
-            else:
-                body = {"predictions": out}
-            return gw.respond(body, 200, served.version, rid, {"x-shipyard-route": route_name})
-        finally:
-            if parsing:
-                gw.parsing -= 1
-
-    async def infer(request: Request) -> Response:
-        return await handle(request, request.path_params["name"], "oip")
-
-    async def v1_predict(request: Request) -> Response:
-        return await handle(request, request.path_params["name"], "mlflow")
-
-    async def invocations(request: Request) -> Response:
-        name = request.query_params.get("model") or request.headers.get("x-shipyard-model")
-        if not name:
-            snapshot = gw.follower.snapshot
-            models = list(snapshot.models) if snapshot else []
-            if len(models) != 1:
-                rid = Gateway.request_id(request)
-                return gw.error(404 if not models else 400,
-                                "no model is served" if not models else
-                                f"{len(models)} models are served; name one with ?model=NAME", rid,
-                                field="model", reason="unknown_model")
-            name = models[0]
-        return await handle(request, name, "mlflow")
-
-    async def model_ready(request: Request) -> Response:
-        rid = Gateway.request_id(request)
-        found = gw.find_model(request.path_params["name"], rid)
-        if isinstance(found, Response):
-            return found
-        champion = found.champion
-        ready = champion is not None and champion.ok
-        return gw.respond({"name": found.name, "ready": ready}, 200 if ready else 503,
-                          champion.version if champion else GATEWAY_VERSION, rid)
-
-    async def model_metadata(request: Request) -> Response:
-        rid = Gateway.request_id(request)
-        found = gw.find_model(request.path_params["name"], rid)
-        if isinstance(found, Response):
-            return found
-        champion = found.champion
-        features = (champion.features if champion else None) or ()
-        dtype = {"double": "FP64", "long": "INT64", "boolean": "BOOL", "string": "BYTES"}
-        body = {
-            "name": found.name,
-            "versions": [str(v) for v in sorted(found.versions)],
-            "platform": "shipyard",
-            "inputs": [{"name": f.name, "datatype": dtype.get(f.type, "BYTES"), "shape": [-1]} for f in features],
-            "outputs": [{"name": "predict", "datatype": "BYTES" if champion and champion.labels else "FP64",
-                         "shape": [-1]}],
-            "routing": {k: found.table.get(k) for k in ("strategy", "champion", "candidate", "weight",
-                                                        "shadow_percent", "deployment")},
-        }
-        return gw.respond(body, 200, champion.version if champion else GATEWAY_VERSION, rid)
-
-    async def health(request: Request) -> Response:
-        return gw.respond({"status": "ok"}, rid=Gateway.request_id(request))
-
-    async def ready(request: Request) -> Response:
-        f = gw.follower
-        snapshot = f.snapshot
-        body: dict[str, Any] = {"ready": snapshot is not None,
-                                "routing_revision": snapshot.revision if snapshot else None,
-                                "stale": f.stale,
-                                "models": {}}
-        if f.stale:
-            since = f.stale_time
-            body["stale_since"] = since
-            body["stale_for_s"] = round(time.time() - (since or time.time()), 3)
-            body["reason"] = f"serving from the last routing table: the store is unreachable ({f.problem})"
-        if snapshot is not None:
-            for name, route in snapshot.models.items():
-                body["models"][name] = {
-                    str(v): ("ok" if s.ok else f"failed: {s.error}") for v, s in sorted(route.versions.items())}
-            body["ready"] = all(r.champion is not None and r.champion.ok for r in snapshot.models.values())
-        if gw.log is not None:
-            body["request_log"] = {"written_rows": gw.log.written_rows, "dropped": gw.log.dropped,
-                                   "errors": gw.log.errors, "last_error": gw.log.last_error}
-        gw.metrics.routing_stale.set(1 if f.stale else 0)
-        if snapshot is not None:
-            gw.metrics.routing_revision.set(snapshot.revision)
-        headers = {"x-shipyard-routing": "stale" if f.stale else "fresh"}
-        return gw.respond(body, 200 if body["ready"] else 503, rid=Gateway.request_id(request), extra=headers)
-
-    async def metrics(request: Request) -> Response:
-        f = gw.follower
-        gw.metrics.routing_stale.set(1 if f.stale else 0)
-        if f.snapshot is not None:
-            gw.metrics.routing_revision.set(f.snapshot.revision)
-        return gw.respond(gw.metrics.render(), rid=Gateway.request_id(request),
-                          media="text/plain; version=0.0.4; charset=utf-8")
-
-    async def feedback(request: Request) -> Response:
-        rid = Gateway.request_id(request)
-        try:
-            doc = codec.loads(await gw.read_body(request))
-            items = doc.get("feedback") if isinstance(doc, dict) and "feedback" in doc else [doc]
-            if not isinstance(items, list) or not items:
-                raise RequestError("feedback", "expected a non-empty list of {request_id, label}")
-            entries = []
-            now = time.time()
-            for i, item in enumerate(items):
-                where = f"feedback[{i}]" if isinstance(doc, dict) and "feedback" in doc else "body"
-                if not isinstance(item, dict):
-                    raise RequestError(where, "expected an object with request_id and label")
-                req = item.get("request_id")
-                if not isinstance(req, str) or not req or len(req) > 2 * MAX_REQUEST_ID:
-                    raise RequestError(f"{where}.request_id", "required: the x-request-id of the prediction")
-                if "label" not in item or not isinstance(item["label"], str | int | float | bool):
-                    raise RequestError(f"{where}.label", "required: the true label (a string or a number)")
-                entries.append(FeedbackEntry(req, now, item["label"]))
-        except RequestError as exc:
-            return gw.error(exc.status, exc.message, rid, field=exc.field)
-        if gw.log is None:
-            return gw.error(503, "this gateway has no request log, so feedback cannot be stored", rid)
-        gw.log.append_feedback(entries)
-        return gw.respond({"accepted": len(entries)}, 202, rid=rid)
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return gw.error(404, f"no route {request.method} {request.url.path}", Gateway.request_id(request),
-                        hint="see /v2/models/NAME/infer, /invocations, /v1/models/NAME:predict, /health, /ready",
-                        reason="no_route")
-
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return gw.error(405, f"method {request.method} is not allowed on {request.url.path}",
-                        Gateway.request_id(request), reason="method")
-
-    routes = [
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-        Route("/v2/health/live", health, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
-        Route("/v1/feedback", feedback, methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]
-    from contextlib import asynccontextmanager
+    endpoints = Endpoints(gateway)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        await asyncio.get_running_loop().run_in_executor(None, gw.startup)
-        quiet_collector(gw.follower)
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.get_running_loop().run_in_executor(None, gateway.startup)
+        quiet_collector(gateway.follower)
         try:
             yield
         finally:
-            await asyncio.get_running_loop().run_in_executor(None, gw.shutdown)
+            await asyncio.get_running_loop().run_in_executor(None, gateway.shutdown)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
-    app.state.gateway = gw
+    app = Starlette(routes=endpoints.routes(), lifespan=lifespan,
+                    exception_handlers={404: endpoints.not_found, 405: endpoints.not_allowed})
+    app.state.gateway = gateway
     return app

@@ -1,15 +1,17 @@
-"""Request bodies in, responses out: Open Inference Protocol v2, MLflow ``/invocations``, v1 predict.
+"""Request bodies in, responses out: MLflow ``/invocations`` JSON, v1 predict, and the rows every
+protocol ends in (``shipyard.serving.oip`` parses Open Inference Protocol v2 into the same ``Inputs``).
 
 Every parser returns ``Inputs`` (column names and a columnar mapping of values) or raises
-``RequestError`` naming the field that is wrong (``inputs[0].data``, ``dataframe_split.columns``,
-...), which the app turns into a 422. Feature checks against the model's signature happen in
-``to_rows``: a missing column or a value of the wrong type names the column. Numeric input stays
-a numpy matrix (``Rows``); a DataFrame is built only when the model is called.
+``RequestError`` naming the field that is wrong (``dataframe_split.columns``, ...), which the app
+turns into a 4xx. Feature checks against the model's signature happen in ``to_rows``: a missing
+column, a value of the wrong type or an infinite number names the column; NaN is a missing value
+and reaches the model. Numeric input stays a numpy matrix (``Rows``); a DataFrame is built only
+when the model is called.
 """
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -44,11 +46,18 @@ class Inputs:
 
 
 def loads(body: bytes) -> Any:
+    """A JSON body; also the ``NaN`` literal MLflow's client writes for a missing value (and
+    ``Infinity`` or ``1e999``, which the column checks then refuse naming the feature)."""
     if not body:
         raise RequestError("body", "the request body is empty; send a JSON object")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if b"NaN" in body or b"Infinity" in body or "infinity" in str(exc):
+            try:  # the standard library reads the non-standard constants orjson refuses
+                return json.loads(body)
+            except (ValueError, RecursionError):
+                pass
         raise RequestError("body", f"not valid JSON ({exc})") from None
 
 
@@ -102,6 +111,9 @@ def parse_mlflow(doc: Any) -> Inputs:
         columns, data = value.get("columns"), value.get("data")
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise RequestError(f"{key}.columns", "expected a list of column names")
+        if len(set(columns)) != len(columns):
+            twice = next(c for c in columns if columns.count(c) > 1)
+            raise RequestError(f"{key}.columns", f"column {twice!r} is given twice")
         if not isinstance(data, list) or not data:
             raise RequestError(f"{key}.data", "expected a non-empty list of rows")
         for i, row in enumerate(data):
@@ -123,67 +135,6 @@ def parse_mlflow(doc: Any) -> Inputs:
         inputs = _rows(value, key)
     inputs.params = params if isinstance(params, dict) else None
     return inputs
-
-
-_OIP_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-              "FP16", "FP32", "FP64", "BYTES"}
-
-
-def parse_oip(doc: Any) -> tuple[Inputs, str | None]:
-    """Open Inference Protocol v2 request: ``{"id"?, "inputs": [{name, shape, datatype, data}]}``.
-
-    Either one tensor per feature (name = column, shape [n] or [n, 1]) or a single 2-D tensor
-    [n, k] of positional features. Returns the inputs and the client's ``id``.
-    """
-    if not isinstance(doc, dict):
-        raise RequestError("body", "expected a JSON object with 'inputs'")
-    tensors = doc.get("inputs")
-    if not isinstance(tensors, list) or not tensors:
-        raise RequestError("inputs", "expected a non-empty list of tensors")
-    parsed = []
-    for i, t in enumerate(tensors):
-        where = f"inputs[{i}]"
-        if not isinstance(t, dict):
-            raise RequestError(where, "expected an object with name, shape, datatype and data")
-        for key in ("name", "shape", "datatype", "data"):
-            if key not in t:
-                raise RequestError(f"{where}.{key}", "required field is missing")
-        if not isinstance(t["name"], str):
-            raise RequestError(f"{where}.name", "expected a string")
-        shape = t["shape"]
-        if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise RequestError(f"{where}.shape", "expected a list of non-negative integers")
-        if t["datatype"] not in _OIP_TYPES:
-            raise RequestError(f"{where}.datatype", f"unknown datatype {t['datatype']!r}; expected one of "
-                               + ", ".join(sorted(_OIP_TYPES)))
-        data = t["data"]
-        if not isinstance(data, list):
-            raise RequestError(f"{where}.data", "expected a list")
-        flat = _flatten(data) if data and isinstance(data[0], list) else data
-        if len(flat) != math.prod(shape):
-            raise RequestError(f"{where}.data", f"has {len(flat)} values but shape {shape} needs {math.prod(shape)}")
-        parsed.append((t["name"], shape, flat))
-    client_id = doc.get("id") if isinstance(doc.get("id"), str) else None
-    if len(parsed) == 1 and len(parsed[0][1]) == 2 and parsed[0][1][1] > 1:
-        _, (n, k), flat = parsed[0]
-        return Inputs(None, None, [flat[r * k:(r + 1) * k] for r in range(n)], n), client_id
-    n = parsed[0][1][0]
-    for i, (_, shape, _) in enumerate(parsed):
-        if shape[0] != n or math.prod(shape) != n:
-            raise RequestError(f"inputs[{i}].shape", f"expected [{n}] or [{n}, 1] like inputs[0] (one value per row)")
-    return Inputs([p[0] for p in parsed], {p[0]: p[2] for p in parsed}, None, n), client_id
-
-
-def _flatten(data: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        else:
-            out.append(item)
-    return out
 
 
 _NUMERIC = {"double", "long", "float", "integer", "int", "boolean"}
@@ -242,10 +193,16 @@ def to_rows(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) ->
 
     if features is None:
         if inputs.columns is None:
-            return Rows.of_frame(pd.DataFrame(inputs.rows))
-        if inputs.values is not None:
-            return Rows.of_frame(pd.DataFrame(inputs.values, columns=inputs.columns))
-        return Rows.of_frame(pd.DataFrame(inputs.rows, columns=inputs.columns))
+            frame = pd.DataFrame(inputs.rows)
+        elif inputs.values is not None:
+            frame = pd.DataFrame(inputs.values, columns=inputs.columns)
+        else:
+            frame = pd.DataFrame(inputs.rows, columns=inputs.columns)
+        for column in frame.columns:
+            if frame[column].dtype.kind == "f" and np.isinf(frame[column].to_numpy()).any():
+                raise RequestError(field, f"column {column!r} holds an infinite number; send finite numbers "
+                                   "(NaN for a missing value)")
+        return Rows.of_frame(frame)
     names = tuple(f.name for f in features)
     if inputs.columns is None:
         width = len(inputs.rows[0]) if inputs.rows else 0
@@ -261,6 +218,8 @@ def to_rows(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) ->
         rows, columns, values = inputs.rows, inputs.columns, inputs.values
     array = _numeric_array(rows, columns, values, names, features)
     if array is not None:
+        if np.isinf(array).any():
+            _refuse_infinite(array, rows, columns, values, names, field)
         return Rows(names, array)
     return Rows.of_frame(_checked_frame(rows, columns, values, names, features, field))
 
@@ -287,11 +246,21 @@ def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dic
         return None
     try:
         array = np.asarray(source, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return None
     if array.ndim != 2:
         return None
     return array.T.copy() if values is not None else array
+
+
+def _refuse_infinite(array: np.ndarray, rows: list[list[Any]] | None, columns: list[str],
+                     values: dict[str, list[Any]] | None, names: tuple[str, ...], field: str) -> None:
+    """Name the first infinite value: "Infinity", "-inf", "1e999" parse as numbers no model takes."""
+    r, c = (int(i[0]) for i in np.nonzero(np.isinf(array)))
+    name = names[c]
+    given = values[name][r] if values is not None else rows[r][list(columns).index(name)] if rows else None
+    raise RequestError(field, f"feature {name!r} expects a finite number, got {given!r} (row {r}); "
+                       "send NaN or null for a missing value")
 
 
 def _checked_frame(rows: list[list[Any]] | None, columns: list[str], values: dict[str, list[Any]] | None,
@@ -307,27 +276,30 @@ def _checked_frame(rows: list[list[Any]] | None, columns: list[str], values: dic
             if not pd.api.types.is_numeric_dtype(col.dtype) or col.dtype == object:
                 try:
                     frame[f.name] = pd.to_numeric(col, errors="raise")
-                except (ValueError, TypeError):
+                except (ValueError, TypeError, OverflowError):
                     bad = next((v for v in col if not isinstance(v, int | float | bool) and v is not None), None)
                     raise RequestError(f"{field}", f"feature {f.name!r} expects a number ({f.type}), got {bad!r}") from None
-        elif f.type == "string" and pd.api.types.is_numeric_dtype(frame[f.name].dtype):
-            raise RequestError(f"{field}", f"feature {f.name!r} expects a string, got {frame[f.name].iloc[0]!r}")
+            numbers = frame[f.name].to_numpy()
+            if numbers.dtype.kind == "f" and np.isinf(numbers).any():
+                r = int(np.flatnonzero(np.isinf(numbers))[0])
+                raise RequestError(field, f"feature {f.name!r} expects a finite number, got {col.iloc[r]!r} "
+                                   f"(row {r}); send NaN or null for a missing value")
+        elif f.type == "string":
+            bad = next((v for v in frame[f.name] if not isinstance(v, str) and not _missing(v)), _OK)
+            if bad is not _OK:
+                raise RequestError(field, f"feature {f.name!r} expects a string, got {bad!r}")
     return frame
+
+
+_OK = object()
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def dumps(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def oip_datatype(array: np.ndarray) -> str:
-    kind = array.dtype.kind
-    if kind == "f":
-        return "FP64" if array.dtype.itemsize == 8 else "FP32"
-    if kind in "iu":
-        return "INT64"
-    if kind == "b":
-        return "BOOL"
-    return "BYTES"
 
 
 def jsonable(array: np.ndarray) -> Any:
@@ -337,3 +309,15 @@ def jsonable(array: np.ndarray) -> Any:
     if array.dtype.kind == "U":  # class labels picked from the classes array: already strings
         return array.tolist()
     return [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in array.tolist()]
+
+
+def missing_column(rows: Rows) -> str | None:
+    """The first column holding a missing value (NaN or None), if any."""
+    if rows.array is not None:
+        bad = np.isnan(rows.array).any(axis=0)
+        return rows.columns[int(np.flatnonzero(bad)[0])] if bad.any() else None
+    frame = rows.frame
+    for column in frame.columns:
+        if frame[column].isna().any():
+            return str(column)
+    return None

@@ -169,3 +169,43 @@ class DictLoader:
 
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+PENGUIN_FEATURES = {"island": "string", "bill_length_mm": "double", "flipper_length_mm": "double"}
+
+
+class Typed(Fitted):
+    """A fitted pipeline whose signature has typed columns (a string feature among doubles)."""
+
+    def __init__(self, estimator: Any, types: dict[str, str]) -> None:
+        super().__init__(estimator, list(types))
+        self.types = types
+
+    @property
+    def signature(self) -> dict[str, Any]:
+        return {"inputs": [{"name": f, "type": t} for f, t in self.types.items()]}
+
+
+@cache
+def penguin_classifier() -> Typed:
+    """A random forest on penguin-like rows (one-hot island + two measurements); takes no NaN."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(7)
+    n = 300
+    species = rng.choice(["Adelie", "Gentoo", "Chinstrap"], n)
+    frame = pd.DataFrame({
+        "island": np.where(species == "Gentoo", "Biscoe", rng.choice(["Dream", "Torgersen"], n)),
+        "bill_length_mm": np.where(species == "Adelie", 38.0, 48.0) + rng.normal(0, 2, n),
+        "flipper_length_mm": np.where(species == "Gentoo", 217.0, 192.0) + rng.normal(0, 5, n),
+    })
+    encode = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["island"]), remainder="passthrough")
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=10, random_state=0)).fit(frame, species)
+    return Typed(model, PENGUIN_FEATURES)
+
+
+PENGUIN = {"island": "Biscoe", "bill_length_mm": 47.5, "flipper_length_mm": 218.0}

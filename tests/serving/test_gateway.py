@@ -87,10 +87,11 @@ async def test_client_request_id_is_kept_and_logged(harness) -> None:  # type: i
      "inputs[0].data", "needs 2"),
     ("/v2/models/iris/infer", {"input": []}, "inputs", "non-empty list"),
 ])
-async def test_wrong_schema_is_422_naming_the_field(harness, path, body, field, words) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_schema_is_4xx_naming_the_field(harness, path, body, field, words) -> None:  # type: ignore[no-untyped-def]
     h = harness({("iris", 1): iris_classifier()}, {"iris": single_table("iris", 1)})
     r = await h.client.post(path, json=body)
-    assert r.status_code == 422, r.text
+    # Triton and KServe answer 400 for a request off the protocol; MLflow-shaped bodies get 422
+    assert r.status_code == (400 if path.startswith("/v2/") else 422), r.text
     assert r.json()["field"] == field
     assert words in r.json()["error"]
     assert h.rows().height == 0
