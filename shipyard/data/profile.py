@@ -20,125 +20,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shipyard.data.columns import (
+    MAX_DISCRETE,
+    PROBS,
+    QUANTILES,
+    TOP_K,
+    CategoricalColumn,
+    Column,
+    NumericColumn,
+    categorical_column,
+    cdf_at,
+    numeric_column,
+)
+from shipyard.data.stats import calibration
 from shipyard.errors import InputError
 
 if TYPE_CHECKING:
     import polars as pl
 
+__all__ = ["MAX_DISCRETE", "PROBS", "QUANTILES", "TOP_K", "CategoricalColumn", "Column", "NumericColumn",
+           "Profile", "calibrate_profile", "cdf_at", "profile_frame", "profile_path"]
+
 FORMAT_VERSION = 1
-QUANTILES = 1000
-MAX_DISCRETE = 50
-TOP_K = 50
 SAMPLE_ROWS = 2000
 CALIBRATION_CHUNKS = 10
-PROBS = np.linspace(0.0, 1.0, QUANTILES + 1)
-
-
-@dataclass
-class NumericColumn:
-    dtype: str
-    count: int = 0          # finite, non-null values
-    nulls: int = 0          # null or NaN
-    nonfinite: int = 0      # +-inf
-    mean: float = 0.0
-    m2: float = 0.0
-    min: float = math.nan
-    max: float = math.nan
-    quantiles: list[float] = field(default_factory=list)
-    values: dict[float, int] | None = None  # exact frequencies while few distinct values
-
-    kind = "numeric"
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 0.0
-
-    @property
-    def null_rate(self) -> float:
-        total = self.count + self.nulls + self.nonfinite
-        return self.nulls / total if total else 0.0
-
-    def quantile(self, p: float) -> float:
-        if not self.quantiles:
-            return math.nan
-        return float(np.interp(p, PROBS, np.asarray(self.quantiles)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "numeric", "dtype": self.dtype, "count": self.count, "nulls": self.nulls,
-            "nonfinite": self.nonfinite, "mean": _f(self.mean), "m2": _f(self.m2), "std": _f(self.std),
-            "min": _f(self.min), "max": _f(self.max), "quantiles": [_f(q) for q in self.quantiles],
-            "values": None if self.values is None else [[_f(k), v] for k, v in sorted(self.values.items())],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NumericColumn:
-        values = None if d.get("values") is None else {float(k): int(v) for k, v in d["values"]}
-        return cls(dtype=d["dtype"], count=int(d["count"]), nulls=int(d["nulls"]),
-                   nonfinite=int(d.get("nonfinite", 0)), mean=_nan(d["mean"]), m2=_nan(d["m2"]),
-                   min=_nan(d["min"]), max=_nan(d["max"]), quantiles=[_nan(q) for q in d["quantiles"]],
-                   values=values)
-
-    def merge(self, other: NumericColumn) -> NumericColumn:
-        n1, n2 = self.count, other.count
-        n = n1 + n2
-        if n1 == 0 or n2 == 0:
-            base = self if n2 == 0 else other
-            return NumericColumn(base.dtype, n, self.nulls + other.nulls, self.nonfinite + other.nonfinite,
-                                 base.mean, base.m2, base.min, base.max, list(base.quantiles),
-                                 None if base.values is None else dict(base.values))
-        delta = other.mean - self.mean
-        mean = self.mean + delta * n2 / n
-        m2 = self.m2 + other.m2 + delta * delta * n1 * n2 / n
-        values = None
-        if self.values is not None and other.values is not None:
-            values = dict(self.values)
-            for k, v in other.values.items():
-                values[k] = values.get(k, 0) + v
-            if len(values) > MAX_DISCRETE:
-                values = None
-        return NumericColumn(self.dtype, n, self.nulls + other.nulls, self.nonfinite + other.nonfinite,
-                             mean, m2, min(self.min, other.min), max(self.max, other.max),
-                             _merge_quantiles(self.quantiles, n1, other.quantiles, n2), values)
-
-
-@dataclass
-class CategoricalColumn:
-    dtype: str
-    count: int = 0       # non-null values
-    nulls: int = 0
-    top: dict[str, int] = field(default_factory=dict)
-    other: int = 0       # values outside ``top``
-    n_unique: int = 0    # exact for one chunk; a lower bound after merges
-
-    kind = "categorical"
-
-    @property
-    def null_rate(self) -> float:
-        total = self.count + self.nulls
-        return self.nulls / total if total else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "categorical", "dtype": self.dtype, "count": self.count, "nulls": self.nulls,
-                "top": [[k, v] for k, v in sorted(self.top.items(), key=lambda kv: (-kv[1], kv[0]))],
-                "other": self.other, "n_unique": self.n_unique}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CategoricalColumn:
-        return cls(dtype=d["dtype"], count=int(d["count"]), nulls=int(d["nulls"]),
-                   top={str(k): int(v) for k, v in d["top"]}, other=int(d["other"]), n_unique=int(d["n_unique"]))
-
-    def merge(self, other: CategoricalColumn) -> CategoricalColumn:
-        counts = dict(self.top)
-        for k, v in other.top.items():
-            counts[k] = counts.get(k, 0) + v
-        keep = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_K])
-        count = self.count + other.count
-        return CategoricalColumn(self.dtype, count, self.nulls + other.nulls, keep, count - sum(keep.values()),
-                                 max(self.n_unique, other.n_unique, len(counts)))
-
-
-Column = NumericColumn | CategoricalColumn
 
 
 @dataclass
@@ -203,37 +108,6 @@ class Profile:
 
 # -- computing ----------------------------------------------------------------------------------
 
-def _f(x: float) -> float | None:
-    """JSON-safe float (NaN and inf become null)."""
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def _nan(x: Any) -> float:
-    return math.nan if x is None else float(x)
-
-
-def _merge_quantiles(q1: list[float], n1: int, q2: list[float], n2: int) -> list[float]:
-    """Quantiles of the mixture of two piecewise-linear CDFs, at the same probabilities."""
-    a, b = np.asarray(q1, dtype=float), np.asarray(q2, dtype=float)
-    knots = np.unique(np.concatenate([a, b]))
-    f1 = _cdf_at(a, knots)
-    f2 = _cdf_at(b, knots)
-    mix = (n1 * f1 + n2 * f2) / (n1 + n2)
-    mix = np.maximum.accumulate(mix)
-    keep = np.concatenate([[True], np.diff(mix) > 0])
-    return np.interp(PROBS, mix[keep], knots[keep]).tolist()
-
-
-def _cdf_at(quantiles: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """CDF of the piecewise-linear distribution with these quantiles, at ``x``."""
-    q, _idx = np.unique(quantiles, return_index=True)
-    # for repeated quantile values the CDF jumps: use the highest probability at that value
-    last = np.searchsorted(quantiles, q, side="right") - 1
-    probs = PROBS[last]
-    if len(q) == 1:
-        return (x >= q[0]).astype(float)
-    return np.interp(x, q, probs, left=0.0, right=1.0)
-
 
 def _numeric_kind(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() or dtype.is_temporal()
@@ -264,11 +138,11 @@ def profile_frame(df: pl.DataFrame, *, sample_rows: int = SAMPLE_ROWS, calibrate
             exprs.append(col.fill_nan(None).sort(nulls_last=True).alias(name))
         sorted_frame = df.select(exprs)
         for name in numeric:
-            columns[name] = _numeric_column(sorted_frame[name].to_numpy(), str(df.schema[name]))
+            columns[name] = numeric_column(sorted_frame[name].to_numpy(), str(df.schema[name]))
     for name, dtype in df.schema.items():
         if name in columns:
             continue
-        columns[name] = _categorical_column(df[name], str(dtype))
+        columns[name] = categorical_column(df[name], str(dtype))
     out = {name: columns[name] for name in df.columns}
     for name, col in out.items():
         if isinstance(col, NumericColumn) and col.count > 1 and col.std == 0.0:
@@ -279,42 +153,6 @@ def profile_frame(df: pl.DataFrame, *, sample_rows: int = SAMPLE_ROWS, calibrate
     if calibrate:
         profile.calibration = calibrate_profile(profile, df)
     return profile
-
-
-def _numeric_column(sorted_values: np.ndarray, dtype: str) -> NumericColumn:
-    valid = sorted_values[~np.isnan(sorted_values)]  # nulls came back as NaN, sorted last
-    nulls = len(sorted_values) - len(valid)
-    lo = np.searchsorted(valid, -np.inf, side="right")
-    hi = np.searchsorted(valid, np.inf, side="left")
-    finite = valid[lo:hi]
-    nonfinite = len(valid) - len(finite)
-    n = len(finite)
-    if n == 0:
-        return NumericColumn(dtype, 0, nulls, nonfinite)
-    mean = float(finite.mean())
-    m2 = float(((finite - mean) ** 2).sum())
-    positions = PROBS * (n - 1)
-    quantiles = np.interp(positions, np.arange(n), finite) if n > 1 else np.full(len(PROBS), finite[0])
-    values = None
-    distinct = int(np.count_nonzero(np.diff(finite))) + 1
-    if distinct <= MAX_DISCRETE:
-        uniq, counts = np.unique(finite, return_counts=True)
-        values = {float(u): int(c) for u, c in zip(uniq, counts, strict=True)}
-    return NumericColumn(dtype, n, nulls, nonfinite, mean, m2, float(finite[0]), float(finite[-1]),
-                         quantiles.tolist(), values)
-
-
-def _categorical_column(series: pl.Series, dtype: str) -> CategoricalColumn:
-    import polars as pl
-
-    values = series.drop_nulls().cast(pl.String)
-    if values.len() == 0:
-        return CategoricalColumn(dtype, 0, series.null_count())
-    counts = values.value_counts(sort=True)
-    name = values.name
-    top = dict(zip(counts[name].head(TOP_K).to_list(), counts["count"].head(TOP_K).to_list(), strict=True))
-    return CategoricalColumn(dtype, values.len(), series.null_count(), {str(k): int(v) for k, v in top.items()},
-                             values.len() - sum(top.values()), counts.height)
 
 
 def _sample(df: pl.DataFrame, k: int, seed: int) -> dict[str, list[Any]]:
@@ -350,21 +188,10 @@ def _merge_samples(s1: dict[str, list[Any]], n1: int, s2: dict[str, list[Any]], 
 
 def calibrate_profile(profile: Profile, df: pl.DataFrame, chunks: int = CALIBRATION_CHUNKS) -> dict[str, dict[str, list[float]]]:
     """Mean and std of each drift statistic over ``chunks`` contiguous reference chunks vs the whole."""
-    from shipyard.data.stats import column_statistics
-
     size = df.height // chunks
     if size < 50:
         return {}
-    per_col: dict[str, dict[str, list[float]]] = {}
-    for i in range(chunks):
-        part = df.slice(i * size, size)
-        for name, ref in profile.columns.items():
-            stats = column_statistics(ref, part[name])
-            for stat, value in stats.items():
-                if value is not None and math.isfinite(value):
-                    per_col.setdefault(name, {}).setdefault(stat, []).append(value)
-    return {name: {stat: [float(np.mean(v)), float(np.std(v, ddof=1))] for stat, v in stats.items() if len(v) > 1}
-            for name, stats in per_col.items()}
+    return calibration(profile.columns, (df.slice(i * size, size) for i in range(chunks)))
 
 
 def profile_path(path: str | os.PathLike[str], *, chunk_rows: int = 250_000, calibrate: bool = True) -> Profile:
@@ -393,13 +220,5 @@ def profile_path(path: str | os.PathLike[str], *, chunk_rows: int = 250_000, cal
 def _calibrate_stream(profile: Profile, path: str | os.PathLike[str], chunk_rows: int) -> dict[str, dict[str, list[float]]]:
     """Calibration for streamed data: statistics of each streamed chunk against the merged profile."""
     from shipyard.data.readers import iter_frames
-    from shipyard.data.stats import column_statistics
 
-    per_col: dict[str, dict[str, list[float]]] = {}
-    for chunk in iter_frames(path, chunk_rows):
-        for name, ref in profile.columns.items():
-            for stat, value in column_statistics(ref, chunk[name]).items():
-                if value is not None and math.isfinite(value):
-                    per_col.setdefault(name, {}).setdefault(stat, []).append(value)
-    return {name: {stat: [float(np.mean(v)), float(np.std(v, ddof=1))] for stat, v in stats.items() if len(v) > 1}
-            for name, stats in per_col.items()}
+    return calibration(profile.columns, iter_frames(path, chunk_rows))

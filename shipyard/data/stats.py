@@ -11,18 +11,21 @@ The same functions accept the current side as a Series (exact) or as a profile (
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.data.profile import (
+from shipyard.data.columns import (
     PROBS,
     QUANTILES,
     CategoricalColumn,
     Column,
     NumericColumn,
-    _cdf_at,
+    categorical_column,
+    cdf_at,
+    numeric_column,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +98,7 @@ def bin_profile(edges: np.ndarray, cur: NumericColumn) -> Binned:
         above = float((probs[keys > edges[-1]] * (keys[keys > edges[-1]] - edges[-1])).sum())
         return Binned(cdf, below, above, cur.count, float(probs[keys < edges[0]].sum()))
     q = np.asarray(cur.quantiles, dtype=float)
-    cdf = _cdf_at(q, edges)
+    cdf = cdf_at(q, edges)
     step = 1.0 / QUANTILES
     mids = (q[1:] + q[:-1]) / 2
     below = float((np.clip(edges[0] - mids, 0, None) * step).sum())
@@ -110,20 +113,37 @@ def _shares(cdf_at_cuts: np.ndarray) -> np.ndarray:
 
 
 def psi(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Population stability index of two share vectors over the same bins (each share floored at EPS)."""
     r = np.clip(ref, EPS, None)
     c = np.clip(cur, EPS, None)
     return float(((c - r) * np.log(c / r)).sum())
 
 
+def sample_psi(current: np.ndarray, reference: np.ndarray) -> float | None:
+    """PSI of a raw sample against a raw reference sample (rollout analysis: candidate against
+    champion). The reference is summarised as a profile column first, so the bins are the ones a
+    drift report uses: the reference's deciles as (lo, hi] bins, one bin per value for a discrete
+    column, the reference's top values plus "other" for labels. None when either side is empty."""
+    import polars as pl
+
+    if len(current) == 0 or len(reference) == 0:
+        return None
+    if current.dtype.kind in "OUSb" or reference.dtype.kind in "OUSb":
+        ref_col: Column = categorical_column(pl.Series("v", reference.astype(str)), "str")
+        cur = pl.Series("v", current.astype(str))
+    else:
+        ref_col = numeric_column(np.sort(reference.astype(float)), "f64")
+        cur = pl.Series("v", current.astype(float))
+    return column_statistics(ref_col, cur)["psi"]
+
+
 def jensen_shannon(ref: np.ndarray, cur: np.ndarray) -> float:
-    """Jensen-Shannon distance (natural log, as scipy and Evidently compute it)."""
-    p = ref / ref.sum() if ref.sum() else ref
-    q = cur / cur.sum() if cur.sum() else cur
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log(q / m), 0.0).sum()
-    return float(math.sqrt(max(0.0, (kl_p + kl_q) / 2)))
+    """Jensen-Shannon distance (natural log, as Evidently computes it); 0 when a side is all zero."""
+    from scipy.spatial.distance import jensenshannon
+
+    if not ref.sum() or not cur.sum():  # scipy says nan; against nothing at all the distance is the largest
+        return 0.0 if not ref.sum() and not cur.sum() else math.sqrt(math.log(2) / 2)
+    return float(jensenshannon(ref, cur))
 
 
 def _cut_indices(ref_cdf: np.ndarray, bins: int) -> np.ndarray:
@@ -211,21 +231,19 @@ def ks_one_sample(ref: NumericColumn, sample: np.ndarray) -> tuple[float, float]
     if n == 0 or ref.count == 0:
         return math.nan, math.nan
     x = np.sort(sample)
-    f = _cdf_at(np.asarray(ref.quantiles, dtype=float), x)
+    f = cdf_at(np.asarray(ref.quantiles, dtype=float), x)
     i = np.arange(1, n + 1)
     d = float(max((i / n - f).max(), (f - (i - 1) / n).max()))
     return d, kolmogorov_sf(d, n)
 
 
 def kolmogorov_sf(d: float, n: int) -> float:
-    """Asymptotic p-value of the one-sample KS statistic (Stephens' small-sample correction)."""
+    """p-value of the one-sample KS statistic ``d`` over ``n`` values (scipy's exact distribution)."""
+    from scipy.stats import kstwo
+
     if d <= 0:
         return 1.0
-    sq = math.sqrt(n)
-    lam = (sq + 0.12 + 0.11 / sq) * d
-    k = np.arange(1, 101)
-    p = 2 * np.sum((-1.0) ** (k - 1) * np.exp(-2 * (k * lam) ** 2))
-    return float(min(1.0, max(0.0, p)))
+    return float(min(1.0, max(0.0, kstwo.sf(d, n))))
 
 
 def chi_square(ref_shares: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
@@ -244,20 +262,33 @@ def chi_square(ref_shares: np.ndarray, cur_counts: np.ndarray) -> tuple[float, f
 
 def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     """Adjusted p-values controlling the false discovery rate (NaN stays NaN)."""
+    from scipy.stats import false_discovery_control
+
     p = np.asarray(pvalues, dtype=float)
     out = np.full(len(p), math.nan)
     ok = ~np.isnan(p)
-    if not ok.any():
-        return out.tolist()
-    vals = p[ok]
-    m = len(vals)
-    order = np.argsort(vals)
-    ranked = vals[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    adj = np.empty(m)
-    adj[order] = np.clip(ranked, 0, 1)
-    out[ok] = adj
+    if ok.any():
+        out[ok] = false_discovery_control(p[ok], method="bh")
     return out.tolist()
+
+
+def calibration(columns: dict[str, Column], chunks: Iterable[pl.DataFrame], *, skip: Iterable[str] = (),
+                scale: float = 1.0) -> dict[str, dict[str, list[float]]]:
+    """Drift thresholds fitted on chunks drawn from the reference itself (NannyML's calibration):
+    per column and statistic, ``[mean, std]`` (ddof 1, both times ``scale``) of the statistic of every
+    chunk against ``columns``. Columns in ``skip`` or missing from a chunk are left out."""
+    skipped = set(skip)
+    seen: dict[str, dict[str, list[float]]] = {}
+    for chunk in chunks:
+        for name, ref in columns.items():
+            if name in skipped or name not in chunk.columns:
+                continue
+            for stat, value in column_statistics(ref, chunk[name]).items():
+                if value is not None and math.isfinite(value):
+                    seen.setdefault(name, {}).setdefault(stat, []).append(value)
+    return {name: {stat: [scale * float(np.mean(v)), scale * float(np.std(v, ddof=1))]
+                   for stat, v in per.items() if len(v) > 1}
+            for name, per in seen.items()}
 
 
 def summarize(values: dict[str, Any]) -> dict[str, Any]:

@@ -272,19 +272,21 @@ def _count_cells(lam: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _encode(*arrays: np.ndarray) -> tuple[np.ndarray, int]:
-    """Integer codes of the labels of all arrays together (hash-based; labels compared as text
-    when the arrays' kinds differ, so 1 and "1" are the same class)."""
+    """Integer codes of the labels of all arrays together (labels compared as text when the arrays'
+    kinds differ, so 1 and "1" are the same class). Integer labels are coded in sorted order, other
+    labels in order of first appearance (as pandas' factorize did: the bootstrap's cells, and so its
+    seeded draws, stay where they were)."""
     kinds = {a.dtype.kind for a in arrays}
     joined = np.concatenate(arrays)
-    if len(kinds) > 1 or kinds & {"f", "c"}:
+    if len(kinds) > 1 or kinds & {"f", "c", "O"}:
         joined = joined.astype(str)
     if joined.dtype.kind in "iub":
         labels, codes = np.unique(joined, return_inverse=True)
         return codes.reshape(-1), len(labels)
-    import pandas as pd
-
-    codes, labels = pd.factorize(joined, sort=False)
-    return np.asarray(codes), len(labels)
+    labels, first, codes = np.unique(joined, return_index=True, return_inverse=True)
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(labels))
+    return rank[codes.reshape(-1)], len(labels)
 
 
 def _sqrt_difference(diff: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -93,29 +93,18 @@ def calibrated_for_window(reference: Profile, rows: int, seed: int = 0) -> Profi
 
     import polars as pl
 
-    from shipyard.data.stats import column_statistics
+    from shipyard.data.stats import calibration
 
     sample = pl.DataFrame(reference.sample, strict=False)
     rng = np.random.default_rng(seed)
     size = min(rows, bucket)
-    stats: dict[str, dict[str, list[float]]] = {}
-    for _ in range(CALIBRATION_DRAWS):
-        idx = rng.integers(0, sample.height, size)
-        part = sample[idx]
-        for name, ref in reference.columns.items():
-            if name not in part.columns or name in reference.calibration:
-                continue
-            for stat, value in column_statistics(ref, part[name]).items():
-                if value is not None and math.isfinite(value):
-                    stats.setdefault(name, {}).setdefault(stat, []).append(value)
+    draws = (sample[rng.integers(0, sample.height, size)] for _ in range(CALIBRATION_DRAWS))
     # Draws come from the reference itself; live windows are independent of it, which widens the
     # distance by about sqrt(1/n + 1/N) / sqrt(1/n) (N reference rows).
     widen = math.sqrt(1.0 + size / max(reference.rows, 1))
     out = copy.copy(reference)
     out.calibration = {**reference.calibration,
-                       **{name: {stat: [widen * float(np.mean(v)), widen * float(np.std(v, ddof=1))]
-                                 for stat, v in per.items() if len(v) > 1}
-                          for name, per in stats.items()}}
+                       **calibration(reference.columns, draws, skip=reference.calibration, scale=widen)}
     _CALIBRATED[key] = out
     return out
 

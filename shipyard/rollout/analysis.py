@@ -8,7 +8,7 @@ for one model since a point in time and compares candidate with champion:
 - ``error_rate``: candidate errors (raised, timed out, garbage) over candidate attempts;
 - ``latency_p99_ms`` (candidate) and ``latency_p99_ratio`` (candidate p99 / champion p99);
 - ``prediction_psi``: population stability index of the candidate's predictions against the
-  champion's in the same window (class shares, or the champion's deciles for numbers), once both
+  champion's in the same window (``data.stats.sample_psi``: the bins of a drift report), once both
   sides have ``MIN_PSI_SAMPLES`` answers (two small samples of one model differ by chance);
 - ``shadow_n`` / ``shadow_disagreement``: share of mirrored requests where the two disagree;
 - ``accuracy`` / ``champion_accuracy`` / ``accuracy_drop`` when feedback labels exist
@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from shipyard.data.requestlog import RequestReader, read_labels
+from shipyard.data.stats import sample_psi
 
 CANDIDATE_ROUTES = ("canary", "b", "shadow")
 CHAMPION_ROUTES = ("primary", "a")
 MIN_LABELS = 20
 MIN_PSI_SAMPLES = 100  # below this, two samples of the same model often differ by PSI > 0.2
-PSI_EPS = 1e-4
 COLUMNS = ["request_id", "ts", "version", "route", "status", "latency_ms", "prediction"]
 
 
@@ -37,28 +37,6 @@ def read_window(reader: RequestReader, feedback_root: Any, model: str, since: fl
     """The window's request rows (since <= ts < until: windows tile, no row counts twice) and the
     feedback labels posted since it began (one per request id, the latest), both polars frames."""
     return reader.read(model, since, until, columns=COLUMNS), read_labels(feedback_root, since)
-
-
-def psi(candidate: np.ndarray, champion: np.ndarray) -> float | None:
-    """Population stability index of two samples (categorical if strings, deciles otherwise)."""
-    if len(candidate) == 0 or len(champion) == 0:
-        return None
-    if candidate.dtype.kind in "OUS" or champion.dtype.kind in "OUS":
-        cats = sorted(set(candidate.tolist()) | set(champion.tolist()), key=str)
-        p = np.asarray([np.mean(candidate == c) for c in cats])
-        q = np.asarray([np.mean(champion == c) for c in cats])
-    else:
-        edges = np.unique(np.quantile(champion.astype(float), np.linspace(0, 1, 11)))
-        if len(edges) < 2:
-            edges = np.asarray([edges[0] - 0.5, edges[0] + 0.5])
-        inner = edges[1:-1]
-        p = np.bincount(np.searchsorted(inner, candidate.astype(float), side="right"), minlength=len(edges) - 1)
-        q = np.bincount(np.searchsorted(inner, champion.astype(float), side="right"), minlength=len(edges) - 1)
-        p = p / p.sum()
-        q = q / q.sum()
-    p = np.clip(p, PSI_EPS, None)
-    q = np.clip(q, PSI_EPS, None)
-    return float(np.sum((p - q) * np.log(p / q)))
 
 
 def _p99(values: Any) -> float | None:
@@ -100,7 +78,7 @@ def analyse(requests: Any, feedback: Any, candidate: int, champion: int | None) 
         out["latency_p99_ratio"] = out["latency_p99_ms"] / out["champion_latency_p99_ms"]
     live = cand_ok.filter(pl.col("route") != "shadow")
     enough = min(live.height, champ_ok.height) >= MIN_PSI_SAMPLES
-    out["prediction_psi"] = (psi(live["prediction"].to_numpy(), champ_ok["prediction"].to_numpy())
+    out["prediction_psi"] = (sample_psi(live["prediction"].to_numpy(), champ_ok["prediction"].to_numpy())
                              if enough else None)
     shadow = cand_ok.filter(pl.col("route") == "shadow")
     out["shadow_n"] = shadow.height
@@ -112,7 +90,7 @@ def analyse(requests: Any, feedback: Any, candidate: int, champion: int | None) 
             out["shadow_disagreement"] = 1.0 - sum(agree) / len(agree)
             out["shadow_pairs"] = pairs.height
             if out["prediction_psi"] is None and min(shadow.height, champ_ok.height) >= MIN_PSI_SAMPLES:
-                out["prediction_psi"] = psi(shadow["prediction"].to_numpy(), champ_ok["prediction"].to_numpy())
+                out["prediction_psi"] = sample_psi(shadow["prediction"].to_numpy(), champ_ok["prediction"].to_numpy())
     if feedback is not None and feedback.height:
         for side, rows in (("", live if live.height else shadow), ("champion_", champ_ok)):
             labelled = rows.select("request_id", pl.col("prediction").cast(pl.String)).join(

@@ -63,3 +63,17 @@ def test_unknown_metric_and_empty_set() -> None:
     assert "accuracy" in str(info.value)
     with pytest.raises(InputError, match="empty"):
         paired_bootstrap("accuracy", [], [], [])
+
+
+def test_label_codes_follow_first_appearance_without_pandas() -> None:
+    """The codes pandas' factorize gave (first appearance), so seeded bootstraps keep their draws."""
+    import pandas as pd
+
+    from shipyard.gates.stats import _encode
+
+    y = np.asarray(["setosa", "virginica", "setosa"], dtype=object)
+    a = np.asarray(["virginica", "versicolor", "setosa"])
+    b = np.asarray([1, 0, 2])  # another kind: compared as text
+    codes, k = _encode(y, a, b)
+    expected, labels = pd.factorize(np.concatenate([y, a, b]).astype(str), sort=False)
+    assert k == len(labels) == 6 and codes.tolist() == expected.tolist()

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from shipyard.data.requestlog import RequestReader, read_labels
+from shipyard.data.stats import sample_psi
 from shipyard.rollout import analysis
 from shipyard.serving.requestlog import FeedbackEntry, LogEntry, RequestLog
 
@@ -96,6 +97,26 @@ def test_window_bounds_and_empty_log(tmp_path: Path) -> None:
 
 def test_numeric_psi_uses_champion_deciles() -> None:
     rng = np.random.default_rng(0)
-    same = analysis.psi(rng.normal(size=2000), rng.normal(size=2000))
-    shifted = analysis.psi(rng.normal(2, 1, size=2000), rng.normal(size=2000))
+    same = sample_psi(rng.normal(size=2000), rng.normal(size=2000))
+    shifted = sample_psi(rng.normal(2, 1, size=2000), rng.normal(size=2000))
     assert same is not None and shifted is not None and same < 0.05 < 1.0 < shifted
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete", "labels"])
+def test_the_rollout_psi_is_the_drift_reports_psi(kind: str) -> None:
+    """One PSI: the candidate-vs-champion PSI of a rollout equals the PSI a drift report computes
+    for the same two samples (the rollout used to bin at [lo, hi) deciles of its own)."""
+    import polars as pl
+
+    from shipyard.data.profile import profile_frame
+    from shipyard.data.stats import column_statistics
+
+    rng = np.random.default_rng(1)
+    champion, candidate = {
+        "continuous": (rng.normal(size=1001), rng.normal(0.3, 1, size=700)),
+        "discrete": (rng.integers(0, 5, size=1000).astype(float), rng.integers(1, 6, size=700).astype(float)),
+        "labels": (rng.choice(["a", "b", "c"], size=1000), rng.choice(["a", "b"], size=700)),
+    }[kind]
+    reference = profile_frame(pl.DataFrame({"p": champion})).columns["p"]
+    report = column_statistics(reference, pl.Series("p", candidate))["psi"]
+    assert sample_psi(candidate, champion) == pytest.approx(report, rel=1e-12)
