@@ -195,3 +195,48 @@ def infer_signature(sample: Any, predictions: Any = None, classes: Any = None) -
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+# MLflow's column types -> ours (MLflow's ``float``/``integer`` are narrower numbers of the same kind).
+_MLFLOW_TYPES = {"double": "double", "float": "double", "long": "long", "integer": "long", "boolean": "boolean",
+                 "string": "string", "datetime": "datetime"}
+_NUMPY_KINDS = {"f": "double", "i": "long", "u": "long", "b": "boolean", "U": "string", "O": "string", "M": "datetime"}
+
+
+def from_mlflow(doc: dict[str, Any] | None) -> Signature | None:
+    """Our signature from an MLmodel file's ``signature`` (its ``inputs``/``outputs`` are JSON text).
+
+    Named columns map type by type; MLflow's ``required`` is about a column being present, not
+    about missing values, so every column stays nullable as in MLflow. A tensor-based input, an
+    unnamed column or a type we cannot describe (``binary``, arrays, objects) gives None: the
+    version then has no signature, as one registered without ``model.train``.
+    """
+    import json
+
+    if not doc or not doc.get("inputs"):
+        return None
+    try:
+        inputs = json.loads(doc["inputs"]) if isinstance(doc["inputs"], str) else doc["inputs"]
+        raw_out = doc.get("outputs")
+        outputs = (json.loads(raw_out) if isinstance(raw_out, str) else raw_out) or []
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"MLmodel signature is not valid JSON: {exc}") from exc
+    columns = []
+    for spec in inputs:
+        kind = _MLFLOW_TYPES.get(spec.get("type")) if isinstance(spec, dict) else None
+        if kind is None or not spec.get("name"):
+            return None
+        columns.append(ColumnSpec(str(spec["name"]), kind, nullable=True))
+    return Signature(tuple(columns), tuple(_mlflow_output(o) for o in outputs[:1] if isinstance(o, dict)))
+
+
+def _mlflow_output(spec: dict[str, Any]) -> ColumnSpec:
+    if spec.get("type") == "tensor":
+        import numpy as np
+
+        try:
+            kind = _NUMPY_KINDS.get(np.dtype(spec.get("tensor-spec", {}).get("dtype", "float64")).kind, "double")
+        except TypeError:
+            kind = "double"
+        return ColumnSpec("prediction", kind)
+    return ColumnSpec(str(spec.get("name") or "prediction"), _MLFLOW_TYPES.get(spec.get("type"), "string"))

@@ -1,35 +1,44 @@
-"""MLflow's model-registry REST subset, so ``MlflowClient`` registers versions and moves aliases here.
+"""MLflow's model-registry REST API, so ``MlflowClient`` registers versions, tags them and moves aliases here.
 
 Served under ``/api/2.0/mlflow/`` and ``/ajax-api/2.0/mlflow/``: registered-models create, get,
-search, update, delete; model-versions create, get, search, update; registered-models/alias set
-(POST), delete (DELETE) and get-by-alias (GET). Every write goes through ``shipyard.registry`` in
-one transaction with its audit event, so the rules hold over REST too: an alias that looks like a
-version (``v3``) is refused, and ``champion`` needs a passing gate verdict (422 INVALID_STATE).
+search, update, delete, set-tag, delete-tag, get-latest-versions; model-versions create, get,
+search, update, set-tag, delete-tag; registered-models/alias set (POST), delete (DELETE) and
+get-by-alias (GET). These handlers only translate HTTP: reading and checking request fields with
+MLflow's messages, and calling ``shipyard.registry`` (``mlflow_api`` and ``search``), where every
+write runs in one transaction with its audit event. So the rules hold over REST too: an alias
+that looks like a version (``v3``) is refused, and ``champion`` needs a passing gate verdict
+(403 PERMISSION_DENIED saying how to gate: a refusal by policy is the client's to fix).
 
-A version created over REST records MLflow's ``source`` string as given and never reads it (no
-path is resolved on the server: the CVE-2023-1177 family). Its flavor is ``external``: it has no
-Shipyard package until one is registered with ``shipyard models register``.
+``model-versions/create`` follows MLflow's source rules (local paths refused, ``runs:/`` and
+``models:/m-...`` checked against ``run_id``/``model_id``); a logged model's or a run's MLflow
+model is packaged as a first-class version (see ``registry.mlflow_api``).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.errors import InputError, NotFound
+from shipyard.errors import CheckFailed, NotFound
+from shipyard.registry import mlflow_api as api
+from shipyard.registry import search
+from shipyard.registry.mlflow_api import InvalidParameter, invalid_value
 from shipyard.server.common import in_thread, json_body
 from shipyard.server.errors import json_response
 from shipyard.store import registry as repo
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-EXTERNAL_FLAVOR = "external"
-_CLAUSE = re.compile(r"^\s*(name|run_id|source|tags?\.(?:`[^`]+`|[\w.-]+))\s*(=|!=|LIKE|ILIKE)\s*'([^']*)'\s*$",
-                     re.IGNORECASE)
-_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+_SEE_DOCS = " See the API docs for more information about request parameters."
+
+
+class PolicyRefused(InvalidParameter):
+    """Refused by Shipyard's policy (champion without a passing gate): the client's to fix."""
+
+    error_code = "PERMISSION_DENIED"
+    http_status = 403
 
 
 def _ws(request: Request) -> Any:
@@ -44,336 +53,233 @@ async def _params(request: Request) -> dict[str, Any]:
     return out
 
 
-def _route(request: Request) -> str:
-    return f"{request.method} {request.url.path}"
-
-
-def _text(data: dict[str, Any], key: str, route: str, *, required: bool = True) -> str | None:
+def _text(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    """A string field as MLflow checks it: missing -> "Missing value for required parameter";
+    another JSON type -> "Invalid value ... for parameter"."""
     value = data.get(key)
     if value is None or value == "":
         if required:
-            raise InputError(f"{route}: missing required field {key!r}")
+            raise InvalidParameter(f"Missing value for required parameter '{key}'.{_SEE_DOCS}")
         return None
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise InputError(f"{route}: field {key!r} must be a string, got {type(value).__name__}")
-    return str(value)
+    if not isinstance(value, str):
+        raise InvalidParameter(invalid_value(key, value, f" Hint: Value was of type '{type(value).__name__}'.").message
+                               + _SEE_DOCS)
+    return value
 
 
-def _version(data: dict[str, Any], route: str) -> int:
-    text = _text(data, "version", route) or ""
+def _version(data: dict[str, Any]) -> int:
+    text = _text(data, "version") or ""
     if not text.isdigit() or len(text) > 9:
-        raise InputError(f"{route}: field 'version' must be a version number, got {text[:40]!r}")
+        raise InvalidParameter(f"Parameter 'version' must be an integer, got '{text[:40]}'.")
     return int(text)
 
 
-def _tags(data: dict[str, Any], route: str) -> dict[str, str]:
+def _tags(data: dict[str, Any]) -> dict[str, Any]:
     items = data.get("tags") or []
     if not isinstance(items, list):
-        raise InputError(f"{route}: field 'tags' must be a list of {{key, value}} objects")
+        raise InvalidParameter(invalid_value("tags", items, f" Hint: Value was of type '{type(items).__name__}'.").message
+                               + _SEE_DOCS)
     out = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise InputError(f"{route}: tags[{i}] must be an object with a string 'key'")
-        out[item["key"]] = str(item.get("value", ""))
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidParameter(invalid_value("tags", items, "each tag must be an object with 'key' and 'value'").message)
+        out[item.get("key")] = item.get("value")
     return out
 
 
-def _version_json(session: Any, model: repo.RegisteredModel, row: repo.ModelVersionRow,
-                  aliases: dict[str, int] | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
-    aliases = aliases if aliases is not None else repo.aliases_many(session, [model.id])[model.id]
-    tags = tags if tags is not None else repo.version_tags_many(session, [row.id])[row.id]
-    return {
-        "name": model.name, "version": str(row.version), "creation_timestamp": row.created_at,
-        "last_updated_timestamp": row.updated_at, "user_id": row.user or "", "current_stage": "None",
-        "description": row.description or "", "source": row.source or "", "run_id": row.run_id or "",
-        "status": "READY", "status_message": "", "run_link": "",
-        "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())],
-        "aliases": sorted(a for a, v in aliases.items() if v == row.version),
-    }
+def _order_by(request: Request, data: dict[str, Any]) -> list[str]:
+    """``order_by`` repeats in a query string (``?order_by=a&order_by=b``) and is a list in JSON."""
+    if request.method == "GET":
+        return request.query_params.getlist("order_by")
+    value = data.get("order_by") or []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def _model_json(session: Any, model: repo.RegisteredModel) -> dict[str, Any]:
-    aliases = repo.aliases_many(session, [model.id])[model.id]
-    tags = repo.model_tags_many(session, [model.id])[model.id]
-    rows = repo.list_versions(session, [model.id])
-    latest = [_version_json(session, model, rows[-1], aliases)] if rows else []
-    return {
-        "name": model.name, "creation_timestamp": model.created_at, "last_updated_timestamp": model.updated_at,
-        "description": model.description or "", "user_id": "",
-        "latest_versions": latest,
-        "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())],
-        "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(aliases.items())],
-    }
+async def _work(request: Request, fn: Any, *, write: bool) -> Response:
+    """Run ``fn(session, workspace)`` in a read or write transaction off the event loop."""
+    ws = _ws(request)
 
+    def run() -> Any:
+        with (ws.store.write() if write else ws.store.read()) as session:
+            return fn(session)
 
-def _parse_filter(text: str | None, route: str) -> list[tuple[str, str, str]]:
-    """``name = 'x' AND tag.`k` != 'v'`` -> [(field, op, value)]; anything else is a 400 naming it."""
-    if not text:
-        return []
-    clauses = []
-    for part in _AND.split(text.strip()):
-        match = _CLAUSE.match(part)
-        if not match:
-            raise InputError(f"{route}: unsupported filter clause {part[:100]!r}",
-                             hint="supported: name/run_id/source/tag.KEY with =, !=, LIKE, ILIKE, joined by AND")
-        key = match.group(1)
-        if "." in key and key.split(".", 1)[0].lower() in ("tag", "tags"):
-            key = "tag:" + key.split(".", 1)[1].strip("`")
-        else:
-            key = key.lower()
-        clauses.append((key, match.group(2).upper(), match.group(3)))
-    return clauses
-
-
-def _keep(values: dict[str, str], tags: dict[str, str], clauses: list[tuple[str, str, str]]) -> bool:
-    for key, op, pattern in clauses:
-        value = tags.get(key[4:], "") if key.startswith("tag:") else values.get(key, "")
-        if not _matches(value, op, pattern):
-            return False
-    return True
-
-
-def _matches(value: str, op: str, pattern: str) -> bool:
-    if op == "=":
-        return value == pattern
-    if op == "!=":
-        return value != pattern
-    regex = "^" + re.escape(pattern).replace("%", ".*").replace("_", ".") + "$"
-    return re.match(regex, value, re.IGNORECASE if op == "ILIKE" else 0) is not None
-
-
-def _max_results(data: dict[str, Any], route: str, default: int) -> int:
-    raw = data.get("max_results")
-    if raw in (None, ""):
-        return default
-    text = str(raw)
-    if not text.isdigit() or not 1 <= int(text) <= 50_000:
-        raise InputError(f"{route}: max_results must be an integer from 1 to 50000, got {text[:20]!r}")
-    return int(text)
+    return json_response(await in_thread(run))
 
 
 # -- registered models -------------------------------------------------------------------------
 async def models_create(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    tags = _tags(data, route)
-    description = _text(data, "description", route, required=False)
-
-    def work() -> dict[str, Any]:
-        from shipyard import audit
-        from shipyard.registry.core import validate_name
-
-        validate_name(name)
-        with _ws(request).store.write() as session:
-            model = repo.create_model(session, name, description, tags)
-            audit.record(session, "model.create", name, {"via": "mlflow-rest"})
-            return {"registered_model": _model_json(session, model)}
-
-    return json_response(await in_thread(work))
+    name = _text(data, "name") or ""
+    tags = _tags(data)
+    description = _text(data, "description", required=False)
+    return await _work(request, lambda s: {"registered_model": api.create_model(s, name, description, tags)},
+                       write=True)
 
 
 async def models_get(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-
-    def work() -> dict[str, Any]:
-        with _ws(request).store.read() as session:
-            return {"registered_model": _model_json(session, repo.get_model(session, name))}
-
-    return json_response(await in_thread(work))
+    name = _text(data, "name") or ""
+    return await _work(request, lambda s: {"registered_model": api.model_entity(s, repo.get_model(s, name))},
+                       write=False)
 
 
 async def models_search(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    where = _parse_filter(data.get("filter"), route)
-    limit = _max_results(data, route, 100)
-    offset = int(data["page_token"]) if str(data.get("page_token") or "").isdigit() else 0
+    order_by = _order_by(request, data)
 
-    def work() -> dict[str, Any]:
-        with _ws(request).store.read() as session:
-            models = repo.list_models(session)
-            if where:
-                if any(k in ("run_id", "source") for k, _, _ in where):
-                    raise InputError(f"{route}: registered models filter on name and tags only")
-                tags = repo.model_tags_many(session, [m.id for m in models])
-                models = [m for m in models if _keep({"name": m.name}, tags[m.id], where)]
-            page = models[offset:offset + limit]
-            out: dict[str, Any] = {"registered_models": [_model_json(session, m) for m in page]}
-            if offset + limit < len(models):
-                out["next_page_token"] = str(offset + limit)
-            return out
+    def fn(session: Any) -> dict[str, Any]:
+        found, token = search.search_models(session, data.get("filter"), order_by, data.get("max_results"),
+                                            data.get("page_token"))
+        return {"registered_models": found, **({"next_page_token": token} if token else {})}
 
-    return json_response(await in_thread(work))
+    return await _work(request, fn, write=False)
 
 
 async def models_update(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    description = _text(data, "description", route, required=False)
-
-    def work() -> dict[str, Any]:
-        from shipyard import audit
-        from shipyard.store.registry import now_ms
-
-        with _ws(request).store.write() as session:
-            model = repo.get_model(session, name)
-            model.description = description
-            model.updated_at = now_ms()
-            audit.record(session, "model.update", name, {"description": description, "via": "mlflow-rest"})
-            return {"registered_model": _model_json(session, model)}
-
-    return json_response(await in_thread(work))
+    name = _text(data, "name") or ""
+    description = _text(data, "description", required=False)
+    return await _work(request, lambda s: {"registered_model": api.update_model(s, name, description)}, write=True)
 
 
 async def models_delete(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
+    name = _text(data, "name") or ""
+    return await _work(request, lambda s: api.delete_model(s, name) or {}, write=True)
 
-    def work() -> dict[str, Any]:
-        from shipyard import audit
 
-        with _ws(request).store.write() as session:
-            repo.delete_model(session, name)
-            audit.record(session, "model.delete", name, {"via": "mlflow-rest"})
-        return {}
+async def models_set_tag(request: Request) -> Response:
+    data = await _params(request)
+    name, key = _text(data, "name") or "", _text(data, "key") or ""
+    value = _text(data, "value", required=False)
+    return await _work(request, lambda s: api.set_model_tag(s, name, key, value) or {}, write=True)
 
-    return json_response(await in_thread(work))
+
+async def models_delete_tag(request: Request) -> Response:
+    data = await _params(request)
+    name, key = _text(data, "name") or "", _text(data, "key") or ""
+    return await _work(request, lambda s: api.delete_model_tag(s, name, key) or {}, write=True)
+
+
+async def models_latest(request: Request) -> Response:
+    """``get-latest-versions``: stages are deprecated and every version's stage is None, so the
+    newest version answers for ``None`` (or no stage asked) and nothing for other stages."""
+    data = await _params(request)
+    name = _text(data, "name") or ""
+    stages = request.query_params.getlist("stages") if request.method == "GET" else (data.get("stages") or [])
+
+    def fn(session: Any) -> dict[str, Any]:
+        latest = api.model_entity(session, repo.get_model(session, name))["latest_versions"]
+        wanted = {str(x).lower() for x in stages}
+        return {"model_versions": latest if not wanted or "none" in wanted else []}
+
+    return await _work(request, fn, write=False)
 
 
 # -- model versions ----------------------------------------------------------------------------
 async def versions_create(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    source = _text(data, "source", route) or ""
-    run_id = _text(data, "run_id", route, required=False)
-    description = _text(data, "description", route, required=False)
-    tags = _tags(data, route)
-
-    def work() -> dict[str, Any]:
-        from shipyard.registry import register
-
-        with _ws(request).store.write() as session:
-            mv = register(session, name, model_oid="", flavor=EXTERNAL_FLAVOR, run_id=run_id, source=source,
-                          description=description, tags=tags)
-            model = repo.get_model(session, name)
-            return {"model_version": _version_json(session, model, repo.get_version(session, model, mv.version))}
-
-    return json_response(await in_thread(work))
+    name = _text(data, "name") or ""
+    source = _text(data, "source") or ""
+    run_id = _text(data, "run_id", required=False)
+    model_id = _text(data, "model_id", required=False)
+    description = _text(data, "description", required=False)
+    tags = _tags(data)
+    ws = _ws(request)
+    created = await in_thread(api.create_version, ws, name, source, run_id=run_id, model_id=model_id,
+                              description=description, tags=tags)
+    return json_response({"model_version": created})
 
 
 async def versions_get(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    version = _version(data, route)
-
-    def work() -> dict[str, Any]:
-        with _ws(request).store.read() as session:
-            model = repo.get_model(session, name)
-            return {"model_version": _version_json(session, model, repo.get_version(session, model, version))}
-
-    return json_response(await in_thread(work))
+    name = _text(data, "name") or ""
+    version = _version(data)
+    return await _work(request, lambda s: {"model_version": api.get_version(s, name, version)}, write=False)
 
 
 async def versions_search(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    where = _parse_filter(data.get("filter"), route)
-    limit = _max_results(data, route, 10_000)
+    order_by = _order_by(request, data)
 
-    def work() -> dict[str, Any]:
-        with _ws(request).store.read() as session:
-            models = {m.id: m for m in repo.list_models(session)}
-            rows = repo.list_versions(session)
-            tags = repo.version_tags_many(session, [r.id for r in rows])
-            if where:
-                rows = [r for r in rows if _keep({"name": models[r.model_id].name, "run_id": r.run_id or "",
-                                                  "source": r.source or ""}, tags[r.id], where)]
-            rows = rows[:limit]
-            aliases = repo.aliases_many(session, list(models))
-            return {"model_versions": [_version_json(session, models[r.model_id], r, aliases[r.model_id], tags[r.id])
-                                       for r in rows]}
+    def fn(session: Any) -> dict[str, Any]:
+        found, token = search.search_versions(session, data.get("filter"), order_by, data.get("max_results"),
+                                              data.get("page_token"))
+        return {"model_versions": found, **({"next_page_token": token} if token else {})}
 
-    return json_response(await in_thread(work))
+    return await _work(request, fn, write=False)
 
 
 async def versions_update(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    version = _version(data, route)
-    description = _text(data, "description", route, required=False)
+    name = _text(data, "name") or ""
+    version = _version(data)
+    description = _text(data, "description", required=False)
+    return await _work(request, lambda s: {"model_version": api.update_version(s, name, version, description)},
+                       write=True)
 
-    def work() -> dict[str, Any]:
-        from shipyard import audit
-        from shipyard.store.registry import now_ms
 
-        with _ws(request).store.write() as session:
-            model = repo.get_model(session, name)
-            row = repo.get_version(session, model, version)
-            row.description = description
-            row.updated_at = now_ms()
-            audit.record(session, "model.version.update", f"{name}@{version}", {"description": description})
-            return {"model_version": _version_json(session, model, row)}
+async def versions_set_tag(request: Request) -> Response:
+    data = await _params(request)
+    name, version = _text(data, "name") or "", _version(data)
+    key, value = _text(data, "key") or "", _text(data, "value", required=False)
+    return await _work(request, lambda s: api.set_version_tag(s, name, version, key, value) or {}, write=True)
 
-    return json_response(await in_thread(work))
+
+async def versions_delete_tag(request: Request) -> Response:
+    data = await _params(request)
+    name, version, key = _text(data, "name") or "", _version(data), _text(data, "key") or ""
+    return await _work(request, lambda s: api.delete_version_tag(s, name, version, key) or {}, write=True)
 
 
 # -- aliases -------------------------------------------------------------------------------------
 async def alias_set(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    alias = _text(data, "alias", route) or ""
-    version = _version(data, route)
+    name = _text(data, "name") or ""
+    alias = _text(data, "alias") or ""
+    version = _version(data)
 
-    def work() -> dict[str, Any]:
+    def fn(session: Any) -> dict[str, Any]:
         from shipyard.registry import set_alias
 
-        with _ws(request).store.write() as session:
+        try:
             set_alias(session, name, alias, version)
+        except CheckFailed as exc:
+            # our policy (champion needs a passing gate), which the client fixes by gating
+            raise PolicyRefused(f"{exc.message}. Gate it first: shipyard gate {name}@{version}",
+                                hint=exc.hint) from exc
         return {}
 
-    return json_response(await in_thread(work))
+    return await _work(request, fn, write=True)
 
 
 async def alias_delete(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    alias = _text(data, "alias", route) or ""
+    name = _text(data, "name") or ""
+    alias = _text(data, "alias") or ""
 
-    def work() -> dict[str, Any]:
+    def fn(session: Any) -> dict[str, Any]:
         from shipyard.registry import delete_alias
 
-        with _ws(request).store.write() as session:
-            delete_alias(session, name, alias)
+        delete_alias(session, name, alias)
         return {}
 
-    return json_response(await in_thread(work))
+    return await _work(request, fn, write=True)
 
 
 async def alias_get(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    name = _text(data, "name", route) or ""
-    alias = _text(data, "alias", route) or ""
+    name = _text(data, "name") or ""
+    alias = _text(data, "alias") or ""
 
-    def work() -> dict[str, Any]:
-        with _ws(request).store.read() as session:
-            model = repo.get_model(session, name)
-            row = repo.alias_target(session, model, alias)
-            if row is None:
-                raise NotFound(f"registered model {name!r} has no alias {alias!r}")
-            return {"model_version": _version_json(session, model, row)}
+    def fn(session: Any) -> dict[str, Any]:
+        model = repo.get_model(session, name)
+        row = repo.alias_target(session, model, alias)
+        if row is None:
+            raise NotFound(f"Registered model alias {alias} not found.")
+        return {"model_version": api.versions_entities(session, [row])[0]}
 
-    return json_response(await in_thread(work))
+    return await _work(request, fn, write=False)
 
 
 _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
@@ -382,10 +288,15 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/registered-models/search", models_search, ["GET"]),
     ("/registered-models/update", models_update, ["PATCH"]),
     ("/registered-models/delete", models_delete, ["DELETE"]),
+    ("/registered-models/set-tag", models_set_tag, ["POST"]),
+    ("/registered-models/delete-tag", models_delete_tag, ["DELETE"]),
+    ("/registered-models/get-latest-versions", models_latest, ["GET", "POST"]),
     ("/model-versions/create", versions_create, ["POST"]),
     ("/model-versions/get", versions_get, ["GET"]),
     ("/model-versions/search", versions_search, ["GET"]),
     ("/model-versions/update", versions_update, ["PATCH"]),
+    ("/model-versions/set-tag", versions_set_tag, ["POST"]),
+    ("/model-versions/delete-tag", versions_delete_tag, ["DELETE"]),
     ("/registered-models/alias", alias_set, ["POST"]),
     ("/registered-models/alias", alias_delete, ["DELETE"]),
     ("/registered-models/alias", alias_get, ["GET"]),

@@ -146,8 +146,9 @@ def find_model(session: Session, name: str) -> RegisteredModel | None:
     return session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
 
 
-def list_models(session: Session, name_like: str | None = None, limit: int = 1000,
+def list_models(session: Session, name_like: str | None = None, limit: int | None = 1000,
                 offset: int = 0) -> list[RegisteredModel]:
+    """Models by name (``limit=None``: all of them)."""
     query = select(RegisteredModel).order_by(RegisteredModel.name).limit(limit).offset(offset)
     if name_like:
         query = query.where(RegisteredModel.name.like(name_like))
@@ -221,8 +222,22 @@ def get_version(session: Session, model: RegisteredModel, version: int) -> Model
     return row
 
 
+def models_by_id(session: Session, model_ids: Sequence[int]) -> list[RegisteredModel]:
+    """The registered models with these ids."""
+    if not model_ids:
+        return []
+    return list(session.scalars(select(RegisteredModel).where(RegisteredModel.id.in_(list(model_ids)))))
+
+
+def newest_version(session: Session, model: RegisteredModel) -> ModelVersionRow | None:
+    """The highest-numbered version of ``model``, or None."""
+    return session.scalar(select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
+                          .order_by(ModelVersionRow.version.desc()).limit(1))
+
+
 def list_versions(session: Session, model_ids: Sequence[int] | None = None, run_id: str | None = None,
-                  limit: int = 10000) -> list[ModelVersionRow]:
+                  limit: int | None = 10000) -> list[ModelVersionRow]:
+    """Versions by model and number (``limit=None``: all of them)."""
     query = select(ModelVersionRow).order_by(ModelVersionRow.model_id, ModelVersionRow.version).limit(limit)
     if model_ids is not None:
         query = query.where(ModelVersionRow.model_id.in_(list(model_ids)))

@@ -152,18 +152,34 @@ class Flavor:
         return found[0]
 
     def package(self, objects: Any, path: Path, *, trust: bool = False, sample: Any = None,
-                classes: list[Any] | None = None) -> PackagedModel:
-        """Check, load once, capture the signature, and store the model as a package."""
+                classes: list[Any] | None = None, signature: Signature | None = None,
+                untrusted_ok: bool = False) -> PackagedModel:
+        """Check, load once, capture the signature, and store the model as a package.
+
+        ``signature`` is a known signature (an MLflow model's) used when there is no ``sample``.
+        ``untrusted_ok`` stores an unsafe file without trust after its static check, not loaded:
+        the package is recorded untrusted, so every later load needs ``trust`` (a version created
+        by a client that cannot say ``--trust``, such as MLflow's REST API).
+        """
         file = self.find_file(path)
         data = file.read_bytes()
-        self._require_trust(trust, str(file))
+        deferred = untrusted_ok and not trust and not self.safe
+        if not deferred:
+            self._require_trust(trust, str(file))
         meta: dict[str, Any] = {"format": FORMAT_VERSION, "flavor": self.name, "file": file.name,
                                 "file_oid": hash_bytes(data), "size": len(data), "trusted": bool(trust and not self.safe)}
         if classes is not None:
             meta["classes"] = [_plain(c) for c in classes]
         meta.update(self._check(data, str(file), trust))
-        loaded = LoadedModel(self._load_checked(data, str(file), meta, trust), self, None, None, meta)
-        signature = None
+        if signature is not None and sample is None:
+            meta["signature"] = signature.to_dict()
+        if deferred:
+            return self._store(objects, file.name, data, meta, signature)
+        loaded = LoadedModel(self._load_checked(data, str(file), meta, trust), self, signature, None, meta)
+        if signature is not None and meta.get("classes") is None and loaded.classes is not None:
+            meta["classes"] = loaded.classes
+            meta["signature"] = {**signature.to_dict(), "classes": loaded.classes}
+            signature = Signature.from_dict(meta["signature"])
         if sample is not None:
             frame = to_pandas(sample)
             try:
@@ -177,14 +193,19 @@ class Flavor:
             meta["signature"] = signature.to_dict()
             if meta.get("classes") is None and loaded.classes is not None:
                 meta["classes"] = loaded.classes
+        return self._store(objects, file.name, data, meta, signature)
+
+    def _store(self, objects: Any, name: str, data: bytes, meta: dict[str, Any],
+               signature: Signature | None) -> PackagedModel:
+        """Write the model file and its ``shipyard-model.json`` as one package."""
         meta_bytes = json.dumps(meta, sort_keys=True, indent=1).encode()
         file_oid, meta_oid = objects.put_bytes_many([data, meta_bytes])
         manifest = Manifest(tuple(sorted([
-            FileEntry(file.name, file_oid, len(data)),
+            FileEntry(name, file_oid, len(data)),
             FileEntry(META_FILE, meta_oid, len(meta_bytes)),
         ], key=lambda e: e.path)))
         oid = objects.put_manifest(manifest)
-        return PackagedModel(oid, self.name, file.name, file_oid, len(data), signature, meta["trusted"], meta)
+        return PackagedModel(oid, self.name, name, file_oid, len(data), signature, meta["trusted"], meta)
 
     def load(self, objects: Any, model_oid: str, *, trust: bool = False) -> LoadedModel:
         """Read a package back, verified, and load it (unsafe flavors need ``trust``)."""

@@ -1,0 +1,130 @@
+"""MLflow-logged models: read the MLmodel file and package the model with the Shipyard flavor it maps to.
+
+An MLflow model is a folder with an ``MLmodel`` file naming one or more flavors and their data
+file. The model file inside is packaged by the Shipyard flavor that reads its format, so the
+version loads, gates and serves like any other (its flavor is ``sklearn``, ``pickle``, ...):
+
+=========================================  ================  ===============================
+MLmodel flavor                             Shipyard flavor   loads
+=========================================  ================  ===============================
+sklearn, ``serialization_format: skops``   sklearn           safely (skops' type audit)
+sklearn, cloudpickle or pickle             pickle            after the opcode scan, ``--trust``
+xgboost, ``model_format: ubj`` or json     xgboost           safely (native format)
+lightgbm Booster (``model.lgb`` text)      lightgbm          safely (native format)
+lightgbm scikit-learn API                  sklearn/pickle    as sklearn above
+onnx                                       onnx              safely
+=========================================  ================  ===============================
+
+The signature comes from the MLmodel's ``signature`` (``models.signature.from_mlflow``). A
+``python_function``-only model (a custom ``PythonModel``) runs the author's code to load, so it
+is refused with a hint rather than loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shipyard.errors import InputError
+from shipyard.models.flavors.base import PackagedModel
+from shipyard.models.signature import Signature, from_mlflow
+
+MLMODEL = "MLmodel"
+_PICKLES = ("cloudpickle", "pickle")
+
+
+@dataclass(frozen=True)
+class MLflowModel:
+    """What the MLmodel file says, mapped: our flavor, the model file (relative), the signature."""
+
+    flavor: str
+    file: str
+    mlflow_flavor: str
+    serialization: str | None
+    signature: Signature | None
+    model_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flavor": self.flavor, "file": self.file, "mlflow_flavor": self.mlflow_flavor,
+                "serialization": self.serialization, "model_id": self.model_id}
+
+
+def read_mlmodel(folder: Path) -> dict[str, Any]:
+    """The parsed MLmodel file of an MLflow model folder (a 400 naming what is wrong otherwise)."""
+    import yaml
+
+    path = folder / MLMODEL
+    if not path.is_file():
+        raise InputError(f"{folder} holds no {MLMODEL} file, so it is not an MLflow model",
+                         hint="log the model with mlflow.<flavor>.log_model, or register the model file with 'shipyard models register'")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
+        raise InputError(f"{path} has no 'flavors' mapping", hint="is this an MLflow model folder?")
+    return doc
+
+
+def map_mlmodel(doc: dict[str, Any]) -> MLflowModel:
+    """Our flavor and model file for an MLmodel document (first match: sklearn, xgboost, lightgbm, onnx)."""
+    flavors = doc["flavors"]
+    signature = from_mlflow(doc.get("signature"))
+    model_id = doc.get("model_id") or None
+    for name in ("sklearn", "xgboost", "lightgbm", "onnx"):
+        conf = flavors.get(name)
+        if isinstance(conf, dict):
+            ours, file, fmt = _map_one(name, conf)
+            return MLflowModel(ours, _relative(file, name), name, fmt, signature, model_id)
+    known = ", ".join(sorted(flavors)) or "none"
+    raise InputError(f"MLflow model flavors {known}: none of them is one Shipyard loads (sklearn, xgboost, lightgbm, onnx)",
+                     hint="a python_function-only model runs its own code to load; log the estimator with "
+                          "mlflow.sklearn/xgboost/lightgbm/onnx.log_model instead")
+
+
+def _map_one(name: str, conf: dict[str, Any]) -> tuple[str, Any, str | None]:
+    fmt = conf.get("serialization_format") or conf.get("model_format")
+    if name == "sklearn":
+        file = conf.get("pickled_model")
+        return ("sklearn" if fmt == "skops" else "pickle"), file, fmt or "cloudpickle"
+    file = conf.get("data")
+    if name == "xgboost":
+        if fmt not in ("ubj", "json"):
+            raise InputError(f"this XGBoost model is saved in the {fmt!r} format, which Shipyard does not load",
+                             hint="log it with mlflow.xgboost.log_model(..., model_format='ubj')")
+        return "xgboost", file, fmt
+    if name == "lightgbm":
+        suffix = str(file or "").rsplit(".", 1)[-1]
+        if suffix in ("lgb", "txt"):
+            return "lightgbm", file, "native"
+        return ("sklearn" if suffix == "skops" else "pickle"), file, fmt
+    return "onnx", file, "onnx"
+
+
+def _relative(file: Any, flavor: str) -> str:
+    """The model file named by the MLmodel, which must stay inside the model folder."""
+    if not isinstance(file, str) or not file:
+        raise InputError(f"MLmodel flavor {flavor!r} names no model file")
+    path = PurePosixPath(file)
+    if path.is_absolute() or ".." in path.parts or "\\" in file:
+        raise InputError(f"MLmodel flavor {flavor!r} names the model file {file!r}, which is outside the model folder")
+    return path.as_posix()
+
+
+def package_mlflow_model(objects: Any, folder: Path, *, trust: bool = False,
+                         untrusted_ok: bool = False) -> tuple[PackagedModel, MLflowModel]:
+    """Package the model of an MLflow model folder with the flavor its MLmodel maps to.
+
+    ``untrusted_ok`` (MLflow's REST API, whose client cannot say ``--trust``) stores a pickle
+    after its opcode scan as an untrusted package: every load of it then needs ``--trust``.
+    """
+    from shipyard.models.flavors import get_flavor
+
+    mapped = map_mlmodel(read_mlmodel(folder))
+    file = folder / mapped.file
+    if not file.resolve().is_relative_to(folder.resolve()) or not file.is_file():
+        raise InputError(f"the MLmodel names {mapped.file!r}, which is not in the model folder")
+    packaged = get_flavor(mapped.flavor).package(objects, file, trust=trust, signature=mapped.signature,
+                                                  untrusted_ok=untrusted_ok)
+    return packaged, mapped

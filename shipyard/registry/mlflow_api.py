@@ -1,0 +1,362 @@
+"""The registry as MLflow's model-registry API sees it: entities, tags, search and version sources.
+
+The server's MLflow routes call these functions and only translate HTTP; every write runs in the
+caller's transaction with its audit event. Shapes are MLflow's ``RegisteredModel`` and
+``ModelVersion`` (strings for versions, millisecond timestamps, tag lists).
+
+Version sources follow MLflow's rules (``mlflow/server/handlers.py``): a local path (``/etc``,
+``file:///etc``) is refused, as MLflow does after its path-traversal CVEs, since the server must
+never read its own disk for a client; a source with ``..`` is refused; ``runs:/`` needs the
+matching ``run_id`` and ``models:/m-...`` the matching ``model_id``. Any other URI (``s3://...``)
+is recorded as given and never read (flavor ``external``). A ``models:/m-<id>`` source, or the
+run's own artifacts (``runs:/`` or ``mlflow-artifacts:/`` inside the run), is fetched from our
+store, its MLmodel mapped (``models.flavors.mlflow``) and packaged, so the version loads, gates and
+serves like one registered by ``shipyard run``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shipyard import audit
+from shipyard.errors import InputError, NotFound
+from shipyard.registry.core import register, validate_name
+from shipyard.store import registry as repo
+from shipyard.store.registry import now_ms
+
+EXTERNAL_FLAVOR = "external"
+MAX_TAG_KEY = 250
+MAX_TAG_VALUE = 100_000
+MODEL_ID_TAG = "mlflow.model_id"   # where a version keeps MLflow's model_id (the logged model it came from)
+RUN_ID_TAG = "mlflow.run_id"       # a run_id MLflow accepts but our store does not know (no row to link)
+HIDDEN_TAGS = (MODEL_ID_TAG, RUN_ID_TAG)
+_TAG_KEY = re.compile(r"^[/\w.\- :]*$")
+
+
+class InvalidParameter(InputError):
+    """A request value MLflow would refuse, with MLflow's message (``INVALID_PARAMETER_VALUE``)."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+# -- validation, with MLflow's messages (mlflow/utils/validation.py) ----------------------------
+def invalid_value(path: str, value: Any, message: str = "") -> InvalidParameter:
+    import json
+
+    shown = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    text = f"Invalid value {shown} for parameter '{path}' supplied"
+    return InvalidParameter(f"{text}: {message}" if message else f"{text}.")
+
+
+def check_tag(key: Any, value: Any) -> tuple[str, str]:
+    """A registry tag as MLflow checks it: key characters and normal form, key <= 250, value <= 100,000."""
+    if key is None or key == "":
+        raise InvalidParameter("Missing value for required parameter 'key'.")
+    if not isinstance(key, str) or not _TAG_KEY.match(key):
+        raise invalid_value("key", key, "Names may only contain alphanumerics, underscores (_), dashes (-), "
+                                        "periods (.), spaces ( ), colons(:) and slashes (/).")
+    norm = posixpath.normpath(key)
+    if norm != key or norm == "." or norm.startswith(("..", "/")):
+        raise invalid_value("key", key, "Names may be treated as files in certain cases, and must not resolve "
+                                        f"to other names when treated as such. This name would resolve to {posixpath.normpath(key)!r}")
+    if len(key) > MAX_TAG_KEY:
+        raise InvalidParameter(f"'key' exceeds the maximum length of {MAX_TAG_KEY} characters")
+    text = "" if value is None else str(value)
+    if len(text) > MAX_TAG_VALUE:
+        raise InvalidParameter(f"'value' exceeds the maximum length of {MAX_TAG_VALUE} characters")
+    return key, text
+
+
+# -- entities ---------------------------------------------------------------------------------
+def version_entity(model: repo.RegisteredModel, row: repo.ModelVersionRow, aliases: dict[str, int],
+                   tags: dict[str, str]) -> dict[str, Any]:
+    """MLflow's ``ModelVersion`` for one row (``aliases`` are the model's, ``tags`` the version's)."""
+    out = {
+        "name": model.name, "version": str(row.version), "creation_timestamp": row.created_at,
+        "last_updated_timestamp": row.updated_at, "user_id": row.user or "", "current_stage": "None",
+        "description": row.description or "", "source": row.source or "",
+        "run_id": row.run_id or tags.get(RUN_ID_TAG, ""), "status": "READY", "status_message": "", "run_link": "",
+        "tags": [{"key": k, "value": v} for k, v in sorted(tags.items()) if k not in HIDDEN_TAGS],
+        "aliases": sorted(a for a, v in aliases.items() if v == row.version),
+    }
+    if tags.get(MODEL_ID_TAG):
+        out["model_id"] = tags[MODEL_ID_TAG]
+    return out
+
+
+def versions_entities(session: Session, rows: list[repo.ModelVersionRow]) -> list[dict[str, Any]]:
+    """``version_entity`` for many rows, with three queries in all."""
+    model_ids = sorted({r.model_id for r in rows})
+    models = {m.id: m for m in repo.models_by_id(session, model_ids)}
+    aliases = repo.aliases_many(session, model_ids)
+    tags = repo.version_tags_many(session, [r.id for r in rows])
+    return [version_entity(models[r.model_id], r, aliases[r.model_id], tags[r.id]) for r in rows]
+
+
+def model_entity(session: Session, model: repo.RegisteredModel) -> dict[str, Any]:
+    """MLflow's ``RegisteredModel``: its tags, aliases and newest version."""
+    aliases = repo.aliases_many(session, [model.id])[model.id]
+    tags = repo.model_tags_many(session, [model.id])[model.id]
+    newest = repo.newest_version(session, model)
+    latest = [] if newest is None else [version_entity(model, newest, aliases,
+                                                       repo.version_tags_many(session, [newest.id])[newest.id])]
+    return {
+        "name": model.name, "creation_timestamp": model.created_at, "last_updated_timestamp": model.updated_at,
+        "description": model.description or "", "user_id": "", "latest_versions": latest,
+        "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())],
+        "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(aliases.items())],
+    }
+
+
+def get_version(session: Session, name: str, version: int) -> dict[str, Any]:
+    model = repo.get_model(session, name)
+    return versions_entities(session, [repo.get_version(session, model, version)])[0]
+
+
+# -- registered models: writes --------------------------------------------------------------------
+def create_model(session: Session, name: str, description: str | None, tags: dict[str, str],
+                 actor: str | None = None) -> dict[str, Any]:
+    validate_name(name)
+    checked = dict(check_tag(k, v) for k, v in tags.items())
+    model = repo.create_model(session, name, description, checked)
+    audit.record(session, "model.create", name, {"via": "mlflow-rest"}, actor=actor)
+    return model_entity(session, model)
+
+
+def update_model(session: Session, name: str, description: str | None, actor: str | None = None) -> dict[str, Any]:
+    model = repo.get_model(session, name)
+    model.description = description
+    model.updated_at = now_ms()
+    audit.record(session, "model.update", name, {"description": description, "via": "mlflow-rest"}, actor=actor)
+    return model_entity(session, model)
+
+
+def delete_model(session: Session, name: str, actor: str | None = None) -> None:
+    repo.delete_model(session, name)
+    audit.record(session, "model.delete", name, {"via": "mlflow-rest"}, actor=actor)
+
+
+def set_model_tag(session: Session, name: str, key: Any, value: Any, actor: str | None = None) -> None:
+    key, text = check_tag(key, value)
+    model = repo.get_model(session, name)
+    repo.set_model_tags(session, model.id, {key: text})
+    model.updated_at = now_ms()
+    audit.record(session, "model.tag", name, {"tags": {key: text}, "via": "mlflow-rest"}, actor=actor)
+
+
+def delete_model_tag(session: Session, name: str, key: Any, actor: str | None = None) -> None:
+    """Remove a tag; like MLflow, a tag that is not there is a 404 naming the key."""
+    key, _ = check_tag(key, "")
+    model = repo.get_model(session, name)
+    if key not in repo.model_tags_many(session, [model.id])[model.id]:
+        raise NotFound(f"No tag with name: {key} in registered model {name!r}")
+    repo.delete_model_tag(session, model.id, key)
+    audit.record(session, "model.tag.delete", name, {"key": key, "via": "mlflow-rest"}, actor=actor)
+
+
+# -- versions: writes -----------------------------------------------------------------------------
+def update_version(session: Session, name: str, version: int, description: str | None,
+                   actor: str | None = None) -> dict[str, Any]:
+    model = repo.get_model(session, name)
+    row = repo.get_version(session, model, version)
+    row.description = description
+    row.updated_at = now_ms()
+    audit.record(session, "model.version.update", f"{name}@{version}", {"description": description}, actor=actor)
+    return versions_entities(session, [row])[0]
+
+
+def set_version_tag(session: Session, name: str, version: int, key: Any, value: Any,
+                    actor: str | None = None) -> None:
+    key, text = check_tag(key, value)
+    model = repo.get_model(session, name)
+    row = repo.get_version(session, model, version)
+    repo.set_version_tags(session, row.id, {key: text})
+    row.updated_at = now_ms()
+    audit.record(session, "model.tag", f"{name}@{version}", {"tags": {key: text}, "via": "mlflow-rest"}, actor=actor)
+
+
+def delete_version_tag(session: Session, name: str, version: int, key: Any, actor: str | None = None) -> None:
+    key, _ = check_tag(key, "")
+    model = repo.get_model(session, name)
+    row = repo.get_version(session, model, version)
+    if key not in repo.version_tags_many(session, [row.id])[row.id]:
+        raise NotFound(f"No tag with name: {key} for model version {name!r} version {version}")
+    repo.delete_version_tag(session, row.id, key)
+    audit.record(session, "model.tag.delete", f"{name}@{version}", {"key": key, "via": "mlflow-rest"}, actor=actor)
+
+
+# -- version sources ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """Where a version's files are: ``kind`` is ``model`` (a logged model), ``run`` (a run's
+    artifacts under ``path``) or ``external`` (recorded, never read)."""
+
+    kind: str
+    model_id: str | None = None
+    run_id: str | None = None
+    path: str = ""
+
+
+def _invalid_source(source: str, id_name: str) -> InvalidParameter:
+    return InvalidParameter(f"Invalid model version source: '{source}'. The {id_name} request parameter must "
+                            "identify the resource that contains the source.")
+
+
+def is_local(source: str) -> bool:
+    """MLflow's ``is_local_uri``: no scheme, or ``file:`` (any host is refused as well)."""
+    scheme = urllib.parse.urlparse(source).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and source[1:2] == ":")
+
+
+def check_relative(source: str) -> None:
+    """MLflow's rule against ``..`` (also percent-encoded, nested) and NUL in a source."""
+    message = (f"Invalid model version source: '{source}'. If supplying a source as an http, https, local file "
+               "path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without "
+               "relative path references present. Please provide an absolute path.")
+    text = source
+    while (unquoted := urllib.parse.unquote_plus(text)) != text:
+        text = unquoted
+    path = re.sub(r"/+", "/", urllib.parse.urlparse(text).path.rstrip("/"))
+    if "\x00" in path or any(p == ".." for p in text.split("/")):
+        raise InvalidParameter(message)
+    # MLflow compares the path with its resolved form: an empty or relative path, or one that
+    # normalizes to something else, is refused (without reading our disk for symlinks).
+    if not path.startswith("/") or posixpath.normpath(path) != path:
+        raise InvalidParameter(message)
+
+
+def check_source(workspace: Any, source: str, run_id: str | None, model_id: str | None) -> Source:
+    """Apply MLflow's source rules and say where the version's files are (see the module doc)."""
+    from shipyard.store import runs as runs_repo
+
+    id_name = "model_id" if model_id else "run_id"
+    if is_local(source):
+        owner = "model_id" if model_id else "run_id"
+        raise InvalidParameter(
+            f"Invalid model version source: '{source}'. To use a local path as a model version source, the "
+            f"{owner} request parameter has to be specified and the local path has to be contained within the "
+            f"artifact directory of the run specified by the {owner}.")
+    check_relative(source)
+    parsed = urllib.parse.urlparse(source)
+    parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
+    if parsed.scheme == "models":
+        if parsed.netloc or not parts:
+            raise _invalid_source(source, "model_id")
+        source_model = parts[0] if len(parts) == 1 and parts[0].startswith("m-") else None
+        if source_model is None:
+            return Source("external")   # models:/name/version: a registry reference, recorded as given
+        if model_id != source_model:
+            raise _invalid_source(source, "model_id")
+        _logged_model(workspace, source, model_id)
+        return Source("model", model_id=model_id)
+    if model_id:
+        return _model_artifact_source(workspace, source, model_id)
+    if parsed.scheme == "runs":
+        if parsed.netloc or not parts or parts[0] != run_id:
+            raise _invalid_source(source, "run_id")
+        return Source("run", run_id=run_id, path="/".join(parts[1:]))
+    if _is_artifact_source(parsed.scheme, parts):
+        with workspace.store.read() as session:
+            run = session.get(runs_repo.Run, run_id) if run_id else None
+        root = None if run is None else [str(run.experiment_id), run.id, "artifacts"]
+        tail = parts[parts.index("artifacts") + 1:] if parsed.scheme != "mlflow-artifacts" and "artifacts" in parts else parts
+        if root is None or tail[:3] != root:
+            raise _invalid_source(source, id_name)
+        return Source("run", run_id=run_id, path="/".join(tail[3:]))
+    return Source("external")
+
+
+def _is_artifact_source(scheme: str, parts: list[str]) -> bool:
+    """MLflow's ``_is_mlflow_artifact_source``: the artifact proxy, by scheme or by its HTTP route."""
+    if scheme.lower() == "mlflow-artifacts":
+        return True
+    route = ["api", "2.0", "mlflow-artifacts", "artifacts"]
+    return scheme.lower() in ("http", "https") and any(parts[i:i + 4] == route for i in range(len(parts) - 3))
+
+
+def _logged_model(workspace: Any, source: str, model_id: str) -> Any:
+    from shipyard.tracking.logged_models import get_logged_model
+
+    try:
+        return get_logged_model(workspace, model_id)
+    except NotFound:
+        raise _invalid_source(source, "model_id") from None
+
+
+def _model_artifact_source(workspace: Any, source: str, model_id: str) -> Source:
+    """A source given with ``model_id``: ``runs:/`` is refused; an artifact URI must lie inside the
+    logged model's artifact location (then its files are read); anything else is recorded."""
+    parsed = urllib.parse.urlparse(source)
+    if parsed.scheme == "runs":
+        raise _invalid_source(source, "model_id")
+    parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
+    if not _is_artifact_source(parsed.scheme, parts):
+        return Source("external", model_id=model_id)
+    model = _logged_model(workspace, source, model_id)
+    root = [p for p in urllib.parse.urlparse(model.artifact_location).path.split("/") if p]
+    tail = parts[parts.index("artifacts") + 1:] if parsed.scheme.lower() != "mlflow-artifacts" else parts
+    if not root or tail[:len(root)] != root:
+        raise _invalid_source(source, "model_id")
+    return Source("model", model_id=model_id, path="/".join(tail[len(root):]))
+
+
+def create_version(workspace: Any, name: str, source: str, *, run_id: str | None = None,
+                   model_id: str | None = None, description: str | None = None,
+                   tags: dict[str, str] | None = None, actor: str | None = None) -> dict[str, Any]:
+    """MLflow's ``model-versions/create``: check the source, package what it points at, register.
+
+    Files are fetched and packaged before the write transaction (packaging reads and hashes
+    them); the version is then numbered and recorded in one transaction with its audit event.
+    """
+    import tempfile
+    from pathlib import Path
+
+    validate_name(name)
+    checked = dict(check_tag(k, v) for k, v in (tags or {}).items())
+    where = check_source(workspace, source, run_id, model_id)
+    packaged = mapped = None
+    if where.kind != "external":
+        with tempfile.TemporaryDirectory(prefix="shipyard-mlflow-") as tmp:
+            folder = _fetch(workspace, where, Path(tmp) / "model")
+            packaged, mapped = _package(workspace, folder)
+    with workspace.store.write() as session:
+        from shipyard.store import runs as runs_repo
+
+        known_run = run_id if run_id and session.get(runs_repo.Run, run_id) is not None else None
+        hidden = {MODEL_ID_TAG: model_id} if model_id else {}
+        if run_id and known_run is None:
+            hidden[RUN_ID_TAG] = run_id   # MLflow keeps any run_id; ours must name a run we have
+        mv = register(session, name, model_oid=packaged.model_oid if packaged else "",
+                      content_oid=packaged.file_oid if packaged else None,
+                      flavor=packaged.flavor if packaged else EXTERNAL_FLAVOR, run_id=known_run, source=source,
+                      signature=packaged.signature if packaged else None,
+                      lineage={"mlflow": mapped.to_dict()} if mapped else None, description=description,
+                      size_bytes=packaged.size_bytes if packaged else 0, trusted=bool(packaged and packaged.trusted),
+                      tags={**checked, **hidden}, actor=actor)
+        return get_version(session, name, mv.version)
+
+
+def _fetch(workspace: Any, where: Source, dest: Any) -> Any:
+    from shipyard.tracking import logged_models
+
+    if where.kind == "model":
+        folder = logged_models.download_logged_model(workspace, where.model_id, dest)
+        # the path came from a URI whose '..' parts were refused (check_relative)
+        return folder / where.path if where.path else folder
+    return logged_models.download_run_artifacts(workspace, where.run_id, where.path, dest)
+
+
+def _package(workspace: Any, folder: Any) -> tuple[Any, Any]:
+    """The MLflow model in ``folder`` packaged with the flavor its MLmodel maps to; (None, None)
+    when the folder holds no MLmodel (files MLflow accepts as a source, but no model we can load)."""
+    from shipyard.models.flavors.mlflow import MLMODEL, package_mlflow_model
+
+    if not (folder / MLMODEL).is_file():
+        return None, None
+    return package_mlflow_model(workspace.objects, folder, untrusted_ok=True)
