@@ -58,12 +58,35 @@ class Project:
         return self.inside(path).relative_to(self.root.resolve()).as_posix()
 
 
+STATE_GITIGNORE = "# Created by Shipyard: the project's state (database, caches, objects) never belongs in git.\n*\n"
+
+
+def ignore_state_dir(project: Project) -> None:
+    """Make sure git ignores the state folder, whichever command creates it first (not only
+    ``shipyard init``): the folder gets a ``.gitignore`` of ``*``, as pytest and ruff do with their
+    caches, so the user's own .gitignore is not needed. A state folder moved out of the project
+    (SHIPYARD_HOME) is left alone; a read-only project only loses the marker."""
+    if os.environ.get("SHIPYARD_HOME"):
+        return
+    marker = project.state_dir / ".gitignore"
+    if os.path.exists(marker):
+        return
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(STATE_GITIGNORE, encoding="utf-8")
+    except OSError:
+        pass
+
+
 def find_project(start: str | os.PathLike[str] | None = None) -> Project:
-    """Walk up from ``start`` to the first folder holding a project marker."""
+    """Walk up from ``start`` to the first folder holding a project marker (its state folder is
+    git-ignored from then on)."""
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
         if any((folder / marker).is_file() for marker in PROJECT_MARKERS):
-            return Project(folder)
+            project = Project(folder)
+            ignore_state_dir(project)
+            return project
     raise NotFound(
         f"no {CONFIG_NAME} in {here} or any parent folder",
         hint="run 'shipyard init' in your project's root folder",

@@ -321,3 +321,21 @@ def predictions(model: Any, data: EvalSet, label: str) -> Any:
     groups = {g: data.frame[g].astype(str).to_numpy()[keep] for g in data.groups}
     return Predictions(label, data.frame[data.target].to_numpy()[keep], y_pred[keep],
                        proba[keep] if proba is not None else None, classes, groups)
+
+
+def plot_records(path: Path) -> list[dict[str, Any]]:
+    """The rows of a DVC data-plot file: CSV/TSV with a header, or JSON/YAML holding a list of
+    records (or, as dvclive writes, a mapping whose one value is that list). [] if unreadable."""
+    import csv
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    if path.suffix.lower() in (".csv", ".tsv"):
+        text = data.decode("utf-8", errors="replace").splitlines()
+        return [dict(r) for r in csv.DictReader(text, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")]
+    doc = _load_structured(data, path.name)
+    if isinstance(doc, Mapping):
+        doc = next((v for v in doc.values() if isinstance(v, list)), [])
+    return [r for r in doc if isinstance(r, Mapping)] if isinstance(doc, list) else []

@@ -232,3 +232,66 @@ def fairness(candidate: Predictions, path: Path, reference: Predictions | None =
         ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
         ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pair_confusion(title: str, rows_by_file: Mapping[str, Sequence[Mapping[str, Any]]], x: str,
+                    y: Mapping[str, Sequence[str]], path: Path) -> Path | None:
+    plt = _pyplot()
+    panels = {f: rows for f, rows in rows_by_file.items() if rows}
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
+    for ax, (file, rows) in zip(axes.flat, panels.items(), strict=True):
+        field_y = (y.get(file) or ("predicted",))[0]
+        pairs = [(str(r.get(x)), str(r.get(field_y))) for r in rows]
+        classes = sorted({a for a, _ in pairs} | {b for _, b in pairs})
+        matrix = confusion(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]), classes)
+        share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+        ax.set_xticks(range(len(classes)), classes)
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel(field_y)
+        ax.set_ylabel(x)
+        ax.set_title(file, fontsize=9)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def data_plot(title: str, template: str, rows_by_file: Mapping[str, Sequence[Mapping[str, Any]]], x: str | None,
+              y: Mapping[str, Sequence[str]], path: Path) -> Path | None:
+    """A DVC data plot (dvc.yaml's top-level ``plots:``) drawn as DVC's templates would: the
+    ``confusion`` templates as count matrices (one per file), the others as lines of ``y`` over
+    ``x`` (the row number when there is no ``x``). Rows that are not numbers are skipped."""
+    if template.startswith("confusion"):
+        return _pair_confusion(title, rows_by_file, x or "actual", y, path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    drawn = 0
+    for file, rows in rows_by_file.items():
+        fields = y.get(file) or tuple(k for k in (rows[0] if rows else {}) if k != x and k != "step")[:1]
+        for field_y in fields:
+            points = [(_number(r.get(x)) if x else float(i), _number(r.get(field_y))) for i, r in enumerate(rows)]
+            points = [(a, b) for a, b in points if a is not None and b is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, label=f"{file}: {field_y}" if len(fields) > 1 else file, linewidth=1.5)
+                drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel(x or "step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -82,9 +82,20 @@ def _service(module: str, attr: str, what: str) -> Any:
 def _load_config(ws: Workspace) -> Any:
     from shipyard.config import load_config
 
+    root = ws.project.root
+    dvc = (root / "dvc.yaml").is_file()
     if not ws.project.config_path.is_file():
+        if dvc:  # a DVC project as it is: stages, metrics, plots and model from dvc.yaml
+            from shipyard.pipeline.dvc import dvc_config
+
+            return dvc_config(root)
         raise ConfigError(f"{ws.project.config_path} not found", hint="run 'shipyard init' first")
-    return load_config(ws.project.config_path)
+    config = load_config(ws.project.config_path)
+    if dvc and not config.pipeline.stages:  # shipyard.yaml adds model/gates to a dvc.yaml pipeline
+        from shipyard.pipeline.dvc import dvc_config
+
+        return dvc_config(root, config)
+    return config
 
 
 # -- steps ------------------------------------------------------------------------------------
@@ -412,4 +423,24 @@ def _plots(ws: Workspace, config: Any, report: Report, candidate_mv: Any, champi
                         shutil.copyfile(file, target)
                         made.append(PlotRef(f"{file.relative_to(ws.project.root).as_posix()} (from the pipeline)",
                                             f"{PLOTS_DIR}/pipeline/{target.name}"))
-    report.plots = made
+    report.plots = made + _dvc_plots(ws.project.root, folder)
+
+
+def _dvc_plots(root: Path, folder: Path) -> list[PlotRef]:
+    """dvc.yaml's top-level data plots (ROC, precision-recall, confusion... as dvclive writes them),
+    drawn from the working tree's files; image plots are copied with the stages' plots above."""
+    if not (root / "dvc.yaml").is_file():
+        return []
+    from shipyard.ci import plots
+    from shipyard.pipeline.dvc import read_doc, top_level_plots
+
+    made: list[PlotRef] = []
+    for i, plot in enumerate(top_level_plots(read_doc(root))):
+        if all(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in plot.files):
+            continue
+        rows = {f: collect.plot_records(root / f) for f in plot.files}
+        name = f"dvc-{i}-" + "".join(c if c.isalnum() else "_" for c in plot.title)[:60] + ".png"
+        path = plots.data_plot(plot.title, plot.template, rows, plot.x, plot.y, folder / "pipeline" / name)
+        if path is not None:
+            made.append(PlotRef(f"{plot.title} (dvc.yaml plots)", f"{PLOTS_DIR}/pipeline/{name}"))
+    return made

@@ -168,10 +168,17 @@ def init(
         repo_root = git.toplevel(project.root)
         workdir = project.root.resolve().relative_to(repo_root.resolve()).as_posix() or "."
     roles: dict[str, str] = {}
+    stages: list[str] = []
     if project.config_path.is_file():
         from shipyard.config import load_config
 
-        roles = stage_roles(list(load_config(project.config_path).pipeline.stages))
+        stages = list(load_config(project.config_path).pipeline.stages)
+    if not stages and (project.root / "dvc.yaml").is_file():  # a DVC project run as it is
+        from shipyard.pipeline.dvc import convert, read_doc
+
+        stages = list(convert(read_doc(project.root))[0])
+    if stages:
+        roles = stage_roles(stages)
     options = TemplateOptions(workdir=workdir, main=main, python=python, install=install or DEFAULT_INSTALL, **roles)
     if print_only:
         typer.echo(render(kind, options), nl=False)

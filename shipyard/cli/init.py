@@ -10,7 +10,7 @@ import typer
 
 from shipyard.cli.output import echo
 from shipyard.errors import AlreadyExists, InputError, ShipyardError, StorageFull, UsageError
-from shipyard.project import STATE_DIR, Project
+from shipyard.project import STATE_DIR, Project, ignore_state_dir
 
 app = typer.Typer(add_completion=False)
 
@@ -40,6 +40,8 @@ def init(
 ) -> None:
     """Create shipyard.yaml, params.yaml and .shipyard/ (added to .gitignore).
 
+    In a DVC project (dvc.yaml, no shipyard.yaml) only .shipyard/ is created: dvc.yaml is adopted.
+
     Nothing is changed unless everything succeeds: the store is opened (and migrated) first, the
     files are written atomically inside the store transaction that records the ``project.init``
     audit event, and restored if that transaction fails.
@@ -55,10 +57,12 @@ def init(
     if config_exists and not (force or keep):
         raise AlreadyExists(f"{project.config_path} already exists; nothing was changed",
                             hint="use --keep to keep it and only create .shipyard/, or --force to overwrite it")
+    # A DVC project is adopted as it is: a shipyard.yaml with stages would hide its dvc.yaml.
+    adopt_dvc = not config_exists and (root / "dvc.yaml").is_file()
     writes: dict[Path, str] = {}
-    if not (keep and config_exists):
+    if not (keep and config_exists) and not adopt_dvc:
         writes[project.config_path] = CONFIG_TEMPLATE
-    if not project.params_path.exists() or force:
+    if (not project.params_path.exists() or force) and not adopt_dvc:
         writes[project.params_path] = PARAMS_TEMPLATE
     gitignore = root / ".gitignore"
     ignored = _ignored(gitignore)
@@ -90,11 +94,17 @@ def init(
         raise
     finally:
         store.close()
+    ignore_state_dir(project)
     echo(f"Initialized Shipyard project in {root}")
     wrote = [p.name for p in (project.config_path, project.params_path) if p in writes]
     echo(f"  wrote {', '.join(wrote) or 'no files'}" + (f"; kept {', '.join(kept)}" if kept else "")
          + f"; state in {STATE_DIR}/ (ignored by git)")
-    echo("  next: add stages to shipyard.yaml, then 'shipyard run'")
+    if adopt_dvc:
+        echo("  adopted dvc.yaml: 'shipyard run' runs its stages as they are (no shipyard.yaml needed; "
+             "'shipyard import dvc' converts it)")
+        echo("  next: 'shipyard status', then 'shipyard run'")
+    else:
+        echo("  next: add stages to shipyard.yaml, then 'shipyard run'")
 
 
 def _ignored(gitignore: Path) -> str | None:
