@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from shipyard.store.tables import AuditEvent
@@ -90,11 +90,19 @@ def verify(session: Session) -> Verification:
     return Verification(True, count)
 
 
-def events(session: Session, kind: str | None = None, subject: str | None = None, limit: int = 100) -> list[AuditEvent]:
-    """The newest events, optionally filtered by kind or subject prefix."""
+def events(session: Session, kind: str | None = None, subject: str | None = None, limit: int = 100,
+           actor: str | None = None) -> list[AuditEvent]:
+    """The newest events, optionally filtered by kind, subject prefix or actor.
+
+    ``actor`` matches a principal (``alice``, also as ``alice via shp_...`` when it used a token)
+    or a token's display prefix (``shp_AbCd1234``).
+    """
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
     if kind:
         query = query.where(AuditEvent.kind == kind)
     if subject:
         query = query.where(AuditEvent.subject.startswith(subject))
+    if actor:
+        query = query.where(or_(AuditEvent.actor == actor, AuditEvent.actor.startswith(f"{actor} via ", autoescape=True),
+                                AuditEvent.actor.endswith(f" via {actor}", autoescape=True)))
     return list(session.scalars(query))

@@ -117,7 +117,8 @@ def login(store: Store, name: str, password: str, *, policy: LoginPolicy = Login
     raise LoginFailed(_LOGIN_FAILED)
 
 
-def bootstrap_admin(store: Store, name: str = "admin", *, actor: str) -> tuple[str, dict[str, Any]] | None:
+def bootstrap_admin(store: Store, name: str = "admin", *, password: str | None = None,
+                    actor: str) -> tuple[str, dict[str, Any]] | None:
     """On a store without an admin: create admin ``name`` (no password) and return a one-time token.
 
     Returns None when an enabled admin already exists. ``shipyard server`` calls this on first start
@@ -131,5 +132,5 @@ def bootstrap_admin(store: Store, name: str = "admin", *, actor: str) -> tuple[s
         exists = repo.principal_by_name(session, name) is not None
     if exists:
         raise InputError(f"{name!r} exists but is not an admin", hint="choose another name for the first admin")
-    create_user(store, name, admin=True, actor=actor)
+    create_user(store, name, password=password, admin=True, actor=actor)
     return create_token(store, name, scopes=sorted(ALL_PERMISSIONS), name="bootstrap", actor=actor)

@@ -35,19 +35,22 @@ def verify(json_out: bool = typer.Option(False, "--json", help="Print the result
 def log(
     kind: str | None = typer.Option(None, help="Only events of this kind (e.g. project.init)."),
     subject: str | None = typer.Option(None, help="Only events whose subject starts with this."),
+    actor: str | None = typer.Option(None, help="Only events by this principal (alice) or token prefix (shp_...)."),
     limit: int = typer.Option(50, min=1, help="How many of the newest events."),
     json_out: bool = typer.Option(False, "--json", help="Print the events as JSON."),
 ) -> None:
     """List the newest audit events.
 
     Example: shipyard audit log --kind model.alias --limit 10
+
+    Example: shipyard audit log --actor alice --kind auth.token_created
     """
     from shipyard import audit
 
     ws = Workspace.discover()
     with ws.store.read() as session:
         rows = [(e.seq, e.at.isoformat(timespec="seconds"), e.actor, e.kind, e.subject, e.payload)
-                for e in audit.events(session, kind, subject, limit)]
+                for e in audit.events(session, kind, subject, limit, actor=actor)]
     if json_out:
         print_json([dict(zip(("seq", "at", "actor", "kind", "subject", "payload"), r, strict=True)) for r in rows])
     else:

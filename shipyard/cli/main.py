@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("shipyard.cli.sync:pull_app", "Download objects and run-cache entries from the remote (verified)."),
     "monitor": ("shipyard.cli.monitor:app", "Judge request-log windows (drift, quality, accuracy); alert and retrain by rule."),
     "triggers": ("shipyard.cli.monitor:triggers_app", "List, inspect, run and approve retrain triggers."),
+    "users": ("shipyard.cli.auth:users_app", "Add, list and disable users and service accounts; set passwords."),
+    "tokens": ("shipyard.cli.auth:tokens_app", "Create, list and revoke API tokens (shown once, stored hashed)."),
+    "projects": ("shipyard.cli.auth:projects_app", "Create projects; grant and revoke roles (viewer, editor, maintainer)."),
 }
 
 
