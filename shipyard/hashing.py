@@ -23,6 +23,7 @@ from pathlib import Path
 import xxhash
 
 from shipyard.errors import InputError, PathEscapeError, StorageFull
+from shipyard.project import resolve_inside
 
 ALGORITHM = "xxh128"
 DIR_SUFFIX = ".dir"
@@ -303,14 +304,7 @@ class Hasher:
 
     def _inside(self, rel: str) -> Path:
         """``root / rel``, refused if it is absolute or resolves (through ``..`` or links) outside."""
-        if os.path.isabs(rel):
-            raise PathEscapeError(f"path {rel!r} is absolute; it must be relative to {self.root}",
-                                  hint="write the path relative to the project root")
-        base = self.root.resolve()
-        full = (base / rel).resolve()
-        if full != base and base not in full.parents:
-            raise PathEscapeError(f"path {rel!r} resolves to {full}, outside {base}",
-                                  hint="keep paths inside the project; symlinks may not point out of it")
+        resolve_inside(self.root, rel, "path")  # the one escape check (DESIGN invariant 5)
         return self.root / rel
 
     def manifest(self, rel: str) -> Manifest:

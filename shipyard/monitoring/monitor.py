@@ -33,6 +33,7 @@ from shipyard.monitoring.windows import (
     read_log,
     time_windows,
 )
+from shipyard.project import resolve_inside
 from shipyard.serving.logstore import LogFolder, log_location
 from shipyard.store import monitoring as repo
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from shipyard.store import Store
 
 log = logging.getLogger("shipyard.monitoring")
+WATCH_KEY = "monitor.retrain.watch path"
 
 
 @dataclass
@@ -69,6 +71,8 @@ class Monitor:
         self.feedback_root = log_location(feedback_root)
         self.notifiers = list(notifiers if notifiers is not None else config.notify)
         self.settings = config.monitor
+        for rel in self.settings.retrain.watch:  # a watched path outside the project: refuse to start
+            resolve_inside(self.root, rel, WATCH_KEY)
         self.retrainer = retrainer
         self.run_retrains = run_retrains
         self._profiles: dict[tuple[str, int], Any] = {}
@@ -273,9 +277,8 @@ class Monitor:
 
         values: dict[str, str] = {}
         for rel in self.settings.retrain.watch:
-            path = (self.root / rel).resolve()
-            if not path.is_relative_to(self.root.resolve()):
-                continue
+            # refused, not skipped (DESIGN invariant 5): a link may have been pointed out since start
+            path = resolve_inside(self.root, rel, WATCH_KEY)
             if path.is_file():
                 values[f"path:{rel}"] = hash_file(path)
             elif path.is_dir():

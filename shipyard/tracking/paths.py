@@ -1,8 +1,9 @@
 """Artifact paths: relative POSIX paths that can only name something inside the store.
 
 MLflow shipped at least seven path-traversal CVEs in artifact handling (``..``, ``\\..\\``, double
-URL-encoding, absolute paths). Here a path is URL-decoded until it stops changing, and refused when
-it is absolute, has a drive letter, a backslash, a NUL or control character, or an empty, ``.`` or
+URL-encoding, absolute paths). Here a path is URL-decoded until it stops changing, refused when it is too long or
+holds a control character, and then goes through ``hashing.check_relative``, the one check of a
+relative key: refused when it is absolute, has a drive letter, a backslash, or an empty, ``.`` or
 ``..`` segment. Object ids are derived from content, so an accepted path is only ever a lookup key.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from shipyard.errors import PathEscapeError
+from shipyard.hashing import check_relative
 
 MAX_PATH_LENGTH = 1000
 
@@ -32,13 +34,7 @@ def safe_relative(path: str, what: str = "artifact path") -> str:
         raise PathEscapeError(f"{what} is {len(decoded)} characters long; the limit is {MAX_PATH_LENGTH}")
     if any(ord(c) < 32 or ord(c) == 127 for c in decoded):
         raise PathEscapeError(f"{what} {shown} contains a control character")
-    if "\\" in decoded:
-        raise PathEscapeError(f"{what} {shown} contains a backslash", hint="use forward slashes")
-    if decoded.startswith("/") or (len(decoded) > 1 and decoded[1] == ":"):
-        raise PathEscapeError(f"{what} {shown} is absolute", hint="artifact paths are relative to the run")
-    stripped = decoded.rstrip("/")
-    parts = stripped.split("/")
-    if not stripped or any(part in ("", ".", "..") for part in parts):
-        raise PathEscapeError(f"{what} {shown} has an empty, '.' or '..' segment",
-                              hint="artifact paths may not climb out of the run's artifact folder")
-    return stripped
+    # the one check of a relative key (no filesystem: an accepted path is only a lookup key);
+    # project.resolve_inside is its counterpart for paths on disk
+    key = decoded.rstrip("/") if decoded.strip("/") else decoded
+    return check_relative(key, f"{what} {shown}" if decoded != path else what)

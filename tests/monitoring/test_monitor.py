@@ -174,6 +174,32 @@ class TestOtherTriggers:
             (trigger,) = repo.triggers(session)
         assert trigger.kind == "new_data" and "path:data.csv" in trigger.source
 
+    @pytest.mark.parametrize("escape", ["../outside.csv", "/etc/hostname", "link.csv"])
+    def test_a_watched_path_outside_the_project_is_refused_not_skipped(  # type: ignore[no-untyped-def]
+            self, store, tmp_path: Path, profile, escape: str) -> None:
+        from shipyard.errors import PathEscapeError
+
+        root = tmp_path / "project"
+        root.mkdir()
+        (tmp_path / "outside.csv").write_text("secret\n")
+        (root / "link.csv").symlink_to(tmp_path / "outside.csv")
+        cfg = config(retrain={"watch": [escape], "on_new_data": False, "min_interval": "0s"})
+        with pytest.raises(PathEscapeError, match=r"monitor\.retrain\.watch path"):
+            make_monitor(store, root, cfg, profile, run_retrains=False)
+
+    def test_a_watched_link_pointed_out_later_stops_the_cycle(self, store, tmp_path: Path, profile) -> None:  # type: ignore[no-untyped-def]
+        from shipyard.errors import PathEscapeError
+
+        (tmp_path / "data.csv").write_text("a\n1\n")
+        (tmp_path / "link.csv").symlink_to(tmp_path / "data.csv")
+        cfg = config(retrain={"watch": ["link.csv"], "on_new_data": False, "min_interval": "0s"})
+        mon = make_monitor(store, tmp_path, cfg, profile, run_retrains=False)
+        assert mon.cycle(now=T0).triggers == []
+        (tmp_path / "link.csv").unlink()
+        (tmp_path / "link.csv").symlink_to("/etc/hostname")
+        with pytest.raises(PathEscapeError, match="outside"):
+            mon.cycle(now=T0 + 1)
+
     def test_schedule_every(self, store, tmp_path: Path, profile) -> None:  # type: ignore[no-untyped-def]
         cfg = config(retrain={"every": "7d", "on_new_data": False, "min_interval": "0s"})
         mon = make_monitor(store, tmp_path, cfg, profile, run_retrains=False)
