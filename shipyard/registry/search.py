@@ -29,6 +29,7 @@ VERSION_NUMERIC_KEYS = {"version_number"}
 VERSION_ORDER_KEYS = {"name", "version_number", "creation_timestamp", "last_updated_timestamp"}
 MODEL_ORDER_KEYS = {"name", "creation_timestamp", "timestamp", "last_updated_timestamp"}
 LIST_KEYS = {"name", "run_id"}
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"   # MLflow's client adds ``!= 'true'`` to leave prompts out
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 VERSIONS_DEFAULT, VERSIONS_MAX = 10_000, 200_000
@@ -159,6 +160,15 @@ def _unquote(text: str) -> str:
     return body.replace(quote * 2, quote).replace("\\" + quote, quote)
 
 
+def tag_matches(tags: dict[str, str], clause: Clause) -> bool:
+    """A tag clause; a missing tag never matches, except MLflow's prompt marker, whose absence
+    means "not a prompt" (so ``!= 'true'`` and ``= 'false'`` match it, as in MLflow)."""
+    value = tags.get(clause.key)
+    if value is None and clause.key == IS_PROMPT_TAG:
+        return (clause.op, clause.value) in (("!=", "true"), ("=", "false"))
+    return matches(value, clause.op, clause.value)
+
+
 def matches(value: Any, op: str, target: Any) -> bool:
     """One comparison as MLflow's SQL store makes it (LIKE case-sensitive, ILIKE not)."""
     if value is None:
@@ -253,7 +263,8 @@ def search_versions(session: Session, filter_string: str | None = None, order_by
 
     def keep(mv: dict[str, Any]) -> bool:
         tags = {t["key"]: t["value"] for t in mv["tags"]}
-        return all(matches(tags.get(c.key) if c.kind == "tag" else value(mv, c.key), c.op, c.value) for c in clauses)
+        return all(tag_matches(tags, c) if c.kind == "tag" else matches(value(mv, c.key), c.op, c.value)
+                   for c in clauses)
 
     found = sorted((mv for mv in entities if keep(mv)),
                    key=lambda mv: tuple(_sort_value(value(mv, k), asc) for k, asc in ordering))
@@ -274,7 +285,7 @@ def search_models(session: Session, filter_string: str | None = None, order_by: 
     attrs = {"name": lambda m: m.name, "creation_timestamp": lambda m: m.created_at,
              "last_updated_timestamp": lambda m: m.updated_at}
     kept = [m for m in models
-            if all(matches(tags[m.id].get(c.key) if c.kind == "tag" else m.name, c.op, c.value) for c in clauses)]
+            if all(tag_matches(tags[m.id], c) if c.kind == "tag" else matches(m.name, c.op, c.value) for c in clauses)]
     kept.sort(key=lambda m: tuple(_sort_value(attrs[k](m), asc) for k, asc in ordering))
     page, token = _page(kept, limit, page_token)
     return [model_entity(session, m) for m in page], token

@@ -33,7 +33,7 @@ for alias in ("v3", "champion"):
     try:
         client.set_registered_model_alias("penguins", alias, v1.version)
     except MlflowException as exc:
-        errors[alias] = [exc.error_code, exc.message]
+        errors[alias] = [exc.error_code, exc.message, exc.get_http_status_code()]
 client.update_model_version("penguins", v1.version, description="first, reviewed")
 client.update_registered_model("penguins", description="penguin species")
 model = client.get_registered_model("penguins")
@@ -72,7 +72,9 @@ def test_mlflow_client_registers_a_version_and_sets_an_alias(tmp_path: Path) -> 
     assert out["versions"] == ["1", "2"] and out["status"] == "READY"
     assert out["by_alias"] == ["2", "s3://bucket/penguins/2"]
     assert out["errors"]["v3"][0] == "INVALID_PARAMETER_VALUE" and "looks like a version" in out["errors"]["v3"][1]
-    assert out["errors"]["champion"][0] == "INVALID_STATE" and "no gate verdict" in out["errors"]["champion"][1]
+    # refused by policy, which the client fixes: a 4xx whose message says how to gate
+    assert out["errors"]["champion"][0] == "PERMISSION_DENIED" and out["errors"]["champion"][2] == 403
+    assert "no gate verdict" in out["errors"]["champion"][1] and "shipyard gate penguins@1" in out["errors"]["champion"][1]
     assert out["description"] == "first, reviewed"
     assert out["model"] == ["penguins", "penguin species", {"team": "birds"}, {"challenger": "2"}]
     assert out["found"] == ["1", "2"] and out["models"] == ["penguins"]
