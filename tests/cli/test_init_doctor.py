@@ -63,3 +63,21 @@ def test_init_keep_adopts_an_existing_project(tmp_path: Path) -> None:
     assert (tmp_path / ".shipyard" / "shipyard.db").exists()
     both = run_cli("init", "--keep", "--force", cwd=tmp_path)
     assert both.returncode == 2 and "contradict" in both.stderr
+
+
+def test_init_adopts_a_dvc_project_and_state_is_always_git_ignored(tmp_path: Path) -> None:
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo hi > out.txt\n    outs: [out.txt]\n")
+    result = run_cli("init", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "adopted dvc.yaml" in result.stdout
+    assert not (tmp_path / "shipyard.yaml").exists() and not (tmp_path / "params.yaml").exists()
+    assert "/.shipyard/" in (tmp_path / ".gitignore").read_text()
+    assert (tmp_path / ".shipyard" / ".gitignore").read_text().endswith("*\n")
+    status = run_cli("status", cwd=tmp_path)  # dvc.yaml is the pipeline, not hidden
+    assert "s: never-run" in status.stdout, status.stdout + status.stderr
+    bare = tmp_path / "bare"  # no init: the first command that creates .shipyard/ ignores it
+    bare.mkdir()
+    (bare / "dvc.yaml").write_text((tmp_path / "dvc.yaml").read_text())
+    assert run_cli("status", cwd=bare).returncode == 0
+    assert (bare / ".shipyard" / ".gitignore").read_text().endswith("*\n")
+    assert not (bare / ".gitignore").exists()  # the user's files are left alone
