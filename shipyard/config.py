@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -524,6 +525,7 @@ class RetrainSettings(Frozen):
 
     every: str | float | None = None
     cron: str | None = None
+    timezone: str = "UTC"  # IANA name: the wall clock ``cron`` is read on
     on_new_data: bool = True
     watch: list[str] = Field(default_factory=list)
     min_interval: str | float = "10m"
@@ -542,43 +544,50 @@ class RetrainSettings(Frozen):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_cron(value)
+        return None if value is None else parse_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        zone_of(value)
         return value
 
 
-def parse_cron(text: str) -> list[set[int]]:
-    """Five cron fields (minute hour day month weekday; ``*``, ``*/n``, ``a-b``, lists) -> value sets."""
+def zone_of(name: str) -> Any:
+    """The IANA time zone ``name`` (``Europe/Paris``, ``UTC``), or ValueError saying what is expected."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}: expected an IANA name such as UTC, "
+                         f"Europe/Paris or America/New_York") from exc
+
+
+def parse_cron(text: str) -> str:
+    """A five-field cron schedule (minute hour day month weekday), checked by cronsim; returns it
+    with its fields separated by one space. As in cron, when both day of month and day of week are
+    restricted, a day matching either one is due."""
+    from cronsim import CronSim, CronSimError
+
     fields = str(text).split()
     if len(fields) != 5:
         raise ValueError(f"a cron schedule has 5 fields (minute hour day month weekday), got {text!r}")
-    bounds = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
-    result = []
-    for field_text, (low, high) in zip(fields, bounds, strict=True):
-        values: set[int] = set()
-        for part in field_text.split(","):
-            step = 1
-            if "/" in part:
-                part, step_text = part.split("/", 1)
-                if not step_text.isdigit() or int(step_text) == 0:
-                    raise ValueError(f"bad step in cron field {field_text!r}")
-                step = int(step_text)
-            if part == "*":
-                start, end = low, high
-            elif "-" in part:
-                a, b = part.split("-", 1)
-                if not (a.isdigit() and b.isdigit()):
-                    raise ValueError(f"bad range in cron field {field_text!r}")
-                start, end = int(a), int(b)
-            elif part.isdigit():
-                start = end = int(part)
-            else:
-                raise ValueError(f"bad cron field {field_text!r}")
-            if not low <= start <= end <= high:
-                raise ValueError(f"cron field {field_text!r} is outside {low}-{high}")
-            values.update(range(start, end + 1, step))
-        result.append(values)
-    return result
+    expr = " ".join(fields)
+    try:
+        CronSim(expr, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"bad cron schedule {text!r}: {exc}") from exc
+    return expr
+
+
+def cron_next(expr: str, after: float, timezone: str = "UTC") -> float:
+    """The first time (seconds since the epoch) strictly after ``after`` that ``expr`` names, read
+    on the wall clock of ``timezone`` (daylight-saving changes as cronsim handles them)."""
+    from cronsim import CronSim
+
+    start = datetime.fromtimestamp(after, zone_of(timezone))
+    return next(iter(CronSim(expr, start))).timestamp()
 
 
 class MonitorSection(Frozen):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import audit
-from shipyard.config import ShipyardConfig, eval_when, parse_cron, parse_duration
+from shipyard.config import ShipyardConfig, cron_next, eval_when, parse_duration
 from shipyard.monitoring import metrics as window_metrics
 from shipyard.monitoring import policy
 from shipyard.monitoring.windows import (
@@ -338,13 +338,10 @@ class Monitor:
                 return f"every {retrain.every}"
             repo.set_watch(session, model, "schedule", last_text)
             return None
-        minute = int(last // 60) + 1
-        fields = parse_cron(retrain.cron or "")
-        for m in range(minute, min(int(now // 60), minute + 2 * 24 * 60) + 1):
-            t = datetime.fromtimestamp(m * 60, UTC)
-            if (t.minute in fields[0] and t.hour in fields[1] and t.day in fields[2] and t.month in fields[3]
-                    and (t.weekday() + 1) % 7 in fields[4]):
-                return f"cron {retrain.cron}"
+        # due when the schedule named a time since the last check, however long ago that was
+        if cron_next(retrain.cron or "", last, retrain.timezone) <= now:
+            zone = "" if retrain.timezone == "UTC" else f" ({retrain.timezone})"
+            return f"cron {retrain.cron}{zone}"
         return None
 
     def _start(self, trigger_id: int) -> None:

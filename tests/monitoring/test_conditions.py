@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from shipyard.config import (
     MonitorRule,
+    cron_next,
     eval_when,
     load_config,
     parse_cron,
@@ -53,7 +55,10 @@ class TestRuleConfig:
 
     @pytest.mark.parametrize("metric", ["feature.bill_length_mm.psi", "feature.island.unseen_share", "estimated_accuracy"])
     def test_known_metrics(self, metric: str) -> None:
-        MonitorRule(when=f"{metric} > 0.1")
+        rule = MonitorRule(when=f"{metric} > 0.1")
+        assert when_metrics(rule.tree) == [metric]  # the feature metric is kept whole, not split at dots
+        assert eval_when(rule.tree, {metric: 0.2}) is True and eval_when(rule.tree, {metric: 0.05}) is False
+        assert eval_when(rule.tree, {"drift_share": 0.9}) is None  # another metric says nothing
 
     def test_unknown_feature_stat(self) -> None:
         with pytest.raises(ValueError, match="stat one of"):
@@ -77,8 +82,36 @@ class TestRuleConfig:
 
 class TestSchedules:
     def test_cron_fields(self) -> None:
-        minute, hour, day, _month, weekday = parse_cron("*/15 3 * * 1-5")
-        assert minute == {0, 15, 30, 45} and hour == {3} and weekday == {1, 2, 3, 4, 5} and len(day) == 31
+        assert parse_cron(" */15  3 * * 1-5") == "*/15 3 * * 1-5"
+        monday_2am = datetime(2026, 11, 30, 2, 50, tzinfo=UTC).timestamp()
+        times = [monday_2am]
+        for _ in range(5):
+            times.append(cron_next("*/15 3 * * 1-5", times[-1]))
+        assert [datetime.fromtimestamp(t, UTC).strftime("%a %H:%M") for t in times[1:]] == [
+            "Mon 03:00", "Mon 03:15", "Mon 03:30", "Mon 03:45", "Tue 03:00"]
+
+    def test_day_of_month_or_day_of_week_when_both_are_restricted(self) -> None:
+        """cron: "0 0 13 * 5" is every 13th AND every Friday, not only Friday the 13th."""
+        friday_4th = datetime(2026, 12, 4, 12, 0, tzinfo=UTC).timestamp()
+        first = datetime.fromtimestamp(cron_next("0 0 13 * 5", friday_4th), UTC)
+        second = datetime.fromtimestamp(cron_next("0 0 13 * 5", first.timestamp()), UTC)
+        assert (first.date().isoformat(), second.date().isoformat()) == ("2026-12-11", "2026-12-13")
+
+    def test_time_zone_moves_the_wall_clock_with_daylight_saving(self) -> None:
+        winter = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
+        summer = datetime(2026, 7, 10, tzinfo=UTC).timestamp()
+        assert datetime.fromtimestamp(cron_next("0 3 * * *", winter, "Europe/Paris"), UTC).hour == 2
+        assert datetime.fromtimestamp(cron_next("0 3 * * *", summer, "Europe/Paris"), UTC).hour == 1
+        assert datetime.fromtimestamp(cron_next("0 3 * * *", summer), UTC).hour == 3  # default UTC
+
+    def test_unknown_time_zone_is_a_config_error_naming_file_line_and_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "shipyard.yaml"
+        path.write_text("monitor:\n  retrain:\n    cron: 0 3 * * *\n    timezone: Europe/Pariss\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        message = str(info.value)
+        assert "shipyard.yaml:4:" in message and "monitor.retrain.timezone" in message
+        assert "Europe/Pariss" in message and "IANA" in message
 
     @pytest.mark.parametrize("bad", ["* * *", "61 * * * *", "a * * * *", "*/0 * * * *"])
     def test_bad_cron(self, bad: str) -> None:

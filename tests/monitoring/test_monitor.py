@@ -209,6 +209,26 @@ class TestOtherTriggers:
         with store.read() as session:
             assert repo.triggers(session)[0].kind == "schedule"
 
+    def test_schedule_cron_after_a_pause_longer_than_two_days(self, store, tmp_path: Path, profile) -> None:  # type: ignore[no-untyped-def]
+        """A weekly schedule missed while the monitor was down is due at its next cycle (the old
+        scan looked two days ahead of the last check only)."""
+        cfg = config(retrain={"cron": "0 3 * * 0", "on_new_data": False, "min_interval": "0s"})
+        mon = make_monitor(store, tmp_path, cfg, profile, run_retrains=False)
+        monday = 1_764_547_200.0  # 2025-12-01 00:00 UTC, a Monday
+        assert mon.cycle(now=monday).triggers == []
+        assert len(mon.cycle(now=monday + 6 * 86400 + 4 * 3600).triggers) == 1  # Sunday 04:00
+
+    def test_schedule_cron_in_a_time_zone(self, store, tmp_path: Path, profile) -> None:  # type: ignore[no-untyped-def]
+        cfg = config(retrain={"cron": "0 3 * * *", "timezone": "America/New_York", "on_new_data": False,
+                              "min_interval": "0s"})
+        mon = make_monitor(store, tmp_path, cfg, profile, run_retrains=False)
+        midnight = 1_764_547_200.0  # 2025-12-01 00:00 UTC; 03:00 in New York (EST) is 08:00 UTC
+        assert mon.cycle(now=midnight).triggers == []
+        assert mon.cycle(now=midnight + 3 * 3600 + 30).triggers == []  # 03:00 UTC is not due
+        assert len(mon.cycle(now=midnight + 8 * 3600 + 30).triggers) == 1
+        with store.read() as session:
+            assert repo.triggers(session)[0].source == "cron 0 3 * * * (America/New_York)"
+
     def test_schedule_cron(self, store, tmp_path: Path, profile) -> None:  # type: ignore[no-untyped-def]
         cfg = config(retrain={"cron": "0 3 * * *", "on_new_data": False, "min_interval": "0s"})
         mon = make_monitor(store, tmp_path, cfg, profile, run_retrains=False)
