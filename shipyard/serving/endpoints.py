@@ -87,6 +87,17 @@ def parse_scoring(body: bytes, request: Request) -> Parsed:
     return Parsed(inputs, field)
 
 
+def read_request(parse: Parser, body: bytes, request: Request) -> Parsed:
+    """Parse a body; the parsers raise RequestError for what they check, and anything else they
+    trip over is still the body's fault (no model has run yet), so a 4xx rather than a 500."""
+    try:
+        return parse(body, request)
+    except RequestError:
+        raise
+    except Exception as exc:
+        raise RequestError("body", f"the body cannot be read ({type(exc).__name__}: {exc})"[:500]) from None
+
+
 class Endpoints:
     """The HTTP face of one Gateway."""
 
@@ -120,7 +131,7 @@ class Endpoints:
             if isinstance(pinned, Response):
                 return pinned
             try:
-                parsed = parse(await gw.read_body(request), request)
+                parsed = read_request(parse, await gw.read_body(request), request)
                 key = sticky_key(route, request, parsed.inputs, parsed.parameters)
                 gw.parsing -= 1
                 parsing = False

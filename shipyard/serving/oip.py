@@ -139,7 +139,7 @@ def _tensor(t: Any, where: str, binary: bytes, offset: int) -> tuple[str, list[i
     count = math.prod(shape)
     if count == 0:
         raise RequestError(f"{where}.shape", f"tensor {name!r} has shape {shape}: no rows to predict", BAD)
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise RequestError(f"{where}.datatype", f"tensor {name!r}: unknown datatype {datatype!r}; expected one of "
                            + ", ".join(sorted(DATATYPES)), BAD)
     params = t.get("parameters")
