@@ -1,0 +1,415 @@
+"""The one HTTP enforcement point: every route declares its permission; anything else is refused.
+
+A route declares what it needs with ``@requires("models:promote", project=path_param("project"))``
+on its endpoint, or with a row of a ``Policy`` table keyed by its path (``/ajax-api/`` routes share
+the row of their ``/api/`` twin). ``check_routes`` refuses to start an app with a route or a method
+that has no declaration, and a public route outside the explicit allowlist (``/health``,
+``/ready``, ``/metrics`` when configured). ``AuthMiddleware`` then, on every request:
+
+1. refuses ``X-HTTP-Method-Override`` (and its spellings), a token in the query string, an
+   encoded ``/`` or ``%`` and ``.``/``..`` segments in the path (400, naming the header or field);
+2. finds the rule of the route Starlette will run; for a path no route matches, the rule of the
+   route it normalises to (trailing slash, double slash, case, ``/ajax-api/``), so a variant never
+   meets a weaker rule; an unknown path or method still needs a valid credential;
+3. authenticates: ``Authorization: Bearer <token>``, or Basic with a token as the password (the
+   MLflow client sends Basic when a user name and password are set), or Basic user:password when
+   enabled. Cookies are never read here; a token is never accepted from the URL;
+4. resolves the project and asks ``shipyard.auth.decide``: 401 with ``WWW-Authenticate`` or 403,
+   in MLflow's ``{error_code, message}`` shape, before the endpoint runs (so nothing is written);
+5. hands the principal to the endpoint as ``request.state.principal`` (its ``actor`` is what the
+   endpoint writes into audit events).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Mount, Route, Router, compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shipyard.auth import tokens
+from shipyard.auth.cache import TokenCache
+from shipyard.auth.model import ALL_PERMISSIONS, ANY_PROJECT, Principal, decide
+from shipyard.errors import EXIT_INTERNAL, ShipyardError
+from shipyard.server.common import read_body
+from shipyard.server.errors import error_response
+from shipyard.store import Store
+
+DEFAULT_PUBLIC_PATHS = ("/health", "/ready")
+METHOD_OVERRIDES = {name.lower(): name for name in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")}
+TOKEN_QUERY_FIELDS = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization"})
+ALL_METHODS = "*"
+MAX_POLICY_BODY = 1 << 20  # rules that read the body see at most 1 MB (MLflow's JSON limit)
+_RULES_ATTR = "__shipyard_rules__"
+
+
+class UndeclaredRoute(ShipyardError):
+    """A route has no permission declaration: the process must not serve it."""
+
+    exit_code = EXIT_INTERNAL
+    http_status = 500
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What a rule may look at: method, normalised path, path and query parameters, the JSON body."""
+
+    method: str
+    path: str
+    path_params: Mapping[str, Any]
+    query: Mapping[str, str]
+    json: Mapping[str, Any]
+
+
+ProjectSource = str | Callable[[RequestView], "str | Awaitable[str | None] | None"] | None
+PermissionSource = str | Callable[[RequestView], str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One route's declaration: the permission (None: public) and where its project comes from.
+
+    ``project`` is a project name, None (server-wide: admins only), ``ANY_PROJECT`` (a listing that
+    filters itself) or a function of the request. ``body`` makes the JSON body available to it.
+    """
+
+    permission: PermissionSource | None
+    project: ProjectSource = None
+    body: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.permission, str) and self.permission not in ALL_PERMISSIONS:
+            raise ValueError(f"unknown permission {self.permission!r}; known: {' '.join(sorted(ALL_PERMISSIONS))}")
+
+
+PUBLIC = Rule(None)
+
+
+def path_param(name: str) -> Callable[[RequestView], str | None]:
+    """The project is the route's path parameter ``name``."""
+    return lambda view: _text(view.path_params.get(name))
+
+
+def query_param(name: str) -> Callable[[RequestView], str | None]:
+    """The project is the query parameter ``name``."""
+    return lambda view: _text(view.query.get(name))
+
+
+def body_field(name: str) -> Callable[[RequestView], str | None]:
+    """The project is the JSON body's field ``name`` (declare the rule with ``body=True``)."""
+    return lambda view: _text(view.json.get(name))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def requires(permission: PermissionSource, project: ProjectSource = None, *, body: bool = False,
+             methods: Iterable[str] = (ALL_METHODS,)) -> Callable[[Any], Any]:
+    """Declare on an endpoint the permission it needs (for ``methods``, default all of its methods)."""
+    rule = Rule(permission, project, body)
+
+    def mark(endpoint: Any) -> Any:
+        declared = dict(getattr(endpoint, _RULES_ATTR, {}))
+        declared.update({m.upper(): rule for m in methods})
+        setattr(endpoint, _RULES_ATTR, declared)
+        return endpoint
+
+    return mark
+
+
+def public(endpoint: Any) -> Any:
+    """Declare an endpoint public (its path must also be in the allowlist)."""
+    setattr(endpoint, _RULES_ATTR, {ALL_METHODS: PUBLIC})
+    return endpoint
+
+
+def normalise(path: str) -> str:
+    """The form paths are compared in: decoded, single slashes, no trailing slash, lower case, /api/."""
+    for _ in range(3):  # double encoding (%252F) decodes in two steps
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = "/" + "/".join(part for part in path.replace("\\", "/").split("/") if part)
+    path = path.lower()
+    if path == "/ajax-api" or path.startswith("/ajax-api/"):
+        path = "/api" + path[len("/ajax-api"):]
+    return path
+
+
+class Policy:
+    """Route declarations: decorators on endpoints first, else this table (path -> {method: Rule})."""
+
+    def __init__(self, table: Mapping[str, Rule | Mapping[str, Rule]] | None = None) -> None:
+        self.table: dict[str, dict[str, Rule]] = {}
+        for path, rules in (table or {}).items():
+            per_method = {ALL_METHODS: rules} if isinstance(rules, Rule) else {m.upper(): r for m, r in rules.items()}
+            self.table.setdefault(normalise(path), {}).update(per_method)
+
+    def rules_of(self, route: BaseRoute) -> dict[str, Rule]:
+        declared = getattr(getattr(route, "endpoint", None), _RULES_ATTR, None)
+        if declared:
+            return dict(declared)
+        return dict(self.table.get(normalise(getattr(route, "path", "")), {}))
+
+    def rule(self, route: BaseRoute, method: str) -> Rule | None:
+        rules = self.rules_of(route)
+        method = "GET" if method == "HEAD" else method
+        return rules.get(method) or rules.get(ALL_METHODS)
+
+
+def _methods(route: BaseRoute) -> list[str]:
+    if isinstance(route, Route):
+        return sorted((route.methods or {"GET"}) - {"HEAD"})
+    return [ALL_METHODS]
+
+
+def route_problems(routes: Iterable[BaseRoute], policy: Policy, public_paths: Iterable[str]) -> list[str]:
+    """Every route and method without a declaration, and every public route outside the allowlist."""
+    allowed = {normalise(p) for p in public_paths}
+    problems = []
+    for route in routes:
+        path = getattr(route, "path", repr(route))
+        for method in _methods(route):
+            rule = policy.rule(route, method) if method != ALL_METHODS else policy.rules_of(route).get(ALL_METHODS)
+            if rule is None:
+                problems.append(f"{method} {path}: no permission declared")
+            elif rule.permission is None and normalise(path) not in allowed:
+                problems.append(f"{method} {path}: declared public but not in the public allowlist")
+    return problems
+
+
+def check_routes(app: Any, policy: Policy, public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS) -> None:
+    """Refuse to start (UndeclaredRoute) when any route or method of ``app`` declares no permission."""
+    problems = route_problems(getattr(app, "routes", app), policy, public_paths)
+    if problems:
+        raise UndeclaredRoute(f"{len(problems)} route(s) have no permission declaration:\n  " + "\n  ".join(problems),
+                              hint="declare each with @requires(...) or a row in the Policy table "
+                                   "(shipyard.server.security)")
+
+
+@dataclass
+class Guard:
+    """What the middleware needs: the policy, the token cache, and whether Basic passwords log in."""
+
+    policy: Policy
+    tokens: TokenCache
+    store: Store | None = None
+    basic_passwords: bool = False
+    public_paths: tuple[str, ...] = DEFAULT_PUBLIC_PATHS
+    realm: str = "shipyard"
+    _compiled: list[tuple[re.Pattern[str], BaseRoute]] | None = field(default=None, repr=False)
+
+
+def install(app: Any, guard: Guard) -> None:
+    """Check every route of ``app`` (refusing to start on a gap) and put the middleware in front."""
+    check_routes(app, guard.policy, guard.public_paths)
+    app.add_middleware(AuthMiddleware, guard=guard, router=app.router)
+
+
+class Denied(Exception):
+    """A request refused before its endpoint runs: status, MLflow error code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _refuse_smuggling(scope: Scope) -> None:
+    """400 for method overrides, tokens in the URL, encoded separators and dot segments."""
+    for name, _ in scope["headers"]:
+        override = METHOD_OVERRIDES.get(name.decode("latin-1").lower())
+        if override:
+            raise Denied(400, "INVALID_PARAMETER_VALUE", f"the header {override} is refused: "
+                                                         "send the request with its real method")
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if key.lower() in TOKEN_QUERY_FIELDS or tokens.looks_like_token(value):
+            raise Denied(400, "INVALID_PARAMETER_VALUE", f"query parameter {key!r}: credentials are never accepted "
+                                                         "in a URL; send 'Authorization: Bearer <token>'")
+    raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").lower()
+    if "%2f" in raw or "%5c" in raw or "%25" in raw:
+        raise Denied(400, "INVALID_PARAMETER_VALUE", "path: an encoded '/', '\\' or '%' is refused")
+    if any(part in (".", "..") for part in unquote(scope["path"]).replace("\\", "/").split("/")):
+        raise Denied(400, "INVALID_PARAMETER_VALUE", "path: '.' and '..' segments are refused")
+
+
+def _find(router: Router, guard: Guard, scope: Scope) -> tuple[Rule | None, dict[str, Any]]:
+    """The rule of the route Starlette will run; else that of the route the path normalises to.
+
+    Like Starlette's router, a full match (path and method) wins over an earlier partial one (path
+    only); a partial match alone means the app answers 405, so there is no rule.
+    """
+    partial = False
+    for route in router.routes:
+        match, child = route.matches(scope)
+        if match == Match.FULL:
+            return guard.policy.rule(route, scope["method"]), dict(child.get("path_params", {}))
+        partial = partial or match == Match.PARTIAL
+    if partial:
+        return None, {}
+    if guard._compiled is None:
+        guard._compiled = [(compile_path(normalise(route.path))[0], route) for route in router.routes
+                           if isinstance(route, Route | Mount)]
+    path, method = normalise(scope["path"]), scope["method"]
+    for regex, route in guard._compiled:
+        if isinstance(route, Mount):
+            if (path + "/").startswith(normalise(route.path).rstrip("/") + "/"):
+                return guard.policy.rule(route, method), {}
+            continue
+        found = regex.match(path)
+        if found and method in (route.methods or {"GET", "HEAD"}):
+            return guard.policy.rule(route, method), found.groupdict()
+    return None, {}
+
+
+def _credentials(scope: Scope) -> tuple[str, str, str] | None:
+    """("token", token, "") or ("password", password, user) from the Authorization header."""
+    values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Denied(400, "INVALID_PARAMETER_VALUE", "Authorization: send one header, not several")
+    scheme, _, rest = values[0].strip().partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        return "token", rest.strip(), ""
+    if scheme.lower() == "basic":
+        try:
+            user, sep, secret = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Denied(401, "UNAUTHENTICATED", "Authorization: Basic credentials are not valid base64") from None
+        if sep:
+            return ("token", secret, user) if tokens.looks_like_token(secret) else ("password", secret, user)
+    raise Denied(401, "UNAUTHENTICATED", f"Authorization: the scheme {scheme!r} is not accepted; "
+                                         "use 'Bearer <token>' or Basic with a token as the password")
+
+
+async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
+    """The principal of the request's credentials, None without any; Denied(401) when they are bad."""
+    found = _credentials(scope)
+    if found is None:
+        return None
+    kind, secret, user = found
+    if kind == "password":
+        if not guard.basic_passwords or guard.store is None:
+            raise Denied(401, "UNAUTHENTICATED", "password login over Basic is off on this server: "
+                                                 "send an API token as the password (or as a Bearer token)")
+        from shipyard.auth.credentials import login
+        from shipyard.auth.service import LoginFailed
+
+        try:
+            return await run_in_threadpool(login, guard.store, user, secret, record_success=False)
+        except LoginFailed as exc:
+            raise Denied(401, "UNAUTHENTICATED", exc.message) from None
+    if guard.tokens.stale:
+        await run_in_threadpool(guard.tokens.refresh, only_if_stale=True)  # off the event loop
+    check = guard.tokens.check(secret)
+    if check.principal is None:
+        raise Denied(401, "UNAUTHENTICATED", check.reason)
+    return check.principal
+
+
+async def _view(scope: Scope, receive: Receive, rule: Rule, params: dict[str, Any]) -> tuple[RequestView, Receive]:
+    """The request as the rule sees it; with ``body``, the body is read once and replayed to the app."""
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    data: dict[str, Any] = {}
+    if rule.body:
+        raw = await read_body(Request(scope, receive), MAX_POLICY_BODY)
+        try:
+            parsed = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            parsed = {}  # the endpoint reports the malformed body; the rule sees no fields (fail closed)
+        data = parsed if isinstance(parsed, dict) else {}
+        receive = _replay(raw)
+    return RequestView(scope["method"], normalise(scope["path"]), params, query, data), receive
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _resolve(rule: Rule, view: RequestView) -> tuple[str, str | None]:
+    permission = rule.permission if isinstance(rule.permission, str) else rule.permission(view)  # type: ignore[misc]
+    project = rule.project(view) if callable(rule.project) else rule.project
+    if isinstance(project, Awaitable):
+        project = await project
+    return permission, project
+
+
+class AuthMiddleware:
+    """ASGI middleware: authenticate, find the route's rule, decide, and only then call the app."""
+
+    def __init__(self, app: ASGIApp, *, guard: Guard, router: Router) -> None:
+        self.app, self.guard, self.router = app, guard, router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no websocket route is declared anywhere: refuse them all
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        try:
+            receive = await self._admit(scope, receive)
+        except Denied as denied:
+            await self._refuse(scope, receive, send, denied)
+            return
+        except ShipyardError as exc:
+            await error_response(exc.http_status, "INVALID_PARAMETER_VALUE" if exc.http_status < 500 else
+                                 "TEMPORARILY_UNAVAILABLE", exc.message, exc.hint)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _admit(self, scope: Scope, receive: Receive) -> Receive:
+        """Return the receive channel to call the app with, or raise Denied."""
+        _refuse_smuggling(scope)
+        rule, params = _find(self.router, self.guard, scope)
+        if rule is not None and rule.permission is None:
+            return receive  # an allowlisted public route (check_routes holds the allowlist)
+        principal = await authenticate(self.guard, scope)
+        if rule is None:
+            # unknown path or method: nothing runs but a 404/405, yet even that needs credentials
+            if principal is None:
+                raise Denied(401, "UNAUTHENTICATED", "no credentials: send 'Authorization: Bearer <token>'")
+            self._hand_over(scope, principal)
+            return receive
+        view, receive = await _view(scope, receive, rule, params)
+        permission, project = await _resolve(rule, view)
+        decision = decide(principal, permission, project)
+        if not decision.allowed:
+            raise Denied(decision.status or 403, "UNAUTHENTICATED" if decision.status == 401 else "PERMISSION_DENIED",
+                         "; ".join(decision.reasons))
+        self._hand_over(scope, principal)
+        return receive
+
+    @staticmethod
+    def _hand_over(scope: Scope, principal: Principal | None) -> None:
+        scope.setdefault("state", {})["principal"] = principal
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, denied: Denied) -> None:
+        response = error_response(denied.status, denied.code, denied.message)
+        if denied.status == 401:
+            response.headers["WWW-Authenticate"] = f'Bearer realm="{self.guard.realm}", Basic realm="{self.guard.realm}"'
+        await response(scope, receive, send)
+
+
+__all__ = ["ANY_PROJECT", "PUBLIC", "AuthMiddleware", "Guard", "Policy", "RequestView", "Rule", "UndeclaredRoute",
+           "body_field", "check_routes", "install", "normalise", "path_param", "public", "query_param", "requires"]
