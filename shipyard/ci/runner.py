@@ -170,7 +170,8 @@ def _annotate_run(ws: Workspace, config: Any, env: CIEnv, run_id: str) -> None:
         runs.log_metrics(session, run_id, missing)
 
 
-def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None) -> str:
+def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None, trust: bool = False) -> str:
+    """Register the candidate; ``trust`` (``shipyard ci --trust``) lets a pickle model be packaged."""
     register_from_project = _service("shipyard.registry.project", "register_from_project", "the model registry")
     model = config.model
     if model is None:
@@ -185,7 +186,7 @@ def step_register(ws: Workspace, config: Any, env: CIEnv, run_id: str | None) ->
     # One version per model content (the registry's rule): a rerun of the same job, or a change that
     # leaves the model file as it was, gets the version that already holds it, with these CI tags added.
     result = register_from_project(ws.store, ws.objects, ws.project.root, model.name, model.path,
-                                   model_cfg=model, run_id=run_id, tags=tags,
+                                   model_cfg=model, run_id=run_id, tags=tags, trust=trust,
                                    description=f"CI candidate from {env.branch or 'HEAD'}")
     return result.version.ref
 
@@ -267,7 +268,7 @@ def run_ci(ws: Workspace, environ: Mapping[str, str], options: CIOptions) -> CIO
             report.stages, run_id = value
         blocked = not ok or any(s.status == "failed" for s in report.stages)
     if "register" in options.steps and not blocked and config.model is not None:
-        ok, value = step("register", "registration", lambda: step_register(ws, config, env, run_id))
+        ok, value = step("register", "registration", lambda: step_register(ws, config, env, run_id, options.trust))
         outcome.candidate = report.candidate = value
         blocked = not ok
     if "gate" in options.steps and not blocked and outcome.candidate and config.gates:

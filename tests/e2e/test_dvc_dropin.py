@@ -130,3 +130,8 @@ def test_committed_dvc_lock_and_refs_untouched_and_metrics_diff(tmp_path):
     titles = [p["title"] for p in data["plots"]]
     assert "ROC (dvc.yaml plots)" in titles and "Confusion-Matrix (dvc.yaml plots)" in titles
     assert any("importance.png" in t for t in titles)
+    ci = run_cli("ci", "--trust", "--json", cwd=root, env=ENV, timeout=300)  # pickle model: needs --trust
+    assert ci.returncode == 0, ci.stdout + ci.stderr
+    outcome = json.loads(ci.stdout)
+    assert outcome["candidate"] == "stackoverflow-model@1"
+    assert "roc_auc.test" in {m["name"] for m in outcome["report"]["metrics"]}
