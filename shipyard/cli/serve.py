@@ -125,13 +125,43 @@ def serve(
     if env_batching is not None:
         os.environ[ENV_BATCHING] = env_batching
     metrics_dir = _multiprocess_metrics_dir() if workers > 1 else None
-    echo(f"shipyard gateway on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
+    _announce_when_listening(host, port, f"({workers} worker{'s' if workers > 1 else ''})")
     try:
         uvicorn.run("shipyard.cli.serve:gateway_app", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", access_log=False, loop="auto", http="auto", proxy_headers=False)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _announce_when_listening(host: str, port: int, what: str) -> None:
+    """Print the address once the gateway answers there, not before (on a loaded machine loading
+    the models takes long, and a script reading the line would connect to nothing).
+
+    uvicorn has no hook for "listening" that also covers its worker processes, so a daemon
+    thread asks ``/v2/health/live`` on the loopback address until it answers."""
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://{f'[{probe}]' if ':' in probe else probe}:{port}/v2/health/live"
+
+    def wait() -> None:
+        with httpx.Client(timeout=2) as client:
+            while True:
+                try:
+                    if client.get(url).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)  # polling a socket that is not there yet: nothing to wait on
+        echo(f"shipyard gateway on http://{host}:{port} {what}")
+        sys.stdout.flush()
+
+    threading.Thread(target=wait, name="shipyard-announce", daemon=True).start()
 
 
 def _multiprocess_metrics_dir() -> str:

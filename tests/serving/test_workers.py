@@ -71,7 +71,7 @@ class Served:
         self.output = root.parent / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start_only(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
         env["TMPDIR"] = str(self.tmp)
         env.update(self.env)
@@ -79,6 +79,9 @@ class Served:
             self.proc = subprocess.Popen([shipyard_bin(), "serve", "--workers", str(self.workers),
                                           "--port", str(self.port)],
                                          cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def start(self) -> None:
+        self.start_only()
         wait_for("the gateway to answer /ready", self._ready, timeout=120)
 
     def _ready(self) -> bool:
@@ -339,6 +342,31 @@ def test_a_single_worker_counts_with_or_without_the_multiprocess_folder(tmp_path
         ok = samples[OK_V1]
         assert ok == len(answers)
         assert any(folder.iterdir()) is multiproc  # the user's folder is used only when they set it
+        assert gateway.stop() == 0, gateway.log_text()
+    finally:
+        if gateway.proc is not None and gateway.proc.poll() is None:
+            gateway.stop()
+        gateway.ws.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_address_is_printed_only_once_the_gateway_answers(tmp_path: Path, workers: int) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(CONFIG)
+    gateway = Served(root, workers=workers)
+    try:
+        register_iris(gateway.ws, tmp_path, strengths=(1.0,))
+        gateway.start()  # returns once /ready answers; the line may come a moment later
+        wait_for("the address line", lambda: f"gateway on http://127.0.0.1:{gateway.port}" in gateway.log_text())
+        assert gateway.log_text().count("gateway on http://") == 1
+        # the line is printed by the same process only after a request to this address succeeded:
+        # stop the server, start it again, and at the moment the line appears it must answer
+        assert gateway.stop() == 0, gateway.log_text()
+        gateway.output.unlink()
+        gateway.start_only()
+        wait_for("the address line", lambda: "gateway on http://" in gateway.log_text(), timeout=120)
+        assert httpx.get(f"{gateway.url}/v2/health/live", timeout=5).json() == {"live": True}
         assert gateway.stop() == 0, gateway.log_text()
     finally:
         if gateway.proc is not None and gateway.proc.poll() is None:
