@@ -3,8 +3,8 @@
 The comment carries a hidden marker; posting again finds it and edits it in place instead of adding a
 new comment (CML's watermark idea). Each forge differs only in URLs, auth header, JSON body and
 pagination, so a subclass fills in those few hooks (STYLE.md D1). Server errors (5xx, 429,
-connection failures) are retried with exponential backoff; each retry lists the comments again
-first, so a POST that did land before the error is updated, never duplicated.
+connection failures) are retried by the one policy of ``shipyard.retry``; each retry lists the
+comments again first, so a POST that did land before the error is updated, never duplicated.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import re
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,10 +22,12 @@ from urllib.parse import quote
 import httpx
 
 from shipyard.errors import EXIT_INTERNAL, NotFound, ShipyardError, UsageError, did_you_mean
+from shipyard.retry import Retryable, RetryPolicy, retry_after_seconds, retryable_status
 
 DEFAULT_MARKER = "default"
 _MAX_PAGES = 50
 _TIMEOUT = 30.0
+TOTAL_S = 300.0  # a comment is given up after this long, retries included
 
 
 class ForgeError(ShipyardError):
@@ -37,12 +38,6 @@ class ForgeUnavailable(ShipyardError):
     """The forge kept failing (5xx, timeouts) after every retry; nothing more was attempted."""
 
     exit_code = EXIT_INTERNAL
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -166,22 +161,23 @@ class Forge(ABC):
         """Create the marked comment, or update it when it exists. Retries on 5xx with backoff."""
         body = self.compose(report, key)
         marker = self.marker(key)
-        last: _Retryable | None = None
+        policy = RetryPolicy(attempts=self.retries + 1, wait_initial=self.backoff, wait_max=60.0, timeout=TOTAL_S)
         with httpx.Client(timeout=_TIMEOUT, transport=self.transport, headers=self._headers()) as client:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    delay = self.backoff * (2 ** (attempt - 1))
-                    if last is not None and last.retry_after is not None:
-                        delay = max(delay, min(last.retry_after, 60.0))
-                    time.sleep(delay)
-                try:
-                    return self._upsert_once(client, body, marker)
-                except _Retryable as exc:
-                    last = exc
-        raise ForgeUnavailable(
-            f"{self.name}: {last} (tried {self.retries + 1} times with backoff); the comment was not posted",
-            hint="the forge is having trouble; rerun the job later (the report files are on disk)",
-        )
+            tries = 0
+
+            def once() -> CommentResult:
+                nonlocal tries
+                tries += 1
+                # every attempt lists the comments again: a lost answer to a create is not a second comment
+                return self._upsert_once(client, body, marker)
+
+            try:
+                return policy.run(once)
+            except Retryable as last:
+                raise ForgeUnavailable(
+                    f"{self.name}: {last} (tried {tries} times with backoff); the comment was not posted",
+                    hint="the forge is having trouble; rerun the job later (the report files are on disk)",
+                ) from last
 
     def _upsert_once(self, client: httpx.Client, body: str, marker: str) -> CommentResult:
         existing = self._find(client, marker)
@@ -214,12 +210,11 @@ class Forge(ABC):
         try:
             response = client.request(method, url, json=payload)
         except httpx.TransportError as exc:
-            raise _Retryable(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
-        if status >= 500 or status == 429:
-            retry_after = response.headers.get("Retry-After")
-            raise _Retryable(f"{method} {url} answered {status} {response.reason_phrase}",
-                             float(retry_after) if retry_after and retry_after.isdigit() else None)
+        if retryable_status(status):
+            raise Retryable(f"{method} {url} answered {status} {response.reason_phrase}", status=status,
+                            retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         if status == 401:
             raise ForgeError(
                 f"{self.name} rejected the token from {self.token_var} (401 {response.reason_phrase} "

@@ -1,8 +1,8 @@
 """The dispatcher: one background worker per webhook target, so the caller never waits on a network.
 
 Each worker owns a queue. For every event it stores a ``notify_deliveries`` row, posts the signed
-body, retries with exponential backoff on connection errors, timeouts, 429 and 5xx (a 4xx answer is
-final), and stores the outcome (``delivered`` or ``failed`` with the last error). Failed rows keep the
+body, retries (``shipyard.retry``: exponential backoff, bounded in attempts and total time) on
+connection errors, timeouts, 408/425/429 and 5xx (another 4xx answer is final), and stores the outcome (``delivered`` or ``failed`` with the last error). Failed rows keep the
 event, and ``redeliver`` sends them again. When a target got ``digest_after`` events within
 ``digest_window``, later events are held (stored as ``held``) and sent together as one ``digest``
 event when the window ends, or at ``flush``.
@@ -27,13 +27,22 @@ from urllib.parse import urlsplit
 from shipyard.config import Notifier, parse_duration
 from shipyard.notify.formats import render
 from shipyard.notify.signing import signed_headers
+from shipyard.retry import Retryable, RetryPolicy, retry_after_seconds, retryable_status
 
 if TYPE_CHECKING:
     from shipyard.store import Store
 
 log = logging.getLogger("shipyard.notify")
 MAX_BACKOFF_S = 30.0
-_RETRYABLE = {408, 425, 429}
+TOTAL_S = 300.0  # one delivery never keeps its target's queue for longer, retries included
+
+
+class _Refused(Exception):
+    """The endpoint answered with a final (4xx) status: no retry."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,9 @@ class _Worker:
         self.window_s = parse_duration(notifier.digest_window)
         self.backoff_s = parse_duration(notifier.backoff)
         self.timeout_s = parse_duration(notifier.timeout)
+        # the target's retries and backoff, within the one policy (bounded in total time too)
+        self.policy = RetryPolicy(attempts=notifier.retries + 1, wait_initial=self.backoff_s, wait_max=MAX_BACKOFF_S,
+                                  timeout=TOTAL_S)
         self.recent: deque[float] = deque()
         self.held: list[_Item] = []
         self.held_since = 0.0
@@ -186,25 +198,30 @@ class _Worker:
 
         fmt = self.notifier.format
         body = render(event, fmt)
-        attempts, status, error = 0, None, None
-        for attempt in range(self.notifier.retries + 1):
+        attempts = 0
+
+        def once() -> int:
+            nonlocal attempts
             attempts += 1
             try:
                 response = client.post(self.notifier.webhook, content=body,
                                        headers=signed_headers(self.notifier.secret, body))
             except httpx.HTTPError as exc:
-                status, error = None, f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return DeliveryResult(self.target, fmt, "delivered", attempts, status)
-                error = f"HTTP {status}: {response.text[:200]}"
-                if status < 500 and status not in _RETRYABLE:
-                    break
-            if attempt < self.notifier.retries:
-                time.sleep(min(MAX_BACKOFF_S, self.backoff_s * 2 ** attempt))
-        log.warning("notification to %s failed after %d attempts: %s", self.target, attempts, error)
-        return DeliveryResult(self.target, fmt, "failed", attempts, status, error)
+                raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+            status = response.status_code
+            if 200 <= status < 300:
+                return status
+            error = f"HTTP {status}: {response.text[:200]}"
+            if retryable_status(status):
+                raise Retryable(error, status=status, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+            raise _Refused(error, status)  # a 4xx answer is final
+
+        try:
+            status = self.policy.run(once)
+        except (Retryable, _Refused) as exc:
+            log.warning("notification to %s failed after %d attempts: %s", self.target, attempts, exc)
+            return DeliveryResult(self.target, fmt, "failed", attempts, exc.status, str(exc))
+        return DeliveryResult(self.target, fmt, "delivered", attempts, status)
 
     # -- storage --------------------------------------------------------------------------------
     def _store_new(self, item: _Item, status: str) -> int | None:
