@@ -217,6 +217,72 @@ def install(app: Any, guard: Guard) -> None:
     app.add_middleware(AuthMiddleware, guard=guard, router=app.router)
 
 
+# The declarations of ``shipyard server``'s routes (create_app passes server_policy(...) to install).
+# One permission per verb; MLflow's /ajax-api/ twins share these rows. A route added to the server
+# without a row here makes check_routes refuse to start, and tests/auth/test_server_policy.py fail.
+_MLFLOW = "/api/2.0/mlflow"
+_READ_RUNS = ["/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/runs/{run_id}/metrics/{key:path}",
+              "/api/v1/runs/{run_id}/artifacts/{path:path}", "/api/2.0/mlflow-artifacts/artifacts",
+              "/api/2.0/mlflow-artifacts/artifacts/{path:path}"] + [_MLFLOW + p for p in (
+    "/experiments/get", "/experiments/get-by-name", "/experiments/search", "/runs/get", "/runs/search",
+    "/metrics/get-history", "/metrics/get-history-bulk", "/metrics/get-history-bulk-interval", "/artifacts/list")]
+_WRITE_RUNS = ["/api/v1/runs", "/api/v1/runs/{run_id}/batch", "/api/v1/runs/{run_id}/end",
+               "/api/v1/runs/{run_id}/inputs", "/api/v1/runs/{run_id}/artifacts/{path:path}",
+               "/api/2.0/mlflow-artifacts/artifacts/{path:path}"] + [_MLFLOW + p for p in (
+    "/experiments/create", "/experiments/update", "/experiments/delete", "/experiments/restore",
+    "/experiments/set-experiment-tag", "/runs/create", "/runs/update", "/runs/delete", "/runs/restore",
+    "/runs/log-metric", "/runs/log-parameter", "/runs/set-tag", "/runs/delete-tag", "/runs/log-batch",
+    "/runs/log-inputs", "/runs/outputs")]
+_READ_MODELS = [_MLFLOW + p for p in (
+    "/registered-models/get", "/registered-models/search", "/registered-models/get-latest-versions",
+    "/model-versions/get", "/model-versions/search", "/model-versions/get-download-uri", "/registered-models/alias",
+    "/logged-models/search", "/logged-models/{model_id}", "/logged-models/{model_id}/artifacts/directories")]
+_WRITE_MODELS = [_MLFLOW + p for p in (
+    "/registered-models/create", "/registered-models/update", "/registered-models/delete",
+    "/registered-models/set-tag", "/registered-models/delete-tag", "/model-versions/create", "/model-versions/update",
+    "/model-versions/set-tag", "/model-versions/delete-tag", "/logged-models", "/logged-models/{model_id}",
+    "/logged-models/{model_id}/tags", "/logged-models/{model_id}/tags/{tag_key:path}",
+    "/logged-models/{model_id}/params")]
+_READ_METHODS = ("GET",)
+_WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _alias_permission(view: RequestView) -> str:
+    """Moving or deleting the champion alias is a promotion; other aliases are model writes."""
+    from shipyard.auth.model import permission_for_alias
+
+    return permission_for_alias(str(view.json.get("alias") or view.query.get("alias") or ""))
+
+
+SERVER_PUBLIC_PATHS = (*DEFAULT_PUBLIC_PATHS, "/api/v1/health")
+
+
+def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_PUBLIC_PATHS) -> Policy:
+    """The declarations of every route of ``shipyard server``, all in ``project``.
+
+    Until experiments and models carry their project, one server serves one project (from config).
+    POST on a search route is a read (MLflow searches by POST).
+    """
+    table: dict[str, dict[str, Rule]] = {}
+
+    def add(paths: list[str], permission: PermissionSource, methods: tuple[str, ...], body: bool = False) -> None:
+        for path in paths:
+            for method in methods:
+                table.setdefault(path, {})[method] = Rule(permission, project, body)
+
+    add(_READ_RUNS, "runs:read", _READ_METHODS)
+    add(_WRITE_RUNS, "runs:write", _WRITE_METHODS)
+    add([p for p in _READ_RUNS if p.endswith("/search")], "runs:read", ("POST",))
+    add(_READ_MODELS, "models:read", _READ_METHODS)
+    add(_WRITE_MODELS, "models:write", _WRITE_METHODS)
+    add([_MLFLOW + "/logged-models/search", _MLFLOW + "/registered-models/get-latest-versions"], "models:read",
+        ("POST",))
+    add([_MLFLOW + "/registered-models/alias"], _alias_permission, ("POST", "DELETE"), body=True)
+    for path in public_paths:
+        table[path] = {ALL_METHODS: PUBLIC}
+    return Policy(table)
+
+
 class Denied(Exception):
     """A request refused before its endpoint runs: status, MLflow error code, message."""
 
@@ -411,5 +477,6 @@ class AuthMiddleware:
         await response(scope, receive, send)
 
 
-__all__ = ["ANY_PROJECT", "PUBLIC", "AuthMiddleware", "Guard", "Policy", "RequestView", "Rule", "UndeclaredRoute",
-           "body_field", "check_routes", "install", "normalise", "path_param", "public", "query_param", "requires"]
+__all__ = ["ANY_PROJECT", "PUBLIC", "SERVER_PUBLIC_PATHS", "AuthMiddleware", "Guard", "Policy", "RequestView", "Rule",
+           "UndeclaredRoute", "body_field", "check_routes", "install", "normalise", "path_param", "public",
+           "query_param", "requires", "server_policy"]
