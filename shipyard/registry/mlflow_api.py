@@ -320,6 +320,8 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
     validate_name(name)
     checked = dict(check_tag(k, v) for k, v in (tags or {}).items())
     where = check_source(workspace, source, run_id, model_id)
+    if where.kind == "model" and not run_id:
+        run_id = _logged_model(workspace, source, where.model_id or "").source_run_id   # as MLflow's store
     packaged = mapped = None
     if where.kind != "external":
         with tempfile.TemporaryDirectory(prefix="shipyard-mlflow-") as tmp:
@@ -360,3 +362,23 @@ def _package(workspace: Any, folder: Any) -> tuple[Any, Any]:
     if not (folder / MLMODEL).is_file():
         return None, None
     return package_mlflow_model(workspace.objects, folder, untrusted_ok=True)
+
+
+def download_uri(workspace: Any, name: str, version: int) -> str:
+    """MLflow's ``get-download-uri``: a logged model's artifact location for a ``models:/m-...``
+    source, the referenced version's for ``models:/NAME/V``, else the source as given."""
+    seen: set[tuple[str, int]] = set()
+    while (name, version) not in seen:
+        seen.add((name, version))
+        with workspace.store.read() as session:
+            mv = get_version(session, name, version)
+        parsed = urllib.parse.urlparse(mv["source"])
+        parts = [p for p in parsed.path.split("/") if p]
+        if parsed.scheme != "models" or not parts:
+            return mv["source"]
+        if mv.get("model_id") and parts == [mv["model_id"]]:
+            return _logged_model(workspace, mv["source"], mv["model_id"]).artifact_location
+        if len(parts) != 2 or not parts[1].isdigit():
+            return mv["source"]
+        name, version = parts[0], int(parts[1])
+    raise InvalidParameter(f"model version source {mv['source']!r} refers back to itself")

@@ -198,6 +198,13 @@ async def versions_get(request: Request) -> Response:
     return await _work(request, lambda s: {"model_version": api.get_version(s, name, version)}, write=False)
 
 
+async def versions_download_uri(request: Request) -> Response:
+    data = await _params(request)
+    name = _text(data, "name") or ""
+    version = _version(data)
+    return json_response({"artifact_uri": await in_thread(api.download_uri, _ws(request), name, version)})
+
+
 async def versions_search(request: Request) -> Response:
     data = await _params(request)
     order_by = _order_by(request, data)
@@ -294,6 +301,7 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/model-versions/create", versions_create, ["POST"]),
     ("/model-versions/get", versions_get, ["GET"]),
     ("/model-versions/search", versions_search, ["GET"]),
+    ("/model-versions/get-download-uri", versions_download_uri, ["GET"]),
     ("/model-versions/update", versions_update, ["PATCH"]),
     ("/model-versions/set-tag", versions_set_tag, ["POST"]),
     ("/model-versions/delete-tag", versions_delete_tag, ["DELETE"]),
