@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -24,12 +25,16 @@ def cluster():  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_pipeline_runs_on_dask_workers(cluster, tmp_path, monkeypatch):
+    from distributed import Client
+
     shared = tmp_path / "shared-objects"
     monkeypatch.setenv("SHIPYARD_OBJECTS", str(shared))
     root = tmp_path / "proj"
     root.mkdir()
     two_stage(root)
-    code = "import os, json; json.dump({'pid': os.getpid(), 'stage': os.environ['SHIPYARD_STAGE']}, open('where.json', 'w'))"
+    # the stage's process tree: a Dask worker process must be among its ancestors
+    code = ("import os, json, psutil; json.dump({'pid': os.getpid(), 'stage': os.environ['SHIPYARD_STAGE'], "
+            "'ancestors': [p.pid for p in psutil.Process().parents()]}, open('where.json', 'w'))")
     config = (root / "shipyard.yaml").read_text()
     config += f"    where:\n      cmd: {json.dumps(py(code))}\n      outs: [where.json]\n"
     (root / "shipyard.yaml").write_text(config)
@@ -40,7 +45,13 @@ def test_pipeline_runs_on_dask_workers(cluster, tmp_path, monkeypatch):
     summary = run(ctx, RunOptions(jobs=2, executor=address))
     assert sorted(summary.ran) == ["prepare", "train", "where"]
     assert (root / "model.txt").read_text() == "1" + "hello\n" * 3
-    assert json.loads((root / "where.json").read_text())["stage"] == "where"
+    where = json.loads((root / "where.json").read_text())
+    assert where["stage"] == "where"
+    with Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+    assert os.getpid() not in worker_pids and len(worker_pids) == 2
+    # the stage ran under one of the worker processes, not under this test process's runner
+    assert worker_pids & set(where["ancestors"]), (where, worker_pids)
     # the workers committed the outs to the shared store: a fresh state folder restores them all
     for out in ("model.txt", "prepared.txt", "where.json"):
         (root / out).unlink()
