@@ -1,3 +1,6 @@
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,9 +113,34 @@ def test_failed_checkout_leaves_the_target_alone(tmp_path: Path) -> None:
     assert [p.name for p in target.iterdir()] == ["mine.txt"]
 
 
-def test_stat_cache_in_a_read_only_folder_is_skipped_not_fatal(tmp_path: Path) -> None:
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder nobody can write in: mode 0555 for a normal user; root ignores modes, so for root
+    a read-only bind mount of it (skipped where mounting is not allowed)."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"root here cannot make a read-only folder (mount: {done.stderr.decode().strip()})")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True, check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
+
+
+def test_stat_cache_in_a_read_only_folder_is_skipped_not_fatal(tmp_path: Path, read_only_folder: Path) -> None:
+    with pytest.raises(OSError):  # the folder really is read-only
+        (read_only_folder / "probe").write_text("x")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f.txt").write_text("f")
-    unusable = StatCache(tmp_path / "d" / "f.txt" / "stat.db")  # its folder can never be created
-    manifest = Hasher(tmp_path, unusable).manifest("d")
+    cache = StatCache(read_only_folder / "stat.db")
+    manifest = Hasher(tmp_path, cache).manifest("d")
     assert [e.path for e in manifest.entries] == ["f.txt"]
+    assert cache._connect() is None and cache._unusable  # skipped, and not tried again per file
+    assert not (read_only_folder / "stat.db").exists()
