@@ -55,7 +55,7 @@ def test_mounted() -> None:
 def test_create_get_search_update_delete(client: TestClient) -> None:
     made = client.post(f"{API}/registered-models/create", json={"name": "m", "tags": [{"key": "t", "value": "1"}]})
     assert made.status_code == 200 and made.json()["registered_model"]["tags"] == [{"key": "t", "value": "1"}]
-    _error(client.post(f"{API}/registered-models/create", json={"name": "m"}), 409, "RESOURCE_ALREADY_EXISTS", "already exists")
+    _error(client.post(f"{API}/registered-models/create", json={"name": "m"}), 400, "RESOURCE_ALREADY_EXISTS", "already exists")  # 400 as MLflow
     v = client.post(f"{API}/model-versions/create", json={"name": "m", "source": "s3://bucket/m/1"}).json()["model_version"]
     assert v["version"] == "1" and v["status"] == "READY" and v["source"] == "s3://bucket/m/1"  # recorded, never read
     got = client.get(f"{API}/registered-models/get", params={"name": "m"}).json()["registered_model"]
