@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,16 +21,43 @@ def cfg(**retrain: Any) -> ShipyardConfig:
                                           "monitor": {"retrain": retrain}})
 
 
-def test_a_trigger_is_run_once_even_if_two_monitors_start_it(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    sent: list[dict[str, Any]] = []
-    config = cfg(command=[sys.executable, "-c", "raise SystemExit(2)"])
+def test_a_trigger_is_run_once_even_if_two_monitors_start_it(store, store_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two monitors (each with its own store connection, on two threads) start the same trigger at
+    once; the pipeline of the one that claimed it holds until the other has returned, so the two
+    really overlap, and it runs once."""
+    from shipyard.store import open_store
+
+    ran, release = tmp_path / "ran.txt", tmp_path / "release"
+    hold = (f"import os, time, pathlib; open({str(ran)!r}, 'a').write(f'{{os.getpid()}}\\n'); "
+            f"[time.sleep(0.01) for _ in range(6000) if not pathlib.Path({str(release)!r}).exists()]; "
+            "raise SystemExit(2)")
+    config = cfg(command=[sys.executable, "-c", hold])
     with store.write() as session:
-        trigger = repo.add_trigger(session, model="penguins", kind="manual", source="test", state="pending",
-                                   reason="", fired=[])
-        trigger_id = trigger.id
-    runner = Retrainer(store, tmp_path, config, sent.append)
-    assert runner.run(trigger_id) == "failed"
-    assert runner.run(trigger_id) == "failed"  # already claimed: nothing runs again
+        trigger_id = repo.add_trigger(session, model="penguins", kind="manual", source="test", state="pending",
+                                      reason="", fired=[]).id
+    other_store = open_store(tmp_path / "state", store_url)
+    sent: list[dict[str, Any]] = []
+    runners = [Retrainer(store, tmp_path, config, sent.append), Retrainer(other_store, tmp_path, config, sent.append)]
+    start = threading.Barrier(2)
+    results: queue.Queue[str] = queue.Queue()
+
+    def monitor(runner: Retrainer) -> None:
+        start.wait()
+        results.put(runner.run(trigger_id))
+
+    threads = [threading.Thread(target=monitor, args=(r,)) for r in runners]
+    try:
+        for t in threads:
+            t.start()
+        assert results.get(timeout=60) == "running"  # the loser returned while the winner's pipeline runs
+        release.write_text("go")
+        assert results.get(timeout=60) == "failed"
+    finally:
+        release.write_text("go")
+        for t in threads:
+            t.join(timeout=60)
+        other_store.close()
+    assert len(ran.read_text().splitlines()) == 1  # one pipeline process, not two
     with store.read() as session:
         row = session.get(repo.Trigger, trigger_id)
         assert len(row.result_dict["steps"]) == 1  # type: ignore[union-attr]
