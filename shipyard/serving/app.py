@@ -341,6 +341,14 @@ class Gateway:
             self.log.append(LogEntry(rid, time.time(), served.name, served.version, route_name, "ok", elapsed, None,
                                      rows, preds, scores, served.labels))
 
+    async def drain_shadows(self) -> None:
+        """Return once every shadow copy submitted so far has run and been counted and logged.
+
+        The shadow pool has one thread and runs jobs in order, so a no-op submitted now finishes
+        after all of them; their done-callbacks were queued on the loop before this one wakes."""
+        await asyncio.get_running_loop().run_in_executor(self._shadow_pool, _noop)
+        await asyncio.sleep(0)
+
     def mirror(self, route: ModelRoute, version: int, rows: Rows, primary: Any, rid: str) -> None:
         """Run the shadow version on a copy of the request after answering; log its output."""
         served = route.versions.get(version)
@@ -378,6 +386,10 @@ class Gateway:
 
         future = loop.run_in_executor(self._shadow_pool, run)
         future.add_done_callback(done)
+
+
+def _noop() -> None:
+    return None
 
 
 def _model_call(served: Served, scores: bool) -> Callable[[Rows], tuple[np.ndarray, np.ndarray | None]]:

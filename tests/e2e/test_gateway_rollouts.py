@@ -7,14 +7,14 @@ promoted through every step; shadow traffic records disagreement; sticky keys ho
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shipyard import registry
 from shipyard.errors import CheckFailed
-from tests.e2e.gateway_live import LiveGateway, drive, register_versions
+from tests.e2e.gateway_live import LiveGateway, drive, iris_rows, register_versions
 from tests.serving.models import (
     IRIS_FEATURES,
     Flaky,
@@ -177,7 +177,9 @@ def test_second_rollout_of_a_model_is_refused(sqlite_store, tmp_path: Path) -> N
         gw.controller.act("iris", "pause")
         assert gw.deployment("iris")["state"] == "paused"
         gw.controller.act("iris", "resume")
-        gw.controller.act("iris", "promote")
-        time.sleep(0.3)
+        gw.controller.act("iris", "promote")  # synchronous: the store has the new state when it returns
         assert gw.deployment("iris")["state"] == "promoted"
+        gw.wait_routing(gw.revision())
+        answer = httpx.post(f"{gw.url}/invocations", json={"dataframe_records": iris_rows(1)}, timeout=30)
+        assert answer.status_code == 200 and answer.headers["x-shipyard-version"] == "2"
     assert champion_of(sqlite_store, "iris") == 2

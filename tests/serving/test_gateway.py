@@ -177,10 +177,8 @@ async def test_shadow_runs_off_the_request_path_and_logs_both(harness) -> None: 
     for _ in range(10):
         r = await h.client.post("/invocations", json={"instances": [ROW]})
         assert r.headers["x-shipyard-version"] == "1" and r.json()["predictions"] == ["setosa"]
-    for _ in range(100):
-        if h.gateway.shadow_in_flight == 0:
-            break
-        await asyncio.sleep(0.01)
+    await h.gateway.drain_shadows()
+    assert h.gateway.shadow_in_flight == 0
     rows = h.rows()
     shadow = rows.filter(rows["route"] == "shadow")
     assert shadow.height == 10 and set(shadow["prediction"].to_list()) == {"virginica"}
