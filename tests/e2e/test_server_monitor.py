@@ -8,13 +8,29 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.server.live import free_port
 
 
-def _serve(root: Path, *args: str) -> subprocess.Popen[str]:
+def _serve(root: Path, *args: str, port: int | None = None) -> subprocess.Popen[str]:
     binary = str(Path(sys.executable).with_name("shipyard"))
-    return subprocess.Popen([binary, "server", "--port", str(free_port()), *args], cwd=root,
+    return subprocess.Popen([binary, "server", "--port", str(port or free_port()), *args], cwd=root,
                             env={**os.environ, "CI": "true"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_until_it_answers(proc: subprocess.Popen[str], port: int, timeout: float = 60) -> None:
+    """Until GET /health answers 200 (the server decides on its monitor before it listens)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "the server exited"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling interval of the condition above, not a wait in place of it
+    raise AssertionError(f"the server did not answer on port {port} within {timeout}s")
 
 
 def _lines_until(proc: subprocess.Popen[str], wanted: str, count: int, timeout: float = 60) -> list[str]:
@@ -42,15 +58,18 @@ def test_server_runs_monitor_cycles(tmp_path: Path) -> None:
 
 
 def test_no_monitor_without_a_monitor_section_or_with_the_flag(tmp_path: Path) -> None:
+    """The server prints ``monitor running`` before it starts listening when it runs a monitor (as
+    the test above sees); so once it answers, a missing line means no monitor."""
     (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\nmonitor: {every: 1s}\n")
     for args in ((), ("--no-monitor",)):
         if not args:
             (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\n")
-        proc = _serve(tmp_path, *args)
+        port = free_port()
+        proc = _serve(tmp_path, *args, port=port)
         try:
-            lines = _lines_until(proc, "shipyard server on", 1)
-            time.sleep(2)
+            _wait_until_it_answers(proc, port)
         finally:
             proc.terminate()
             out, _ = proc.communicate(timeout=15)
-        assert not any("monitor" in line for line in [*lines, *out.splitlines()] if "MLFLOW" not in line), (args, lines, out)
+        assert "shipyard server on" in out, out
+        assert not any("monitor" in line for line in out.splitlines() if "MLFLOW" not in line), (args, out)
