@@ -283,6 +283,30 @@ def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_P
     return Policy(table)
 
 
+# ``shipyard serve`` (the gateway) with ``serve.auth: token``. Health probes stay open for load
+# balancers and Kubernetes; /metrics only when configured public. Predictions and feedback need
+# gateway:invoke; metadata needs models:read.
+GATEWAY_PUBLIC_PATHS = ("/health", "/ready", "/v2/health/live", "/v2/health/ready", "/ping")
+_INVOKE = ["/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer", "/invocations",
+           "/v1/models/{name}:predict", "/v1/feedback"]
+_METADATA = ["/v2", "/version", "/v2/models/{name}", "/v2/models/{name}/versions/{version}",
+             "/v2/models/{name}/ready", "/v2/models/{name}/versions/{version}/ready"]
+
+
+def gateway_policy(project: ProjectSource, *, metrics_public: bool = False) -> Policy:
+    """The declarations of every gateway route; ``project`` names (or finds) the served models' project."""
+    table: dict[str, Rule | dict[str, Rule]] = {path: {"POST": Rule("gateway:invoke", project)} for path in _INVOKE}
+    table.update({path: {"GET": Rule("models:read", project)} for path in _METADATA})
+    table["/metrics"] = PUBLIC if metrics_public else {"GET": Rule("models:read", ANY_PROJECT)}
+    table.update({path: PUBLIC for path in GATEWAY_PUBLIC_PATHS})
+    return Policy(table)
+
+
+def gateway_public_paths(*, metrics_public: bool = False) -> tuple[str, ...]:
+    """The gateway's allowlist, with /metrics when it is configured public."""
+    return (*GATEWAY_PUBLIC_PATHS, "/metrics") if metrics_public else GATEWAY_PUBLIC_PATHS
+
+
 class Denied(Exception):
     """A request refused before its endpoint runs: status, MLflow error code, message."""
 
@@ -477,6 +501,26 @@ class AuthMiddleware:
         await response(scope, receive, send)
 
 
-__all__ = ["ANY_PROJECT", "PUBLIC", "SERVER_PUBLIC_PATHS", "AuthMiddleware", "Guard", "Policy", "RequestView", "Rule",
-           "UndeclaredRoute", "body_field", "check_routes", "install", "normalise", "path_param", "public",
-           "query_param", "requires", "server_policy"]
+__all__ = [
+    "ANY_PROJECT",
+    "GATEWAY_PUBLIC_PATHS",
+    "PUBLIC",
+    "SERVER_PUBLIC_PATHS",
+    "AuthMiddleware",
+    "Guard",
+    "Policy",
+    "RequestView",
+    "Rule",
+    "UndeclaredRoute",
+    "body_field",
+    "check_routes",
+    "gateway_policy",
+    "gateway_public_paths",
+    "install",
+    "normalise",
+    "path_param",
+    "public",
+    "query_param",
+    "requires",
+    "server_policy",
+]
