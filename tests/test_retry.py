@@ -65,3 +65,35 @@ def test_retry_after_replaces_the_wait_and_is_capped() -> None:
 def test_a_policy_that_cannot_end_is_refused() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+def test_the_tracking_client_makes_the_policys_attempts_and_no_more() -> None:
+    """Against a real server that always answers 503: five requests in all (the transport under the
+    old loop retried too), then a StoreError naming the server."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shipyard.errors import StoreError
+    from shipyard.tracking.backends import RETRY, HttpBackend
+
+    seen: list[str] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(StoreError, match="answered 503"):
+            HttpBackend(url).create_run(name="r")
+    finally:
+        server.shutdown()
+    assert len(seen) == RETRY.attempts == 5
