@@ -10,17 +10,17 @@ retry never doubles a value.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from shipyard.errors import AlreadyExists, InputError, NotFound, ShipyardError, StoreError
+from shipyard.retry import Retryable, RetryPolicy
 from shipyard.store.runs import MetricValue
 from shipyard.workspace import Workspace
 
-RETRIES = 5
+RETRY = RetryPolicy(attempts=5, wait_initial=0.2, wait_max=5.0, timeout=60.0)  # batches are idempotent
 
 
 class Backend(Protocol):
@@ -112,30 +112,29 @@ class HttpBackend:
         import httpx
 
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout,
-                                   transport=httpx.HTTPTransport(retries=2))
+        # no retries in the transport: the policy below is the only one (the two made 3 x 5 attempts)
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         import httpx
 
-        delay = 0.2
-        for attempt in range(RETRIES):
+        def once() -> httpx.Response:
             try:
                 response = self.client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if attempt == RETRIES - 1:
-                    raise StoreError(f"{what}: cannot reach the tracking server {self.base_url}: {exc}",
-                                     hint="check that 'shipyard server' runs there and SHIPYARD_TRACKING_URI is right") from exc
-                time.sleep(delay)
-                delay *= 2
-                continue
-            if response.status_code in (502, 503, 504) and attempt < RETRIES - 1:
-                time.sleep(delay)
-                delay *= 2
-                continue
-            _raise_for(response, what)
-            return response.json() if response.content else {}
-        raise StoreError(f"{what}: the tracking server {self.base_url} kept failing")
+                raise Retryable(f"cannot reach the tracking server {self.base_url}: {exc}") from exc
+            if response.status_code in (502, 503, 504):  # a proxy or a restarting server: try again
+                raise Retryable(f"the tracking server {self.base_url} answered {response.status_code}",
+                                status=response.status_code)
+            return response
+
+        try:
+            response = RETRY.run(once)
+        except Retryable as exc:
+            raise StoreError(f"{what}: {exc}", hint="check that 'shipyard server' runs there and "
+                             "SHIPYARD_TRACKING_URI is right") from exc
+        _raise_for(response, what)
+        return response.json() if response.content else {}
 
     def create_run(self, **fields: Any) -> str:
         body = {k: v for k, v in fields.items() if v is not None}
