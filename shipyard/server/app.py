@@ -27,6 +27,7 @@ ROUTE_MODULES: list[str] = [
     "shipyard.server.tracking",
     "shipyard.server.mlflow",
     "shipyard.server.mlflow_registry",
+    "shipyard.server.mlflow_logged_models",
 ]
 
 

@@ -58,6 +58,38 @@ def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], route:
     return value
 
 
+API_DOCS = " See the API docs for more information about request parameters."
+
+
+def mlflow_param(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = False,
+                 default: Any = None) -> Any:
+    """``data[name]`` checked as MLflow's handlers check a request parameter, with MLflow's messages.
+
+    Missing (or "" when required): ``Missing value for required parameter 'x'.``; a value of the
+    wrong JSON type: ``Invalid value 5 for parameter 'x' supplied: ...``; both INVALID_PARAMETER_VALUE.
+    ``int`` accepts a string of digits (proto3 JSON writes int64 as a string).
+    """
+    value = data.get(name)
+    if value is None or (required and value == ""):
+        if required:
+            raise InputError(f"Missing value for required parameter '{name}'.{API_DOCS}")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if int in kinds and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise InputError(invalid_value(name, value, f" Hint: Value was of type '{type(value).__name__}'.") + API_DOCS)
+    return value
+
+
+def invalid_value(name: str, value: Any, message: str | None = None) -> str:
+    """MLflow's ``Invalid value <json> for parameter '<name>' supplied`` sentence."""
+    shown = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    if len(shown) > 200:
+        shown = shown[:200] + "..."
+    return f"Invalid value {shown} for parameter '{name}' supplied" + (f": {message}" if message else ".")
+
+
 def _kind(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object", bool: "a boolean"}

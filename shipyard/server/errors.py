@@ -71,9 +71,17 @@ def error_response(status: int, code: str, message: str, hint: str | None = None
     return json_response(body, status)
 
 
+# MLflow's routes answer with MLflow's status for a code (RESOURCE_ALREADY_EXISTS is 400 there).
+MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
+MLFLOW_STATUS = {"RESOURCE_ALREADY_EXISTS": 400}
+
+
 async def shipyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ShipyardError)
-    return error_response(exc.http_status, error_code(exc), exc.message, exc.hint)
+    code, status = error_code(exc), exc.http_status
+    if code in MLFLOW_STATUS and request.url.path.startswith(MLFLOW_PREFIXES):
+        status = MLFLOW_STATUS[code]
+    return error_response(status, code, exc.message, exc.hint)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

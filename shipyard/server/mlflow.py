@@ -13,6 +13,7 @@ Bodies are proto3 JSON: int64 fields may arrive as strings, unknown fields are i
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,12 +22,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipyard.errors import AlreadyExists, InputError, NotFound
-from shipyard.server.common import field, in_thread, json_body, read_body
+from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param, read_body
 from shipyard.server.errors import json_response
 from shipyard.server.tracking import MAX_ARTIFACT_BYTES
 from shipyard.store import runs as repo
 from shipyard.store.runs import MetricValue, now_ms
-from shipyard.tracking import search, service
+from shipyard.tracking import logged_models, search, service
 from shipyard.tracking import validation as v
 from shipyard.tracking.paths import safe_relative
 
@@ -34,6 +35,7 @@ PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACTS_ROOT = "/api/2.0/mlflow-artifacts/artifacts"
 VIEW_TYPES = {"ACTIVE_ONLY": "active", "DELETED_ONLY": "deleted", "ALL": "all", "1": "active", "2": "deleted", "3": "all"}
 _RUN_ARTIFACT = re.compile(r"^(\d+)/([0-9a-f]{32})/artifacts(?:/(.*))?$")
+_MODEL_ARTIFACT = re.compile(r"^(\d+)/models/(m-[0-9a-f]{32})/artifacts(?:/(.*))?$")
 
 
 def _ws(request: Request) -> Any:
@@ -55,34 +57,35 @@ def _route(request: Request) -> str:
     return f"{request.method} {request.url.path}"
 
 
-def _run_id_of(data: dict[str, Any], route: str) -> str:
-    run_id = data.get("run_id") or data.get("run_uuid")
-    if not isinstance(run_id, str) or not run_id:
-        raise InputError(f"{route}: missing required field 'run_id'")
-    if len(run_id) > 32:
-        raise NotFound(f"run {run_id[:40]!r} does not exist")
-    return run_id
+def _run_id_of(data: dict[str, Any], route: str = "") -> str:
+    """The request's run id (``run_id``, or the older ``run_uuid``), checked by MLflow's rule."""
+    raw = data.get("run_id") if data.get("run_id") not in (None, "") else data.get("run_uuid")
+    if raw not in (None, "") and not isinstance(raw, str):
+        raise InputError(v.invalid_value("run_id", raw, f" Hint: Value was of type '{type(raw).__name__}'.")
+                         + API_DOCS)
+    return v.check_run_id(raw)
 
 
-def _experiment_id_of(data: dict[str, Any], route: str) -> int:
-    raw = data.get("experiment_id")
-    if raw is None:
-        raise InputError(f"{route}: missing required field 'experiment_id'")
+def _experiment_id_of(data: dict[str, Any], route: str = "") -> int:
+    """The request's experiment id: required, a string of digits (an int is accepted too)."""
+    raw = mlflow_param(data, "experiment_id", (str, int), required=True)
     text = str(raw)
     if not text.isdigit() or len(text) > 18:
-        raise NotFound(f"experiment {text[:40]!r} does not exist")
+        raise NotFound(f"No Experiment with id={text[:40]} exists")
     return int(text)
 
 
-def _kv_list(items: Any, what: str, route: str) -> list[tuple[Any, Any]]:
+def _kv_list(items: Any, what: str, route: str = "") -> list[tuple[Any, Any]]:
+    """``[{key, value}]`` as pairs; a list is required, each entry an object (MLflow's messages)."""
     if items is None:
         return []
     if not isinstance(items, list):
-        raise InputError(f"{route}: field {what!r} must be a list of {{key, value}} objects")
+        raise InputError(v.invalid_value(what, items, f" Hint: Value was of type '{type(items).__name__}'.")
+                         + API_DOCS)
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise InputError(f"{route}: {what}[{i}] must be an object with key and value")
+            raise InputError(v.invalid_value(f"{what}[{i}]", item, "expected an object with key and value"))
         out.append((item.get("key"), item.get("value")))
     return out
 
@@ -109,7 +112,8 @@ def run_info_json(r: service.RunRecord) -> dict[str, Any]:
     return info
 
 
-def run_json(r: service.RunRecord) -> dict[str, Any]:
+def run_json(r: service.RunRecord, models: dict[str, list[tuple[str, int]]] | None = None) -> dict[str, Any]:
+    """A Run message: info, data (metrics as proto3 JSON doubles), inputs and outputs."""
     tags = dict(r.tags)
     if r.name:
         tags.setdefault("mlflow.runName", r.name)
@@ -117,19 +121,24 @@ def run_json(r: service.RunRecord) -> dict[str, Any]:
         tags.setdefault("mlflow.parentRunId", r.parent_run_id)
     if r.git_commit:
         tags.setdefault("mlflow.source.git.commit", r.git_commit)
+    models = models or {"input": [], "output": []}
     return {
         "info": run_info_json(r),
         "data": {
-            "metrics": [{"key": k, "value": val, "step": r.metric_steps[k][0], "timestamp": r.metric_steps[k][1]}
-                        for k, val in r.metrics.items()],
+            "metrics": [_metric_json(k, val, r.metric_steps[k][0], r.metric_steps[k][1]) for k, val in r.metrics.items()],
             "params": [{"key": k, "value": val} for k, val in r.params.items()],
             "tags": [{"key": k, "value": val} for k, val in tags.items()],
         },
-        "inputs": {"dataset_inputs": [
-            {"tags": [{"key": "mlflow.data.context", "value": i["context"]}] if i.get("context") else [],
-             "dataset": {k: i[k] for k in ("name", "digest", "source_type", "source", "schema", "profile") if i.get(k) is not None}}
-            for i in r.inputs
-        ]},
+        "inputs": {
+            "dataset_inputs": [
+                {"tags": [{"key": "mlflow.data.context", "value": i["context"]}] if i.get("context") else [],
+                 "dataset": {k: i[k] for k in ("name", "digest", "source_type", "source", "schema", "profile")
+                             if i.get(k) is not None}}
+                for i in r.inputs
+            ],
+            "model_inputs": [{"model_id": m} for m, _ in models["input"]],
+        },
+        "outputs": {"model_outputs": [{"model_id": m, "step": step} for m, step in models["output"]]},
     }
 
 
@@ -138,21 +147,34 @@ def _get_run_record(session: Any, run_id: str) -> service.RunRecord:
 
 
 # -- experiments -------------------------------------------------------------------------------------
+def resolve_location(location: str) -> str:
+    """MLflow's ``resolve_uri_if_local``: a relative local path becomes absolute (from the server's
+    working directory); URIs with a scheme (s3://, mlflow-artifacts:, file:///abs) stay as given."""
+    if re.match(r"^[a-zA-Z][\\w+.-]*:", location) and not location.startswith("file:"):
+        return location
+    if location.startswith("file:"):
+        path = location[len("file:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        return location if Path(path).is_absolute() else Path.cwd().joinpath(path).as_uri()
+    return location if Path(location).is_absolute() else str(Path.cwd() / location)
+
+
 async def experiments_create(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    name = field(data, "name", str, route)
-    if not name.strip() or len(name) > v.MAX_EXPERIMENT_NAME_LENGTH:
-        raise InputError(f"{route}: experiment name must be 1 to {v.MAX_EXPERIMENT_NAME_LENGTH} characters")
-    location = field(data, "artifact_location", str, route, required=False)
-    tags = {k: val for k, val in _kv_list(data.get("tags"), "tags", route)}
-    tags = v.check_tags(tags)
+    name = v.check_experiment_name(mlflow_param(data, "name", str, required=True))
+    location = mlflow_param(data, "artifact_location", str)
+    if location and location.startswith("runs:"):
+        raise InputError(f"Artifact location cannot be a runs:/ URI. Given: '{location}'")
+    location = resolve_location(location) if location else None
+    tags = v.check_experiment_tags(dict(_kv_list(mlflow_param(data, "tags", list), "tags")))
 
     def work() -> str:
         with _ws(request).store.write() as session:
             if session.scalar(select(repo.Experiment.id).where(repo.Experiment.name == name)) is not None:
-                raise AlreadyExists(f"experiment {name!r} already exists")
-            exp = repo.Experiment(name=name, artifact_location=location or None, lifecycle_stage="active")
+                raise AlreadyExists(f"Experiment(name={name}) already exists.",
+                                    hint="use another name, or get it with mlflow.get_experiment_by_name")
+            exp = repo.Experiment(name=name, artifact_location=location, lifecycle_stage="active")
             session.add(exp)
             session.flush()
             repo.set_experiment_tags(session, exp.id, tags)
@@ -163,7 +185,7 @@ async def experiments_create(request: Request) -> Response:
 
 async def experiments_get(request: Request) -> Response:
     data = await _params(request)
-    exp_id = _experiment_id_of(data, _route(request))
+    exp_id = _experiment_id_of(data)
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
@@ -175,13 +197,13 @@ async def experiments_get(request: Request) -> Response:
 
 async def experiments_get_by_name(request: Request) -> Response:
     data = await _params(request)
-    name = field(data, "experiment_name", str, _route(request))
+    name = mlflow_param(data, "experiment_name", str, required=True)
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
             exp = session.scalar(select(repo.Experiment).where(repo.Experiment.name == name))
             if exp is None:
-                raise NotFound(f"experiment {name!r} does not exist")
+                raise NotFound(f"Could not find experiment with name '{name}'")
             return experiment_json(exp, repo.experiment_tags(session, [exp.id])[exp.id])
 
     return json_response({"experiment": await in_thread(work)})
@@ -192,24 +214,24 @@ async def experiments_search(request: Request) -> Response:
     data = await _params(request)
     view = VIEW_TYPES.get(str(data.get("view_type") or "ACTIVE_ONLY"))
     if view is None:
-        raise InputError(f"{route}: view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL")
+        raise InputError(v.invalid_value("view_type", data.get("view_type"), "expected ACTIVE_ONLY, DELETED_ONLY or ALL"))
     max_results = v.check_int(data.get("max_results") or 1000, "max_results", minimum=1)
+    if max_results > 50000:
+        raise InputError(f"Invalid value {max_results} for parameter 'max_results' supplied. "
+                         "It must be at most 50000, but got value {max_results}")
     offset = search.decode_token(data.get("page_token"))
     name_filter = data.get("filter") or ""
-    match = re.fullmatch(r"\s*(?:attribute\.)?name\s*(=|LIKE|ILIKE)\s*'([^']*)'\s*", name_filter, re.IGNORECASE)
+    match = re.fullmatch(r"\\s*(?:attribute\\.)?name\\s*(=|!=|LIKE|ILIKE)\\s*'([^']*)'\\s*", name_filter, re.IGNORECASE)
     if name_filter and match is None:
         raise InputError(f"{route}: only filters on the experiment name are supported, e.g. name LIKE 'penguins%'")
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
-            query = select(repo.Experiment).order_by(repo.Experiment.id)
+            query = select(repo.Experiment).order_by(repo.Experiment.created_at.desc(), repo.Experiment.id.desc())
             if view != "all":
                 query = query.where(repo.Experiment.lifecycle_stage == view)
             if match:
-                op, value = match.group(1).upper(), match.group(2)
-                column = repo.Experiment.name
-                query = query.where(column == value if op == "=" else
-                                    column.like(value) if op == "LIKE" else column.ilike(value))
+                query = query.where(search._compare(repo.Experiment.name, match.group(1).upper(), match.group(2)))
             rows = list(session.scalars(query.offset(offset).limit(max_results + 1)))
             tags = repo.experiment_tags(session, [e.id for e in rows])
             out: dict[str, Any] = {"experiments": [experiment_json(e, tags[e.id]) for e in rows[:max_results]]}
@@ -221,20 +243,20 @@ async def experiments_search(request: Request) -> Response:
 
 
 async def experiments_update(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    exp_id = _experiment_id_of(data, route)
-    new_name = field(data, "new_name", str, route, required=False)
+    exp_id = _experiment_id_of(data)
+    new_name = v.check_experiment_name(mlflow_param(data, "new_name", str, required=True))
 
     def work() -> None:
         with _ws(request).store.write() as session:
             exp = repo.get_experiment(session, exp_id)
-            if new_name:
-                taken = session.scalar(select(repo.Experiment.id).where(repo.Experiment.name == new_name))
-                if taken is not None and taken != exp.id:
-                    raise AlreadyExists(f"experiment {new_name!r} already exists")
-                exp.name = new_name
-                exp.updated_at = now_ms()
+            if exp.lifecycle_stage != "active":
+                raise InputError(f"Cannot rename a non-active experiment. Experiment {exp.id} is deleted.")
+            taken = session.scalar(select(repo.Experiment.id).where(repo.Experiment.name == new_name))
+            if taken is not None and taken != exp.id:
+                raise AlreadyExists(f"Experiment(name={new_name}) already exists.")
+            exp.name = new_name
+            exp.updated_at = now_ms()
 
     await in_thread(work)
     return json_response({})
@@ -243,11 +265,14 @@ async def experiments_update(request: Request) -> Response:
 def _lifecycle_experiment(stage: str):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         data = await json_body(request)
-        exp_id = _experiment_id_of(data, _route(request))
+        exp_id = _experiment_id_of(data)
 
         def work() -> None:
             with _ws(request).store.write() as session:
                 exp = repo.get_experiment(session, exp_id)
+                if stage == "deleted" and exp.id == 0:
+                    raise InputError("Cannot delete the default experiment '0'. This is an internally reserved "
+                                     "experiment.")
                 exp.lifecycle_stage = stage
                 exp.updated_at = now_ms()
 
@@ -258,15 +283,18 @@ def _lifecycle_experiment(stage: str):  # type: ignore[no-untyped-def]
 
 
 async def experiments_set_tag(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    exp_id = _experiment_id_of(data, route)
-    tags = v.check_tags({field(data, "key", str, route): field(data, "value", str, route)})
+    exp_id = _experiment_id_of(data)
+    key = mlflow_param(data, "key", str, required=True)
+    tags = v.check_experiment_tags({key: mlflow_param(data, "value", str, default="")})
 
     def work() -> None:
         with _ws(request).store.write() as session:
-            repo.get_experiment(session, exp_id)
-            repo.set_experiment_tags(session, exp_id, tags)
+            exp = repo.get_experiment(session, exp_id)
+            if exp.lifecycle_stage != "active":
+                raise InputError(f"The experiment {exp.id} must be in the 'active' state. "
+                                 f"Current state is {exp.lifecycle_stage}.")
+            repo.set_experiment_tags(session, exp.id, tags)
 
     await in_thread(work)
     return json_response({})
@@ -274,23 +302,22 @@ async def experiments_set_tag(request: Request) -> Response:
 
 # -- runs --------------------------------------------------------------------------------------------
 async def runs_create(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    exp_raw = data.get("experiment_id")
-    exp_id = _experiment_id_of(data, route) if exp_raw not in (None, "") else None
-    tags = {k: val for k, val in _kv_list(data.get("tags"), "tags", route)}
-    tags = v.check_tags(tags)
-    run_name = field(data, "run_name", str, route, required=False) or tags.get("mlflow.runName")
+    exp_raw = mlflow_param(data, "experiment_id", (str, int))
+    exp_id = _experiment_id_of(data) if exp_raw not in (None, "") else None
+    tags = v.check_tags(dict(_kv_list(mlflow_param(data, "tags", list), "tags")))
+    run_name = mlflow_param(data, "run_name", str) or tags.get("mlflow.runName")
     start_time = v.check_int(data["start_time"], "start_time", minimum=0) if data.get("start_time") is not None else None
-    user = field(data, "user_id", str, route, required=False) or tags.get("mlflow.user")
+    user = mlflow_param(data, "user_id", str) or tags.get("mlflow.user")
     parent = tags.get("mlflow.parentRunId")
     git = {"commit": tags["mlflow.source.git.commit"][:64]} if tags.get("mlflow.source.git.commit") else None
 
     def work() -> dict[str, Any]:
         with _ws(request).store.write() as session:
+            run_exp = None if exp_id is None else repo.resolve_experiment_id(session, exp_id)
             parent_id = parent if parent and session.get(repo.Run, parent) is not None else None
             run_id = service.create_run(
-                session, experiment_id=exp_id, experiment=None if exp_id is not None else repo.DEFAULT_EXPERIMENT,
+                session, experiment_id=run_exp, experiment=None if exp_id is not None else repo.DEFAULT_EXPERIMENT,
                 name=run_name, parent_run_id=parent_id, tags=tags, source="mlflow", user=user, git=git,
                 start_time=start_time,
             )
@@ -300,15 +327,15 @@ async def runs_create(request: Request) -> Response:
 
 
 async def runs_update(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    status = field(data, "status", str, route, required=False)
-    end_time = v.check_int(data["end_time"], "end_time", minimum=0) if data.get("end_time") is not None else None
-    run_name = field(data, "run_name", str, route, required=False)
+    run_id = _run_id_of(data)
+    status = mlflow_param(data, "status", str)
+    end_time = v.check_int(data["end_time"], "end_time") if data.get("end_time") is not None else None
+    run_name = mlflow_param(data, "run_name", str)
 
     def work() -> dict[str, Any]:
         with _ws(request).store.write() as session:
+            service.active_run(session, run_id)
             repo.update_run(session, run_id, status=status, end_time=end_time, name=run_name or None)
             return run_info_json(_get_run_record(session, run_id))
 
@@ -317,36 +344,45 @@ async def runs_update(request: Request) -> Response:
 
 async def runs_get(request: Request) -> Response:
     data = await _params(request)
-    run_id = _run_id_of(data, _route(request))
+    run_id = _run_id_of(data)
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
-            return run_json(service.records(session, [repo.get_run(session, run_id)])[0])
+            record = service.records(session, [repo.get_run(session, run_id)])[0]
+            return run_json(record, _run_models(session, [run_id])[run_id])
 
     return json_response({"run": await in_thread(work)})
 
 
+def _run_models(session: Any, run_ids: list[str]) -> dict[str, dict[str, list[tuple[str, int]]]]:
+    from shipyard.store import logged_models as lm_repo
+
+    return lm_repo.run_models(session, run_ids)
+
+
 async def runs_search(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
     raw_ids = data.get("experiment_ids") or []
     if isinstance(raw_ids, str):
         raw_ids = [raw_ids]
     if not isinstance(raw_ids, list):
-        raise InputError(f"{route}: experiment_ids must be a list")
+        raise InputError(v.invalid_value("experiment_ids", raw_ids, "expected a list of experiment ids") + API_DOCS)
     ids = []
     for raw in raw_ids:
         if not str(raw).isdigit():
-            raise InputError(f"{route}: experiment id {raw!r} is not a number")
+            raise InputError(f"Invalid experiment ID '{raw}'. Experiment ID must be a valid integer.")
         ids.append(int(raw))
     view = VIEW_TYPES.get(str(data.get("run_view_type") or "ACTIVE_ONLY"))
     if view is None:
-        raise InputError(f"{route}: run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL")
+        raise InputError(v.invalid_value("run_view_type", data.get("run_view_type"),
+                                         "expected ACTIVE_ONLY, DELETED_ONLY or ALL"))
     max_results = v.check_int(data.get("max_results") or 1000, "max_results", minimum=1)
+    if max_results > search.MAX_RESULTS:
+        raise InputError(v.invalid_value("max_results", max_results) + API_DOCS)
     order_by = data.get("order_by") or []
     if isinstance(order_by, str):
         order_by = [order_by]
-    filter_string = field(data, "filter", str, route, required=False)
+    filter_string = mlflow_param(data, "filter", str)
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
@@ -354,7 +390,8 @@ async def runs_search(request: Request) -> Response:
                 session, filter_string=filter_string, order_by=order_by, experiment_ids=ids or None,
                 max_results=max_results, page_token=data.get("page_token"), lifecycle=view, with_files=True,
             )
-        out: dict[str, Any] = {"runs": [run_json(r) for r in runs]}
+            models = _run_models(session, [r.run_id for r in runs])
+        out: dict[str, Any] = {"runs": [run_json(r, models[r.run_id]) for r in runs]}
         if token:
             out["next_page_token"] = token
         return out
@@ -365,7 +402,7 @@ async def runs_search(request: Request) -> Response:
 def _lifecycle_run(stage: str):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         data = await json_body(request)
-        run_id = _run_id_of(data, _route(request))
+        run_id = _run_id_of(data)
 
         def work() -> None:
             with _ws(request).store.write() as session:
@@ -387,63 +424,72 @@ async def _write_batch(request: Request, run_id: str, metrics: list[MetricValue]
     return json_response({})
 
 
-def _unique(pairs: list[tuple[Any, Any]], what: str, route: str) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for key, value in pairs:
-        if not isinstance(key, str):
-            raise InputError(f"{route}: every {what} needs a string key, got {key!r}")
-        if value is None:
-            raise InputError(f"{route}: {what} {key!r} has no value")
-        if what == "param" and key in out and out[key] != str(value):
-            raise InputError(f"{route}: param {key!r} appears twice with different values")
-        out[key] = value
+def _batch_entries(pairs: list[tuple[Any, Any]], what: str) -> dict[str, Any]:
+    """Params or tags of a batch: every key present (MLflow's paths), duplicate param keys refused."""
+    out: dict[str, Any] = {}
+    duplicates = []
+    for i, (key, value) in enumerate(pairs):
+        if key in (None, ""):
+            raise InputError(f"Missing value for required parameter '{what}[{i}].key'.{API_DOCS}")
+        v.check_key(key, what[:-1], f"{what}[{i}].key")
+        if what == "params" and key in out:
+            duplicates.append(key)
+        out[key] = "" if value is None else value
+    if duplicates:
+        raise InputError(f"Duplicate parameter keys have been submitted: {duplicates}. Please ensure the request "
+                         "contains only one param value per param key.")
     return out
 
 
 async def runs_log_batch(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    raw_metrics = data.get("metrics") or []
-    if not isinstance(raw_metrics, list):
-        raise InputError(f"{route}: field 'metrics' must be a list")
-    params = _unique(_kv_list(data.get("params"), "params", route), "param", route)
-    tags = _unique(_kv_list(data.get("tags"), "tags", route), "tag", route)
-    v.check_batch(raw_metrics, _kv_list(data.get("params"), "params", route), _kv_list(data.get("tags"), "tags", route))
+    run_id = _run_id_of(data)
+    raw_metrics = mlflow_param(data, "metrics", list, default=[])
+    for i, m in enumerate(raw_metrics):
+        if not isinstance(m, dict):
+            raise InputError(v.invalid_value(f"metrics[{i}]", m, "expected an object with key, value, timestamp, step"))
+        for part in ("key", "value", "timestamp"):
+            if m.get(part) in (None, ""):
+                raise InputError(f"Missing value for required parameter 'metrics[{i}].{part}'.{API_DOCS}")
+    param_pairs = _kv_list(mlflow_param(data, "params", list), "params")
+    tag_pairs = _kv_list(mlflow_param(data, "tags", list), "tags")
     metrics = service.parse_metrics(raw_metrics)
+    params, tags = _batch_entries(param_pairs, "params"), _batch_entries(tag_pairs, "tags")
+    v.check_batch(raw_metrics, param_pairs, tag_pairs)
     return await _write_batch(request, run_id, metrics, params, tags)
 
 
 async def runs_log_metric(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    metrics = service.parse_metrics([{"key": data.get("key"), "value": data.get("value"),
-                                      "step": data.get("step"), "timestamp": data.get("timestamp")}])
+    run_id = _run_id_of(data)
+    mlflow_param(data, "key", str, required=True)
+    if data.get("value") in (None, ""):
+        raise InputError(f"Missing value for required parameter 'value'.{API_DOCS}")
+    if data.get("timestamp") in (None, ""):
+        raise InputError(f"Missing value for required parameter 'timestamp'.{API_DOCS}")
+    point = {k: data.get(k) for k in ("key", "value", "step", "timestamp", "model_id", "dataset_name", "dataset_digest")}
+    metrics = service.parse_metrics([point], single=True)
     return await _write_batch(request, run_id, metrics, {}, {})
 
 
 async def runs_log_parameter(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    key = field(data, "key", str, route)
-    return await _write_batch(request, run_id, [], {key: field(data, "value", (str, int, float), route)}, {})
+    run_id = _run_id_of(data)
+    key = mlflow_param(data, "key", str, required=True)
+    return await _write_batch(request, run_id, [], {key: mlflow_param(data, "value", str, default="")}, {})
 
 
 async def runs_set_tag(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    key = field(data, "key", str, route)
-    return await _write_batch(request, run_id, [], {}, {key: field(data, "value", (str, int, float), route)})
+    run_id = _run_id_of(data)
+    key = mlflow_param(data, "key", str, required=True)
+    return await _write_batch(request, run_id, [], {}, {key: mlflow_param(data, "value", str, default="")})
 
 
 async def runs_delete_tag(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    key = field(data, "key", str, route)
+    run_id = _run_id_of(data)
+    key = mlflow_param(data, "key", str, required=True)
 
     def work() -> None:
         with _ws(request).store.write() as session:
@@ -455,43 +501,76 @@ async def runs_delete_tag(request: Request) -> Response:
 
 
 async def runs_log_inputs(request: Request) -> Response:
-    route = _route(request)
     data = await json_body(request)
-    run_id = _run_id_of(data, route)
-    datasets = data.get("datasets") or []
-    if not isinstance(datasets, list):
-        raise InputError(f"{route}: field 'datasets' must be a list")
+    run_id = _run_id_of(data)
+    datasets = mlflow_param(data, "datasets", list, default=[])
     inputs = []
     for i, item in enumerate(datasets):
         if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
-            raise InputError(f"{route}: datasets[{i}] must be an object with a 'dataset' object")
-        tags = dict(_kv_list(item.get("tags"), f"datasets[{i}].tags", route))
+            raise InputError(v.invalid_value(f"datasets[{i}]", item, "expected an object with a 'dataset' object"))
+        tags = dict(_kv_list(item.get("tags"), f"datasets[{i}].tags"))
         inputs.append({**item["dataset"], "context": tags.get("mlflow.data.context") or ""})
     rows = service.check_inputs(inputs)
+    models = _model_steps(mlflow_param(data, "models", list, default=[]), "models")
 
     def work() -> None:
         with _ws(request).store.write() as session:
             service.log_inputs(session, run_id, rows)
+            logged_models.link_run(session, run_id, models, "input")
 
     await in_thread(work)
     return json_response({})
 
 
+def _model_steps(items: list[Any], what: str) -> list[tuple[str, int]]:
+    """``[{model_id, step?}]`` of log-inputs/log-outputs as (model id, step) pairs."""
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("model_id"), str) or not item["model_id"]:
+            raise InputError(f"Missing value for required parameter '{what}[{i}].model_id'.{API_DOCS}")
+        out.append((item["model_id"], v.check_int(item.get("step") or 0, f"{what}[{i}].step")))
+    return out
+
+
+async def runs_log_outputs(request: Request) -> Response:
+    data = await json_body(request)
+    run_id = _run_id_of(data)
+    models = _model_steps(mlflow_param(data, "models", list, required=True), "models")
+
+    def work() -> None:
+        with _ws(request).store.write() as session:
+            service.active_run(session, run_id)
+            logged_models.link_run(session, run_id, models, "output")
+
+    await in_thread(work)
+    return json_response({})
+
+
+# -- metric history ----------------------------------------------------------------------------------
+def _metric_json(key: str, value: float, step: int, ts: int, run_id: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": key, "value": v.json_number(value), "timestamp": ts, "step": step}
+    if run_id:
+        out["run_id"] = run_id
+    return out
+
+
 async def metrics_get_history(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    run_id = _run_id_of(data, route)
-    key = field(data, "metric_key", str, route)
+    run_id = _run_id_of(data)
+    key = mlflow_param(data, "metric_key", str, required=True)
     max_results = data.get("max_results")
-    limit = v.check_int(max_results, "max_results", minimum=1) if max_results not in (None, "") else None
+    limit = None
+    if max_results not in (None, ""):
+        limit = v.check_int(max_results, "max_results")
+        if limit <= 0:
+            raise InputError(f"Invalid value {limit} for parameter 'max_results' supplied. It must be a positive integer.")
     offset = search.decode_token(data.get("page_token"))
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
             history = service.metric_history(session, run_id, key)
         end = len(history) if limit is None else offset + limit
-        out: dict[str, Any] = {"metrics": [{"key": key, "value": val, "step": step, "timestamp": ts}
-                                           for val, step, ts in history[offset:end]]}
+        out: dict[str, Any] = {"metrics": [_metric_json(key, val, step, ts) for val, step, ts in history[offset:end]]}
         if end < len(history):
             out["next_page_token"] = search.encode_token(end)
         return out
@@ -499,10 +578,72 @@ async def metrics_get_history(request: Request) -> Response:
     return json_response(await in_thread(work))
 
 
+def _run_ids_param(request: Request, name: str, limit: int, what: str) -> list[str]:
+    run_ids = request.query_params.getlist(name)
+    if not run_ids:
+        raise InputError(f"{what} request must specify at least one {name}." if name == "run_id" else
+                         f"Missing value for required parameter '{name}'.{API_DOCS}")
+    if len(run_ids) > limit:
+        raise InputError(f"{what} request cannot specify more than {limit} {name}s. Received {len(run_ids)} {name}s."
+                         if name == "run_id" else
+                         f"{what} request must specify at most {limit} run_ids. Received {len(run_ids)} run_ids.")
+    return [v.check_run_id(r, name) for r in run_ids]
+
+
+async def metrics_get_history_bulk(request: Request) -> Response:
+    """The UI's bulk history: every point of one metric for up to 100 runs (25,000 per run at most)."""
+    run_ids = _run_ids_param(request, "run_id", 100, "GetMetricHistoryBulk")
+    key = request.query_params.get("metric_key")
+    if key is None:
+        raise InputError("GetMetricHistoryBulk request must specify a metric_key.")
+    limit = min(v.check_int(request.query_params.get("max_results", "25000"), "max_results", minimum=1), 25000)
+
+    def work() -> dict[str, Any]:
+        out = []
+        with _ws(request).store.read() as session:
+            for run_id in sorted(run_ids):
+                history = service.metric_history(session, run_id, key)[:limit]
+                history.sort(key=lambda p: (p[2], p[1], p[0]))
+                out.extend(_metric_json(key, val, step, ts, run_id) for val, step, ts in history)
+        return {"metrics": out}
+
+    return json_response(await in_thread(work))
+
+
+async def metrics_get_history_bulk_interval(request: Request) -> Response:
+    """Up to ``max_results`` points per run, evenly sampled (first and last kept), for charts."""
+    run_ids = _run_ids_param(request, "run_ids", 100, "GetMetricHistoryBulkInterval")
+    q = request.query_params
+    key = mlflow_param(dict(q), "metric_key", str, required=True)
+    limit = v.check_int(q.get("max_results", "2500"), "max_results", message="max_results must be between 1 and 2500.")
+    if not 1 <= limit <= 2500:
+        raise InputError(f"max_results must be between 1 and 2500.{API_DOCS}")
+    start, end = q.get("start_step"), q.get("end_step")
+    if (start is None) != (end is None):
+        raise InputError("If either start step or end step are specified, both must be specified.")
+    steps = None
+    if start is not None and end is not None:
+        steps = (v.check_int(start, "start_step"), v.check_int(end, "end_step"))
+        if steps[0] > steps[1]:
+            raise InputError("end_step must be greater than start_step. "
+                             f"Found start_step={steps[0]} and end_step={steps[1]}.")
+
+    def work() -> dict[str, Any]:
+        out = []
+        with _ws(request).store.read() as session:
+            for run_id in run_ids:
+                repo.get_run(session, run_id)
+            for run_id in run_ids:
+                points = service.sampled_history(session, run_id, key, limit, steps)
+                out.extend(_metric_json(key, val, step, ts, run_id) for val, step, ts in points)
+        return {"metrics": out}
+
+    return json_response(await in_thread(work))
+
+
 async def artifacts_list(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
-    run_id = _run_id_of(data, route)
+    run_id = _run_id_of(data)
     path = data.get("path") or ""
 
     def work() -> dict[str, Any]:
@@ -515,13 +656,18 @@ async def artifacts_list(request: Request) -> Response:
 
 
 # -- artifact proxy ----------------------------------------------------------------------------------
-def _split_artifact(path: str) -> tuple[str, str]:
-    """(run id, path inside the run) from ``<experiment>/<run>/artifacts/<path>``."""
+def _split_artifact(path: str) -> tuple[str, str, str]:
+    """("run" or "model", its id, path inside it) from ``<experiment>/<run>/artifacts/<path>`` or
+    ``<experiment>/models/<model id>/artifacts/<path>`` (where MLflow 3 puts a logged model's files)."""
     match = _RUN_ARTIFACT.match(path)
-    if match is None:
-        raise NotFound(f"artifact location {path!r} is not <experiment>/<run id>/artifacts/<path>",
-                       hint="this server stores run artifacts only")
-    return match.group(2), match.group(3) or ""
+    if match is not None:
+        return "run", match.group(2), match.group(3) or ""
+    match = _MODEL_ARTIFACT.match(path)
+    if match is not None:
+        return "model", match.group(2), match.group(3) or ""
+    raise NotFound(f"artifact location {path!r} is not <experiment>/<run id>/artifacts/<path> "
+                   "nor <experiment>/models/<model id>/artifacts/<path>",
+                   hint="this server stores the artifacts of runs and logged models only")
 
 
 def _proxy_path(request: Request) -> str:
@@ -533,20 +679,22 @@ def _proxy_path(request: Request) -> str:
 
 async def artifact_put(request: Request) -> Response:
     path = _proxy_path(request)
-    run_id, inner = _split_artifact(path)
+    kind, owner, inner = _split_artifact(path)
     if not inner:
-        raise InputError(f"artifact path {path!r} names the run's artifact folder, not a file")
+        raise InputError(f"artifact path {path!r} names the {kind}'s artifact folder, not a file")
     body = await read_body(request, MAX_ARTIFACT_BYTES)
     ws = _ws(request)
-    await in_thread(service.store_artifact_bytes, ws.store, ws.objects, run_id, inner, body)
+    store_fn = service.store_artifact_bytes if kind == "run" else logged_models.store_artifact
+    await in_thread(store_fn, ws.store, ws.objects, owner, inner, body)
     return json_response({})
 
 
 async def artifact_get(request: Request) -> Response:
     path = _proxy_path(request)
-    run_id, inner = _split_artifact(path)
+    kind, owner, inner = _split_artifact(path)
     ws = _ws(request)
-    data = await in_thread(service.read_artifact, ws.store, ws.objects, run_id, inner)
+    read_fn = service.read_artifact if kind == "run" else logged_models.read_artifact
+    data = await in_thread(read_fn, ws.store, ws.objects, owner, inner)
     return Response(data, media_type="application/octet-stream")
 
 
@@ -555,22 +703,18 @@ async def artifact_list(request: Request) -> Response:
     path = safe_relative(raw) if raw else ""
     if not path:
         return json_response({"files": []})
-    run_id, inner = _split_artifact(path)
+    kind, owner, inner = _split_artifact(path)
 
     def work() -> dict[str, Any]:
-        with _ws(request).store.read() as session:
-            files = service.list_artifacts(session, run_id, inner)
+        if kind == "model":
+            files = logged_models.list_artifacts(_ws(request).store, owner, inner)
+        else:
+            with _ws(request).store.read() as session:
+                files = service.list_artifacts(session, owner, inner)
         prefix = inner + "/" if inner else ""
         return {"files": [{**f, "path": f["path"][len(prefix):]} for f in files]}
 
     return json_response(await in_thread(work))
-
-
-async def logged_models_search(request: Request) -> Response:
-    """MLflow 3 logged models are not stored here: the search is valid and finds none (the client
-    asks during ``download_artifacts`` before it falls back to the run's own artifacts)."""
-    await json_body(request)
-    return json_response({"models": []})
 
 
 _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
@@ -594,9 +738,11 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/runs/delete-tag", runs_delete_tag, ["POST"]),
     ("/runs/log-batch", runs_log_batch, ["POST"]),
     ("/runs/log-inputs", runs_log_inputs, ["POST"]),
+    ("/runs/outputs", runs_log_outputs, ["POST"]),
     ("/metrics/get-history", metrics_get_history, ["GET"]),
+    ("/metrics/get-history-bulk", metrics_get_history_bulk, ["GET"]),
+    ("/metrics/get-history-bulk-interval", metrics_get_history_bulk_interval, ["GET"]),
     ("/artifacts/list", artifacts_list, ["GET"]),
-    ("/logged-models/search", logged_models_search, ["POST"]),
 ]
 
 routes = [Route(prefix + path, endpoint, methods=methods)

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import NotFound
 from shipyard.store.base import Base
-from shipyard.store.runs import now_ms
+from shipyard.store.runs import NAN, MetricValue, finite, now_ms
 
 STATUSES = ("PENDING", "READY", "FAILED")
 
@@ -56,6 +67,22 @@ class LoggedModelArtifact(Base):
     path: Mapped[str] = mapped_column(String(1000), primary_key=True)
     oid: Mapped[str] = mapped_column(String(80))
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class LoggedModelMetric(Base):
+    """A metric point logged against a model (MLflow 3 ``log_metric(..., model_id=...)``)."""
+
+    __tablename__ = "logged_model_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("logged_models.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float] = mapped_column(Float)
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    dataset_name: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    dataset_digest: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class RunModelIO(Base):
@@ -145,4 +172,41 @@ def run_models(session: Session, run_ids: Sequence[str]) -> dict[str, dict[str, 
         for rid, mid, direction, step in session.execute(query.where(RunModelIO.run_id.in_(list(run_ids)))
                                                          .order_by(RunModelIO.model_id)):
             out[rid][direction].append((mid, step))
+    return out
+
+
+def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -> None:
+    """Record points that name a model (``model_id``) against that model; exact repeats are skipped."""
+    points = [m for m in metrics if m.model_id]
+    if not points:
+        return
+    for model_id in {m.model_id for m in points}:
+        get(session, model_id)  # type: ignore[arg-type]
+    query = select(LoggedModelMetric.model_id, LoggedModelMetric.key, LoggedModelMetric.step,
+                   LoggedModelMetric.timestamp).where(LoggedModelMetric.model_id.in_({m.model_id for m in points}))
+    seen = {tuple(row) for row in session.execute(query)}
+    rows = []
+    for m in points:
+        ident = (m.model_id, m.key, m.step, m.timestamp)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        rows.append({"model_id": m.model_id, "run_id": run_id, "key": m.key, "is_nan": m.value != m.value,
+                     "value": 0.0 if m.value != m.value else finite(m.value), "step": m.step,
+                     "timestamp": m.timestamp if m.timestamp is not None else now_ms(),
+                     "dataset_name": m.dataset_name, "dataset_digest": m.dataset_digest})
+    if rows:
+        session.execute(LoggedModelMetric.__table__.insert(), rows)
+
+
+def metrics_of(session: Session, model_ids: Sequence[str]) -> dict[str, list[MetricValue]]:
+    """The metric points logged against each model, in (key, step, timestamp) order."""
+    out: dict[str, list[MetricValue]] = {m: [] for m in model_ids}
+    if model_ids:
+        query = select(LoggedModelMetric).where(LoggedModelMetric.model_id.in_(list(model_ids)))
+        for row in session.scalars(query.order_by(LoggedModelMetric.key, LoggedModelMetric.step,
+                                                  LoggedModelMetric.timestamp)):
+            out[row.model_id].append(MetricValue(
+                row.key, NAN if row.is_nan else row.value, row.step, row.timestamp, model_id=row.model_id,
+                dataset_name=row.dataset_name, dataset_digest=row.dataset_digest, run_id=row.run_id))
     return out

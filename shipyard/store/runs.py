@@ -36,6 +36,7 @@ from shipyard.store.base import Base
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 DEFAULT_EXPERIMENT = "Default"
 NAN = float("nan")
+MAX_DOUBLE = 1.7976931348623157e308
 
 
 def now_ms() -> int:
@@ -155,6 +156,11 @@ class MetricValue:
     value: float
     step: int = 0
     timestamp: int | None = None
+    # MLflow 3: a point may name the logged model and the dataset it measures.
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+    run_id: str | None = None
 
 
 def experiment_by_name(session: Session, name: str, *, create: bool = True) -> Experiment:
@@ -163,7 +169,9 @@ def experiment_by_name(session: Session, name: str, *, create: bool = True) -> E
     if found is None:
         if not create:
             raise NotFound(f"experiment {name!r} does not exist")
-        found = Experiment(name=name)
+        # MLflow's client means the default experiment when it says "0"; give it that id when free.
+        zero_free = name == DEFAULT_EXPERIMENT and session.get(Experiment, 0) is None
+        found = Experiment(name=name, id=0) if zero_free else Experiment(name=name)
         session.add(found)
         session.flush()
     return found
@@ -201,7 +209,7 @@ def create_run(
 def get_run(session: Session, run_id: str) -> Run:
     run = session.get(Run, run_id)
     if run is None:
-        raise NotFound(f"run {run_id!r} does not exist", hint="list runs with 'shipyard runs list'")
+        raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")
     return run
 
 
@@ -225,8 +233,9 @@ def log_params(session: Session, run_id: str, params: Mapping[str, object]) -> N
     for key, value in values.items():
         if key in existing and existing[key] != value:
             raise InputError(
-                f"param {key!r} of run {run_id} is already {existing[key]!r}; params cannot change (got {value!r})",
-                hint="log a metric or a tag for values that change, or start a new run",
+                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                f"value='{existing[key]}' for run ID='{run_id}'. Attempted logging new value '{value}'.",
+                hint="params cannot change: log a metric or a tag for values that change, or start a new run",
             )
     fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing]
     if fresh:
@@ -257,18 +266,27 @@ def _upsert(session: Session):  # type: ignore[no-untyped-def]
     return insert
 
 
+def finite(value: float) -> float:
+    """Infinities are kept as +/- the largest double (as MLflow stores them; SQL has no infinity)."""
+    return max(-MAX_DOUBLE, min(MAX_DOUBLE, float(value)))
+
+
 def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -> None:
     """Append metric points and keep ``latest_metrics`` current, in the caller's transaction.
 
-    Two statements whatever the batch size: one multi-row insert into the history, one upsert of
-    the newest point per key (it only replaces a stored point with a newer (step, timestamp)).
+    Three statements whatever the batch size: one read of stored points at the batch's keys and
+    steps (exact repeats are skipped, as MLflow does), one multi-row insert into the history, one
+    upsert of the newest point per key (it only replaces a stored point with a newer (step, timestamp)).
     """
     if not metrics:
         return
     stamp = now_ms()
-    rows = [{"run_id": run_id, "key": m.key, "value": 0.0 if m.value != m.value else float(m.value),
+    rows = [{"run_id": run_id, "key": m.key, "value": 0.0 if m.value != m.value else finite(m.value),
              "step": int(m.step), "timestamp": m.timestamp if m.timestamp is not None else stamp,
              "is_nan": m.value != m.value} for m in metrics]
+    rows = _without_repeats(session, run_id, rows)
+    if not rows:
+        return
     session.execute(Metric.__table__.insert(), rows)
     newest: dict[str, dict] = {}
     for row in rows:
@@ -285,6 +303,25 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
                   and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp)),
     )
     session.execute(stmt, list(newest.values()))
+
+
+def _without_repeats(session: Session, run_id: str, rows: list[dict]) -> list[dict]:
+    """Rows that are not exact repeats (key, step, timestamp, value) of stored points or of each other.
+
+    MLflow's metric key is (key, timestamp, step, value, is_nan), so logging the same point twice
+    (its client does, when ``log_model`` copies the run's metrics to the model) stores it once.
+    """
+    unique = list({_ident(r): r for r in rows}.values())
+    keys = {r["key"] for r in unique}
+    steps = {r["step"] for r in unique}
+    query = select(Metric.key, Metric.step, Metric.timestamp, Metric.value, Metric.is_nan).where(
+        Metric.run_id == run_id, Metric.key.in_(keys), Metric.step.in_(steps))
+    stored = {tuple(row) for row in session.execute(query)}
+    return [r for r in unique if _ident(r) not in stored] if stored else unique
+
+
+def _ident(row: dict) -> tuple:
+    return row["key"], row["step"], row["timestamp"], row["value"], row["is_nan"]
 
 
 def log_artifacts(session: Session, run_id: str, artifacts: Iterable[tuple[str, str, int]]) -> None:
@@ -305,7 +342,7 @@ def delete_tag(session: Session, run_id: str, key: str) -> None:
     """Remove one tag; NotFound when the run has no such tag."""
     result = session.execute(delete(Tag).where(Tag.run_id == run_id, Tag.key == key))
     if not result.rowcount:
-        raise NotFound(f"run {run_id} has no tag {key!r}")
+        raise NotFound(f"No tag with name: {key} in run with id {run_id}")
 
 
 def update_run(session: Session, run_id: str, *, status: str | None = None, end_time: int | None = None,
@@ -325,10 +362,20 @@ def update_run(session: Session, run_id: str, *, status: str | None = None, end_
     return run
 
 
+def resolve_experiment_id(session: Session, experiment_id: int, *, create: bool = True) -> int:
+    """``experiment_id``, except that 0 (MLflow's default experiment) means the one named Default."""
+    if experiment_id != 0 or session.get(Experiment, 0) is not None:
+        return experiment_id
+    try:
+        return experiment_by_name(session, DEFAULT_EXPERIMENT, create=create).id
+    except NotFound:
+        return experiment_id
+
+
 def get_experiment(session: Session, experiment_id: int) -> Experiment:
-    found = session.get(Experiment, experiment_id)
+    found = session.get(Experiment, resolve_experiment_id(session, experiment_id, create=False))
     if found is None:
-        raise NotFound(f"experiment {experiment_id} does not exist",
+        raise NotFound(f"No Experiment with id={experiment_id} exists",
                        hint="list experiments with 'shipyard runs list --json'")
     return found
 
@@ -425,7 +472,7 @@ def run_lifecycle(session: Session, run_id: str) -> str:
     """The run's lifecycle stage (active/deleted); NotFound for an unknown run. One indexed read."""
     stage = session.execute(select(Run.lifecycle_stage).where(Run.id == run_id)).scalar()
     if stage is None:
-        raise NotFound(f"run {run_id!r} does not exist", hint="list runs with 'shipyard runs list'")
+        raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")
     return stage
 
 
@@ -435,4 +482,4 @@ def end_run_fast(session: Session, run_id: str, status: str, end_time: int) -> N
         raise InputError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
     result = session.execute(update(Run).where(Run.id == run_id).values(status=status, end_time=end_time))
     if not result.rowcount:
-        raise NotFound(f"run {run_id!r} does not exist", hint="list runs with 'shipyard runs list'")
+        raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")

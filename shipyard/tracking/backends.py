@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from shipyard.errors import AlreadyExists, InputError, NotFound, ShipyardError, StoreError
 from shipyard.retry import Retryable, RetryPolicy
 from shipyard.store.runs import MetricValue
+from shipyard.tracking.validation import json_number
 from shipyard.workspace import Workspace
 
 RETRY = RetryPolicy(attempts=5, wait_initial=0.2, wait_max=5.0, timeout=60.0)  # batches are idempotent
@@ -148,7 +149,7 @@ class HttpBackend:
     def write(self, run_id: str, metrics: Sequence[MetricValue], params: Mapping[str, str],
               tags: Mapping[str, str]) -> None:
         body = {"batch_id": uuid.uuid4().hex, "params": dict(params), "tags": dict(tags),
-                "metrics": [[m.key, m.value, m.step, m.timestamp] for m in metrics]}
+                "metrics": [[m.key, json_number(m.value), m.step, m.timestamp] for m in metrics]}
         self._call("POST", f"/api/v1/runs/{run_id}/batch", f"log to run {run_id}", json=body)
 
     def finish(self, run_id: str, metrics: Sequence[MetricValue], status: str, end_time: int,

@@ -288,8 +288,9 @@ def log_params(params: Mapping[str, object]) -> None:
     run = _current()
     for key, value in clean.items():
         if run.params.get(key, value) != value:
-            raise InputError(f"param {key!r} of run {run.run_id} is already {run.params[key]!r}; params cannot change (got {value!r})",
-                             hint="log a metric or a tag for values that change, or start a new run")
+            raise InputError(f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                             f"value='{run.params[key]}' for run ID='{run.run_id}'. Attempted logging new value '{value}'.",
+                             hint="params cannot change: log a metric or a tag for values that change, or start a new run")
     todo = {k: val for k, val in clean.items() if run.params.get(k) != val}
     if run.owned:  # a run this process created: the check above saw every param; write with the metrics
         _buffer().add_params(run.run_id, todo)

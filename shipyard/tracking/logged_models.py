@@ -65,6 +65,7 @@ class LoggedModel:
     creation_timestamp: int
     last_updated_timestamp: int
     lifecycle_stage: str = "active"
+    metrics: tuple[repo.MetricValue, ...] = ()
 
 
 def experiment_artifact_location(exp: repo.Experiment) -> str:
@@ -74,12 +75,12 @@ def experiment_artifact_location(exp: repo.Experiment) -> str:
 
 def _records(session: Session, rows: Sequence[lm.LoggedModel]) -> list[LoggedModel]:
     ids = [r.id for r in rows]
-    tags, params = lm.tags_of(session, ids), lm.params_of(session, ids)
+    tags, params, metrics = lm.tags_of(session, ids), lm.params_of(session, ids), lm.metrics_of(session, ids)
     return [LoggedModel(
         model_id=r.id, experiment_id=r.experiment_id, name=r.name, source_run_id=r.source_run_id, status=r.status,
         status_message=r.status_message, artifact_location=r.artifact_location, model_type=r.model_type,
         tags=tags[r.id], params=params[r.id], creation_timestamp=r.created_at, last_updated_timestamp=r.updated_at,
-        lifecycle_stage=r.lifecycle_stage,
+        lifecycle_stage=r.lifecycle_stage, metrics=tuple(metrics[r.id]),
     ) for r in rows]
 
 
@@ -101,13 +102,13 @@ def create(store: Store, experiment_id: int, *, name: str | None = None, source_
     clean_tags, clean_params = v.check_tags(tags or {}), v.check_params(params or {})
     model_id = f"m-{uuid.uuid4().hex}"
     with store.write() as session:
-        exp = repo.get_experiment(session, experiment_id)
+        exp = repo.get_experiment(session, repo.resolve_experiment_id(session, experiment_id))
         if exp.lifecycle_stage != "active":
             raise InputError(f"The experiment {experiment_id} must be in the 'active' state. "
                              f"Current state is {exp.lifecycle_stage}.")
         stamp = now_ms()
         row = lm.LoggedModel(
-            id=model_id, experiment_id=experiment_id, name=name or f"model-{model_id[2:10]}",
+            id=model_id, experiment_id=exp.id, name=name or f"model-{model_id[2:10]}",
             source_run_id=source_run_id or None, status="PENDING", model_type=model_type or None,
             artifact_location=f"{experiment_artifact_location(exp).rstrip('/')}/models/{model_id}/artifacts",
             lifecycle_stage="active", created_at=stamp, updated_at=stamp,
@@ -333,3 +334,15 @@ def download_run_artifacts(workspace: Workspace, run_id: str, path: str, dest: P
         raise NotFound(f"run {run_id} has no artifact {prefix!r}", hint=f"list them with 'shipyard runs show {run_id}'")
     return _checkout(workspace.objects, files, Path(dest))
 
+
+
+def link_run(session: Session, run_id: str, models: Sequence[tuple[str, int]], direction: str) -> None:
+    """Record that a run read (``input``) or wrote (``output``) logged models, at a step."""
+    if not models:
+        return
+    from shipyard.tracking.service import active_run
+
+    active_run(session, run_id)
+    for model_id, _ in models:
+        lm.get(session, model_id)
+    lm.link_runs(session, run_id, models, direction)

@@ -97,9 +97,10 @@ def create_run(session: Session, *, experiment: str | None = None, experiment_id
         stage = session.execute(select(repo.Experiment.lifecycle_stage)
                                 .where(repo.Experiment.id == experiment_id)).scalar()
         if stage is None:
-            raise NotFound(f"experiment {experiment_id} does not exist")
+            raise NotFound(f"No Experiment with id={experiment_id} exists")
         if stage != ACTIVE:
-            raise InputError(f"experiment {experiment_id} is deleted; restore it or use another one")
+            raise InputError(f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.",
+                             hint="restore it or use another experiment")
     else:
         exp_name = experiment or repo.DEFAULT_EXPERIMENT
         if len(exp_name) > v.MAX_EXPERIMENT_NAME_LENGTH:
@@ -120,29 +121,43 @@ def create_run(session: Session, *, experiment: str | None = None, experiment_id
 def active_run(session: Session, run_id: str) -> None:
     """Refuse an unknown or deleted run (MLflow: the run must be in the 'active' state)."""
     if repo.run_lifecycle(session, run_id) != ACTIVE:
-        raise InputError(f"run {run_id} is deleted; restore it before logging to it")
+        raise InputError(f"The run {run_id} must be in the 'active' state. Current state is deleted.",
+                         hint="restore it (mlflow.MlflowClient().restore_run) before logging to it")
 
 
-def parse_metrics(items: Iterable[Mapping[str, Any] | MetricValue | Sequence[Any]]) -> list[MetricValue]:
-    """Validate metric points given as MetricValue, dicts {key, value, step, timestamp} or tuples."""
+def parse_metrics(items: Iterable[Mapping[str, Any] | MetricValue | Sequence[Any]], *,
+                  single: bool = False) -> list[MetricValue]:
+    """Validate metric points given as MetricValue, dicts {key, value, step, timestamp} or tuples.
+
+    Errors name MLflow's paths (``metrics[3].value``; ``value`` alone when ``single``).
+    """
     out = []
     for i, item in enumerate(items):
+        extra: dict[str, str] = {}
         if isinstance(item, MetricValue):
             key, value, step, ts = item.key, item.value, item.step, item.timestamp
+            extra = {name: getattr(item, name) for name in ("model_id", "dataset_name", "dataset_digest")
+                     if getattr(item, name)}
         elif isinstance(item, Mapping):
             key, value = item.get("key"), item.get("value")
             step, ts = item.get("step", 0), item.get("timestamp")
+            extra = {name: item[name] for name in ("model_id", "dataset_name", "dataset_digest")
+                     if isinstance(item.get(name), str) and item[name]}
         elif isinstance(item, (list, tuple)) and 2 <= len(item) <= 4:
             key, value = item[0], item[1]
             step = item[2] if len(item) > 2 else 0
             ts = item[3] if len(item) > 3 else None
         else:
-            raise InputError(f"metrics[{i}] must be an object with key, value, step, timestamp; got {item!r}")
-        key = v.check_key(key, f"metrics[{i}]")
-        number = v.check_metric_value(value, key)
-        step = v.check_int(0 if step is None else step, f"metric {key!r} step")
-        ts = None if ts is None else v.check_int(ts, f"metric {key!r} timestamp", minimum=0)
-        out.append(MetricValue(key, number, step, ts))
+            raise InputError(v.invalid_value(f"metrics[{i}]", item, "expected an object with key, value, step, timestamp"))
+        path = "" if single else f"metrics[{i}]."
+        key = v.check_key(key, "metric", f"{path}name")
+        number = v.check_metric_value(value, key, timestamp=ts, path=f"{path}value")
+        ts = None if ts is None else v.check_int(
+            ts, f"{path}timestamp", minimum=0,
+            message=f"metric '{key}' (value={value}). Timestamp must be a nonnegative long (64-bit integer) ")
+        step = v.check_int(0 if step is None else step, f"{path}step",
+                           message=f"metric '{key}' (value={value}). Step must be a valid long (64-bit integer).")
+        out.append(MetricValue(key, number, step, ts, **extra))
     return out
 
 
@@ -164,6 +179,10 @@ def log_batch(session: Session, run_id: str, *, metrics: Sequence[MetricValue] =
     repo.log_params(session, run_id, params)
     repo.set_tags(session, run_id, tags)
     repo.log_metrics(session, run_id, metrics)
+    if any(m.model_id for m in metrics):
+        from shipyard.store import logged_models
+
+        logged_models.log_metrics(session, run_id, metrics)
     return True
 
 
@@ -304,3 +323,26 @@ def metric_history(session: Session, run_id: str, key: str) -> list[tuple[float,
 
 def new_batch_id() -> str:
     return uuid.uuid4().hex
+
+
+def sampled_history(session: Session, run_id: str, key: str, max_results: int,
+                    steps: tuple[int, int] | None = None) -> list[tuple[float, int, int]]:
+    """At most ``max_results`` points of a metric, evenly sampled in (step, timestamp, value) order.
+
+    MLflow's sampling: the points are cut into ``max_results`` NTILE buckets, the first point of
+    each is kept, and the very last point always is (replacing the last sample when full).
+    """
+    points = sorted(metric_history(session, run_id, key), key=lambda p: (p[1], p[2], p[0]))
+    if steps is not None:
+        points = [p for p in points if steps[0] <= p[1] <= steps[1]]
+    total = len(points)
+    if total <= max_results:
+        return points
+    base, extra = divmod(total, max_results)
+    picked, index = [], 0
+    for bucket in range(max_results):
+        picked.append(points[index])
+        index += base + (1 if bucket < extra else 0)
+    if picked[-1] != points[-1]:
+        picked[-1] = points[-1]
+    return picked

@@ -85,3 +85,65 @@ def test_unchanged_mlflow_script_against_shipyard_server(tmp_path: Path) -> None
     listed = run_cli("runs", "list", "--filter", "metrics.accuracy < 0.9 or tags.team = 'birds'",
                      "--order-by", "metrics.accuracy DESC", "--json", cwd=root)
     assert [r["name"] for r in json.loads(listed.stdout)] == ["forest", "linear"]
+
+
+LOG_MODEL = '''
+import json, math, mlflow, numpy as np
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+rng = np.random.default_rng(0)
+X = rng.random((60, 3))
+y = (X[:, 0] > 0.5).astype(int)
+model = LogisticRegression().fit(X, y)
+with mlflow.start_run() as run:  # no experiment set: MLflow's default experiment "0"
+    mlflow.log_params({"C": 1.0})
+    mlflow.log_metric("loss", float("nan"), step=0)
+    mlflow.log_metric("loss", float("inf"), step=1)
+    info = mlflow.sklearn.log_model(model, name="model", input_example=X[:2])
+by_id = mlflow.sklearn.load_model(info.model_uri)
+by_run = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/model")
+client = MlflowClient()
+logged = client.get_logged_model(info.model_id)
+found = client.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string="name = 'model'")
+history = client.get_metric_history(run.info.run_id, "loss")
+print(json.dumps({
+    "model_id": info.model_id, "uri": info.model_uri, "run_id": run.info.run_id,
+    "same_by_id": bool((by_id.predict(X) == model.predict(X)).all()),
+    "same_by_run": bool((by_run.predict(X) == model.predict(X)).all()),
+    "status": str(logged.status), "source_run_id": logged.source_run_id, "found": [m.model_id for m in found],
+    "history": ["nan" if math.isnan(m.value) else m.value for m in history],
+}))
+'''
+
+
+@pytest.mark.slow
+def test_mlflow3_log_model_and_load_model_round_trip(tmp_path: Path) -> None:
+    """``mlflow.sklearn.log_model`` goes through the logged-models API; both URIs load it back."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\n")
+    work = tmp_path / "client"
+    work.mkdir()
+    (work / "train.py").write_text(LOG_MODEL)
+    with live_server(root) as url:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url, "GIT_PYTHON_REFRESH": "quiet"}
+        proc = subprocess.run([sys.executable, "train.py"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["uri"] == f"models:/{out['model_id']}" and out["same_by_id"] and out["same_by_run"]
+    assert out["status"] == "READY" and out["source_run_id"] == out["run_id"] and out["found"] == [out["model_id"]]
+    assert out["history"] == ["nan", 1.7976931348623157e308]
+
+    from shipyard.project import Project
+    from shipyard.tracking.logged_models import download_logged_model, get_logged_model
+    from shipyard.workspace import Workspace
+
+    ws = Workspace(Project(root))
+    try:
+        logged = get_logged_model(ws, out["model_id"])
+        assert logged.name == "model" and logged.status == "READY"
+        files = download_logged_model(ws, out["model_id"], tmp_path / "dl")
+        assert (files / "MLmodel").is_file() and "sklearn" in (files / "MLmodel").read_text()
+    finally:
+        ws.close()

@@ -39,6 +39,7 @@ def _error(response, status: int, code: str, words: str) -> None:  # type: ignor
 
 def test_route_modules_are_a_plain_list() -> None:
     assert ROUTE_MODULES[:2] == ["shipyard.server.tracking", "shipyard.server.mlflow"]
+    assert "shipyard.server.mlflow_logged_models" in ROUTE_MODULES
 
 
 def test_experiment_lifecycle(client: TestClient) -> None:
@@ -46,14 +47,16 @@ def test_experiment_lifecycle(client: TestClient) -> None:
            "RESOURCE_DOES_NOT_EXIST", "'nope'")
     exp = client.post(f"{API}/experiments/create", json={"name": "penguins", "tags": [{"key": "k", "value": "v"}]})
     exp_id = exp.json()["experiment_id"]
-    _error(client.post(f"{API}/experiments/create", json={"name": "penguins"}), 409, "RESOURCE_ALREADY_EXISTS", "already exists")
+    _error(client.post(f"{API}/experiments/create", json={"name": "penguins"}), 400, "RESOURCE_ALREADY_EXISTS",
+           "Experiment(name=penguins) already exists")
     got = client.get(f"{API}/experiments/get", params={"experiment_id": exp_id}).json()["experiment"]
     assert got["name"] == "penguins" and got["tags"] == [{"key": "k", "value": "v"}]
     assert client.post(f"{API}/experiments/update", json={"experiment_id": exp_id, "new_name": "birds"}).status_code == 200
     assert client.post(f"{API}/experiments/delete", json={"experiment_id": exp_id}).status_code == 200
     found = client.post(f"{API}/experiments/search", json={"view_type": "DELETED_ONLY"}).json()["experiments"]
     assert [e["name"] for e in found] == ["birds"]
-    _error(client.get(f"{API}/experiments/get", params={"experiment_id": "999"}), 404, "RESOURCE_DOES_NOT_EXIST", "999")
+    _error(client.get(f"{API}/experiments/get", params={"experiment_id": "999"}), 404, "RESOURCE_DOES_NOT_EXIST",
+           "No Experiment with id=999 exists")
 
 
 def test_log_batch_and_search(client: TestClient, run_id: str) -> None:
@@ -79,10 +82,11 @@ def test_update_delete_restore_and_tags(client: TestClient, run_id: str) -> None
     client.post(f"{API}/runs/set-tag", json={"run_id": run_id, "key": "x", "value": "1"})
     client.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "x"})
     assert "x" not in {t["key"] for t in _data(client, run_id)["tags"]}
-    _error(client.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "x"}), 404, "RESOURCE_DOES_NOT_EXIST", "no tag")
+    _error(client.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "x"}), 404, "RESOURCE_DOES_NOT_EXIST",
+           f"No tag with name: x in run with id {run_id}")
     client.post(f"{API}/runs/delete", json={"run_id": run_id})
     _error(client.post(f"{API}/runs/log-parameter", json={"run_id": run_id, "key": "a", "value": "1"}), 400,
-           "INVALID_PARAMETER_VALUE", "deleted")
+           "INVALID_PARAMETER_VALUE", f"The run {run_id} must be in the 'active' state. Current state is deleted.")
     client.post(f"{API}/runs/restore", json={"run_id": run_id})
     assert client.post(f"{API}/runs/log-parameter", json={"run_id": run_id, "key": "a", "value": "1"}).status_code == 200
 
@@ -96,12 +100,19 @@ def test_malformed_json(client: TestClient, run_id: str) -> None:
 
 
 @pytest.mark.parametrize(("body", "words"), [
-    ({"metrics": [{"key": "m", "value": "high", "timestamp": 1, "step": 0}]}, "must be a number"),
-    ({"metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": "two"}]}, "step must be an integer"),
-    ({"metrics": {"key": "m"}}, "'metrics' must be a list"),
-    ({"params": "depth=3"}, "'params' must be a list"),
-    ({"params": [{"key": 3, "value": "x"}]}, "string key"),
-    ({"tags": [["team", "a"]]}, "must be an object"),
+    ({"metrics": [{"key": "m", "value": "high", "timestamp": 1, "step": 0}]},
+     "Invalid value \"high\" for parameter 'metrics[0].value' supplied: (timestamp=1). Please specify value as a "
+     "valid double (64-bit floating point)"),
+    ({"metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": "two"}]},
+     "Invalid value \"two\" for parameter 'metrics[0].step' supplied: metric 'm' (value=1.0). Step must be a valid long"),
+    ({"metrics": [{"key": "m", "value": 1.0}]}, "Missing value for required parameter 'metrics[0].timestamp'."),
+    ({"metrics": {"key": "m"}}, "Invalid value {\"key\":\"m\"} for parameter 'metrics' supplied"),
+    ({"params": "depth=3"}, "Invalid value \"depth=3\" for parameter 'params' supplied"),
+    ({"params": [{"key": 3, "value": "x"}]}, "Invalid value 3 for parameter 'params[0].key' supplied"),
+    ({"params": [{"value": "x"}]}, "Missing value for required parameter 'params[0].key'."),
+    ({"params": [{"key": "a", "value": "1"}, {"key": "a", "value": "1"}]},
+     "Duplicate parameter keys have been submitted: ['a']."),
+    ({"tags": [["team", "a"]]}, "Invalid value [\"team\",\"a\"] for parameter 'tags[0]' supplied"),
 ])
 def test_wrong_types(client: TestClient, run_id: str, body: dict, words: str) -> None:
     _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, **body}), 400, "INVALID_PARAMETER_VALUE", words)
@@ -110,16 +121,26 @@ def test_wrong_types(client: TestClient, run_id: str, body: dict, words: str) ->
 def test_unknown_run_ids(client: TestClient) -> None:
     for route, body in (("runs/log-batch", {"run_id": "f" * 32, "params": [{"key": "a", "value": "1"}]}),
                         ("runs/log-metric", {"run_id": "nope", "key": "m", "value": 1.0, "timestamp": 1}),
-                        ("runs/update", {"run_id": "x" * 500, "status": "FINISHED"})):
-        _error(client.post(f"{API}/{route}", json=body), 404, "RESOURCE_DOES_NOT_EXIST", "does not exist")
-    _error(client.get(f"{API}/runs/get", params={"run_id": "f" * 32}), 404, "RESOURCE_DOES_NOT_EXIST", "does not exist")
-    _error(client.post(f"{API}/runs/log-batch", json={"metrics": []}), 400, "INVALID_PARAMETER_VALUE", "'run_id'")
+                        ("runs/update", {"run_id": "x" * 200, "status": "FINISHED"})):
+        _error(client.post(f"{API}/{route}", json=body), 404, "RESOURCE_DOES_NOT_EXIST", f"Run with id={body['run_id']} not found")
+    _error(client.get(f"{API}/runs/get", params={"run_id": "f" * 32}), 404, "RESOURCE_DOES_NOT_EXIST", "not found")
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"metrics": []}, "Missing value for required parameter 'run_id'. See the API docs"),
+    ({"run_id": "", "metrics": []}, "Missing value for required parameter 'run_id'."),
+    ({"run_id": 12, "metrics": []}, "Invalid value 12 for parameter 'run_id' supplied:  Hint: Value was of type 'int'."),
+    ({"run_id": "x" * 300}, f"Invalid value \"{'x' * 300}"[:200]),
+    ({"run_id": "../etc"}, "Invalid value \"../etc\" for parameter 'run_id' supplied."),
+])
+def test_bad_run_ids_are_invalid_parameter_values(client: TestClient, body: dict, words: str) -> None:
+    _error(client.post(f"{API}/runs/log-batch", json=body), 400, "INVALID_PARAMETER_VALUE", words)
 
 
 def test_oversized_batches_change_nothing(client: TestClient, run_id: str) -> None:
     metrics = [{"key": "m", "value": 1.0, "timestamp": 1, "step": i} for i in range(1001)]
     _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}), 400,
-           "INVALID_PARAMETER_VALUE", "at most 1000 metrics")
+           "INVALID_PARAMETER_VALUE", "A batch logging request can contain at most 1000 metrics. Got 1001 metrics.")
     params = [{"key": f"p{i}", "value": "1"} for i in range(101)]
     _error(client.post(f"{API}/runs/log-batch", json={"run_id": run_id, "params": params}), 400,
            "INVALID_PARAMETER_VALUE", "at most 100 params")
@@ -132,8 +153,21 @@ def test_oversized_batches_change_nothing(client: TestClient, run_id: str) -> No
     assert data["metrics"] == [] and data["params"] == [] and [t["key"] for t in data["tags"]] == ["mlflow.runName"]
 
 
-@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity", b'"NaN"', b'"Infinity"'])
-def test_nan_and_infinity_are_refused(client: TestClient, run_id: str, raw: bytes) -> None:
+@pytest.mark.parametrize(("sent", "stored"), [('"NaN"', "NaN"), ('"Infinity"', 1.7976931348623157e308),
+                                             ('"-Infinity"', -1.7976931348623157e308), ('"1e999"', 1.7976931348623157e308),
+                                             ('"0.5"', 0.5)])
+def test_nan_and_infinity_are_stored_as_mlflow_stores_them(client: TestClient, run_id: str, sent: str,
+                                                            stored: object) -> None:
+    body = f'{{"run_id": "{run_id}", "metrics": [{{"key": "m", "value": {sent}, "timestamp": 1, "step": 0}}]}}'
+    response = client.post(f"{API}/runs/log-batch", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert _data(client, run_id)["metrics"][0]["value"] == stored
+    history = client.get(f"{API}/metrics/get-history", params={"run_id": run_id, "metric_key": "m"}).json()
+    assert history["metrics"][0]["value"] == stored
+
+
+@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity", b'"nan"'])
+def test_bare_nan_literals_are_refused_and_change_nothing(client: TestClient, run_id: str, raw: bytes) -> None:
     good = b'{"key": "ok", "value": 1.0, "timestamp": 1, "step": 0}'
     bad = b'{"key": "bad", "value": ' + raw + b', "timestamp": 1, "step": 0}'
     body = b'{"run_id": "' + run_id.encode() + b'", "metrics": [' + good + b", " + bad + b"]}"
@@ -147,7 +181,8 @@ def test_very_long_and_unicode_keys(client: TestClient, run_id: str) -> None:
     long_key = {"run_id": run_id, "metrics": [{"key": "k" * 251, "value": 1.0, "timestamp": 1, "step": 0}]}
     _error(client.post(f"{API}/runs/log-batch", json=long_key), 400, "INVALID_PARAMETER_VALUE", "251 characters")
     emoji = {"run_id": run_id, "params": [{"key": "🚢", "value": "1"}]}
-    _error(client.post(f"{API}/runs/log-batch", json=emoji), 400, "INVALID_PARAMETER_VALUE", "not allowed")
+    _error(client.post(f"{API}/runs/log-batch", json=emoji), 400, "INVALID_PARAMETER_VALUE",
+           "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).")
     ok = {"run_id": run_id, "metrics": [{"key": "точность", "value": 0.9, "timestamp": 1, "step": 0}],
           "params": [{"key": "モデル", "value": "rf"}]}
     assert client.post(f"{API}/runs/log-batch", json=ok).status_code == 200
@@ -159,7 +194,9 @@ def test_param_change_is_refused_and_batch_rolled_back(client: TestClient, run_i
     client.post(f"{API}/runs/log-parameter", json={"run_id": run_id, "key": "depth", "value": "3"})
     body = {"run_id": run_id, "metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": 0}],
             "params": [{"key": "depth", "value": "4"}]}
-    _error(client.post(f"{API}/runs/log-batch", json=body), 400, "INVALID_PARAMETER_VALUE", "params cannot change")
+    _error(client.post(f"{API}/runs/log-batch", json=body), 400, "INVALID_PARAMETER_VALUE",
+           f"Changing param values is not allowed. Param with key='depth' was already logged with value='3' for run "
+           f"ID='{run_id}'. Attempted logging new value '4'.")
     assert _data(client, run_id)["metrics"] == []
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from sqlalchemy import func, select
 
@@ -35,14 +33,15 @@ def test_batch_writes_metrics_params_tags(store) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize(("metrics", "params", "tags", "words"), [
-    ([{"key": "ok", "value": 1.0}, {"key": "bad", "value": math.nan}], {}, {}, "finite"),
-    ([{"key": "ok", "value": 1.0}, {"key": "bad", "value": math.inf}], {}, {}, "finite"),
-    ([{"key": "ok", "value": "high"}], {}, {}, "must be a number"),
+    ([{"key": "ok", "value": 1.0}, {"key": "bad", "value": "nan"}], {}, {}, "valid double"),
+    ([{"key": "ok", "value": 1.0}, {"key": "bad", "value": None}], {}, {}, "Missing value for required parameter"),
+    ([{"key": "ok", "value": "high"}], {}, {}, r"Invalid value \"high\" for parameter 'metrics\[0\].value'"),
     ([{"key": "x" * 251, "value": 1.0}], {}, {}, "251 characters"),
-    ([{"key": "ok", "value": 1.0, "step": "two"}], {}, {}, "step must be an integer"),
-    ([{"key": "ok", "value": 1.0}], {"p": "v" * 6001}, {}, "6001 characters"),
-    ([{"key": "ok", "value": 1.0}], {}, {"../etc": "x"}, "'..' segment"),
-    ([{"key": "ok", "value": 1.0}], {}, {"emoji🙂": "x"}, "not allowed"),
+    ([{"key": "ok", "value": 1.0, "step": "two"}], {}, {}, "Step must be a valid long"),
+    ([{"key": "ok", "value": 1.0, "timestamp": -1}], {}, {}, "Timestamp must be a nonnegative long"),
+    ([{"key": "ok", "value": 1.0}], {}, {"../etc": "x"}, "would resolve to '../etc'"),
+    ([{"key": "ok", "value": 1.0}], {}, {"a/./b": "x"}, "would resolve to 'a/b'"),
+    ([{"key": "ok", "value": 1.0}], {}, {"emoji🙂": "x"}, r"Names may only contain alphanumerics"),
 ])
 def test_a_bad_item_fails_the_whole_batch(store, metrics, params, tags, words) -> None:  # type: ignore[no-untyped-def]
     run_id = _run(store)
@@ -85,13 +84,22 @@ def test_batch_limits(store) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_unknown_and_deleted_runs(store) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(NotFound, match="does not exist"), store.write() as s:
+    with pytest.raises(NotFound, match=f"Run with id={'0' * 32} not found"), store.write() as s:
         service.log_batch(s, "0" * 32, params={"a": 1})
     run_id = _run(store)
     with store.write() as s:
         repo.update_run(s, run_id, lifecycle_stage="deleted")
-    with pytest.raises(InputError, match="deleted"), store.write() as s:
+    with pytest.raises(InputError, match=r"must be in the 'active' state\. Current state is deleted\."), store.write() as s:
         service.log_batch(s, run_id, params={"a": 1})
+
+
+def test_long_values_are_truncated_as_mlflow_does(store) -> None:  # type: ignore[no-untyped-def]
+    run_id = _run(store)
+    with store.write() as s:
+        service.log_batch(s, run_id, params={"p": "v" * 6001}, tags={"t": "w" * 8001})
+    with store.read() as s:
+        record = service.get_run(s, run_id)
+    assert record.params["p"] == "v" * 6000 and record.tags["t"] == "w" * 8000
 
 
 def test_batch_id_makes_retries_idempotent(store) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""MLflow 3 logged models (tags, params, artifact files), run <-> model links, and NaN metrics.
+"""MLflow 3 logged models (tags, params, metrics, artifact files), run <-> model links, NaN metrics.
 
 SQLite stores a REAL NaN as NULL, so a metric point records ``is_nan`` (value 0) as MLflow does;
 infinities are stored as they are.
@@ -47,6 +47,20 @@ def upgrade() -> None:
     _child("logged_model_artifacts", sa.Column("path", sa.String(1000), primary_key=True),
            sa.Column("oid", sa.String(80), nullable=False), sa.Column("size", sa.BigInteger(), nullable=False))
     op.create_table(
+        "logged_model_metrics",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("model_id", sa.String(40), sa.ForeignKey("logged_models.id", ondelete="CASCADE"), nullable=False,
+                  index=True),
+        sa.Column("run_id", sa.String(32), nullable=True),
+        sa.Column("key", sa.String(250), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("is_nan", sa.Boolean(), nullable=False),
+        sa.Column("step", sa.BigInteger(), nullable=False),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("dataset_name", sa.String(500), nullable=True),
+        sa.Column("dataset_digest", sa.String(36), nullable=True),
+    )
+    op.create_table(
         "run_model_io",
         sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("model_id", sa.String(40), primary_key=True),
@@ -61,7 +75,7 @@ def downgrade() -> None:
     for table in ("latest_metrics", "metrics"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("is_nan")
-    for name in ("run_model_io", "logged_model_artifacts", "logged_model_params", "logged_model_tags"):
+    for name in ("run_model_io", "logged_model_metrics", "logged_model_artifacts", "logged_model_params", "logged_model_tags"):
         op.drop_table(name)
     op.drop_index("ix_logged_models_experiment_id_name", "logged_models")
     op.drop_table("logged_models")
