@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shipyard import audit
-from shipyard.errors import InputError, NotFound
+from shipyard.errors import AlreadyExists, InputError, NotFound, UnsafeModel
 from shipyard.registry.core import register, validate_name
 from shipyard.store import registry as repo
 from shipyard.store.registry import now_ms
@@ -43,6 +43,14 @@ class InvalidParameter(InputError):
     """A request value MLflow would refuse, with MLflow's message (``INVALID_PARAMETER_VALUE``)."""
 
     error_code = "INVALID_PARAMETER_VALUE"
+
+
+class PermissionRefused(InvalidParameter):
+    """Refused by Shipyard's policy (champion without a passing gate, deleting the champion): a
+    4xx the client fixes, answered as MLflow's ``PERMISSION_DENIED`` (403)."""
+
+    error_code = "PERMISSION_DENIED"
+    http_status = 403
 
 
 # -- validation, with MLflow's messages (mlflow/utils/validation.py) ----------------------------
@@ -71,6 +79,23 @@ def check_tag(key: Any, value: Any) -> tuple[str, str]:
     if len(text) > MAX_TAG_VALUE:
         raise InvalidParameter(f"'value' exceeds the maximum length of {MAX_TAG_VALUE} characters")
     return key, text
+
+
+# -- lookups with MLflow's messages (our hint kept) ----------------------------------------------
+def model_of(session: Session, name: str) -> repo.RegisteredModel:
+    """The registered model ``name``; MLflow's "Registered Model with name=... not found" otherwise."""
+    try:
+        return repo.get_model(session, name)
+    except NotFound as exc:
+        raise NotFound(f"Registered Model with name={name} not found", hint=exc.hint) from None
+
+
+def version_of(session: Session, model: repo.RegisteredModel, version: int) -> repo.ModelVersionRow:
+    """Version ``version`` of ``model``; MLflow's "Model Version (name=..., version=...) not found" otherwise."""
+    try:
+        return repo.get_version(session, model, version)
+    except NotFound as exc:
+        raise NotFound(f"Model Version (name={model.name}, version={version}) not found", hint=exc.hint) from None
 
 
 # -- entities ---------------------------------------------------------------------------------
@@ -115,8 +140,8 @@ def model_entity(session: Session, model: repo.RegisteredModel) -> dict[str, Any
 
 
 def get_version(session: Session, name: str, version: int) -> dict[str, Any]:
-    model = repo.get_model(session, name)
-    return versions_entities(session, [repo.get_version(session, model, version)])[0]
+    model = model_of(session, name)
+    return versions_entities(session, [version_of(session, model, version)])[0]
 
 
 # -- registered models: writes --------------------------------------------------------------------
@@ -130,7 +155,7 @@ def create_model(session: Session, name: str, description: str | None, tags: dic
 
 
 def update_model(session: Session, name: str, description: str | None, actor: str | None = None) -> dict[str, Any]:
-    model = repo.get_model(session, name)
+    model = model_of(session, name)
     model.description = description
     model.updated_at = now_ms()
     audit.record(session, "model.update", name, {"description": description, "via": "mlflow-rest"}, actor=actor)
@@ -138,13 +163,26 @@ def update_model(session: Session, name: str, description: str | None, actor: st
 
 
 def delete_model(session: Session, name: str, actor: str | None = None) -> None:
+    model_of(session, name)
     repo.delete_model(session, name)
     audit.record(session, "model.delete", name, {"via": "mlflow-rest"}, actor=actor)
 
 
+def rename_model(session: Session, name: str, new_name: str, actor: str | None = None) -> dict[str, Any]:
+    """MLflow's ``rename``: the versions, aliases and history move with the model (audited)."""
+    validate_name(new_name)
+    model = model_of(session, name)
+    if new_name != name and repo.find_model(session, new_name) is not None:
+        raise AlreadyExists(f"Registered Model (name={new_name}) already exists.")
+    model.name = new_name
+    model.updated_at = now_ms()
+    audit.record(session, "model.rename", name, {"new_name": new_name, "via": "mlflow-rest"}, actor=actor)
+    return model_entity(session, model)
+
+
 def set_model_tag(session: Session, name: str, key: Any, value: Any, actor: str | None = None) -> None:
     key, text = check_tag(key, value)
-    model = repo.get_model(session, name)
+    model = model_of(session, name)
     repo.set_model_tags(session, model.id, {key: text})
     model.updated_at = now_ms()
     audit.record(session, "model.tag", name, {"tags": {key: text}, "via": "mlflow-rest"}, actor=actor)
@@ -153,7 +191,7 @@ def set_model_tag(session: Session, name: str, key: Any, value: Any, actor: str 
 def delete_model_tag(session: Session, name: str, key: Any, actor: str | None = None) -> None:
     """Remove a tag; like MLflow, a tag that is not there is a 404 naming the key."""
     key, _ = check_tag(key, "")
-    model = repo.get_model(session, name)
+    model = model_of(session, name)
     if key not in repo.model_tags_many(session, [model.id])[model.id]:
         raise NotFound(f"No tag with name: {key} in registered model {name!r}")
     repo.delete_model_tag(session, model.id, key)
@@ -163,19 +201,40 @@ def delete_model_tag(session: Session, name: str, key: Any, actor: str | None = 
 # -- versions: writes -----------------------------------------------------------------------------
 def update_version(session: Session, name: str, version: int, description: str | None,
                    actor: str | None = None) -> dict[str, Any]:
-    model = repo.get_model(session, name)
-    row = repo.get_version(session, model, version)
+    model = model_of(session, name)
+    row = version_of(session, model, version)
     row.description = description
     row.updated_at = now_ms()
     audit.record(session, "model.version.update", f"{name}@{version}", {"description": description}, actor=actor)
     return versions_entities(session, [row])[0]
 
 
+def delete_version(session: Session, name: str, version: int, actor: str | None = None) -> None:
+    """MLflow's ``model-versions/delete``: the version disappears and its number is never reused.
+
+    Its aliases go with it, except ``champion``: the version serving production traffic is not
+    deleted under the gateway (move the champion first, e.g. with ``shipyard deploy``).
+    """
+    from shipyard.registry.core import CHAMPION
+
+    model = model_of(session, name)
+    row = version_of(session, model, version)
+    aliases = [a for a, v in repo.aliases_many(session, [model.id])[model.id].items() if v == version]
+    if CHAMPION in aliases:
+        raise PermissionRefused(f"{name}@{version} is the champion; refusing to delete it",
+                                hint=f"deploy another version first (shipyard deploy {name}@VERSION)")
+    for alias in aliases:
+        repo.put_alias(session, model, alias, None, actor=actor or audit.current_actor())
+    repo.delete_version(session, model, row)
+    audit.record(session, "model.version.delete", f"{name}@{version}", {"aliases": aliases, "via": "mlflow-rest"},
+                 actor=actor)
+
+
 def set_version_tag(session: Session, name: str, version: int, key: Any, value: Any,
                     actor: str | None = None) -> None:
     key, text = check_tag(key, value)
-    model = repo.get_model(session, name)
-    row = repo.get_version(session, model, version)
+    model = model_of(session, name)
+    row = version_of(session, model, version)
     repo.set_version_tags(session, row.id, {key: text})
     row.updated_at = now_ms()
     audit.record(session, "model.tag", f"{name}@{version}", {"tags": {key: text}, "via": "mlflow-rest"}, actor=actor)
@@ -183,8 +242,8 @@ def set_version_tag(session: Session, name: str, version: int, key: Any, value: 
 
 def delete_version_tag(session: Session, name: str, version: int, key: Any, actor: str | None = None) -> None:
     key, _ = check_tag(key, "")
-    model = repo.get_model(session, name)
-    row = repo.get_version(session, model, version)
+    model = model_of(session, name)
+    row = version_of(session, model, version)
     if key not in repo.version_tags_many(session, [row.id])[row.id]:
         raise NotFound(f"No tag with name: {key} for model version {name!r} version {version}")
     repo.delete_version_tag(session, row.id, key)
@@ -323,10 +382,18 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
     if where.kind == "model" and not run_id:
         run_id = _logged_model(workspace, source, where.model_id or "").source_run_id   # as MLflow's store
     packaged = mapped = None
+    lineage: dict[str, Any] | None = None
     if where.kind != "external":
         with tempfile.TemporaryDirectory(prefix="shipyard-mlflow-") as tmp:
-            folder = _fetch(workspace, where, Path(tmp) / "model")
-            packaged, mapped = _package(workspace, folder)
+            try:
+                packaged, mapped = _package(workspace, _fetch(workspace, where, Path(tmp) / "model"))
+            except UnsafeModel:
+                raise   # a model file that would run code is refused, never stored
+            except (NotFound, InputError) as exc:
+                # MLflow accepts any source; one we cannot load is recorded (flavor external) with the reason
+                lineage = {"mlflow": {"unpackaged": exc.message}}
+        if mapped is not None:
+            lineage = {"mlflow": mapped.to_dict()}
     with workspace.store.write() as session:
         from shipyard.store import runs as runs_repo
 
@@ -338,7 +405,7 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
                       content_oid=packaged.file_oid if packaged else None,
                       flavor=packaged.flavor if packaged else EXTERNAL_FLAVOR, run_id=known_run, source=source,
                       signature=packaged.signature if packaged else None,
-                      lineage={"mlflow": mapped.to_dict()} if mapped else None, description=description,
+                      lineage=lineage, description=description,
                       size_bytes=packaged.size_bytes if packaged else 0, trusted=bool(packaged and packaged.trusted),
                       tags={**checked, **hidden}, actor=actor)
         return get_version(session, name, mv.version)
@@ -355,12 +422,10 @@ def _fetch(workspace: Any, where: Source, dest: Any) -> Any:
 
 
 def _package(workspace: Any, folder: Any) -> tuple[Any, Any]:
-    """The MLflow model in ``folder`` packaged with the flavor its MLmodel maps to; (None, None)
-    when the folder holds no MLmodel (files MLflow accepts as a source, but no model we can load)."""
-    from shipyard.models.flavors.mlflow import MLMODEL, package_mlflow_model
+    """The MLflow model in ``folder`` packaged with the flavor its MLmodel maps to (an InputError
+    when there is no MLmodel or no flavor we load)."""
+    from shipyard.models.flavors.mlflow import package_mlflow_model
 
-    if not (folder / MLMODEL).is_file():
-        return None, None
     return package_mlflow_model(workspace.objects, folder, untrusted_ok=True)
 
 

@@ -34,13 +34,6 @@ PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 _SEE_DOCS = " See the API docs for more information about request parameters."
 
 
-class PolicyRefused(InvalidParameter):
-    """Refused by Shipyard's policy (champion without a passing gate): the client's to fix."""
-
-    error_code = "PERMISSION_DENIED"
-    http_status = 403
-
-
 def _ws(request: Request) -> Any:
     return request.app.state.workspace
 
@@ -119,7 +112,7 @@ async def models_create(request: Request) -> Response:
 async def models_get(request: Request) -> Response:
     data = await _params(request)
     name = _text(data, "name") or ""
-    return await _work(request, lambda s: {"registered_model": api.model_entity(s, repo.get_model(s, name))},
+    return await _work(request, lambda s: {"registered_model": api.model_entity(s, api.model_of(s, name))},
                        write=False)
 
 
@@ -148,6 +141,12 @@ async def models_delete(request: Request) -> Response:
     return await _work(request, lambda s: api.delete_model(s, name) or {}, write=True)
 
 
+async def models_rename(request: Request) -> Response:
+    data = await _params(request)
+    name, new_name = _text(data, "name") or "", _text(data, "new_name") or ""
+    return await _work(request, lambda s: {"registered_model": api.rename_model(s, name, new_name)}, write=True)
+
+
 async def models_set_tag(request: Request) -> Response:
     data = await _params(request)
     name, key = _text(data, "name") or "", _text(data, "key") or ""
@@ -169,7 +168,7 @@ async def models_latest(request: Request) -> Response:
     stages = request.query_params.getlist("stages") if request.method == "GET" else (data.get("stages") or [])
 
     def fn(session: Any) -> dict[str, Any]:
-        latest = api.model_entity(session, repo.get_model(session, name))["latest_versions"]
+        latest = api.model_entity(session, api.model_of(session, name))["latest_versions"]
         wanted = {str(x).lower() for x in stages}
         return {"model_versions": latest if not wanted or "none" in wanted else []}
 
@@ -226,6 +225,12 @@ async def versions_update(request: Request) -> Response:
                        write=True)
 
 
+async def versions_delete(request: Request) -> Response:
+    data = await _params(request)
+    name, version = _text(data, "name") or "", _version(data)
+    return await _work(request, lambda s: api.delete_version(s, name, version) or {}, write=True)
+
+
 async def versions_set_tag(request: Request) -> Response:
     data = await _params(request)
     name, version = _text(data, "name") or "", _version(data)
@@ -253,7 +258,7 @@ async def alias_set(request: Request) -> Response:
             set_alias(session, name, alias, version)
         except CheckFailed as exc:
             # our policy (champion needs a passing gate), which the client fixes by gating
-            raise PolicyRefused(f"{exc.message}. Gate it first: shipyard gate {name}@{version}",
+            raise api.PermissionRefused(f"{exc.message}. Gate it first: shipyard gate {name}@{version}",
                                 hint=exc.hint) from exc
         return {}
 
@@ -280,7 +285,7 @@ async def alias_get(request: Request) -> Response:
     alias = _text(data, "alias") or ""
 
     def fn(session: Any) -> dict[str, Any]:
-        model = repo.get_model(session, name)
+        model = api.model_of(session, name)
         row = repo.alias_target(session, model, alias)
         if row is None:
             raise NotFound(f"Registered model alias {alias} not found.")
@@ -295,6 +300,7 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/registered-models/search", models_search, ["GET"]),
     ("/registered-models/update", models_update, ["PATCH"]),
     ("/registered-models/delete", models_delete, ["DELETE"]),
+    ("/registered-models/rename", models_rename, ["POST"]),
     ("/registered-models/set-tag", models_set_tag, ["POST"]),
     ("/registered-models/delete-tag", models_delete_tag, ["DELETE"]),
     ("/registered-models/get-latest-versions", models_latest, ["GET", "POST"]),
@@ -303,6 +309,7 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/model-versions/search", versions_search, ["GET"]),
     ("/model-versions/get-download-uri", versions_download_uri, ["GET"]),
     ("/model-versions/update", versions_update, ["PATCH"]),
+    ("/model-versions/delete", versions_delete, ["DELETE"]),
     ("/model-versions/set-tag", versions_set_tag, ["POST"]),
     ("/model-versions/delete-tag", versions_delete_tag, ["DELETE"]),
     ("/registered-models/alias", alias_set, ["POST"]),

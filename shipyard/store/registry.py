@@ -32,6 +32,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shipyard.errors import AlreadyExists, NotFound, did_you_mean
 from shipyard.store.base import Base
 
+DELETED = "DELETED"   # status of a deleted version (kept so numbers are never reused)
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -213,9 +215,9 @@ def create_version(session: Session, model: RegisteredModel, *, model_oid: str, 
 
 def get_version(session: Session, model: RegisteredModel, version: int) -> ModelVersionRow:
     row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.model_id == model.id,
-                                                       ModelVersionRow.version == version))
+                                                       ModelVersionRow.version == version, _live()))
     if row is None:
-        known = session.scalars(select(ModelVersionRow.version).where(ModelVersionRow.model_id == model.id)
+        known = session.scalars(select(ModelVersionRow.version).where(ModelVersionRow.model_id == model.id, _live())
                                 .order_by(ModelVersionRow.version)).all()
         raise NotFound(f"model {model.name!r} has no version {version}",
                        hint=("versions: " + ", ".join(map(str, known))) if known else "it has no versions yet")
@@ -231,14 +233,14 @@ def models_by_id(session: Session, model_ids: Sequence[int]) -> list[RegisteredM
 
 def newest_version(session: Session, model: RegisteredModel) -> ModelVersionRow | None:
     """The highest-numbered version of ``model``, or None."""
-    return session.scalar(select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
+    return session.scalar(select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, _live())
                           .order_by(ModelVersionRow.version.desc()).limit(1))
 
 
 def list_versions(session: Session, model_ids: Sequence[int] | None = None, run_id: str | None = None,
                   limit: int | None = 10000) -> list[ModelVersionRow]:
     """Versions by model and number (``limit=None``: all of them)."""
-    query = select(ModelVersionRow).order_by(ModelVersionRow.model_id, ModelVersionRow.version).limit(limit)
+    query = select(ModelVersionRow).where(_live()).order_by(ModelVersionRow.model_id, ModelVersionRow.version).limit(limit)
     if model_ids is not None:
         query = query.where(ModelVersionRow.model_id.in_(list(model_ids)))
     if run_id is not None:
@@ -251,7 +253,21 @@ def versions_with_content(session: Session, model: RegisteredModel, content_oid:
     """The versions of ``model`` whose model file has this content hash and flavor, oldest first."""
     return list(session.scalars(select(ModelVersionRow).where(
         ModelVersionRow.model_id == model.id, ModelVersionRow.content_oid == content_oid,
-        ModelVersionRow.flavor == flavor).order_by(ModelVersionRow.version)))
+        ModelVersionRow.flavor == flavor, _live()).order_by(ModelVersionRow.version)))
+
+
+def delete_version(session: Session, model: RegisteredModel, row: ModelVersionRow) -> None:
+    """Delete a version (its aliases must be gone). The row stays, marked ``DELETED`` and hidden
+    from every lookup, so version numbers are never reused (as in MLflow) and its verdicts and
+    audit trail keep pointing at something."""
+    session.execute(delete(ModelVersionTag).where(ModelVersionTag.version_id == row.id))
+    row.status = DELETED
+    row.updated_at = model.updated_at = now_ms()
+    session.flush()
+
+
+def _live() -> Any:
+    return ModelVersionRow.status != DELETED
 
 
 def set_version_tags(session: Session, version_id: int, tags: Mapping[str, object]) -> None:

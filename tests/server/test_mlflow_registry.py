@@ -70,7 +70,8 @@ def test_create_get_search_update_delete(client: TestClient) -> None:
     rest = client.get(f"{API}/registered-models/search", params={"max_results": "1", "page_token": paged["next_page_token"]})
     assert [m["name"] for m in rest.json()["registered_models"]] == ["other"] and "next_page_token" not in rest.json()
     assert client.request("DELETE", f"{API}/registered-models/delete", json={"name": "m"}).status_code == 200
-    _error(client.get(f"{API}/registered-models/get", params={"name": "m"}), 404, "RESOURCE_DOES_NOT_EXIST", "'m' is not registered")
+    _error(client.get(f"{API}/registered-models/get", params={"name": "m"}), 404, "RESOURCE_DOES_NOT_EXIST",
+           "Registered Model with name=m not found")
 
 
 def test_tags_of_models_and_versions(client: TestClient) -> None:
@@ -154,11 +155,43 @@ def test_version_sources_mlflow_refuses(client: TestClient, body: dict[str, str]
     assert client.get(f"{API}/model-versions/search", params={"filter": "name = 'm'"}).json().get("model_versions", []) == []
 
 
-def test_any_remote_source_with_an_unknown_run_is_recorded(client: TestClient) -> None:
+def test_any_remote_source_with_an_unknown_run_is_recorded(client: TestClient, project: Workspace) -> None:
+    from shipyard.registry import resolve
+
     made = client.post(f"{API}/model-versions/create",
                        json={"name": "m", "source": "s3://bucket/model", "run_id": "f" * 32})
     assert made.status_code == 200, made.text
     assert made.json()["model_version"]["run_id"] == "f" * 32 and made.json()["model_version"]["tags"] == []
+    # runs:/ of a run this server never saw: MLflow accepts it; nothing to read, so it is recorded
+    made = client.post(f"{API}/model-versions/create", json={"name": "m", "source": "runs:/r1/model", "run_id": "r1"})
+    assert made.status_code == 200, made.text
+    with project.store.read() as session:
+        mv = resolve(session, "m@2")
+    assert mv.flavor == "external" and "r1" in mv.lineage["mlflow"]["unpackaged"]   # why it was not read
+
+
+def test_rename_and_delete_versions_as_mlflow(client: TestClient, project: Workspace) -> None:
+    for _ in range(3):
+        client.post(f"{API}/model-versions/create", json={"name": "m", "source": "s3://b/x"})
+    renamed = client.post(f"{API}/registered-models/rename", json={"name": "m", "new_name": "n"})
+    assert renamed.status_code == 200 and renamed.json()["registered_model"]["name"] == "n"
+    _error(client.get(f"{API}/registered-models/get", params={"name": "m"}), 404, "RESOURCE_DOES_NOT_EXIST",
+           "Registered Model with name=m not found")
+    client.post(f"{API}/registered-models/alias", json={"name": "n", "alias": "staging", "version": "3"})
+    assert client.request("DELETE", f"{API}/model-versions/delete", json={"name": "n", "version": "3"}).status_code == 200
+    _error(client.request("DELETE", f"{API}/model-versions/delete", json={"name": "n", "version": "3"}),
+           404, "RESOURCE_DOES_NOT_EXIST", "Model Version (name=n, version=3) not found")
+    model = client.get(f"{API}/registered-models/get", params={"name": "n"}).json()["registered_model"]
+    assert model["aliases"] == [] and model["latest_versions"][0]["version"] == "2"
+    again = client.post(f"{API}/model-versions/create", json={"name": "n", "source": "s3://b/y"}).json()
+    assert again["model_version"]["version"] == "4"   # numbers are never reused
+    with project.store.write() as session:
+        from shipyard.registry import record_verdict
+
+        record_verdict(session, "n@4", {"passed": True, "checks": []}, "ok")
+    assert client.post(f"{API}/registered-models/alias", json={"name": "n", "alias": "champion", "version": "4"}).status_code == 200
+    _error(client.request("DELETE", f"{API}/model-versions/delete", json={"name": "n", "version": "4"}),
+           403, "PERMISSION_DENIED", "n@4 is the champion; refusing to delete it")
 
 
 @pytest.mark.parametrize(("serialization", "flavor", "trusted"), [("skops", "sklearn", True), ("cloudpickle", "pickle", False)])
@@ -202,6 +235,8 @@ def test_alias_rules_over_rest(client: TestClient) -> None:
            403, "PERMISSION_DENIED", "has no gate verdict; refusing to make it champion. Gate it first: shipyard gate m@1")
     _error(client.post(f"{API}/registered-models/alias", json={"name": "m", "alias": "x", "version": "9"}),
            404, "RESOURCE_DOES_NOT_EXIST", "no version 9")
+    _error(client.get(f"{API}/model-versions/get", params={"name": "m", "version": "9"}),
+           404, "RESOURCE_DOES_NOT_EXIST", "Model Version (name=m, version=9) not found")
     assert client.request("DELETE", f"{API}/registered-models/alias", json={"name": "m", "alias": "staging"}).status_code == 200
     _error(client.get(f"{API}/registered-models/alias", params={"name": "m", "alias": "staging"}), 404,
            "RESOURCE_DOES_NOT_EXIST", "Registered model alias staging not found")
