@@ -19,6 +19,15 @@ from shipyard.config import (
 from shipyard.errors import ConfigError
 
 
+def config_error(tmp_path: Path, text: str) -> str:
+    """The message of the ConfigError that loading ``text`` as shipyard.yaml raises."""
+    path = tmp_path / "shipyard.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value)
+
+
 class TestParse:
     def test_comparison(self) -> None:
         assert parse_when("drift_share > 0.3") == ("cmp", "drift_share", ">", 0.3)
@@ -65,11 +74,8 @@ class TestRuleConfig:
             MonitorRule(when="feature.bill_length_mm.pzi > 0.2")
 
     def test_unknown_metric_is_a_config_error_naming_the_line(self, tmp_path: Path) -> None:
-        path = tmp_path / "shipyard.yaml"
-        path.write_text("monitor:\n  rules:\n    - when: drift_share > 0.3\n    - when: acuracy < 0.85\n      for: 2\n")
-        with pytest.raises(ConfigError) as info:
-            load_config(path)
-        message = str(info.value)
+        message = config_error(tmp_path, "monitor:\n  rules:\n    - when: drift_share > 0.3\n"
+                                         "    - when: acuracy < 0.85\n      for: 2\n")
         assert "shipyard.yaml:4:" in message and "monitor.rules.1.when" in message
         assert "unknown metric 'acuracy'" in message and "accuracy" in message
 
@@ -105,11 +111,7 @@ class TestSchedules:
         assert datetime.fromtimestamp(cron_next("0 3 * * *", summer), UTC).hour == 3  # default UTC
 
     def test_unknown_time_zone_is_a_config_error_naming_file_line_and_key(self, tmp_path: Path) -> None:
-        path = tmp_path / "shipyard.yaml"
-        path.write_text("monitor:\n  retrain:\n    cron: 0 3 * * *\n    timezone: Europe/Pariss\n")
-        with pytest.raises(ConfigError) as info:
-            load_config(path)
-        message = str(info.value)
+        message = config_error(tmp_path, "monitor:\n  retrain:\n    cron: 0 3 * * *\n    timezone: Europe/Pariss\n")
         assert "shipyard.yaml:4:" in message and "monitor.retrain.timezone" in message
         assert "Europe/Pariss" in message and "IANA" in message
 
