@@ -13,7 +13,7 @@ from shipyard import audit
 from shipyard.auth import passwords, tokens
 from shipyard.auth.model import ALL_PERMISSIONS, Principal, check_scopes
 from shipyard.auth.service import LoginFailed, LoginPolicy, principal_row, project_row, to_principal
-from shipyard.errors import InputError, NotFound
+from shipyard.errors import AlreadyExists, InputError, NotFound
 from shipyard.store import Store
 from shipyard.store import auth as repo
 
@@ -132,5 +132,8 @@ def bootstrap_admin(store: Store, name: str = "admin", *, password: str | None =
         exists = repo.principal_by_name(session, name) is not None
     if exists:
         raise InputError(f"{name!r} exists but is not an admin", hint="choose another name for the first admin")
-    create_user(store, name, password=password, admin=True, actor=actor)
+    try:
+        create_user(store, name, password=password, admin=True, actor=actor)
+    except AlreadyExists:
+        return None  # another process (a second server starting at once) made the first admin
     return create_token(store, name, scopes=sorted(ALL_PERMISSIONS), name="bootstrap", actor=actor)
