@@ -10,6 +10,12 @@ Peak memory is each process's own max RSS (from wait4), not the harness's cumula
 ``.shipyard/`` folder (stat/hash caches, parse cache, store), for DVC its site cache (state DB and
 index) and ``.dvc/tmp``. Bytecode writing is enabled for both sides (this machine's shell sets
 PYTHONDONTWRITEBYTECODE=1, which would make every start-up recompile both tools).
+
+``dvc_example`` is DVC's own get-started project (examples/dvc-get-started: XML posts -> prepare ->
+featurize -> train -> evaluate with dvclive), unchanged, 1,000 generated posts: ``shipyard run`` on
+its dvc.yaml vs ``dvc repro``, no-op and the run-cache restore of train + evaluate when
+``train.n_est`` flips between two values both sides have run. The stages' ``python`` is the
+benchmark's interpreter for both (it has scikit-learn and dvclive).
 """
 
 from __future__ import annotations
@@ -86,9 +92,10 @@ MANY_DVC = """stages:
 """
 
 
-def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> tuple[float, float]:
+def run_measured(cmd: list[str], cwd: Path, check: bool = True, extra_env: dict[str, str] | None = None
+                 ) -> tuple[float, float]:
     """Wall seconds and this process's own peak RSS in MB (wait4, children it waited for included)."""
-    env = {**os.environ, **ENV}
+    env = {**os.environ, **ENV, **(extra_env or {})}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -224,7 +231,59 @@ def many(count: int, n: int) -> None:
             "dvc 3.67.1", n=n)
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dvc-get-started"
+
+
+def _n_est(root: Path, value: int) -> None:
+    text = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text("\n".join(
+        f"  n_est: {value}" if line.startswith("  n_est:") else line for line in text.splitlines()) + "\n")
+
+
+def dvc_example(n: int) -> None:
+    ours, peer = _fresh("dvc-get-started")
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for root in (ours, peer):
+        shutil.rmtree(root)
+        shutil.copytree(EXAMPLE, root)
+        run_measured([sys.executable, "src/generate_data.py", "1000"], root)
+    _dvc_init(peer)
+    shipyard, dvc = ours_bin(), peer_bin("dvc")
+
+    def ours_run() -> tuple[float, float]:
+        return run_measured([shipyard, "run"], ours, extra_env=env)
+
+    def peer_run() -> tuple[float, float]:
+        return run_measured([dvc, "repro"], peer, extra_env=env)
+
+    t_ours, t_peer = ours_run(), peer_run()
+    print(f"| get-started: first run (4 stages) | {t_ours[0] * 1000:.0f} ms | {t_peer[0] * 1000:.0f} ms (dvc 3.67.1) "
+          f"| **{t_peer[0] / t_ours[0]:.1f}x** | {t_ours[1]:.0f} MB / {t_peer[1]:.0f} MB |", flush=True)
+    for root in (ours, peer):
+        _n_est(root, 60)  # a second run-cache entry for train and evaluate on each side
+    ours_run()
+    peer_run()
+    _age(ours)
+    _age(peer)
+    run_measured([shipyard, "status"], ours, extra_env=env)
+    run_measured([dvc, "status"], peer, extra_env=env)
+    compare("get-started: no-op `run` vs `dvc repro`", ours_run, peer_run, "dvc 3.67.1", n=n)
+    state = {"ours": 60, "peer": 60}
+
+    def flip(root: Path, side: str) -> tuple[float, float]:
+        state[side] = 50 if state[side] == 60 else 60
+        _n_est(root, state[side])
+        return ours_run() if side == "ours" else peer_run()
+
+    compare("get-started: run-cache restore of train + evaluate (n_est 50 <-> 60)", lambda: flip(ours, "ours"),
+            lambda: flip(peer, "peer"), "dvc 3.67.1", n=n)
+    check = subprocess.run([shipyard, "run"], cwd=ours, capture_output=True, text=True,
+                           env={**os.environ, **ENV, **env})
+    assert "nothing ran" in check.stdout, check.stdout  # the restores left a consistent, up-to-date lock
+
+
 def run(n: int) -> None:
     two_stage(n)
+    dvc_example(n)
     many(10_000, n)
     many(100_000, max(3, min(n, 5)))

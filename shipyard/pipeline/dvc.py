@@ -69,12 +69,22 @@ def convert(doc: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str
 
 
 def _read(root: Path) -> Mapping[str, Any]:
-    from shipyard.config import load_yaml
+    """dvc.yaml with libyaml; only a malformed file goes through load_yaml (which imports pydantic's
+    config module) to name the line and column."""
+    import yaml
 
-    loaded = load_yaml(root / "dvc.yaml")
-    if not isinstance(loaded.data, Mapping):
+    try:
+        data = yaml.load((root / "dvc.yaml").read_text(encoding="utf-8"),
+                         Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {root / 'dvc.yaml'}: {exc.strerror}") from None
+    except yaml.YAMLError:
+        from shipyard.config import load_yaml
+
+        data = load_yaml(root / "dvc.yaml").data  # raises ConfigError with file, line and column
+    if not isinstance(data, Mapping):
         raise ConfigError("dvc.yaml: expected a mapping at the top")
-    return loaded.data
+    return data
 
 
 @dataclass(frozen=True)
@@ -161,8 +171,9 @@ def read_doc(root: Path) -> Mapping[str, Any]:
     return _read(root)
 
 
-def load_dvc(root: Path, files: Any) -> Any:
-    """Run a dvc.yaml as our pipeline (``files`` is the loader's tracker of params files)."""
+def load_dvc(root: Path, files: Any, state_dir: Path | None = None) -> Any:
+    """Run a dvc.yaml as our pipeline (``files`` is the loader's tracker of params files;
+    ``state_dir`` holds the cache of validated stages)."""
     from shipyard.pipeline.loader import DVC_NAME, build_from_raw
 
     files.track(DVC_NAME)
@@ -178,7 +189,7 @@ def load_dvc(root: Path, files: Any) -> Any:
             if keys:
                 values = {k: values[k] for k in keys.split(",") if k in values}
             context.update(values)
-    loaded = build_from_raw(root, files, raw, context, DVC_NAME)
+    loaded = build_from_raw(root, files, raw, context, DVC_NAME, state_dir)
     dag, _loose = attach_reports(loaded.dag, doc)
     return replace(loaded, dag=dag)
 

@@ -156,7 +156,7 @@ def load_pipeline(root: Path, state_dir: Path, *, use_cache: bool = True) -> Loa
     elif (root / DVC_NAME).is_file():
         from shipyard.pipeline.dvc import load_dvc
 
-        loaded = load_dvc(root, files)
+        loaded = load_dvc(root, files, state_dir if use_cache else None)
     else:
         raise NotFound(f"no {CONFIG_NAME} or {DVC_NAME} in {root}", hint="run 'shipyard init' and add stages")
     if use_cache:
@@ -219,7 +219,7 @@ def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> 
 
         from shipyard.pipeline.dvc import load_dvc
 
-        loaded = load_dvc(root, files)
+        loaded = load_dvc(root, files, state_dir)
         return replace(loaded, executor=config["executor"], environment=tuple(config["environment"]))
     positions = None
 
@@ -257,26 +257,58 @@ def _revalidate(root: Path, name: str, body: Mapping[str, Any]) -> dict[str, Any
         raise ConfigError(f"stage {name}: " + explain_validation(exc, load_yaml(root / CONFIG_NAME), Stage)) from None
 
 
-def build_from_raw(root: Path, files: _Files, raw_stages: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any],
-                   source: str) -> LoadedPipeline:
-    """Stages given as plain dicts (the dvc.yaml adapter) -> LoadedPipeline, validated like ours."""
+def _validated_raw(raw_stages: Mapping[str, Mapping[str, Any]], source: str, state_dir: Path | None
+                   ) -> dict[str, dict[str, Any]]:
+    """The stages (as written, before templating) validated like shipyard.yaml's; remembered by
+    their content in ``pipeline/raw.bin`` so that a params change does not import pydantic again."""
+    cache = state_dir / "pipeline" / "raw.bin" if state_dir is not None else None
+    if cache is not None:
+        try:
+            data = marshal.loads(cache.read_bytes())
+            if data.get("v") == PARSE_VERSION and data.get("source") == source and data.get("raw") == raw_stages:
+                return data["valid"]
+        except (OSError, ValueError, EOFError, TypeError, AttributeError):
+            pass
+    valid = {origin: _validate_body(origin, body, source) for origin, body in raw_stages.items()}
+    if cache is not None:
+        try:
+            blob = marshal.dumps({"v": PARSE_VERSION, "source": source, "raw": dict(raw_stages), "valid": valid})
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".raw.{os.getpid()}.tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, cache)
+        except (OSError, ValueError):
+            pass  # unmarshallable values (e.g. YAML dates): only costs speed
+    return valid
+
+
+def _validate_body(name: str, body: Mapping[str, Any], source: str) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from shipyard.config import Stage
+
+    try:
+        return Stage.model_validate(body).model_dump(exclude_none=True, exclude_defaults=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: stage {name}: {loc}: {first['msg']}") from None
+
+
+def build_from_raw(root: Path, files: _Files, raw_stages: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any],
+                   source: str, state_dir: Path | None = None) -> LoadedPipeline:
+    """Stages given as plain dicts (the dvc.yaml adapter) -> LoadedPipeline, validated like ours.
+
+    Only a stage that templating or foreach expansion changed is validated again after expanding."""
 
     def where(loc: tuple[str | int, ...]) -> str:
         parts = [str(p) for p in loc[2:3]]
         return f"{source}: stage {parts[0]}" if parts else source
 
     specs: list[StageSpec] = []
-    for origin, raw in raw_stages.items():
+    for origin, raw in _validated_raw(raw_stages, source, state_dir).items():
         for name, body in expand(origin, raw, context, where):
-            try:
-                checked = Stage.model_validate(body).model_dump(exclude_none=True)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                raise ConfigError(f"{source}: stage {name}: {loc}: {first['msg']}") from None
+            checked = body if body == raw else _validate_body(name, body, source)
             specs.append(resolve(name, origin, checked, files.params, where))
     dag = Dag.build(specs, where)
     params = {rel: files.values[rel] for s in specs for rel in s.param_files}
