@@ -149,6 +149,8 @@ def create_model(session: Session, name: str, description: str | None, tags: dic
                  actor: str | None = None) -> dict[str, Any]:
     validate_name(name)
     checked = dict(check_tag(k, v) for k, v in tags.items())
+    if repo.find_model(session, name) is not None:
+        raise AlreadyExists(f"Registered Model (name={name}) already exists.")
     model = repo.create_model(session, name, description, checked)
     audit.record(session, "model.create", name, {"via": "mlflow-rest"}, actor=actor)
     return model_entity(session, model)
