@@ -254,15 +254,17 @@ class Recorder:
         self.child_runs[name] = child
         return child
 
-    def finish_stage(self, name: str, outcome: Any, *, cache_hit: bool, metrics: dict[str, float] | None = None) -> None:
-        """Close the stage's execution and child run; log the values of its declared metrics files."""
+    def finish_stage(self, name: str, outcome: Any, *, cache_hit: bool,
+                     metrics: list[tuple[str, float, int]] | None = None) -> None:
+        """Close the stage's execution and child run; log its metrics as (key, value, step) points."""
         from shipyard.store import pipeline as repo
         from shipyard.store import runs
 
         with self.store.write() as session:
             repo.finish_stage(session, self.executions[name], outcome, cache_hit=cache_hit)
             if metrics:
-                runs.log_metrics(session, self.child_runs[name], [runs.MetricValue(k[:250], v) for k, v in metrics.items()])
+                runs.log_metrics(session, self.child_runs[name], [runs.MetricValue(k[:250], v, step)
+                                                                  for k, v, step in metrics])
             status = "FINISHED" if outcome.status in ("SUCCEEDED", "RESTORED") else "FAILED"
             runs.finish_run(session, self.child_runs[name], status)
 
@@ -606,33 +608,67 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
     return True
 
 
-def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False) -> dict[str, float]:
-    """Numeric values of a stage's ``metrics:`` files and of dvc.yaml's top-level metrics files inside
-    its outs (JSON or YAML, nested keys dotted).
+def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False) -> list[tuple[str, float, int]]:
+    """Metric points (key, value, step) of a stage: the numeric values of its ``metrics:`` files, of
+    dvc.yaml's top-level metrics files inside its outs, and of dvclive folders among its outs
+    (``metrics.json`` plus the per-step history dvclive keeps in ``plots/metrics/*.tsv``). JSON or
+    YAML, nested keys dotted.
 
     After a run-cache restore only cached files are current (``cache: false`` ones were not restored).
     """
-    import json
-
-    import yaml
-
-    values: dict[str, float] = {}
     cached = {o.path: o.cache for o in stage.outs}
     files = [o.path for o in stage.outs if o.kind == "metrics" and (o.cache or not restored_only)]
     for kind, rel in stage.reports:  # dvc.yaml's top-level metrics inside this stage's outs
         owner = next((p for p in cached if rel == p or rel.startswith(p + "/")), None)
         if kind == "metrics" and (not restored_only or cached.get(owner or "", True)):
             files.append(rel)
+    live = [o.path for o in stage.outs if o.kind == "outs" and (o.cache or not restored_only)
+            and (root / o.path / "metrics.json").is_file() and (root / o.path / "plots").is_dir()]
+    files += [f"{d}/metrics.json" for d in live if f"{d}/metrics.json" not in files]
+    values: dict[str, float] = {}
     for rel in files:
-        path = root / rel
+        values.update(_numbers(root / rel))
+    points: list[tuple[str, float, int]] = []
+    for folder in live:
+        points += _dvclive_history(root / folder / "plots" / "metrics")
+    stepped = {key for key, _v, _s in points}
+    points += [(k, v, 0) for k, v in values.items() if k not in stepped and math.isfinite(v)]
+    return points
+
+
+def _numbers(path: Path) -> dict[str, float]:
+    import json
+
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}  # a missing or unreadable metrics file is reported by the report, not here
+    return numeric_leaves(doc) if isinstance(doc, dict) else {}
+
+
+def _dvclive_history(folder: Path) -> list[tuple[str, float, int]]:
+    """dvclive's ``Live.log_metric`` history: one TSV per metric (``timestamp, step, <name>``), the
+    metric's key being its path below ``plots/metrics`` with dots (``train/loss.tsv`` -> train.loss)."""
+    import csv
+
+    points: list[tuple[str, float, int]] = []
+    for file in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+        key = file.relative_to(folder).with_suffix("").as_posix().replace("/", ".")
         try:
-            text = path.read_text(encoding="utf-8")
-            doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError):
-            continue  # a missing or unreadable metrics file is reported by the report, not here
-        if isinstance(doc, dict):
-            values.update(numeric_leaves(doc))
-    return {k: v for k, v in values.items() if math.isfinite(v)}
+            rows = list(csv.DictReader(file.read_text(encoding="utf-8").splitlines(), delimiter="\t"))
+        except (OSError, csv.Error):
+            continue
+        for row in rows:
+            try:
+                value, step = float(row[file.stem]), int(float(row.get("step") or 0))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                points.append((key, value, step))
+    return points
 
 
 def explain(ctx: Context, name: str) -> dict[str, Any]:

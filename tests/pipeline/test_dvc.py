@@ -116,3 +116,33 @@ def test_import_lists_what_it_converted_and_what_it_could_not(tmp_path):
     assert any("eval/metrics.json lies inside an out of stage 'evaluate'" in line for line in missed)
     assert any("artifacts.my-model: labels dropped" in line for line in missed)
     assert any("axes and templates" in line for line in missed)
+
+
+TRAIN_WITH_DVCLIVE = ("from dvclive import Live\n"
+                      "with Live('live', dvcyaml=False, save_dvc_exp=False) as live:\n"
+                      "    for epoch in range(3):\n"
+                      "        live.log_metric('train/loss', 1.0 / (epoch + 1))\n"
+                      "        live.next_step()\n")
+
+
+def test_a_dvclive_folder_among_the_outs_is_logged_with_its_step_history(tmp_path):
+    from shipyard.ci.collect import metric_histories
+
+    (tmp_path / "train.py").write_text(TRAIN_WITH_DVCLIVE)
+    (tmp_path / "dvc.yaml").write_text(textwrap.dedent(f"""\
+        stages:
+          train:
+            cmd: {json.dumps(py("exec(open('train.py').read())"))}
+            deps: [train.py]
+            outs: [live]
+        """))
+    ctx = Context(tmp_path, tmp_path / ".shipyard", echo=lambda _m: None)
+    summary = run(ctx, RunOptions())
+    assert summary.ran == ["train"]
+    store = open_store(tmp_path / ".shipyard")
+    try:
+        with store.read() as session:
+            history = metric_histories(session, summary.run_id)
+    finally:
+        store.close()
+    assert history["train.loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
