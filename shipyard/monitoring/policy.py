@@ -2,9 +2,10 @@
 
 Two proposals exist. ``fire``: a monitor rule's condition held on a window; may it fire now?
 ``retrain``: something (a rule, new data, a schedule, a person) asks to retrain a model; may a
-retrain start now? Each policy lists its rules in priority order; a rule that governs the proposal
-may wait or reject it with a reason, and the first one that does ends the decision. The context
-records which rules fired. A rule that raises aborts the decision with the error as the reason.
+retrain start now? Each policy lists its rules in priority order, run by the one rule engine
+(``shipyard.rules``): a rule that governs the proposal may wait or reject it with a reason, and the
+first one that does ends the decision. The context records which rules fired and their reasons. A
+rule that raises aborts the decision with the error as the reason.
 The rules are pure: the monitor writes the decision, its audit event and any trigger in one
 transaction, and runs side effects (webhooks, the retrain itself) after commit.
 """
@@ -14,12 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-ACCEPT, WAIT, REJECT, ABORT = "ACCEPT", "WAIT", "REJECT", "ABORT"
+from shipyard import rules
+from shipyard.rules import ABORT, ACCEPT, REJECT, WAIT, Decision
+
+__all__ = ["ABORT", "ACCEPT", "FIRE_POLICY", "REJECT", "RETRAIN_POLICY", "WAIT", "Context", "Rule", "decide"]
 
 
 @dataclass
-class Context:
-    """A proposal and everything the rules may look at."""
+class Context(Decision):
+    """A proposal and everything the rules may look at (the verdict and its reasons: ``Decision``)."""
 
     proposal: str  # "fire" or "retrain"
     model: str
@@ -40,37 +44,15 @@ class Context:
     last_started_at: float | None = None
     last_failed: bool = False
     new_data_since_failure: bool = False
-    # decision
-    status: str = ACCEPT
-    reason: str = ""
-    fired: list[str] = field(default_factory=list)
-
-    def wait(self, rule: str, reason: str) -> None:
-        self.status, self.reason = WAIT, reason
-        self.fired.append(rule)
-
-    def reject(self, rule: str, reason: str) -> None:
-        self.status, self.reason = REJECT, reason
-        self.fired.append(rule)
-
-    def accept(self, rule: str, reason: str) -> None:
-        self.status, self.reason = ACCEPT, reason
-        self.fired.append(rule)
 
 
-class Rule:
+class Rule(rules.Rule):
+    """A monitor rule governs the proposals named in ``PROPOSALS``."""
+
     PROPOSALS: ClassVar[tuple[str, ...]] = ()
 
-    @classmethod
-    def name(cls) -> str:
-        return cls.__name__
-
-    def applies(self, ctx: Context) -> bool:
+    def governs(self, ctx: Context) -> bool:  # type: ignore[override]
         return ctx.proposal in self.PROPOSALS
-
-    def before(self, ctx: Context) -> None:
-        """Concrete rules wait, reject or accept here; the base governs nothing."""
-        return None
 
 
 class DebounceWindows(Rule):
@@ -80,7 +62,7 @@ class DebounceWindows(Rule):
 
     def before(self, ctx: Context) -> None:
         if ctx.streak < ctx.for_windows:
-            ctx.wait(self.name(), f"{ctx.rule}: held in {ctx.streak} of {ctx.for_windows} consecutive windows")
+            ctx.wait(self.name, f"{ctx.rule}: held in {ctx.streak} of {ctx.for_windows} consecutive windows")
 
 
 class Cooldown(Rule):
@@ -91,7 +73,7 @@ class Cooldown(Rule):
     def before(self, ctx: Context) -> None:
         if ctx.last_fired_at is not None and ctx.now - ctx.last_fired_at < ctx.cooldown_s:
             left = ctx.cooldown_s - (ctx.now - ctx.last_fired_at)
-            ctx.reject(self.name(), f"{ctx.rule}: in cooldown for {left:.0f} s more (fired {ctx.now - ctx.last_fired_at:.0f} s ago)")
+            ctx.reject(self.name, f"{ctx.rule}: in cooldown for {left:.0f} s more (fired {ctx.now - ctx.last_fired_at:.0f} s ago)")
 
 
 class OneRetrainInFlight(Rule):
@@ -101,7 +83,7 @@ class OneRetrainInFlight(Rule):
 
     def before(self, ctx: Context) -> None:
         if ctx.in_flight:
-            ctx.reject(self.name(), f"retrain #{ctx.in_flight[0]} of {ctx.model} is still in flight")
+            ctx.reject(self.name, f"retrain #{ctx.in_flight[0]} of {ctx.model} is still in flight")
 
 
 class DebounceRetrain(Rule):
@@ -112,7 +94,7 @@ class DebounceRetrain(Rule):
     def before(self, ctx: Context) -> None:
         if (ctx.kind != "manual" and ctx.min_interval_s > 0 and ctx.last_started_at is not None
                 and ctx.now - ctx.last_started_at < ctx.min_interval_s):
-            ctx.reject(self.name(), f"the last retrain of {ctx.model} started {ctx.now - ctx.last_started_at:.0f} s ago "
+            ctx.reject(self.name, f"the last retrain of {ctx.model} started {ctx.now - ctx.last_started_at:.0f} s ago "
                                     f"(min_interval {ctx.min_interval_s:.0f} s)")
 
 
@@ -123,7 +105,7 @@ class NoLoopAfterFailure(Rule):
 
     def before(self, ctx: Context) -> None:
         if ctx.last_failed and ctx.kind in ("rule", "schedule") and not ctx.new_data_since_failure:
-            ctx.reject(self.name(), f"the last retrain of {ctx.model} failed and no new data arrived since; "
+            ctx.reject(self.name, f"the last retrain of {ctx.model} failed and no new data arrived since; "
                                     "fix it and run 'shipyard triggers run' (or wait for new data)")
 
 
@@ -133,7 +115,7 @@ class TriggerRetrain(Rule):
     PROPOSALS = ("retrain",)
 
     def before(self, ctx: Context) -> None:
-        ctx.accept(self.name(), f"retrain {ctx.model} ({ctx.kind}: {ctx.source})")
+        ctx.accept(self.name, f"retrain {ctx.model} ({ctx.kind}: {ctx.source})")
 
 
 FIRE_POLICY: tuple[type[Rule], ...] = (DebounceWindows, Cooldown)
@@ -141,20 +123,9 @@ RETRAIN_POLICY: tuple[type[Rule], ...] = (OneRetrainInFlight, DebounceRetrain, N
 
 
 def decide(ctx: Context, policy: tuple[type[Rule], ...] | None = None) -> Context:
-    """Run the policy's rules in order over the proposal; the first wait/reject ends it."""
-    rules = policy if policy is not None else (FIRE_POLICY if ctx.proposal == "fire" else RETRAIN_POLICY)
-    for rule_cls in rules:
-        rule = rule_cls()
-        if not rule.applies(ctx):
-            continue
-        try:
-            rule.before(ctx)
-        except Exception as exc:  # a broken rule aborts the decision, never the monitor
-            ctx.status, ctx.reason = ABORT, f"{rule_cls.name()} raised {type(exc).__name__}: {exc}"
-            ctx.fired.append(rule_cls.name())
-            return ctx
-        if ctx.status != ACCEPT:
-            return ctx
-    if not ctx.reason:
-        ctx.reason = f"{ctx.rule} fired" if ctx.proposal == "fire" else "accepted"
+    """Run the policy's rules in order over the proposal; the first wait or reject ends it."""
+    chosen = policy if policy is not None else (FIRE_POLICY if ctx.proposal == "fire" else RETRAIN_POLICY)
+    rules.decide(ctx, chosen, stop_on=rules.STOP_AT_NO)
+    if not ctx.reasons:
+        ctx.reasons.append(f"{ctx.rule} fired" if ctx.proposal == "fire" else "accepted")
     return ctx

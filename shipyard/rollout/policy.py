@@ -2,7 +2,7 @@
 
 The controller never writes a deployment's state directly. It proposes ``(from, to)`` with a cause
 (``start``, ``analysis`` or ``manual``) and the analysis of the live window; ``decide`` runs the
-rules of ``POLICY`` in order. Each rule governs some transitions and may accept (do nothing), wait
+rules of ``POLICY`` in order on the one rule engine (``shipyard.rules``). Each rule governs some transitions and may accept (do nothing), wait
 (stay where we are: *inconclusive*), reject to another state (``rolling_back``) or abort, always
 with a reason. The result names every rule that fired. Rules are pure: they read values and
 return a verdict; the controller stores it with its audit event in one transaction.
@@ -17,7 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-ACCEPT, REJECT, WAIT, ABORT = "ACCEPT", "REJECT", "WAIT", "ABORT"
+from shipyard import rules as engine
+from shipyard.rules import ABORT, ACCEPT, REJECT, WAIT, Decision
+
+__all__ = ["ABORT", "ACCEPT", "POLICY", "REJECT", "WAIT", "Context", "Rule", "Settings", "decide"]
 TERMINAL = ("promoted", "rolled_back", "aborted")
 _STEP = re.compile(r"^[a-z]+\[(\d+)\]$")
 
@@ -48,8 +51,8 @@ class Settings:
 
 
 @dataclass
-class Context:
-    """One proposed transition and what the rules decided about it."""
+class Context(Decision):
+    """One proposed transition and what the rules decided about it (verdict and reasons: ``Decision``)."""
 
     from_state: str
     to_state: str
@@ -61,56 +64,33 @@ class Context:
     failures: int = 0
     successes: int = 0
     gate_passed: bool | None = None
-    status: str = ACCEPT
-    reasons: list[str] = field(default_factory=list)
-    fired: list[str] = field(default_factory=list)
 
     @property
     def proposed(self) -> str:
         return self.to_state
 
-    def wait(self, rule: str, reason: str) -> None:
-        self.status = WAIT
-        self.fired.append(rule)
-        self.reasons.append(reason)
-
-    def reject(self, rule: str, to_state: str, reason: str) -> None:
-        self.status = REJECT
+    def reject_to(self, rule: str, to_state: str, reason: str) -> None:
+        """Reject the proposal in favour of ``to_state`` (e.g. ``rolling_back``)."""
         self.to_state = to_state
-        self.fired.append(rule)
-        self.reasons.append(reason)
-
-    def abort(self, rule: str, reason: str) -> None:
-        self.status = ABORT
-        self.fired.append(rule)
-        self.reasons.append(reason)
-
-    def note(self, rule: str, reason: str) -> None:
-        """A rule that fired without changing the verdict (e.g. counted a failure)."""
-        self.fired.append(rule)
-        self.reasons.append(reason)
+        self.reject(rule, reason)
 
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons) or "accepted"
 
 
-class Rule:
+class Rule(engine.Rule):
     """Base: ``governs`` picks the transitions a rule looks at; ``before`` decides."""
 
-    name = ""
-
-    def governs(self, ctx: Context) -> bool:
+    def governs(self, ctx: Context) -> bool:  # type: ignore[override]
         raise TypeError(f"{type(self).__name__} does not define governs()")
 
-    def before(self, ctx: Context) -> None:
+    def before(self, ctx: Context) -> None:  # type: ignore[override]
         raise TypeError(f"{type(self).__name__} does not define before()")
 
 
 class OneActiveRolloutPerModel(Rule):
     """A model has at most one running or paused rollout."""
-
-    name = "OneActiveRolloutPerModel"
 
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "start"
@@ -126,8 +106,6 @@ class OneActiveRolloutPerModel(Rule):
 class RequireGateVerdict(Rule):
     """A candidate without a passing gate verdict does not start (unless forced)."""
 
-    name = "RequireGateVerdict"
-
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "start" and ctx.settings.require_gate
 
@@ -140,8 +118,6 @@ class RequireGateVerdict(Rule):
 
 class RequireActive(Rule):
     """Manual commands act on running or paused rollouts only, and only where they make sense."""
-
-    name = "RequireActive"
 
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "manual"
@@ -159,8 +135,6 @@ class RequireActive(Rule):
 class RequireMinSamples(Rule):
     """Too little traffic is inconclusive, not failed: wait for ``min_samples`` candidate answers."""
 
-    name = "RequireMinSamples"
-
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "analysis" and is_advance(ctx.from_state, ctx.to_state)
 
@@ -177,8 +151,6 @@ def breached(op: str, value: float, limit: float) -> bool:
 class RollBackOnThreshold(Rule):
     """Any configured metric beyond its threshold rejects the advance to ``rolling_back``."""
 
-    name = "RollBackOnThreshold"
-
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "analysis" and is_advance(ctx.from_state, ctx.to_state)
 
@@ -191,13 +163,11 @@ class RollBackOnThreshold(Rule):
             if breached(op, float(value), limit):
                 found.append(f"{metric} {float(value):.4g} {op} {limit:g}")
         if found:
-            ctx.reject(self.name, "rolling_back", ", ".join(found))
+            ctx.reject_to(self.name, "rolling_back", ", ".join(found))
 
 
 class FailureLimit(Rule):
     """Tolerate up to ``failure_limit`` failed analyses (each restarts the window) before rolling back."""
-
-    name = "FailureLimit"
 
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "analysis" and ctx.to_state == "rolling_back"
@@ -216,8 +186,6 @@ class FailureLimit(Rule):
 
 class ConsecutiveSuccess(Rule):
     """Advance only after ``consecutive_successes`` passing analyses in a row."""
-
-    name = "ConsecutiveSuccess"
 
     def governs(self, ctx: Context) -> bool:
         return ctx.cause == "analysis" and is_advance(ctx.from_state, ctx.to_state) and ctx.status == ACCEPT
@@ -241,16 +209,9 @@ POLICY: tuple[type[Rule], ...] = (
 
 
 def decide(ctx: Context, rules: tuple[type[Rule], ...] = POLICY) -> Context:
-    """Run the rules in order; a WAIT or ABORT ends the evaluation. A rule that raises aborts."""
-    for rule_cls in rules:
-        if ctx.status in (WAIT, ABORT):
-            break
-        rule = rule_cls()
-        try:
-            if rule.governs(ctx):
-                rule.before(ctx)
-        except Exception as exc:
-            ctx.abort(rule.name, f"rule {rule.name} failed: {type(exc).__name__}: {exc}")
+    """Run the rules in order; a WAIT or ABORT ends the evaluation (a REJECT runs on, so that
+    ``FailureLimit`` can look at it). A rule that raises aborts."""
+    engine.decide(ctx, rules, stop_on=engine.STOP_AT_WAIT)
     if ctx.status == ACCEPT and not ctx.fired:
         ctx.reasons.append(f"{ctx.from_state} -> {ctx.to_state}")
     return ctx
