@@ -179,30 +179,34 @@ class Endpoints:
         body, extra, media = oip.encode_response(head, results, wanted, codec.jsonable)
         return self.answer(body, answer, rid, extra, media)
 
-    async def model_ready(self, request: Request) -> Response:
-        """``GET /v2/models/{name}[/versions/{version}]/ready``: 200 when it can answer, else 503."""
-        rid = Gateway.request_id(request)
+    def version_of(self, request: Request, rid: str) -> tuple[ModelRoute, Served | None, int | None] | Response:
+        """The model of the path, the version it names (the champion when none) and that number."""
         found = self.gw.find_model(request.path_params["name"], rid)
         if isinstance(found, Response):
             return found
         pinned = self.find_version(found, request.path_params.get("version"), rid)
         if isinstance(pinned, Response):
             return pinned
-        served = found.champion if pinned is None else found.versions[pinned]
+        return found, found.champion if pinned is None else found.versions[pinned], pinned
+
+    async def model_ready(self, request: Request) -> Response:
+        """``GET /v2/models/{name}[/versions/{version}]/ready``: 200 when it can answer, else 503."""
+        rid = Gateway.request_id(request)
+        found = self.version_of(request, rid)
+        if isinstance(found, Response):
+            return found
+        route, served, _ = found
         ready = served is not None and served.ok
-        return self.gw.respond({"name": found.name, "ready": ready}, 200 if ready else 503,
+        return self.gw.respond({"name": route.name, "ready": ready}, 200 if ready else 503,
                                served.version if served else GATEWAY_VERSION, rid)
 
     async def model_metadata(self, request: Request) -> Response:
         """``GET /v2/models/{name}[/versions/{version}]``: inputs and outputs of the version."""
         rid = Gateway.request_id(request)
-        found = self.gw.find_model(request.path_params["name"], rid)
-        if isinstance(found, Response):
-            return found
-        pinned = self.find_version(found, request.path_params.get("version"), rid)
-        if isinstance(pinned, Response):
-            return pinned
-        served = found.champion if pinned is None else found.versions[pinned]
+        lookup = self.version_of(request, rid)
+        if isinstance(lookup, Response):
+            return lookup
+        found, served, pinned = lookup
         features = (served.features if served else None) or ()
         outputs = [{"name": "predict", "datatype": "BYTES" if served and served.labels else "FP64", "shape": [-1]}]
         if served and served.labels and self.gw.settings.scores:
