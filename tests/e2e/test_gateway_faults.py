@@ -38,7 +38,7 @@ def test_bad_requests_over_http(sqlite_store, tmp_path: Path) -> None:  # type: 
         assert r.headers["x-shipyard-version"] and r.headers["x-request-id"]
         r = client.post("/v2/models/iris/infer", json={"inputs": [{"name": "a", "shape": [1], "datatype": "FP99",
                                                                   "data": [1]}]})
-        assert r.status_code == 422 and r.json()["field"] == "inputs[0].datatype"
+        assert r.status_code == 400 and r.json()["field"] == "inputs[0].datatype"  # as Triton and KServe answer
         r = client.post("/v2/models/tulip/infer", json={"inputs": []})
         assert r.status_code == 404 and "unknown model 'tulip'" in r.json()["error"]
         big = b'{"instances": [' + b"[5.1, 3.5, 1.4, 0.2], " * (50 * 1024 * 1024 // 22) + b"[1, 2, 3, 4]]}"
