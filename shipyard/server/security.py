@@ -238,7 +238,8 @@ _READ_MODELS = [_MLFLOW + p for p in (
     "/model-versions/get", "/model-versions/search", "/model-versions/get-download-uri", "/registered-models/alias",
     "/logged-models/search", "/logged-models/{model_id}", "/logged-models/{model_id}/artifacts/directories")]
 _WRITE_MODELS = [_MLFLOW + p for p in (
-    "/registered-models/create", "/registered-models/update", "/registered-models/delete",
+    "/registered-models/create", "/registered-models/update", "/registered-models/delete", "/registered-models/rename",
+    "/model-versions/delete",
     "/registered-models/set-tag", "/registered-models/delete-tag", "/model-versions/create", "/model-versions/update",
     "/model-versions/set-tag", "/model-versions/delete-tag", "/logged-models", "/logged-models/{model_id}",
     "/logged-models/{model_id}/tags", "/logged-models/{model_id}/tags/{tag_key:path}",
