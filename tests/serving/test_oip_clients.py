@@ -101,7 +101,8 @@ def test_tritonclient_mistakes_are_400_naming_the_tensor(live) -> None:  # type:
         client.close()
 
 
-def test_kserve_rest_client_v2(live) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_kserve_rest_client_v2(live, binary: bool) -> None:  # type: ignore[no-untyped-def]
     from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
     server = live(*two_versions())
@@ -115,7 +116,7 @@ def test_kserve_rest_client_v2(live) -> None:  # type: ignore[no-untyped-def]
             inputs = []
             for i, name in enumerate(IRIS_FEATURES):
                 tensor = InferInput(name, [len(ROWS)], "FP64")
-                tensor.set_data_from_numpy(ROWS[:, i].copy(), binary_data=False)
+                tensor.set_data_from_numpy(ROWS[:, i].copy(), binary_data=binary)
                 inputs.append(tensor)
             response = await client.infer(server.url, InferRequest("iris", inputs, request_id="r-1"), model_name="iris")
             return live_, ready, model_ready, response
