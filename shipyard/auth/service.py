@@ -43,6 +43,7 @@ class LoginPolicy:
 
 
 def check_name(name: str, what: str = "user name") -> str:
+    """``name`` if it is a valid user or service account name, else an InputError naming the rule."""
     if not _NAME.match(name):
         raise InputError(f"{what} {name!r} is not valid",
                          hint="1-100 characters: letters, digits and . _ @ + -, starting with a letter or digit")
@@ -50,6 +51,7 @@ def check_name(name: str, what: str = "user name") -> str:
 
 
 def check_project_name(name: str) -> str:
+    """``name`` if it is a valid project name, else an InputError naming the rule."""
     if not _PROJECT.match(name):
         raise InputError(f"project name {name!r} is not valid",
                          hint="1-100 characters: lower-case letters, digits and . _ -, starting with a letter or digit")
@@ -57,6 +59,7 @@ def check_project_name(name: str) -> str:
 
 
 def principal_row(session: Session, name: str, *, for_update: bool = False) -> repo.AuthPrincipal:
+    """The stored principal ``name``, or NotFound with the closest names."""
     row = repo.principal_by_name(session, name, for_update=for_update)
     if row is None:
         known = [p.name for p in repo.principals(session)]
@@ -65,6 +68,7 @@ def principal_row(session: Session, name: str, *, for_update: bool = False) -> r
 
 
 def project_row(session: Session, name: str) -> repo.AuthProject:
+    """The stored project ``name``, or NotFound with the closest names and the command to create it."""
     row = repo.project(session, name)
     if row is None:
         known = [p.name for p in repo.projects(session)]

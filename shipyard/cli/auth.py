@@ -80,8 +80,11 @@ def users_add(
             raise InputError("--service-account needs --project and takes no --admin or password",
                              hint="shipyard users add ci-bot --service-account --project penguins --role editor")
         info = service.create_service_account(store, name, project=project, role=role, actor=actor)
-        print_json(info) if json_out else echo(f"service account {name} ({role} on {project}); "
-                                               f"make a token: shipyard tokens create --user {name} --scope runs:write")
+        if json_out:
+            print_json(info)
+        else:
+            echo(f"service account {name} ({role} on {project}); "
+                 f"make a token: shipyard tokens create --user {name} --scope runs:write")
         return
     secret = _read_password(password_stdin) if (password or password_stdin) else None
     first = credentials.bootstrap_admin(store, name, password=secret, actor=actor) if admin else None
@@ -198,7 +201,10 @@ def tokens_revoke(ref: str = typer.Argument(..., help="The token's id or prefix 
     from shipyard.auth import credentials
 
     info = credentials.revoke_token(_store(), ref, actor=_actor())
-    print_json(info) if json_out else echo(f"token {info['prefix']} of {info['owner']} revoked")
+    if json_out:
+        print_json(info)
+    else:
+        echo(f"token {info['prefix']} of {info['owner']} revoked")
 
 
 @projects_app.command("create")
@@ -210,8 +216,10 @@ def projects_create(name: str = typer.Argument(..., help="Project name (lower ca
     from shipyard.auth import service
 
     info = service.create_project(_store(), name, actor=_actor())
-    print_json(info) if json_out else echo(f"project {name} created; grant roles: shipyard projects grant {name} "
-                                           "USER viewer|editor|maintainer")
+    if json_out:
+        print_json(info)
+    else:
+        echo(f"project {name} created; grant roles: shipyard projects grant {name} USER viewer|editor|maintainer")
 
 
 @projects_app.command("list")

@@ -17,7 +17,6 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
-    delete,
     or_,
     select,
     update,
@@ -100,10 +99,12 @@ def any_admin(session: Session) -> bool:
 
 
 def project(session: Session, name: str) -> AuthProject | None:
+    """The project ``name``, or None."""
     return session.get(AuthProject, name)
 
 
 def projects(session: Session) -> list[AuthProject]:
+    """Every project, by name."""
     return list(session.scalars(select(AuthProject).order_by(AuthProject.name)))
 
 
@@ -149,6 +150,7 @@ def tokens(session: Session, principal_id: int | None = None) -> list[tuple[Auth
 
 
 def tokens_by_prefix(session: Session, prefix: str) -> list[AuthToken]:
+    """The tokens whose display prefix is ``prefix`` (normally one)."""
     return list(session.scalars(select(AuthToken).where(AuthToken.prefix == prefix)))
 
 
@@ -168,6 +170,3 @@ def touch_tokens(session: Session, last_used: Mapping[int, float]) -> None:
     statement = update(table).where(table.c.id == bindparam("b_id"), newer).values(last_used_at=bindparam("b_at"))
     session.execute(statement, [{"b_id": token_id, "b_at": at} for token_id, at in last_used.items()])
 
-
-def drop_roles(session: Session, principal_id: int) -> None:
-    session.execute(delete(AuthRole).where(AuthRole.principal_id == principal_id))
