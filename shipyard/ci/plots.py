@@ -85,6 +85,16 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any]) ->
     return matrix
 
 
+def _counts(ax: Any, matrix: np.ndarray) -> None:
+    """A count matrix with row-normalised shading and each count written in its cell."""
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+
+
 def confusion_matrix(candidate: Predictions, path: Path, reference: Predictions | None = None) -> Path:
     """Counts with row-normalised shading; the reference model's matrix beside it when given."""
     plt = _pyplot()
@@ -93,12 +103,7 @@ def confusion_matrix(candidate: Predictions, path: Path, reference: Predictions 
     fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 4.2), squeeze=False)
     for ax, model in zip(axes.flat, models, strict=True):
         matrix = confusion(model.y_true, model.y_pred, classes)
-        share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                        color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+        _counts(ax, matrix)
         ax.set_xticks(range(len(classes)), [str(c) for c in classes], rotation=30, ha="right")
         ax.set_yticks(range(len(classes)), [str(c) for c in classes])
         ax.set_xlabel("predicted")
@@ -253,12 +258,7 @@ def _pair_confusion(title: str, rows_by_file: Mapping[str, Sequence[Mapping[str,
         pairs = [(str(r.get(x)), str(r.get(field_y))) for r in rows]
         classes = sorted({a for a, _ in pairs} | {b for _, b in pairs})
         matrix = confusion(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]), classes)
-        share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                        color="white" if share[i, j] > 0.6 else "black", fontsize=10)
+        _counts(ax, matrix)
         ax.set_xticks(range(len(classes)), classes)
         ax.set_yticks(range(len(classes)), classes)
         ax.set_xlabel(field_y)
