@@ -137,3 +137,18 @@ def bootstrap_admin(store: Store, name: str = "admin", *, password: str | None =
     except AlreadyExists:
         return None  # another process (a second server starting at once) made the first admin
     return create_token(store, name, scopes=sorted(ALL_PERMISSIONS), name="bootstrap", actor=actor)
+
+
+def first_start(store: Store, project: str, *, actor: str = "shipyard server") -> tuple[str, dict[str, Any]] | None:
+    """What ``shipyard server`` runs when it starts with auth on: make sure its project exists and,
+    on a store without an admin, create ``admin`` and return its one-time token (None otherwise)."""
+    from shipyard.auth.service import create_project
+
+    with store.read() as session:
+        missing = repo.project(session, project) is None
+    if missing:
+        try:
+            create_project(store, project, actor=actor)
+        except AlreadyExists:
+            pass  # a second process starting at the same time created it
+    return bootstrap_admin(store, "admin", actor=actor)

@@ -159,3 +159,11 @@ def test_a_logged_in_principal_is_decided_by_its_roles(store) -> None:  # type: 
     assert decide(credentials.login(store, "alice", PASSWORD), "runs:read", "penguins").status == 403
     service.grant(store, "penguins", "alice", "viewer", actor="ops")
     assert decide(credentials.login(store, "alice", PASSWORD), "runs:read", "penguins").allowed
+
+
+def test_first_start_creates_the_project_and_the_admin_once(store) -> None:  # type: ignore[no-untyped-def]
+    first = credentials.first_start(store, "penguins")
+    assert first is not None and tokens.well_formed(first[0]) and first[1]["owner"] == "admin"
+    assert credentials.first_start(store, "penguins") is None
+    assert [p["name"] for p in service.list_projects(store)] == ["penguins"]
+    assert kinds(store) == ["auth.project_created", "auth.user_created", "auth.token_created"]
