@@ -308,6 +308,28 @@ def gateway_public_paths(*, metrics_public: bool = False) -> tuple[str, ...]:
     return (*GATEWAY_PUBLIC_PATHS, "/metrics") if metrics_public else GATEWAY_PUBLIC_PATHS
 
 
+def check_no_auth(host: str, store_url: str) -> str:
+    """Allow ``--no-auth`` only for a laptop: a loopback bind and the embedded SQLite store.
+
+    Returns the warning to print; raises UsageError (exit 2) naming the bind or the store otherwise.
+    """
+    import ipaddress
+
+    from shipyard.errors import UsageError
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UsageError(f"--no-auth with --host {host}: anyone who can reach this address could change models",
+                         hint="bind 127.0.0.1 for --no-auth, or keep auth on and use tokens (shipyard tokens create)")
+    if not store_url.startswith("sqlite"):
+        raise UsageError("--no-auth with a shared store (SHIPYARD_STORE): other servers and users share it",
+                         hint="keep auth on and use tokens (shipyard tokens create)")
+    return f"authentication is OFF (--no-auth): anyone on this machine can use {host}"
+
+
 class Denied(Exception):
     """A request refused before its endpoint runs: status, MLflow error code, message."""
 

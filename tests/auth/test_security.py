@@ -337,3 +337,16 @@ def test_a_route_without_a_declaration_refuses_to_start(store) -> None:  # type:
 def test_an_unknown_permission_is_refused_when_declared() -> None:
     with pytest.raises(ValueError, match="unknown permission 'runs:raed'"):
         Rule("runs:raed")
+
+
+def test_no_auth_only_on_loopback_with_the_embedded_store() -> None:
+    from shipyard.errors import UsageError
+    from shipyard.server.security import check_no_auth
+
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"):
+        assert "OFF" in check_no_auth(host, "sqlite:///x/shipyard.db")
+    for host in ("0.0.0.0", "192.168.1.5", "::", "example.com"):
+        with pytest.raises(UsageError, match=f"--host {host}"):
+            check_no_auth(host, "sqlite:///x/shipyard.db")
+    with pytest.raises(UsageError, match="shared store"):
+        check_no_auth("127.0.0.1", "postgresql+psycopg://u@db/shipyard")
