@@ -16,10 +16,18 @@ if TYPE_CHECKING:
 __all__ = ["load_model", "package_model", "save_model"]
 
 
+EXTERNAL = "external"   # a version that only records where its model is (MLflow's REST API, a source we do not read)
+
+
 def load_model(objects: Any, model_oid: str, flavor: str, trust: bool = False) -> LoadedModel:
     """Load a packaged model from the object store (verified; unsafe flavors need ``trust``)."""
+    from shipyard.errors import InputError
     from shipyard.models.flavors import get_flavor
 
+    if flavor == EXTERNAL:
+        raise InputError("this version only records its model's source (flavor external): there is no model to load",
+                         hint="see why in 'shipyard models show NAME@VERSION --json' (lineage.mlflow); log the model "
+                              "with mlflow.<flavor>.log_model against this server, or use 'shipyard models register'")
     return get_flavor(flavor).load(objects, model_oid, trust=trust)
 
 

@@ -26,11 +26,12 @@ from sqlalchemy.orm import Session
 
 from shipyard import audit
 from shipyard.errors import AlreadyExists, InputError, NotFound, UnsafeModel
+from shipyard.models import EXTERNAL
 from shipyard.registry.core import register, validate_name
 from shipyard.store import registry as repo
 from shipyard.store.registry import now_ms
 
-EXTERNAL_FLAVOR = "external"
+EXTERNAL_FLAVOR = EXTERNAL
 MAX_TAG_KEY = 250
 MAX_TAG_VALUE = 100_000
 MODEL_ID_TAG = "mlflow.model_id"   # where a version keeps MLflow's model_id (the logged model it came from)

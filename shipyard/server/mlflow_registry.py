@@ -116,16 +116,20 @@ async def models_get(request: Request) -> Response:
                        write=False)
 
 
-async def models_search(request: Request) -> Response:
+async def _search(request: Request, search_fn: Any, key: str) -> Response:
+    """A search route: filter, order_by, max_results and page_token in; a page and its token out."""
     data = await _params(request)
     order_by = _order_by(request, data)
 
     def fn(session: Any) -> dict[str, Any]:
-        found, token = search.search_models(session, data.get("filter"), order_by, data.get("max_results"),
-                                            data.get("page_token"))
-        return {"registered_models": found, **({"next_page_token": token} if token else {})}
+        found, token = search_fn(session, data.get("filter"), order_by, data.get("max_results"), data.get("page_token"))
+        return {key: found, **({"next_page_token": token} if token else {})}
 
     return await _work(request, fn, write=False)
+
+
+async def models_search(request: Request) -> Response:
+    return await _search(request, search.search_models, "registered_models")
 
 
 async def models_update(request: Request) -> Response:
@@ -205,15 +209,7 @@ async def versions_download_uri(request: Request) -> Response:
 
 
 async def versions_search(request: Request) -> Response:
-    data = await _params(request)
-    order_by = _order_by(request, data)
-
-    def fn(session: Any) -> dict[str, Any]:
-        found, token = search.search_versions(session, data.get("filter"), order_by, data.get("max_results"),
-                                              data.get("page_token"))
-        return {"model_versions": found, **({"next_page_token": token} if token else {})}
-
-    return await _work(request, fn, write=False)
+    return await _search(request, search.search_versions, "model_versions")
 
 
 async def versions_update(request: Request) -> Response:
