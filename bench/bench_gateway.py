@@ -1,19 +1,28 @@
-"""Gateway throughput and latency vs a plain FastAPI app and ``mlflow models serve``.
+"""Gateway throughput and latency vs a plain FastAPI app and ``mlflow models serve``, three scenarios.
 
-Same model everywhere: LogisticRegression(max_iter=500) fitted on iris with named columns (fitted
-deterministically in each venv with the same scikit-learn). Same body everywhere: MLflow's
-``dataframe_split`` with 1 or 100 rows. Each server runs with one uvicorn worker pinned to core 0
-(``taskset -c 0``); ``wrk`` runs pinned to core 1 (``-t1 -c C -d D --latency``). The sides alternate
-within each cell, so machine load hits them alike.
+Each server runs with one uvicorn worker pinned to core 0 (``taskset -c 0``); ``wrk`` runs pinned to
+core 1 (``-t1 -c C -d D --latency``). The sides alternate within each cell, so machine load hits
+them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,iris``).
 
-- **shipyard**: the real gateway request path (routing table lookup, strategy, OIP/MLflow parsing,
-  column check, predict + top-class score, Prometheus metrics, request log to Parquet off the path).
-  The model is loaded from a skops file by a bench-only loader (``SkopsFileLoader``) rather than from
-  a registry, which does not change the request path: like ``shipyard.models.LoadedModel`` it offers
-  ``predict_array`` (the matrix fast path, names checked once by ``array_estimator``).
-- **shipyard+batch**: the same with micro-batching on.
-- **fastapi**: FastAPI + pydantic body, ``async def``, DataFrame + ``model.predict``, orjson-free.
-- **mlflow**: ``mlflow models serve --env-manager local`` (mlflow 3.17.2 from bench/peers/mlflow.txt).
+- **oip**: Open Inference Protocol v2 with tritonclient's own request: the body and
+  ``Inference-Header-Content-Length`` header ``tritonclient.http`` builds for ``infer`` (one FP64
+  tensor per feature in binary, output ``predict``), replayed by wrk against the gateway
+  (``/v2/models/iris/versions/1/infer``) and a plain FastAPI app speaking OIP v2 with the binary
+  extension; ``mlflow models serve`` gets the same rows as ``dataframe_split`` (it does not speak
+  OIP). A short run with the real ``tritonclient.http`` client (threads, one client each) gives
+  the throughput and p99 a Triton user sees. Model: LogisticRegression on iris.
+- **forest**: the penguins example's model (``examples/penguins``: StandardScaler + OneHotEncoder +
+  RandomForestClassifier(100 trees, depth 6), ~10 ms a predict), one-row ``dataframe_split``
+  bodies with the example's six features, at c=1/10/64: the gateway with micro-batching (the
+  default), without, and ``mlflow models serve``.
+- **iris**: MLflow ``dataframe_split`` with 1 or 100 rows of iris to ``/invocations``: the gateway
+  (batching on, the default, and off), FastAPI + pydantic + DataFrame, and mlflow.
+
+The gateway is the real request path (routing table lookup, strategy, parsing, column check,
+predict + top-class score, Prometheus metrics, request log to Parquet off the path). Models are
+loaded from skops files by a bench-only loader (``SkopsFileLoader``), which does not change the
+request path: like ``shipyard.models.LoadedModel`` it offers ``predict_array`` for all-double inputs.
+mlflow is ``bench/peers/mlflow.txt``'s venv when built, else the same mlflow 3.17.2 of our dev venv.
 
 Run: ``python -m bench gateway`` (``GATEWAY_BENCH_SECONDS`` per run, default 5).
 """
@@ -29,11 +38,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, WORK, peer_bin
+from bench.harness import PEERS, REPO, WORK, peer_bin
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.9, 5.6, 1.8]]
@@ -46,29 +56,49 @@ x = data.data.set_axis({features!r}, axis=1)
 y = pd.Series(data.target_names[data.target], name="species")
 model = LogisticRegression(max_iter=500).fit(x, y)
 """
+# The penguins example's model, as examples/penguins/src/train.py fits it with its params.yaml.
+PENGUIN_TYPES = {"bill_length_mm": "double", "bill_depth_mm": "double", "flipper_length_mm": "double",
+                 "body_mass_g": "double", "island": "string", "sex": "string"}
+PENGUIN_ROW = [39.1, 18.7, 181.0, 3750.0, "Torgersen", "male"]
+TRAIN_FOREST = """
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+raw = pd.read_csv({csv!r}).dropna()
+features = {features!r}
+categorical = ["island", "sex"]
+numeric = [f for f in features if f not in categorical]
+model = Pipeline([
+    ("features", ColumnTransformer([("numeric", StandardScaler(), numeric),
+                                    ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical)])),
+    ("classifier", RandomForestClassifier(n_estimators=100, max_depth=6, random_state=42)),
+]).fit(raw[features], raw["species"])
+"""
 
 
 # --- the apps (imported by uvicorn in the server process) --------------------------------------
 
 class SkopsFileLoader:
-    """Bench-only loader: one skops file for every (name, version)."""
+    """Bench-only loader: one skops file for every (name, version), with typed input columns."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, types: dict[str, str]) -> None:
         import skops.io as sio
 
         self.model = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+        self.types = types
 
     def load(self, name: str, version: int) -> Any:
         from shipyard.models.flavors.sklearn import array_estimator
 
-        model = self.model
+        model, types = self.model, self.types
         # what shipyard.models.LoadedModel does for an all-double signature (predict_array)
-        matrix = array_estimator(model, FEATURES)
-        assert matrix is not None, "the bench model should take matrices, as a registry-loaded one does"
+        matrix = array_estimator(model, list(types)) if set(types.values()) == {"double"} else None
 
         class Loaded:
             classes = model.classes_
-            signature = {"inputs": [{"name": f, "type": "double"} for f in FEATURES]}
+            signature = {"inputs": [{"name": f, "type": t} for f, t in types.items()]}
 
             @staticmethod
             def predict(frame: Any) -> Any:
@@ -78,6 +108,10 @@ class SkopsFileLoader:
             def predict_proba(frame: Any) -> Any:
                 return model.predict_proba(frame)
 
+        if matrix is None:
+            return Loaded()
+
+        class LoadedMatrix(Loaded):
             @staticmethod
             def predict_array(array: Any) -> Any:
                 return matrix.predict(array)
@@ -86,7 +120,7 @@ class SkopsFileLoader:
             def predict_proba_array(array: Any) -> Any:
                 return matrix.predict_proba(array)
 
-        return Loaded()
+        return LoadedMatrix()
 
 
 def gateway_factory() -> Any:
@@ -95,12 +129,15 @@ def gateway_factory() -> Any:
     from shipyard.serving.requestlog import RequestLog
     from shipyard.serving.routing import single_table
 
-    log_dir = Path(os.environ["GW_LOG_DIR"])
-    gateway = Gateway(Follower(StaticSource({"iris": single_table("iris", 1)}),
-                               SkopsFileLoader(os.environ["GW_MODEL"]), poll_interval=1.0),
+    log_dir = Path(os.environ["GW_LOG_DIR"]) / str(os.getpid())
+    name = os.environ.get("GW_NAME", "iris")
+    types = json.loads(os.environ.get("GW_TYPES") or json.dumps(dict.fromkeys(FEATURES, "double")))
+    # batching stays at the product default unless the bench turns it off
+    batching = {"batching": False} if os.environ.get("GW_BATCHING") == "0" else {}
+    gateway = Gateway(Follower(StaticSource({name: single_table(name, 1)}),
+                               SkopsFileLoader(os.environ["GW_MODEL"], types), poll_interval=1.0),
                       RequestLog(log_dir / "requests", log_dir / "feedback", flush_interval=1.0),
-                      GatewaySettings(batching=os.environ.get("GW_BATCHING") == "1", max_batch_size=128,
-                                      max_latency_ms=2.0))
+                      GatewaySettings(**batching))
     return create_app(gateway)
 
 
@@ -131,6 +168,42 @@ def fastapi_factory() -> Any:
     return app
 
 
+def fastapi_oip_factory() -> Any:
+    """The Triton-protocol baseline: plain FastAPI speaking OIP v2 with the binary tensor extension
+    (what a team writes by hand): JSON header, FP64 inputs from the binary tail, DataFrame, predict,
+    JSON outputs."""
+    import numpy as np
+    import orjson
+    import pandas as pd
+    import skops.io as sio
+    from fastapi import FastAPI, Request, Response
+
+    path = os.environ["GW_MODEL"]
+    model = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    app = FastAPI()
+
+    async def infer(name: str, version: str, request: Request) -> Response:
+        body = await request.body()
+        size = int(request.headers.get("inference-header-content-length") or len(body))
+        head = orjson.loads(body[:size])
+        columns, offset = {}, size
+        for tensor in head["inputs"]:
+            n = (tensor.get("parameters") or {}).get("binary_data_size")
+            if n is None:
+                columns[tensor["name"]] = tensor["data"]
+            else:
+                columns[tensor["name"]] = np.frombuffer(body[offset:offset + n], dtype="<f8")
+                offset += n
+        preds = model.predict(pd.DataFrame(columns))
+        out = {"model_name": name, "model_version": version, "outputs": [
+            {"name": "predict", "datatype": "BYTES", "shape": [len(preds)], "data": preds.tolist()}]}
+        return Response(orjson.dumps(out), media_type="application/json")
+
+    infer.__annotations__ = {"name": str, "version": str, "request": Request, "return": Response}
+    app.post("/v2/models/{name}/versions/{version}/infer")(infer)
+    return app
+
+
 # --- the runner --------------------------------------------------------------------------------
 
 def _free_port() -> int:
@@ -139,7 +212,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait(url: str, proc: subprocess.Popen[bytes], body: bytes, headers: dict[str, str], timeout: float = 180) -> None:
     import httpx
 
     deadline = time.time() + timeout
@@ -147,28 +220,48 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {url}")
         try:
-            if httpx.post(url, content=_body(1), headers={"content-type": "application/json"}, timeout=2).status_code == 200:
+            answer = httpx.post(url, content=body, headers=headers, timeout=5)
+            if answer.status_code == 200:
                 return
+            raise RuntimeError(f"{url} answered {answer.status_code}: {answer.text[:500]}")
         except httpx.HTTPError:
             pass
-        time.sleep(0.3)
+        time.sleep(0.3)  # a server still starting: nothing to wait on but its socket
     raise RuntimeError(f"server at {url} did not answer within {timeout} s")
 
 
-def _body(rows: int) -> bytes:
-    data = [ROWS[i % len(ROWS)] for i in range(rows)]
-    return json.dumps({"dataframe_split": {"columns": FEATURES, "data": data}}).encode()
+def _split_body(columns: list[str], rows: list[list[Any]]) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": columns, "data": rows}}).encode()
+
+
+def _triton_body(rows: list[list[float]]) -> tuple[bytes, int]:
+    """Exactly what tritonclient.http sends for ``infer`` with binary inputs and output ``predict``."""
+    import numpy as np
+    import tritonclient.http as triton
+    from tritonclient.http._utils import _get_inference_request
+
+    array = np.asarray(rows, dtype=np.float64)
+    inputs = []
+    for i, name in enumerate(FEATURES):
+        tensor = triton.InferInput(name, [len(rows)], "FP64")
+        tensor.set_data_from_numpy(array[:, i].copy())
+        inputs.append(tensor)
+    body, size = _get_inference_request(inputs=inputs, request_id="", outputs=[triton.InferRequestedOutput("predict")],
+                                        sequence_id=0, sequence_start=False, sequence_end=False, priority=0,
+                                        timeout=None, custom_parameters=None)
+    return body, size
 
 
 def _pin(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-def _wrk(url: str, body_file: Path, conc: int, seconds: int) -> tuple[float, float, float]:
+def _wrk(url: str, body_file: Path, headers: dict[str, str], conc: int, seconds: int) -> tuple[float, float, float]:
     """(requests/s, p50 ms, p99 ms) from wrk; errors (non-2xx) abort the bench."""
     script = body_file.with_suffix(".lua")
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n')
+    lines = ['wrk.method = "POST"', *(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()),
+             f'local f = io.open("{body_file}", "rb")', 'wrk.body = f:read("*all")', "f:close()"]
+    script.write_text("\n".join(lines) + "\n")
     out = subprocess.run([*_pin(1), "wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
@@ -182,92 +275,227 @@ def _wrk(url: str, body_file: Path, conc: int, seconds: int) -> tuple[float, flo
     return rps, pct("50"), pct("99")
 
 
-def _mlflow_model(work: Path) -> tuple[str, Path] | None:
-    """The peer's mlflow binary and an MLflow-format model of the same fit, or None (said why)."""
-    try:
-        mlflow = peer_bin("mlflow")
-    except Exception as exc:
-        print(f"<!-- mlflow peer unavailable: {exc} -->")
-        return None
-    python = str(Path(mlflow).with_name("python"))
-    target = work / "mlflow-model"
-    if not target.exists():
-        code = TRAIN.format(features=FEATURES) + f"import mlflow.sklearn\nmlflow.sklearn.save_model(model, {str(target)!r})\n"
-        subprocess.run([python, "-c", code], check=True, capture_output=True)
-    return mlflow, target
+def _mlflow_bin() -> str:
+    """The peer venv's mlflow when built, else the dev venv's (the same mlflow 3.17.2)."""
+    if (PEERS / "mlflow" / ".installed").exists():
+        return peer_bin("mlflow")
+    print("<!-- mlflow: bench/peers/mlflow venv not built; using the dev venv's mlflow 3.17.2 -->")
+    return str(Path(sys.executable).with_name("mlflow"))
 
 
-def run(n: int) -> None:
-    seconds = int(os.environ.get("GATEWAY_BENCH_SECONDS", "5"))
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
-    work = WORK / "gateway"
-    work.mkdir(parents=True, exist_ok=True)
-    model_path = work / "iris.skops"
-    code = TRAIN.format(features=FEATURES) + f"import skops.io as sio\nsio.dump(model, {str(model_path)!r})\n"
-    subprocess.run([sys.executable, "-c", code], check=True)
-    logs = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    env = {**os.environ, "GW_MODEL": str(model_path), "GW_LOG_DIR": str(logs), "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    uvicorn = str(Path(sys.executable).with_name("uvicorn"))
-    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+def _models(work: Path, mlflow: str) -> dict[str, tuple[Path, Path]]:
+    """{scenario model: (skops file, MLflow model folder)}, each fitted the same way in both venvs."""
+    csv = REPO / "examples" / "penguins" / "data" / "raw.csv"
+    fits = {"iris": TRAIN.format(features=FEATURES),
+            "forest": TRAIN_FOREST.format(csv=str(csv), features=list(PENGUIN_TYPES))}
+    out = {}
+    for name, code in fits.items():
+        skops, folder = work / f"{name}.skops", work / f"{name}-mlflow"
+        subprocess.run([sys.executable, "-c", code + f"import skops.io as sio\nsio.dump(model, {str(skops)!r})\n"],
+                       check=True)
+        if not (folder / "MLmodel").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            python = str(Path(mlflow).with_name("python"))
+            # MLflow 3 saves with skops and asks to trust a forest's tree type explicitly
+            save = (f"import mlflow.sklearn\nmlflow.sklearn.save_model(model, {str(folder)!r}, "
+                    "skops_trusted_types=['sklearn.tree._tree.Tree'])\n")
+            subprocess.run([python, "-c", code + save], check=True, capture_output=True)
+        out[name] = (skops, folder)
+    return out
 
-    def start(name: str, cmd: list[str], url: str, extra: dict[str, str] | None = None) -> None:
-        proc = subprocess.Popen([*_pin(0), *cmd], cwd=REPO, env={**env, **(extra or {})},
+
+class Servers:
+    """The servers of one scenario, each one uvicorn worker pinned to core 0; stopped on exit."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+
+    def start(self, name: str, cmd: list[str], path: str, probe: tuple[bytes, dict[str, str]],
+              extra: dict[str, str] | None = None) -> None:
+        port = _free_port()
+        cmd = [part.replace("{port}", str(port)) for part in cmd]
+        proc = subprocess.Popen([*_pin(0), *cmd], cwd=REPO, env={**self.env, **(extra or {})},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        servers[name] = (proc, url)
-        _wait(url, proc)
+        url = f"http://127.0.0.1:{port}{path}"
+        self.procs[name] = (proc, url)
+        _wait(url, proc, *probe)
 
-    common = ["--host", "127.0.0.1", "--workers", "1", "--log-level", "warning", "--no-access-log"]
-    try:
-        port = _free_port()
-        start("shipyard", [uvicorn, "bench.bench_gateway:gateway_factory", "--factory", "--port", str(port), *common],
-              f"http://127.0.0.1:{port}/invocations")
-        port = _free_port()
-        start("shipyard+batch", [uvicorn, "bench.bench_gateway:gateway_factory", "--factory", "--port", str(port),
-                                 *common], f"http://127.0.0.1:{port}/invocations", {"GW_BATCHING": "1"})
-        port = _free_port()
-        start("fastapi", [uvicorn, "bench.bench_gateway:fastapi_factory", "--factory", "--port", str(port), *common],
-              f"http://127.0.0.1:{port}/invocations")
-        peer = _mlflow_model(work)
-        if peer is not None:
-            port = _free_port()
-            start("mlflow", [peer[0], "models", "serve", "-m", str(peer[1]), "--env-manager", "local", "-h",
-                             "127.0.0.1", "-p", str(port), "-w", "1"], f"http://127.0.0.1:{port}/invocations",
-                  {"MLFLOW_TRACKING_URI": str(work / "mlruns"),
-                   "PATH": f"{Path(peer[0]).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
-        results: dict[tuple[str, int, int], list[tuple[float, float, float]]] = {}
-        for rows in (1, 100):
-            body = work / f"body-{rows}.json"
-            body.write_bytes(_body(rows))
-            for conc in (1, 10, 64):
-                for _ in range(max(1, n)):
-                    for name, (_, url) in servers.items():
-                        results.setdefault((name, rows, conc), []).append(_wrk(url, body, conc, seconds))
-        print("\n| side | rows/request | concurrency | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
-        for (name, rows, conc), samples in results.items():
-            best = sorted(samples)[len(samples) // 2]
-            print(f"| {name} | {rows} | {conc} | {best[0]:.0f} | {best[1]:.2f} | {best[2]:.2f} |", flush=True)
-        print("\n| cell | shipyard / fastapi | shipyard+batch / fastapi | shipyard / mlflow | p99 shipyard vs mlflow |"
-              "\n|---|---|---|---|---|")
-        for rows in (1, 100):
-            for conc in (1, 10, 64):
-                def med(name: str, rows: int = rows, conc: int = conc) -> tuple[float, float, float] | None:
-                    s = results.get((name, rows, conc))
-                    return sorted(s)[len(s) // 2] if s else None
+    def uvicorn(self, name: str, factory: str, path: str, probe: tuple[bytes, dict[str, str]],
+                extra: dict[str, str] | None = None) -> None:
+        uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+        self.start(name, [uvicorn, f"bench.bench_gateway:{factory}", "--factory", "--port", "{port}", "--host",
+                          "127.0.0.1", "--workers", "1", "--log-level", "warning", "--no-access-log"],
+                   path, probe, extra)
 
-                ours, batch, fast, ml = med("shipyard"), med("shipyard+batch"), med("fastapi"), med("mlflow")
-                vs_ml = f"{ours[0] / ml[0]:.2f}x" if ours and ml else "n/a"
-                p99 = f"{ours[2]:.1f} / {ml[2]:.1f} ms" if ours and ml else "n/a"
-                print(f"| {rows} row(s), c={conc} | {ours[0] / fast[0]:.2f}x | {batch[0] / fast[0]:.2f}x | {vs_ml} "
-                      f"| {p99} |", flush=True)
-        written = sum(1 for _ in (logs / "requests").rglob("part-*.parquet"))
-        print(f"\n<!-- request log: {written} Parquet files written by the gateways during the run -->")
-    finally:
-        for proc, _ in servers.values():
+    def mlflow(self, mlflow: str, folder: Path, probe: tuple[bytes, dict[str, str]], work: Path) -> None:
+        self.start("mlflow", [mlflow, "models", "serve", "-m", str(folder), "--env-manager", "local", "-h",
+                              "127.0.0.1", "-p", "{port}", "-w", "1"], "/invocations", probe,
+                   {"MLFLOW_TRACKING_URI": str(work / "mlruns"),
+                    "PATH": f"{Path(mlflow).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for proc, _ in self.procs.values():
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             proc.wait(timeout=30)
+
+
+Cell = tuple[float, float, float]
+JSON = {"Content-Type": "application/json"}
+
+
+def _cells(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
+           concurrency: tuple[int, ...] = (1, 10, 64)) -> dict[tuple[str, int], Cell]:
+    """wrk on every server at every concurrency, sides alternating; the median of n runs each."""
+    samples: dict[tuple[str, int], list[Cell]] = {}
+    for conc in concurrency:
+        for _ in range(max(1, n)):
+            for name, (_, url) in servers.procs.items():
+                body, headers = bodies[name]
+                samples.setdefault((name, conc), []).append(_wrk(url, body, headers, conc, seconds))
+    return {key: sorted(runs)[len(runs) // 2] for key, runs in samples.items()}
+
+
+def _table(title: str, cells: dict[tuple[str, int], Cell], base: str, others: list[str]) -> None:
+    print(f"\n**{title}**\n\n| side | concurrency | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    for (name, conc), (rps, p50, p99) in cells.items():
+        print(f"| {name} | {conc} | {rps:.0f} | {p50:.2f} | {p99:.2f} |")
+    header = " | ".join(f"{base} / {o}" for o in others)
+    print(f"\n| concurrency | {header} |\n|---|" + "---|" * len(others))
+    for conc in sorted({c for _, c in cells}):
+        ratios = [f"{cells[(base, conc)][0] / cells[(o, conc)][0]:.2f}x" if (o, conc) in cells else "n/a"
+                  for o in others]
+        print(f"| {conc} | " + " | ".join(ratios) + " |", flush=True)
+
+
+def _triton_client_load(url: str, conc: int, seconds: float) -> Cell:
+    """The real tritonclient.http ``infer`` from ``conc`` threads (one client each), pinned to core 1."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    host = url.split("//", 1)[1].split("/", 1)[0]
+    array = np.asarray([ROWS[0]], dtype=np.float64)
+    latencies: list[list[float]] = [[] for _ in range(conc)]
+    deadline = time.perf_counter() + seconds
+
+    def work(i: int) -> None:
+        client = triton.InferenceServerClient(host, connection_timeout=30, network_timeout=30)
+        inputs = []
+        for j, name in enumerate(FEATURES):
+            tensor = triton.InferInput(name, [1], "FP64")
+            tensor.set_data_from_numpy(array[:, j].copy())
+            inputs.append(tensor)
+        outputs = [triton.InferRequestedOutput("predict")]
+        while (start := time.perf_counter()) < deadline:
+            client.infer("iris", inputs, model_version="1", outputs=outputs)
+            latencies[i].append((time.perf_counter() - start) * 1000)
+        client.close()
+
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if before is not None and len(before) > 1:
+        os.sched_setaffinity(0, {1})
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(conc)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        if before is not None and len(before) > 1:
+            os.sched_setaffinity(0, before)
+    import numpy as np
+
+    flat = np.asarray([x for lat in latencies for x in lat])
+    return len(flat) / seconds, float(np.percentile(flat, 50)), float(np.percentile(flat, 99))
+
+
+def _scenario_oip(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str, n: int,
+                  seconds: int) -> None:
+    triton_body, size = _triton_body([ROWS[0]])
+    oip_file, split_file = work / "triton-body.bin", work / "split-1.json"
+    oip_file.write_bytes(triton_body)
+    split_file.write_bytes(_split_body(FEATURES, [ROWS[0]]))
+    oip_headers = {"Inference-Header-Content-Length": str(size)}
+    skops, folder = models["iris"]
+    with Servers({**env, "GW_MODEL": str(skops)}) as servers:
+        path = "/v2/models/iris/versions/1/infer"
+        servers.uvicorn("shipyard", "gateway_factory", path, (triton_body, oip_headers))
+        servers.uvicorn("fastapi-oip", "fastapi_oip_factory", path, (triton_body, oip_headers))
+        servers.mlflow(mlflow, folder, (split_file.read_bytes(), JSON), work)
+        bodies = {"shipyard": (oip_file, oip_headers), "fastapi-oip": (oip_file, oip_headers),
+                  "mlflow": (split_file, JSON)}
+        cells = _cells(servers, bodies, n, seconds)
+        _table("OIP v2, tritonclient's request (1 row, binary FP64 inputs) replayed by wrk; mlflow: the same row "
+               "as dataframe_split", cells, "shipyard", ["fastapi-oip", "mlflow"])
+        print("\n**the real tritonclient.http client** (threads, one client each)\n\n"
+              "| side | concurrency | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+        for conc in (1, 10):
+            for name in ("shipyard", "fastapi-oip"):
+                rps, p50, p99 = _triton_client_load(servers.procs[name][1], conc, seconds)
+                print(f"| {name} | {conc} | {rps:.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
+
+
+def _scenario_forest(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str, n: int,
+                     seconds: int) -> None:
+    body = _split_body(list(PENGUIN_TYPES), [PENGUIN_ROW])
+    body_file = work / "penguin-1.json"
+    body_file.write_bytes(body)
+    skops, folder = models["forest"]
+    gw = {"GW_NAME": "penguins", "GW_TYPES": json.dumps(PENGUIN_TYPES)}
+    with Servers({**env, "GW_MODEL": str(skops)}) as servers:
+        servers.uvicorn("shipyard", "gateway_factory", "/invocations", (body, JSON), gw)
+        servers.uvicorn("shipyard-no-batching", "gateway_factory", "/invocations", (body, JSON),
+                        {**gw, "GW_BATCHING": "0"})
+        servers.mlflow(mlflow, folder, (body, JSON), work)
+        bodies = dict.fromkeys(servers.procs, (body_file, JSON))
+        cells = _cells(servers, bodies, n, seconds)
+    _table("penguins random forest (examples/penguins), 1-row dataframe_split; shipyard = batching on (default)",
+           cells, "shipyard", ["shipyard-no-batching", "mlflow"])
+
+
+def _scenario_iris(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str, n: int,
+                   seconds: int) -> None:
+    skops, folder = models["iris"]
+    for rows in (1, 100):
+        body = _split_body(FEATURES, [ROWS[i % len(ROWS)] for i in range(rows)])
+        body_file = work / f"body-{rows}.json"
+        body_file.write_bytes(body)
+        with Servers({**env, "GW_MODEL": str(skops)}) as servers:
+            servers.uvicorn("shipyard", "gateway_factory", "/invocations", (body, JSON))
+            servers.uvicorn("shipyard-no-batching", "gateway_factory", "/invocations", (body, JSON),
+                            {"GW_BATCHING": "0"})
+            servers.uvicorn("fastapi", "fastapi_factory", "/invocations", (body, JSON))
+            servers.mlflow(mlflow, folder, (body, JSON), work)
+            cells = _cells(servers, dict.fromkeys(servers.procs, (body_file, JSON)), n, seconds)
+        _table(f"iris LogisticRegression, dataframe_split with {rows} row(s)", cells, "shipyard",
+               ["shipyard-no-batching", "fastapi", "mlflow"])
+
+
+SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris}
+
+
+def run(n: int) -> None:
+    seconds = int(os.environ.get("GATEWAY_BENCH_SECONDS", "5"))
+    chosen = os.environ.get("GATEWAY_BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    work = WORK / "gateway"
+    work.mkdir(parents=True, exist_ok=True)
+    mlflow = _mlflow_bin()
+    models = _models(work, mlflow)
+    logs = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    env = {**os.environ, "GW_LOG_DIR": str(logs), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore"}
+    try:
+        for name in chosen:
+            SCENARIOS[name.strip()](env, work, models, mlflow, n, seconds)
+        written = sum(1 for _ in logs.rglob("part-*.parquet"))
+        print(f"\n<!-- request log: {written} Parquet files written by the gateways during the run -->")
+    finally:
         shutil.rmtree(logs, ignore_errors=True)
