@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from sqlalchemy import (
     BigInteger,
@@ -23,11 +24,13 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     delete,
     or_,
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import InputError, NotFound
@@ -257,13 +260,34 @@ def set_tags(session: Session, run_id: str, tags: Mapping[str, object]) -> None:
             session.execute(update(Tag).where(Tag.run_id == run_id, Tag.key == key).values(value=value))
 
 
-def _upsert(session: Session):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT (with ON CONFLICT support): SQLite and PostgreSQL both have it."""
-    if session.get_bind().dialect.name == "postgresql":
+@cache
+def _latest_upsert(dialect: str):  # type: ignore[no-untyped-def]
+    """The upsert of ``latest_metrics`` for a dialect, built once (building it costs more than running it).
+
+    It only replaces a stored point with a newer (step, timestamp); SQLite and PostgreSQL both have
+    INSERT ... ON CONFLICT.
+    """
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert
+    table = LatestMetric.__table__
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.key],
+        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp,
+              "is_nan": stmt.excluded.is_nan},
+        where=or_(stmt.excluded.step > table.c.step,
+                  and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp)),
+    )
+
+
+_METRIC_INSERT = Metric.__table__.insert()
+_RUN_STAGE = select(Run.lifecycle_stage).where(Run.id == bindparam("run_id"))
+# Stored points at some keys and steps of a run (exact repeats are skipped); built once, like the upsert.
+_STORED_POINTS = select(Metric.key, Metric.step, Metric.timestamp, Metric.value, Metric.is_nan).where(
+    Metric.run_id == bindparam("run_id"), Metric.key.in_(bindparam("keys", expanding=True)),
+    Metric.step.in_(bindparam("steps", expanding=True)))
 
 
 def finite(value: float) -> float:
@@ -284,39 +308,28 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
     rows = [{"run_id": run_id, "key": m.key, "value": 0.0 if m.value != m.value else finite(m.value),
              "step": int(m.step), "timestamp": m.timestamp if m.timestamp is not None else stamp,
              "is_nan": m.value != m.value} for m in metrics]
-    rows = _without_repeats(session, run_id, rows)
+    conn = session.connection()  # Core statements on the connection: the ORM layer adds nothing here
+    rows = _without_repeats(conn, run_id, rows)
     if not rows:
         return
-    session.execute(Metric.__table__.insert(), rows)
+    conn.execute(_METRIC_INSERT, rows)
     newest: dict[str, dict] = {}
     for row in rows:
         best = newest.get(row["key"])
         if best is None or (row["step"], row["timestamp"]) >= (best["step"], best["timestamp"]):
             newest[row["key"]] = row
-    table = LatestMetric.__table__
-    stmt = _upsert(session)(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.run_id, table.c.key],
-        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp,
-              "is_nan": stmt.excluded.is_nan},
-        where=or_(stmt.excluded.step > table.c.step,
-                  and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp)),
-    )
-    session.execute(stmt, list(newest.values()))
+    conn.execute(_latest_upsert(conn.dialect.name), list(newest.values()))
 
 
-def _without_repeats(session: Session, run_id: str, rows: list[dict]) -> list[dict]:
+def _without_repeats(conn: Connection, run_id: str, rows: list[dict]) -> list[dict]:
     """Rows that are not exact repeats (key, step, timestamp, value) of stored points or of each other.
 
     MLflow's metric key is (key, timestamp, step, value, is_nan), so logging the same point twice
     (its client does, when ``log_model`` copies the run's metrics to the model) stores it once.
     """
     unique = list({_ident(r): r for r in rows}.values())
-    keys = {r["key"] for r in unique}
-    steps = {r["step"] for r in unique}
-    query = select(Metric.key, Metric.step, Metric.timestamp, Metric.value, Metric.is_nan).where(
-        Metric.run_id == run_id, Metric.key.in_(keys), Metric.step.in_(steps))
-    stored = {tuple(row) for row in session.execute(query)}
+    params = {"run_id": run_id, "keys": list({r["key"] for r in unique}), "steps": list({r["step"] for r in unique})}
+    stored = {tuple(row) for row in conn.execute(_STORED_POINTS, params)}
     return [r for r in unique if _ident(r) not in stored] if stored else unique
 
 
@@ -470,7 +483,7 @@ def insert_run(session: Session, *, experiment_id: int, run_id: str | None = Non
 
 def run_lifecycle(session: Session, run_id: str) -> str:
     """The run's lifecycle stage (active/deleted); NotFound for an unknown run. One indexed read."""
-    stage = session.execute(select(Run.lifecycle_stage).where(Run.id == run_id)).scalar()
+    stage = session.connection().execute(_RUN_STAGE, {"run_id": run_id}).scalar()
     if stage is None:
         raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")
     return stage
