@@ -21,7 +21,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shipyard.registry.mlflow_api import InvalidParameter, model_entity, versions_entities
+from shipyard.registry.mlflow_api import (
+    RUN_ID_TAG,
+    InvalidParameter,
+    model_entity,
+    versions_entities,
+)
 from shipyard.store import registry as repo
 
 VERSION_STRING_KEYS = {"name", "run_id", "source_path"}
@@ -254,21 +259,22 @@ def search_versions(session: Session, filter_string: str | None = None, order_by
         ordering.append(("name", True))
     if "version_number" not in [k for k, _ in ordering]:
         ordering.append(("version_number", False))
-    entities = versions_entities(session, repo.list_versions(session, limit=None))
+    rows = repo.list_versions(session, limit=None)
+    names = {m.id: m.name for m in repo.models_by_id(session, sorted({r.model_id for r in rows}))}
+    tags = repo.version_tags_many(session, [r.id for r in rows])
+    attrs = {"name": lambda r: names[r.model_id], "version_number": lambda r: r.version,
+             "source_path": lambda r: r.source or "",
+             "run_id": lambda r: r.run_id or tags[r.id].get(RUN_ID_TAG, ""),
+             "creation_timestamp": lambda r: r.created_at, "last_updated_timestamp": lambda r: r.updated_at}
 
-    def value(mv: dict[str, Any], key: str) -> Any:
-        if key == "version_number":
-            return int(mv["version"])
-        return mv["source"] if key == "source_path" else mv[key]
-
-    def keep(mv: dict[str, Any]) -> bool:
-        tags = {t["key"]: t["value"] for t in mv["tags"]}
-        return all(tag_matches(tags, c) if c.kind == "tag" else matches(value(mv, c.key), c.op, c.value)
+    def keep(row: repo.ModelVersionRow) -> bool:
+        return all(tag_matches(tags[row.id], c) if c.kind == "tag" else matches(attrs[c.key](row), c.op, c.value)
                    for c in clauses)
 
-    found = sorted((mv for mv in entities if keep(mv)),
-                   key=lambda mv: tuple(_sort_value(value(mv, k), asc) for k, asc in ordering))
-    return _page(found, limit, page_token)
+    # filter and sort the rows; only the page becomes MLflow entities
+    found = sorted((r for r in rows if keep(r)), key=lambda r: tuple(_sort_value(attrs[k](r), asc) for k, asc in ordering))
+    page, token = _page(found, limit, page_token)
+    return versions_entities(session, page), token
 
 
 def search_models(session: Session, filter_string: str | None = None, order_by: Sequence[str] = (),
