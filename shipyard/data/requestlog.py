@@ -207,6 +207,19 @@ def _normal_prediction(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
+def answered(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows the model answered (``status`` ok); all rows of a frame without a status."""
+    import polars as pl
+
+    return frame.filter(pl.col("status") == "ok") if "status" in frame.columns else frame
+
+
+def features(frame: pl.DataFrame) -> pl.DataFrame:
+    """The model's inputs in request-log rows: the ``feature.<name>`` columns, named ``<name>``."""
+    cols = [c for c in frame.columns if c.startswith(FEATURE_PREFIX)]
+    return frame.select(cols).rename({c: c.removeprefix(FEATURE_PREFIX) for c in cols})
+
+
 def empty_requests(columns: list[str] | tuple[str, ...] = REQUEST_COLUMNS) -> pl.DataFrame:
     """No rows, with the contract's column types."""
     import polars as pl

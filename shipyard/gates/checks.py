@@ -209,9 +209,7 @@ def behavioral(gate: Gate, ctx: Context) -> Check:
 
 
 def replay(gate: Gate, ctx: Context) -> Check:
-    import polars as pl
-
-    from shipyard.data.requestlog import read_files
+    from shipyard.data.requestlog import answered, features, read_files
 
     path = _inside(ctx.root, gate.replay or "", "replay")
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
@@ -222,12 +220,11 @@ def replay(gate: Gate, ctx: Context) -> Check:
         log = read_files(list(files))
     except Exception as exc:
         raise InputError(f"replay: cannot read {gate.replay}: {exc}") from exc
-    if "status" in log.columns:
-        log = log.filter(pl.col("status") == "ok")
-    features = [c for c in log.columns if c.startswith("feature.")]
-    if not features:
+    log = answered(log)
+    inputs = features(log)
+    if inputs.width == 0:
         raise InputError(f"replay: {gate.replay} has no feature.<name> columns (the request-log format)")
-    inputs = log.select(features).rename({c: c.removeprefix("feature.") for c in features}).to_pandas()
+    inputs = inputs.to_pandas()
     if inputs.empty:
         raise InputError(f"replay: {gate.replay} holds no successful requests")
     cand = ctx.candidate.predict(inputs, key=f"replay:{gate.replay}")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.data.requestlog import latest_labels
+from shipyard.data.requestlog import answered, features, latest_labels
 
 if TYPE_CHECKING:
     import polars as pl
@@ -63,9 +63,7 @@ def traffic(frame: pl.DataFrame) -> dict[str, Any]:
 
 def feature_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """The ``feature.*`` columns of answered requests, without the prefix."""
-    cols = [c for c in frame.columns if c.startswith(FEATURE_PREFIX)]
-    ok = frame.filter(frame["status"] == "ok") if "status" in frame.columns else frame
-    return ok.select(cols).rename({c: c[len(FEATURE_PREFIX):] for c in cols})
+    return features(answered(frame))
 
 
 DRIFT_ROWS = 25_000       # drift statistics of larger windows use a uniform sample this large
