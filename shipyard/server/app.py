@@ -43,7 +43,11 @@ def collect_routes(modules: list[str] | None = None) -> list[BaseRoute]:
 
 
 def create_app(workspace: Workspace, *, modules: list[str] | None = None) -> Starlette:
-    """The server app for a project (its store and object store are opened before serving)."""
+    """The server app for a project (its store and object store are opened before serving).
+
+    A route module may also define ``on_startup(workspace)``, run once here (the MLflow module
+    creates MLflow's Default experiment, which its clients expect to exist).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -52,6 +56,10 @@ def create_app(workspace: Workspace, *, modules: list[str] | None = None) -> Sta
 
     workspace.store  # noqa: B018 - open (and migrate) before the first request, not during it
     workspace.objects  # noqa: B018
+    for name in modules if modules is not None else ROUTE_MODULES:
+        startup = getattr(importlib.import_module(name), "on_startup", None)
+        if startup is not None:
+            startup(workspace)
     app = Starlette(routes=collect_routes(modules), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.workspace = workspace
     return app

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.errors import AlreadyExists, InputError, NotFound
+from shipyard.errors import AlreadyExists, InputError, NotFound, PathEscapeError
 from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param, read_body
 from shipyard.server.errors import json_response
 from shipyard.server.tracking import MAX_ARTIFACT_BYTES
@@ -131,7 +131,7 @@ def run_json(r: service.RunRecord, models: dict[str, list[tuple[str, int]]] | No
         },
         "inputs": {
             "dataset_inputs": [
-                {"tags": [{"key": "mlflow.data.context", "value": i["context"]}] if i.get("context") else [],
+                {"tags": _input_tags_json(i),
                  "dataset": {k: i[k] for k in ("name", "digest", "source_type", "source", "schema", "profile")
                              if i.get(k) is not None}}
                 for i in r.inputs
@@ -140,6 +140,13 @@ def run_json(r: service.RunRecord, models: dict[str, list[tuple[str, int]]] | No
         },
         "outputs": {"model_outputs": [{"model_id": m, "step": step} for m, step in models["output"]]},
     }
+
+
+def _input_tags_json(item: dict[str, Any]) -> list[dict[str, str]]:
+    """A dataset input's tags: all of them when MLflow logged them, else the context Shipyard keeps."""
+    if item.get("tags"):
+        return list(item["tags"])
+    return [{"key": "mlflow.data.context", "value": item["context"]}] if item.get("context") else []
 
 
 def _get_run_record(session: Any, run_id: str) -> service.RunRecord:
@@ -210,7 +217,6 @@ async def experiments_get_by_name(request: Request) -> Response:
 
 
 async def experiments_search(request: Request) -> Response:
-    route = _route(request)
     data = await _params(request)
     view = VIEW_TYPES.get(str(data.get("view_type") or "ACTIVE_ONLY"))
     if view is None:
@@ -218,26 +224,21 @@ async def experiments_search(request: Request) -> Response:
     max_results = v.check_int(data.get("max_results") or 1000, "max_results", minimum=1)
     if max_results > 50000:
         raise InputError(f"Invalid value {max_results} for parameter 'max_results' supplied. "
-                         "It must be at most 50000, but got value {max_results}")
-    offset = search.decode_token(data.get("page_token"))
-    name_filter = data.get("filter") or ""
-    match = re.fullmatch(r"\\s*(?:attribute\\.)?name\\s*(=|!=|LIKE|ILIKE)\\s*'([^']*)'\\s*", name_filter, re.IGNORECASE)
-    if name_filter and match is None:
-        raise InputError(f"{route}: only filters on the experiment name are supported, e.g. name LIKE 'penguins%'")
+                         f"It must be at most 50000, but got value {max_results}")
+    order_by = data.get("order_by") or []
+    order_by = [order_by] if isinstance(order_by, str) else order_by
+    filter_string = mlflow_param(data, "filter", str)
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
-            query = select(repo.Experiment).order_by(repo.Experiment.created_at.desc(), repo.Experiment.id.desc())
-            if view != "all":
-                query = query.where(repo.Experiment.lifecycle_stage == view)
-            if match:
-                query = query.where(search._compare(repo.Experiment.name, match.group(1).upper(), match.group(2)))
-            rows = list(session.scalars(query.offset(offset).limit(max_results + 1)))
+            rows, token = search.search_experiments(session, filter_string=filter_string, order_by=order_by,
+                                                    lifecycle=view, max_results=max_results,
+                                                    page_token=data.get("page_token"))
             tags = repo.experiment_tags(session, [e.id for e in rows])
-            out: dict[str, Any] = {"experiments": [experiment_json(e, tags[e.id]) for e in rows[:max_results]]}
-            if len(rows) > max_results:
-                out["next_page_token"] = search.encode_token(offset + max_results)
-            return out
+            out: dict[str, Any] = {"experiments": [experiment_json(e, tags[e.id]) for e in rows]}
+        if token:
+            out["next_page_token"] = token
+        return out
 
     return json_response(await in_thread(work))
 
@@ -508,8 +509,9 @@ async def runs_log_inputs(request: Request) -> Response:
     for i, item in enumerate(datasets):
         if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
             raise InputError(v.invalid_value(f"datasets[{i}]", item, "expected an object with a 'dataset' object"))
-        tags = dict(_kv_list(item.get("tags"), f"datasets[{i}].tags"))
-        inputs.append({**item["dataset"], "context": tags.get("mlflow.data.context") or ""})
+        pairs = _kv_list(item.get("tags"), f"datasets[{i}].tags")
+        inputs.append({**item["dataset"], "context": dict(pairs).get("mlflow.data.context") or "",
+                       "tags": [{"key": k, "value": val} for k, val in pairs]})
     rows = service.check_inputs(inputs)
     models = _model_steps(mlflow_param(data, "models", list, default=[]), "models")
 
@@ -645,6 +647,10 @@ async def artifacts_list(request: Request) -> Response:
     data = await _params(request)
     run_id = _run_id_of(data)
     path = data.get("path") or ""
+    try:
+        path = safe_relative(path) if path else ""
+    except PathEscapeError as exc:  # MLflow answers exactly this, without saying more
+        raise InputError("Invalid path") from exc
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
@@ -653,6 +659,12 @@ async def artifacts_list(request: Request) -> Response:
             return {"root_uri": f"mlflow-artifacts:/{run.experiment_id}/{run_id}/artifacts", "files": files}
 
     return json_response(await in_thread(work))
+
+
+def on_startup(workspace: Any) -> None:
+    """MLflow's server always has the Default experiment (id 0): create it when the store has none."""
+    with workspace.store.write() as session:
+        repo.experiment_by_name(session, repo.DEFAULT_EXPERIMENT)
 
 
 # -- artifact proxy ----------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ and ordering. Batch functions are the primitive (STYLE.md E2).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -141,6 +143,7 @@ class DatasetInput(Base):
     source_type: Mapped[str | None] = mapped_column(String(50), nullable=True)
     schema: Mapped[str | None] = mapped_column(Text, nullable=True)
     profile: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON [{key, value}], MLflow's input tags
 
 
 class Artifact(Base):
@@ -414,7 +417,7 @@ def log_inputs(session: Session, run_id: str, inputs: Iterable[Mapping[str, str 
         session.merge(DatasetInput(
             run_id=run_id, name=item["name"], digest=item["digest"], context=item.get("context") or "",
             source=item.get("source"), source_type=item.get("source_type"), schema=item.get("schema"),
-            profile=item.get("profile"),
+            profile=item.get("profile"), tags=item.get("tags"),
         ))
 
 
@@ -432,7 +435,7 @@ class RunData:
     params: dict[str, str]
     metrics: dict[str, tuple[float, int, int]]
     tags: dict[str, str]
-    inputs: list[dict[str, str | None]]
+    inputs: list[dict[str, Any]]
     artifacts: list[tuple[str, str, int]]
 
 
@@ -456,7 +459,8 @@ def run_data(session: Session, run_ids: Sequence[str], *, with_files: bool = Tru
             for di in session.scalars(select(DatasetInput).where(DatasetInput.run_id.in_(chunk))):
                 out[di.run_id].inputs.append({"name": di.name, "digest": di.digest, "context": di.context,
                                               "source": di.source, "source_type": di.source_type,
-                                              "schema": di.schema, "profile": di.profile})
+                                              "schema": di.schema, "profile": di.profile,
+                                              "tags": json.loads(di.tags) if di.tags else None})
             query = select(Artifact.run_id, Artifact.path, Artifact.oid, Artifact.size).where(Artifact.run_id.in_(chunk))
             for rid, path, oid, size in session.execute(query.order_by(Artifact.path)):
                 out[rid].artifacts.append((path, oid, size))

@@ -303,3 +303,37 @@ def parse_order_by(clause: str) -> OrderKey:
         if key not in NUMERIC_ATTRIBUTES | STRING_ATTRIBUTES:
             raise _error(text, tok.pos, f"unknown attribute {key!r}")
     return OrderKey(entity, key, ascending)
+
+
+def and_comparisons(text: str | None, what: str = "filter") -> list[Comparison]:
+    """``<field> <op> <value>`` clauses joined by AND (MLflow's grammar for experiment and logged-model
+    searches); a bare field is an attribute. Operators: = != < <= > >= LIKE ILIKE."""
+    if text is None or not text.strip():
+        return []
+    clauses: list[list[Token]] = [[]]
+    for tok in tokenize(text):
+        if tok.kind == "word" and tok.upper == "AND":
+            clauses.append([])
+        else:
+            clauses[-1].append(tok)
+    out = []
+    for clause in clauses:
+        if len(clause) not in (3, 5) or (len(clause) == 5 and clause[1].kind != "dot"):
+            raise InputError(f"Invalid {what} string {text!r}: expected <field> <op> <value> clauses joined by AND",
+                             hint="e.g. name LIKE 'penguins%' AND tags.team = 'birds'")
+        entity = "attributes" if len(clause) == 3 else ENTITY_ALIASES.get(clause[0].text.lower(), "")
+        if not entity:
+            raise InputError(f"Invalid entity type '{clause[0].text}' in {what} string {text!r}")
+        key = clause[-3].text if clause[-3].kind != "backtick" else _unquote(clause[-3])
+        op_tok, raw = clause[-2], clause[-1]
+        op = {"<>": "!=", "==": "="}.get(op_tok.text, op_tok.upper)
+        if op not in (*NUMERIC_OPS, "LIKE", "ILIKE"):
+            raise InputError(f"Invalid comparator '{op_tok.text}' in {what} string {text!r}")
+        if raw.kind == "string":
+            value: float | str = _unquote(raw)
+        elif raw.kind == "number":
+            value = float(raw.text) if any(c in raw.text for c in ".eE") else int(raw.text)
+        else:
+            raise InputError(f"Invalid value {raw.text!r} in {what} string {text!r}: quote strings with ''")
+        out.append(Comparison(entity, key, op, value))
+    return out

@@ -192,33 +192,7 @@ def _condition(cond: flt.Comparison) -> Any:
 
 def parse_filter(text: str | None) -> list[Any]:
     """SQL conditions for MLflow's logged-model filter: clauses joined by AND, as MLflow allows."""
-    if not text or not text.strip():
-        return []
-    tokens = flt.tokenize(text)
-    clauses: list[list[flt.Token]] = [[]]
-    for tok in tokens:
-        if tok.kind == "word" and tok.upper == "AND":
-            clauses.append([])
-        else:
-            clauses[-1].append(tok)
-    out = []
-    for clause in clauses:
-        if len(clause) not in (3, 5) or clause[-2].kind not in ("op", "word"):
-            raise InputError(f"Invalid filter string {text!r}: expected <field> <op> <value> clauses joined "
-                             "by AND, e.g. name = 'model' AND params.alpha = '0.5'")
-        if len(clause) == 5:
-            entity = flt.ENTITY_ALIASES.get(clause[0].text.lower(), "")
-            key = clause[2].text.strip("`\"")
-        else:
-            entity, key = "attributes", clause[0].text
-        op = clause[3 if len(clause) == 5 else 1].upper
-        op = "!=" if op == "<>" else "=" if op == "==" else op
-        raw = clause[-1]
-        value: Any = raw.text[1:-1].replace("''", "'") if raw.kind == "string" else raw.text
-        if raw.kind == "number":
-            value = float(value) if "." in value or "e" in value.lower() else int(value)
-        out.append(_condition(flt.Comparison(entity, key, op, value)))
-    return out
+    return [_condition(c) for c in flt.and_comparisons(text)]
 
 
 def search(store: Store, experiment_ids: Sequence[int], *, filter_string: str | None = None,

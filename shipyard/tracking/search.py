@@ -156,3 +156,54 @@ def search_runs(session: Session, *, filter_string: str | None = None, order_by:
     more = len(rows) > max_results
     rows = rows[:max_results]
     return records(session, rows, with_files=with_files), (encode_token(offset + max_results) if more else None)
+
+
+_EXPERIMENT_ATTRIBUTES = {
+    "name": Experiment.name, "experiment_id": Experiment.id, "creation_time": Experiment.created_at,
+    "last_update_time": Experiment.updated_at,
+}
+
+
+def _experiment_condition(cond: flt.Comparison) -> ColumnElement[bool]:
+    if cond.entity == "tags":
+        from shipyard.store.runs import ExperimentTag
+
+        return exists().where(ExperimentTag.experiment_id == Experiment.id, ExperimentTag.key == cond.key,
+                              _compare(ExperimentTag.value, cond.op, cond.value))
+    column = _EXPERIMENT_ATTRIBUTES.get(cond.key)
+    if cond.entity != "attributes" or column is None:
+        raise InputError(f"Invalid attribute key '{cond.key}' specified. Valid keys are "
+                         f"{sorted(_EXPERIMENT_ATTRIBUTES)} and tags.<key>")
+    return _compare(column, cond.op, cond.value)
+
+
+def _experiment_order(clause: str):  # type: ignore[no-untyped-def]
+    text = clause.strip()
+    parts = text.rsplit(None, 1)
+    ascending = True
+    if len(parts) == 2 and parts[1].upper() in ("ASC", "DESC"):
+        text, ascending = parts[0], parts[1].upper() == "ASC"
+    key = text.removeprefix("attributes.").removeprefix("attribute.")
+    column = _EXPERIMENT_ATTRIBUTES.get(key)
+    if column is None:
+        raise InputError(f"Invalid order_by clause '{clause}'. Valid keys are {sorted(_EXPERIMENT_ATTRIBUTES)}")
+    return column, ascending
+
+
+def search_experiments(session: Session, *, filter_string: str | None = None, order_by: Sequence[str] = (),
+                       lifecycle: str = "active", max_results: int = 1000,
+                       page_token: str | None = None) -> tuple[list[Experiment], str | None]:
+    """Experiments matching MLflow's experiment filter (name, times, tags; AND only), MLflow's order
+    (creation time, newest first, then id) and the next page token (or None)."""
+    query = select(Experiment)
+    if lifecycle != "all":
+        query = query.where(Experiment.lifecycle_stage == lifecycle)
+    for cond in flt.and_comparisons(filter_string):
+        query = query.where(_experiment_condition(cond))
+    ordering = [_experiment_order(c) for c in order_by] or [(Experiment.created_at, False), (Experiment.id, True)]
+    if not any(column is Experiment.id for column, _ in ordering):
+        ordering.append((Experiment.id, False))
+    query = query.order_by(*(column.asc() if asc else column.desc() for column, asc in ordering))
+    offset = decode_token(page_token)
+    rows = list(session.scalars(query.offset(offset).limit(max_results + 1)))
+    return rows[:max_results], (encode_token(offset + max_results) if len(rows) > max_results else None)

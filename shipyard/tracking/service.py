@@ -203,7 +203,8 @@ def check_inputs(inputs: Iterable[Mapping[str, Any]]) -> list[dict[str, str | No
         context = item.get("context") or ""
         if not isinstance(context, str) or len(context) > 50:
             raise InputError(f"inputs[{i}].context must be a string of at most 50 characters (training, eval, ...)")
-        row: dict[str, str | None] = {"name": name, "digest": digest, "context": context}
+        row: dict[str, str | None] = {"name": name, "digest": digest, "context": context,
+                                      "tags": _input_tags(item.get("tags"), i)}
         for key, limit in (("source", 65536), ("source_type", 50), ("schema", 1 << 20), ("profile", 16 << 20)):
             value = item.get(key)
             if value is not None and (not isinstance(value, str) or len(value) > limit):
@@ -211,6 +212,25 @@ def check_inputs(inputs: Iterable[Mapping[str, Any]]) -> list[dict[str, str | No
             row[key] = value
         out.append(row)
     return out
+
+
+def _input_tags(tags: Any, i: int) -> str | None:
+    """MLflow's input tags ([{key, value}], keys up to 255, values up to 500 characters) as JSON text."""
+    if not tags:
+        return None
+    import json
+
+    if not isinstance(tags, list) or not all(isinstance(t, Mapping) for t in tags):
+        raise InputError(f"inputs[{i}].tags must be a list of {{key, value}} objects")
+    for t in tags:
+        key, value = t.get("key"), t.get("value")
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise InputError("InputTag key cannot be None" if key is None else
+                             f"InputTag key exceeds the maximum length of 255 characters (inputs[{i}])")
+        if not isinstance(value, str) or len(value) > 500:
+            raise InputError("InputTag value cannot be None" if value is None else
+                             f"InputTag value exceeds the maximum length of 500 characters (inputs[{i}])")
+    return json.dumps([{"key": t["key"], "value": t["value"]} for t in tags])
 
 
 def log_inputs(session: Session, run_id: str, inputs: Iterable[Mapping[str, Any]]) -> None:

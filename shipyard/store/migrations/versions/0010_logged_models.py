@@ -1,4 +1,4 @@
-"""MLflow 3 logged models (tags, params, metrics, artifact files), run <-> model links, NaN metrics.
+"""MLflow 3 logged models (tags, params, metrics, artifact files), run <-> model links, NaN metrics, dataset input tags.
 
 SQLite stores a REAL NaN as NULL, so a metric point records ``is_nan`` (value 0) as MLflow does;
 infinities are stored as they are.
@@ -69,9 +69,13 @@ def upgrade() -> None:
     )
     for table in ("metrics", "latest_metrics"):
         op.add_column(table, sa.Column("is_nan", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # every input tag of a dataset input (MLflow allows any), as a JSON list of {key, value}
+    op.add_column("dataset_inputs", sa.Column("tags", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("dataset_inputs") as batch:
+        batch.drop_column("tags")
     for table in ("latest_metrics", "metrics"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("is_nan")
