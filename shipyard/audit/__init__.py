@@ -12,6 +12,9 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +26,27 @@ from shipyard.store.tables import AuditEvent
 
 GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x5317_A0D1
+# The principal of the request being served (set by the server's AuthMiddleware). A ContextVar, not
+# a global: each request runs in its own context, and Starlette's threadpool copies the context
+# into the worker thread, so sync endpoints and the store writes they make see their own request's.
+_REQUEST_ACTOR: ContextVar[str | None] = ContextVar("shipyard_request_actor", default=None)
+
+
+@contextmanager
+def acting_as(actor: str | None) -> Iterator[None]:
+    """Within the block, ``current_actor()`` is ``actor`` (None leaves the process default)."""
+    token = _REQUEST_ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        _REQUEST_ACTOR.reset(token)
 
 
 def current_actor() -> str:
-    """Who is acting: SHIPYARD_ACTOR, else user@host."""
+    """Who is acting: the authenticated principal of the request, else SHIPYARD_ACTOR, else user@host."""
+    requested = _REQUEST_ACTOR.get()
+    if requested:
+        return requested
     explicit = os.environ.get("SHIPYARD_ACTOR")
     if explicit:
         return explicit

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Mount, Route, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shipyard import audit
 from shipyard.auth import tokens
 from shipyard.auth.cache import TokenCache
 from shipyard.auth.model import ALL_PERMISSIONS, ANY_PROJECT, Principal, decide
@@ -489,7 +490,11 @@ class AuthMiddleware:
             await error_response(exc.http_status, "INVALID_PARAMETER_VALUE" if exc.http_status < 500 else
                                  "TEMPORARILY_UNAVAILABLE", exc.message, exc.hint)(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        principal = scope.get("state", {}).get("principal")
+        # every audit.record made while serving this request (in the endpoint, in the threadpool,
+        # in the store writes it makes) names the principal, not the server's OS user
+        with audit.acting_as(principal.actor if principal is not None else None):
+            await self.app(scope, receive, send)
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Return the receive channel to call the app with, or raise Denied."""
