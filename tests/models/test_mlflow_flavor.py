@@ -158,3 +158,37 @@ def test_signature_mapping() -> None:
     assert from_mlflow(None) is None
     with pytest.raises(InputError, match="not valid JSON"):
         from_mlflow({"inputs": "[{"})
+
+
+def test_flavor_mlflow_registers_a_saved_mlflow_folder(tmp_path: Path, objects, numeric) -> None:
+    """``flavor: mlflow`` (``shipyard models register --flavor mlflow``): the folder's model is
+    packaged by the flavor it maps to and loads through ``load_model(..., "mlflow")``."""
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from shipyard.models import package_model
+    from shipyard.models.flavors import get_flavor
+
+    frame, species = numeric
+    model = LogisticRegression(max_iter=2000).fit(frame, species)
+    mlflow.sklearn.save_model(model, tmp_path / "skops", serialization_format="skops",
+                              signature=_signature(frame, model.predict(frame)))
+    assert get_flavor("mlflow").find_file(tmp_path / "skops") == tmp_path / "skops" / "model.skops"
+    packaged = package_model(objects, tmp_path / "skops" / "MLmodel", "mlflow")
+    assert packaged.flavor == "sklearn" and packaged.signature.columns == NUMERIC
+    loaded = load_model(objects, packaged.model_oid, "mlflow")
+    assert (loaded.predict(frame.head(5)) == model.predict(frame.head(5))).all()
+
+    model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(frame, species)
+    mlflow.sklearn.save_model(model, tmp_path / "pickled", serialization_format="cloudpickle")
+    with pytest.raises(UnsafeModel, match="refusing without trust"):
+        package_model(objects, tmp_path / "pickled", "mlflow")
+    trusted = package_model(objects, tmp_path / "pickled", "mlflow", trust=True, sample=frame.head(50))
+    assert trusted.trusted and trusted.signature.columns == NUMERIC          # captured from the sample
+    with pytest.raises(UnsafeModel, match="refusing without trust"):
+        load_model(objects, trusted.model_oid, "mlflow")
+    assert (load_model(objects, trusted.model_oid, "mlflow", trust=True).predict(frame.head(5))
+            == model.predict(frame.head(5))).all()
+    with pytest.raises(InputError, match="holding an MLmodel file"):
+        get_flavor("mlflow").find_file(tmp_path / "nope")

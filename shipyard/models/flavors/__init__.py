@@ -16,6 +16,7 @@ FLAVORS: dict[str, str] = {
     "xgboost": "shipyard.models.flavors.boosters:XGBoostFlavor",
     "lightgbm": "shipyard.models.flavors.boosters:LightGBMFlavor",
     "pickle": "shipyard.models.flavors.pickle:PickleFlavor",
+    "mlflow": "shipyard.models.flavors.mlflow:MLflowFlavor",
 }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.errors import InputError
-from shipyard.models.flavors.base import PackagedModel
+from shipyard.models.flavors.base import META_FILE, Flavor, LoadedModel, PackagedModel
 from shipyard.models.signature import Signature, from_mlflow
 
 MLMODEL = "MLmodel"
@@ -112,19 +112,70 @@ def _relative(file: Any, flavor: str) -> str:
     return path.as_posix()
 
 
-def package_mlflow_model(objects: Any, folder: Path, *, trust: bool = False,
+def model_file(folder: Path) -> tuple[Path, MLflowModel]:
+    """The model file an MLflow model folder's MLmodel names (inside the folder), and the mapping."""
+    mapped = map_mlmodel(read_mlmodel(folder))
+    file = folder / mapped.file
+    if not file.resolve().is_relative_to(folder.resolve()) or not file.is_file():
+        raise InputError(f"the MLmodel names {mapped.file!r}, which is not in the model folder")
+    return file, mapped
+
+
+def package_mlflow_model(objects: Any, folder: Path, *, trust: bool = False, sample: Any = None,
+                         classes: list[Any] | None = None,
                          untrusted_ok: bool = False) -> tuple[PackagedModel, MLflowModel]:
     """Package the model of an MLflow model folder with the flavor its MLmodel maps to.
 
+    The signature is the MLmodel's unless a ``sample`` is given (then it is captured from it).
     ``untrusted_ok`` (MLflow's REST API, whose client cannot say ``--trust``) stores a pickle
     after its opcode scan as an untrusted package: every load of it then needs ``--trust``.
     """
     from shipyard.models.flavors import get_flavor
 
-    mapped = map_mlmodel(read_mlmodel(folder))
-    file = folder / mapped.file
-    if not file.resolve().is_relative_to(folder.resolve()) or not file.is_file():
-        raise InputError(f"the MLmodel names {mapped.file!r}, which is not in the model folder")
-    packaged = get_flavor(mapped.flavor).package(objects, file, trust=trust, signature=mapped.signature,
-                                                  untrusted_ok=untrusted_ok)
+    file, mapped = model_file(folder)
+    packaged = get_flavor(mapped.flavor).package(objects, file, trust=trust, sample=sample, classes=classes,
+                                                  signature=mapped.signature, untrusted_ok=untrusted_ok)
     return packaged, mapped
+
+
+class MLflowFlavor(Flavor):
+    """``flavor: mlflow``: a folder written by ``mlflow.<flavor>.save_model``, registered with
+    ``shipyard models register --flavor mlflow`` (``--trust`` for a pickled model).
+
+    The package is the mapped flavor's (sklearn, pickle, xgboost, ...), so loading reads the
+    flavor recorded in the package and lets that flavor load it, with its own trust rule.
+    """
+
+    name = "mlflow"
+    extensions = (MLMODEL,)
+    format_name = "MLflow model"
+
+    def find_file(self, path: Path) -> Path:
+        folder = path.parent if path.is_file() and path.name == MLMODEL else path
+        if not folder.is_dir():
+            raise InputError(f"{path}: an MLflow model is a folder holding an {MLMODEL} file",
+                             hint="point --path at the folder mlflow.<flavor>.save_model wrote")
+        return model_file(folder)[0]
+
+    def package(self, objects: Any, path: Path, *, trust: bool = False, sample: Any = None,
+                classes: list[Any] | None = None, signature: Signature | None = None,
+                untrusted_ok: bool = False) -> PackagedModel:
+        folder = path.parent if path.is_file() and path.name == MLMODEL else path
+        return package_mlflow_model(objects, folder, trust=trust, sample=sample, classes=classes,
+                                    untrusted_ok=untrusted_ok)[0]
+
+    def load(self, objects: Any, model_oid: str, *, trust: bool = False) -> LoadedModel:
+        import json
+
+        from shipyard.hashing import is_dir_id
+        from shipyard.models.flavors import get_flavor
+
+        if not is_dir_id(model_oid):
+            raise InputError(f"{model_oid} is not a model package (expected a folder id ending in .dir)")
+        manifest = {e.path: e for e in objects.manifest(model_oid).entries}
+        if META_FILE not in manifest:
+            raise InputError(f"object {model_oid} is not a Shipyard model package (no {META_FILE})")
+        inner = json.loads(objects.get_bytes(manifest[META_FILE].oid)).get("flavor")
+        if inner == self.name or not isinstance(inner, str):
+            raise InputError(f"model package {model_oid} records no flavor to load it with")
+        return get_flavor(inner).load(objects, model_oid, trust=trust)
