@@ -248,6 +248,9 @@ def dvc_example(n: int) -> None:
         shutil.copytree(EXAMPLE, root)
         run_measured([sys.executable, "src/generate_data.py", "1000"], root)
     _dvc_init(peer)
+    # Ours is a DVC project too (.dvc/, as the example is): without one, dvclive's Live() runs
+    # `dvc init` at the enclosing git root, which here is the Shipyard checkout itself.
+    _dvc_init(ours)
     shipyard, dvc = ours_bin(), peer_bin("dvc")
 
     def ours_run() -> tuple[float, float]:
