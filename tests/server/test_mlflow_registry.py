@@ -258,3 +258,46 @@ def test_bad_input_names_the_field(client: TestClient, method, path, kwargs, wor
     response = client.request(method, API + path, **kwargs)
     assert response.status_code == 400, response.text
     assert words in response.json()["message"]
+
+
+def _logged_model_with_mlflow_model(project: Workspace, tmp_path: Path) -> tuple[str, str, str]:
+    """(model_id, its run, its artifact location): a logged model holding an MLflow sklearn model."""
+    from shipyard.store import runs as runs_repo
+    from shipyard.tracking import logged_models
+
+    run_id = _run_with_mlflow_model(project, tmp_path)
+    with project.store.read() as session:
+        experiment_id = session.get(runs_repo.Run, run_id).experiment_id
+    model = logged_models.create(project.store, experiment_id, name="model", source_run_id=run_id)
+    for file in sorted((tmp_path / "mlflow-skops").iterdir()):
+        logged_models.store_artifact(project.store, project.objects, model.model_id, file.name, file.read_bytes())
+    return model.model_id, run_id, model.artifact_location
+
+
+def test_logged_model_sources(client: TestClient, project: Workspace, tmp_path: Path) -> None:
+    from shipyard.registry import resolve
+
+    model_id, run_id, location = _logged_model_with_mlflow_model(project, tmp_path)
+    made = client.post(f"{API}/model-versions/create",
+                       json={"name": "m", "source": f"models:/{model_id}", "model_id": model_id})
+    assert made.status_code == 200, made.text
+    body = made.json()["model_version"]
+    assert body["model_id"] == model_id and body["run_id"] == run_id   # the logged model's source run
+    # the logged model's artifact URI with its model_id reads the same files
+    again = client.post(f"{API}/model-versions/create", json={"name": "m", "source": location, "model_id": model_id})
+    assert again.status_code == 200, again.text
+    with project.store.read() as session:
+        first, second = resolve(session, "m@1"), resolve(session, "m@2")
+    assert first.flavor == second.flavor == "sklearn" and first.content_oid == second.content_oid
+    uri = client.get(f"{API}/model-versions/get-download-uri", params={"name": "m", "version": "1"})
+    assert uri.json() == {"artifact_uri": location}
+    latest = client.get(f"{API}/registered-models/get-latest-versions", params={"name": "m", "stages": "None"})
+    assert [v["version"] for v in latest.json()["model_versions"]] == ["2"]
+    assert client.get(f"{API}/registered-models/get-latest-versions",
+                      params={"name": "m", "stages": "Production"}).json() == {"model_versions": []}
+    _error(client.post(f"{API}/model-versions/create",
+                       json={"name": "m", "source": location.replace(model_id, "m-0"), "model_id": model_id}),
+           400, "INVALID_PARAMETER_VALUE", "The model_id request parameter must identify the resource")
+    _error(client.post(f"{API}/model-versions/create",
+                       json={"name": "m", "source": f"runs:/{run_id}/model", "model_id": model_id}),
+           400, "INVALID_PARAMETER_VALUE", "The model_id request parameter must identify the resource")
