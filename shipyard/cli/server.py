@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,6 +28,12 @@ def server(
                                       "a monitor: section."),
     monitor_every: str = typer.Option(None, "--monitor-every", metavar="DURATION",
                                       help="Monitor cycle period, e.g. 30s or 5m (default: monitor.every)."),
+    tls_cert: Path = typer.Option(None, "--tls-cert", metavar="PEM",
+                                  help="Serve HTTPS with this certificate (chain) file; needs --tls-key."),
+    tls_key: Path = typer.Option(None, "--tls-key", metavar="PEM", help="The private key of --tls-cert."),
+    no_auth: bool = typer.Option(False, "--no-auth",
+                                 help="Serve without authentication: only on a loopback bind with the embedded "
+                                      "store (a laptop)."),
 ) -> None:
     """Serve the tracking REST API and the MLflow-compatible API of this project.
 
@@ -45,8 +54,9 @@ def server(
     # server app by name, the same way main.py's COMMANDS table loads command modules.
     create_app = importlib.import_module("shipyard.server.app").create_app
 
+    tls = _tls_files(tls_cert, tls_key)
     workspace = Workspace.discover()
-    application = create_app(workspace)
+    application = _build_app(create_app, workspace, host, no_auth)
     if get:
         import httpx
 
@@ -69,15 +79,70 @@ def server(
 
     from shipyard.cli.output import echo
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        echo(f"warning: binding {host}: anyone who can reach this machine can read and write runs", err=True)
-    echo(f"shipyard server on http://{host}:{port} (MLflow clients: MLFLOW_TRACKING_URI=http://{host}:{port})")
+    scheme = "https" if tls else "http"
+    echo(f"shipyard server on {scheme}://{host}:{port} "
+         f"(MLflow clients: MLFLOW_TRACKING_URI={scheme}://{host}:{port})")
     stop = _start_monitor(workspace, monitor_every) if monitor else None
     try:
-        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, **tls)
     finally:
         if stop is not None:
             stop.set()
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> dict[str, str]:
+    """uvicorn's ssl_certfile/ssl_keyfile, after checking both are given, readable and belong together."""
+    import ssl
+
+    from shipyard.errors import UsageError
+
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise UsageError(f"{given} needs {missing} too", hint="--tls-cert server.pem --tls-key server.key")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its key ({exc.reason})",
+                         hint="the key must be the private key of the certificate's first entry") from None
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def _build_app(create_app: Callable[..., Any], workspace: Workspace, host: str, no_auth: bool) -> Any:
+    """The server app, with auth on unless --no-auth (allowed on a laptop only); prints the first admin's token."""
+    import importlib
+
+    from shipyard.cli.output import echo
+
+    security = importlib.import_module("shipyard.server.security")
+    wired = "auth_project" in inspect.signature(create_app).parameters
+    if no_auth or not wired:
+        # without auth (asked for, or because this build's create_app cannot enforce it yet), serve
+        # only where --no-auth is allowed: a loopback bind with the embedded store; and say so
+        why = "" if no_auth else " (this build's server app does not enforce authentication yet)"
+        from shipyard.store.engine import resolve_url
+
+        # the URL only: a refused --no-auth must not first open (and migrate) a shared store
+        echo("warning: " + security.check_no_auth(host, resolve_url(workspace.project.state_dir)) + why, err=True)
+        return create_app(workspace, auth_project=None) if wired else create_app(workspace)
+    from shipyard.auth.credentials import first_start
+    from shipyard.auth.settings import server_project
+
+    project = server_project(workspace.project.root.name)
+    made = first_start(workspace.store, project)
+    if made is not None:
+        token, info = made
+        echo(f"first start: created the admin user 'admin' and the project {project!r}. Its token, shown once:\n"
+             f"  {token}\n"
+             f"keep it in a password manager: it is stored only as a hash (revoke it: shipyard tokens revoke "
+             f"{info['prefix']})")
+    return create_app(workspace, auth_project=project)
 
 
 def _start_monitor(workspace: Workspace, every: str | None) -> threading.Event | None:
