@@ -48,7 +48,7 @@ def register_versions(store: Any, name: str, versions: list[int], champion: int 
 
 
 class LiveGateway:
-    def __init__(self, store: Any, state: Path, models: dict[tuple[str, int], Any], *, batching: bool = False,
+    def __init__(self, store: Any, state: Path, models: dict[tuple[str, int], Any], *, batching: bool = True,
                  poll: float = 0.1) -> None:
         self.store = store
         self.state = state
