@@ -6,7 +6,8 @@ binary tensor data), MLflow's scoring server (``/invocations`` with JSON or CSV,
 ``/version``), ``/v1/models/{name}:predict``, ``/health``, ``/ready``, ``/metrics`` and
 ``POST /v1/feedback``. Every response carries ``x-shipyard-version`` (the model version that
 answered; the gateway's own version on non-model routes) and ``x-request-id``. A client's mistake
-is a 4xx naming the field; a 5xx means the model itself failed.
+is a 4xx naming the field; a 5xx means the model itself failed (500) or the version that must
+answer is not loaded on this replica (503).
 
 The request path reads the follower's snapshot (no database), routes with the model's strategy,
 predicts, answers, then appends to the request log's queue. The invariant: a candidate that raises,
@@ -79,6 +80,10 @@ class GatewaySettings:
     max_shadow_in_flight: int = 64
     scores: bool = True
     solo_rows: int | None = None  # batching: requests with this many rows skip merging (None: half a batch)
+
+
+class NotLoaded(RuntimeError):
+    """The version that must answer is not loaded on this replica (a 503: retry, or another replica)."""
 
 
 class CandidateFailure(Exception):
@@ -272,7 +277,7 @@ class Gateway:
         assignment = route.strategy.assign(bucket_of(key), bucket_of(None))
         served = route.versions.get(assignment.version)
         if served is None:
-            raise RuntimeError(f"routing names version {assignment.version} of {route.name!r}, which is not loaded")
+            raise NotLoaded(f"routing names version {assignment.version} of {route.name!r}, which is not loaded")
         rows = self.rows_for(route, served, inputs, field)
         if assignment.fallback is not None:
             try:
@@ -309,7 +314,7 @@ class Gateway:
         A model that refuses missing values raises on NaN: that is the request's NaN, so a 422
         naming the column; any other exception is the model's failure (the caller's 500)."""
         if served.model is None:
-            raise RuntimeError(f"model {served.name!r} version {served.version} failed to load: {served.error}")
+            raise NotLoaded(f"model {served.name!r} version {served.version} failed to load: {served.error}")
         try:
             return await self.predict(served, rows, False, 0)
         except (ValueError, TypeError) as exc:

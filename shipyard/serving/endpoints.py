@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from shipyard import __version__
 from shipyard.serving import codec, oip, scoring
-from shipyard.serving.app import GATEWAY_VERSION, MAX_REQUEST_ID, Gateway
+from shipyard.serving.app import GATEWAY_VERSION, MAX_REQUEST_ID, Gateway, NotLoaded
 from shipyard.serving.codec import Inputs, RequestError
 from shipyard.serving.follower import ModelRoute, Served
 from shipyard.serving.requestlog import FeedbackEntry
@@ -142,6 +142,9 @@ class Endpoints:
                 # OIP (Triton, KServe) answers 400 for any bad request, where MLflow's shapes get 422
                 status = oip.BAD if exc.status == 422 and parse is parse_oip else exc.status
                 return gw.error(status, exc.message, rid, field=exc.field, reason=reason)
+            except NotLoaded as exc:
+                gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
+                return gw.error(503, str(exc), rid, reason="not_loaded")
             except Exception as exc:
                 gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
                 return gw.error(500, f"model {name!r} failed: {type(exc).__name__}: {exc}"[:1000], rid,
