@@ -145,6 +145,14 @@ def get_version(session: Session, name: str, version: int) -> dict[str, Any]:
     return versions_entities(session, [version_of(session, model, version)])[0]
 
 
+def version_by_alias(session: Session, name: str, alias: str) -> dict[str, Any]:
+    """The version ``alias`` points at (MLflow's "Registered model alias ... not found" otherwise)."""
+    row = repo.alias_target(session, model_of(session, name), alias)
+    if row is None:
+        raise NotFound(f"Registered model alias {alias} not found.")
+    return versions_entities(session, [row])[0]
+
+
 # -- registered models: writes --------------------------------------------------------------------
 def create_model(session: Session, name: str, description: str | None, tags: dict[str, str],
                  actor: str | None = None) -> dict[str, Any]:

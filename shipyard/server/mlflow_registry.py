@@ -22,13 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.errors import CheckFailed, NotFound
+from shipyard.errors import CheckFailed
 from shipyard.registry import mlflow_api as api
 from shipyard.registry import search
 from shipyard.registry.mlflow_api import InvalidParameter, invalid_value
 from shipyard.server.common import in_thread, json_body
 from shipyard.server.errors import json_response
-from shipyard.store import registry as repo
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 _SEE_DOCS = " See the API docs for more information about request parameters."
@@ -280,14 +279,7 @@ async def alias_get(request: Request) -> Response:
     name = _text(data, "name") or ""
     alias = _text(data, "alias") or ""
 
-    def fn(session: Any) -> dict[str, Any]:
-        model = api.model_of(session, name)
-        row = repo.alias_target(session, model, alias)
-        if row is None:
-            raise NotFound(f"Registered model alias {alias} not found.")
-        return {"model_version": api.versions_entities(session, [row])[0]}
-
-    return await _work(request, fn, write=False)
+    return await _work(request, lambda s: {"model_version": api.version_by_alias(s, name, alias)}, write=False)
 
 
 _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
