@@ -152,3 +152,24 @@ def first_start(store: Store, project: str, *, actor: str = "shipyard server") -
         except AlreadyExists:
             pass  # a second process starting at the same time created it
     return bootstrap_admin(store, "admin", actor=actor)
+
+
+def session_user(store: Store, name: str) -> Principal | None:
+    """The current Principal of a user logged in by password (None once deleted or disabled).
+
+    Browser sessions look the user up on each page, so disabling a user or changing a role takes
+    effect at the next page, not when the cookie expires.
+    """
+    with store.read() as session:
+        row = repo.principal_by_name(session, name)
+        if row is None or row.disabled or row.kind != "user":
+            return None
+        return to_principal(row, repo.roles(session, [row.id])[row.id])
+
+
+def record_sso_login(store: Store, principal: Principal, issuer: str) -> None:
+    """Audit a single sign-on login (password logins are audited by ``login``)."""
+    with store.write() as session:
+        audit.record(session, "auth.login", f"user:{principal.name}",
+                     {"via": "oidc", "issuer": issuer, "admin": principal.admin, "roles": dict(principal.roles)},
+                     actor=principal.name)

@@ -13,7 +13,9 @@ that has no declaration, and a public route outside the explicit allowlist (``/h
    meets a weaker rule; an unknown path or method still needs a valid credential;
 3. authenticates: ``Authorization: Bearer <token>``, or Basic with a token as the password (the
    MLflow client sends Basic when a user name and password are set), or Basic user:password when
-   enabled. Cookies are never read here; a token is never accepted from the URL;
+   enabled; on a route declared a web page (``page=True``) only, also the browser session cookie
+   (``shipyard.server.login``), with the page's CSRF token on every state-changing method. The
+   API and the gateway never read a cookie; a token is never accepted from the URL;
 4. resolves the project and asks ``shipyard.auth.decide``: 401 with ``WWW-Authenticate`` or 403,
    in MLflow's ``{error_code, message}`` shape, before the endpoint runs (so nothing is written);
 5. hands the principal to the endpoint as ``request.state.principal`` (its ``actor`` is what the
@@ -24,14 +26,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Mount, Route, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +50,9 @@ from shipyard.server.errors import error_response
 from shipyard.store import Store
 
 DEFAULT_PUBLIC_PATHS = ("/health", "/ready")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
 METHOD_OVERRIDES = {name.lower(): name for name in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")}
 TOKEN_QUERY_FIELDS = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization"})
 ALL_METHODS = "*"
@@ -81,11 +88,14 @@ class Rule:
 
     ``project`` is a project name, None (server-wide: admins only), ``ANY_PROJECT`` (a listing that
     filters itself) or a function of the request. ``body`` makes the JSON body available to it.
+    ``page`` marks a web page: it also accepts the browser session cookie (with a CSRF token on
+    every state-changing method); every other route accepts only the Authorization header.
     """
 
     permission: PermissionSource | None
     project: ProjectSource = None
     body: bool = False
+    page: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.permission, str) and self.permission not in ALL_PERMISSIONS:
@@ -115,9 +125,12 @@ def _text(value: Any) -> str | None:
 
 
 def requires(permission: PermissionSource, project: ProjectSource = None, *, body: bool = False,
-             methods: Iterable[str] = (ALL_METHODS,)) -> Callable[[Any], Any]:
-    """Declare on an endpoint the permission it needs (for ``methods``, default all of its methods)."""
-    rule = Rule(permission, project, body)
+             methods: Iterable[str] = (ALL_METHODS,), page: bool = False) -> Callable[[Any], Any]:
+    """Declare on an endpoint the permission it needs (for ``methods``, default all of its methods).
+
+    ``page=True`` declares a web page, which a browser session cookie may also authenticate.
+    """
+    rule = Rule(permission, project, body, page)
 
     def mark(endpoint: Any) -> Any:
         declared = dict(getattr(endpoint, _RULES_ATTR, {}))
@@ -199,9 +212,18 @@ def check_routes(app: Any, policy: Policy, public_paths: Iterable[str] = DEFAULT
                                    "(shipyard.server.security)")
 
 
+class Sessions(Protocol):
+    """Browser sessions (``shipyard.server.login.SessionCookies``): read only for routes declared pages."""
+
+    async def principal(self, scope: Scope) -> tuple[Principal | None, str | None]:
+        """The logged-in principal of the request's session cookie and its CSRF token (None, None without)."""
+        ...
+
+
 @dataclass
 class Guard:
-    """What the middleware needs: the policy, the token cache, and whether Basic passwords log in."""
+    """What the middleware needs: the policy, the token cache, whether Basic passwords log in, and
+    the browser sessions (None: no page accepts a cookie)."""
 
     policy: Policy
     tokens: TokenCache
@@ -209,6 +231,7 @@ class Guard:
     basic_passwords: bool = False
     public_paths: tuple[str, ...] = DEFAULT_PUBLIC_PATHS
     realm: str = "shipyard"
+    sessions: Sessions | None = None
     _compiled: list[tuple[re.Pattern[str], BaseRoute]] | None = field(default=None, repr=False)
 
 
@@ -447,6 +470,20 @@ async def _view(scope: Scope, receive: Receive, rule: Rule, params: dict[str, An
     return RequestView(scope["method"], normalise(scope["path"]), params, query, data), receive
 
 
+async def csrf_token_of(scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
+    """The CSRF token a request carries (header, else form field) and the receive channel to go on with."""
+    for name, value in scope["headers"]:
+        if name.decode("latin-1").lower() == CSRF_HEADER.lower():
+            return value.decode("latin-1"), receive
+    content_type = Headers(scope=scope).get("content-type", "")
+    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return None, receive
+    raw = await read_body(Request(scope, receive), MAX_POLICY_BODY)
+    async with Request(scope, _replay(raw)).form() as form:
+        found = form.get(CSRF_FIELD)
+    return (found if isinstance(found, str) else None), _replay(raw)
+
+
 def _replay(body: bytes) -> Receive:
     sent = False
 
@@ -503,6 +540,8 @@ class AuthMiddleware:
         if rule is not None and rule.permission is None:
             return receive  # an allowlisted public route (check_routes holds the allowlist)
         principal = await authenticate(self.guard, scope)
+        if principal is None and rule is not None and rule.page and self.guard.sessions is not None:
+            principal, receive = await self._from_session(scope, receive)
         if rule is None:
             # unknown path or method: nothing runs but a 404/405, yet even that needs credentials
             if principal is None:
@@ -517,6 +556,19 @@ class AuthMiddleware:
                          "; ".join(decision.reasons))
         self._hand_over(scope, principal)
         return receive
+
+    async def _from_session(self, scope: Scope, receive: Receive) -> tuple[Principal | None, Receive]:
+        """The session cookie's principal on a page; a state-changing request must carry its CSRF token."""
+        assert self.guard.sessions is not None
+        principal, csrf = await self.guard.sessions.principal(scope)
+        if principal is None or scope["method"] in SAFE_METHODS:
+            return principal, receive
+        sent, receive = await csrf_token_of(scope, receive)
+        if not csrf or not sent or not hmac.compare_digest(sent, csrf):
+            raise Denied(403, "PERMISSION_DENIED", f"{CSRF_FIELD}: a cookie-authenticated {scope['method']} needs "
+                                                   f"the page's CSRF token (form field {CSRF_FIELD} or header "
+                                                   f"{CSRF_HEADER})")
+        return principal, receive
 
     @staticmethod
     def _hand_over(scope: Scope, principal: Principal | None) -> None:
@@ -539,6 +591,7 @@ __all__ = [
     "Policy",
     "RequestView",
     "Rule",
+    "Sessions",
     "UndeclaredRoute",
     "body_field",
     "check_routes",
