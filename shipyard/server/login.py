@@ -39,8 +39,7 @@ from shipyard.auth.oidc import principal_from_claims
 from shipyard.auth.service import LoginFailed
 from shipyard.auth.settings import AuthSettings, session_secret
 from shipyard.errors import InputError
-from shipyard.server.common import read_body
-from shipyard.server.security import CSRF_FIELD, public
+from shipyard.server.security import CSRF_FIELD, public, read_form
 from shipyard.store import Store
 
 COOKIE = "shipyard_session"
@@ -125,13 +124,8 @@ def _csrf_matches(data: dict[str, Any], sent: Any) -> bool:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    raw = await read_body(request, MAX_FORM_BYTES)  # a 413 naming the limit, not an unbounded read
-
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    async with Request(request.scope, replay).form() as form:
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+    fields, _ = await read_form(request.scope, request.receive, MAX_FORM_BYTES)  # bounded: a 413 naming the limit
+    return fields
 
 
 class WebLogin:

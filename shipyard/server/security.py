@@ -478,10 +478,17 @@ async def csrf_token_of(scope: Scope, receive: Receive) -> tuple[str | None, Rec
     content_type = Headers(scope=scope).get("content-type", "")
     if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         return None, receive
-    raw = await read_body(Request(scope, receive), MAX_POLICY_BODY)
+    fields, receive = await read_form(scope, receive, MAX_POLICY_BODY)
+    return fields.get(CSRF_FIELD), receive
+
+
+async def read_form(scope: Scope, receive: Receive, limit: int) -> tuple[dict[str, str], Receive]:
+    """A form's text fields (at most ``limit`` bytes, else a 413 naming it) and a receive channel
+    that replays the body to whoever reads it next."""
+    raw = await read_body(Request(scope, receive), limit)
     async with Request(scope, _replay(raw)).form() as form:
-        found = form.get(CSRF_FIELD)
-    return (found if isinstance(found, str) else None), _replay(raw)
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    return fields, _replay(raw)
 
 
 def _replay(body: bytes) -> Receive:
@@ -602,6 +609,7 @@ __all__ = [
     "path_param",
     "public",
     "query_param",
+    "read_form",
     "requires",
     "server_policy",
 ]

@@ -6,12 +6,9 @@ test: exactly the wiring create_app will get. It runs on uvicorn on 127.0.0.1.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from shipyard.auth import credentials, service
 from shipyard.auth.cache import TokenCache
@@ -23,7 +20,7 @@ from shipyard.server.security import (
     install,
     server_policy,
 )
-from tests.server.live import free_port
+from tests.auth.live import serve
 
 ALL = ["runs:read", "runs:write", "models:read", "models:write", "models:promote", "deploy:write", "gateway:invoke",
        "audit:read"]
@@ -44,17 +41,8 @@ def server(project) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore[no-
         made[role] = credentials.create_token(store, name, scopes=ALL, actor="ops")[0]
     app = create_app(project)
     install(app, Guard(server_policy("penguins"), TokenCache(store), public_paths=SERVER_PUBLIC_PATHS))
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:  # wait for the condition, bounded
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{config.port}", made
-    uv.should_exit = True
-    thread.join(timeout=15)
+    with serve(app) as url:
+        yield url, made
 
 
 def client(monkeypatch: pytest.MonkeyPatch, url: str, *, token: str | None = None, basic: str | None = None):  # type: ignore[no-untyped-def]
