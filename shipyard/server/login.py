@@ -21,6 +21,9 @@ from __future__ import annotations
 import hmac
 import html
 import secrets
+import time
+from collections import deque
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
@@ -128,13 +131,39 @@ async def _form(request: Request) -> dict[str, str]:
     return fields
 
 
+class Throttle:
+    """At most ``limit`` attempts per client address in any ``window`` seconds (in this process).
+
+    The account lockout stops guessing one user's password; this stops one address from trying
+    many users (and from making the server do Argon2 work without end).
+    """
+
+    def __init__(self, limit: int = 20, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self._clock = limit, window, clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def admit(self, client: str) -> float | None:
+        """None when ``client`` may try now (and count it), else the seconds until it may."""
+        now = self._clock()
+        recent = self._seen.setdefault(client, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.limit:
+            return recent[0] + self.window - now
+        recent.append(now)
+        if len(self._seen) > 10_000:  # forget idle addresses so the table stays small
+            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - self.window}
+        return None
+
+
 class WebLogin:
     """The login routes of one server: password login, OIDC (when configured) and logout."""
 
-    def __init__(self, store: Store, settings: AuthSettings) -> None:
+    def __init__(self, store: Store, settings: AuthSettings, *, throttle: Throttle | None = None) -> None:
         self.store = store
         self.settings = settings
         self.sessions = SessionCookies(store, settings)
+        self.throttle = throttle or Throttle()
         self._oidc = self._register_oidc() if settings.oidc is not None else None
 
     def _register_oidc(self) -> Any:
@@ -185,6 +214,12 @@ class WebLogin:
             return self._page(request, data, next_path=next_path, status=403,
                               message=f"{CSRF_FIELD}: the form has expired or came from another site; try again")
         username, password = form.get("username", ""), form.get("password", "")
+        wait = self.throttle.admit(request.client.host if request.client else "?")
+        if wait is not None:
+            response = self._page(request, data, next_path=next_path, status=429,
+                                  message=f"too many sign-in attempts from your address: wait {wait:.0f} s")
+            response.headers["Retry-After"] = str(max(1, round(wait)))
+            return response
         if not username or not password:
             return self._page(request, data, next_path=next_path, status=400,
                               message="username and password: both are required")

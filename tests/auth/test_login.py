@@ -19,7 +19,7 @@ from shipyard import audit
 from shipyard.auth import service
 from shipyard.auth.cache import TokenCache
 from shipyard.auth.settings import auth_settings
-from shipyard.server.login import COOKIE, LOGIN_PUBLIC_PATHS, WebLogin, safe_next
+from shipyard.server.login import COOKIE, LOGIN_PUBLIC_PATHS, Throttle, WebLogin, safe_next
 from shipyard.server.security import DEFAULT_PUBLIC_PATHS, Guard, Policy, Rule, install
 from tests.auth.live import serve
 
@@ -37,8 +37,8 @@ def provider() -> Iterator[str]:
         yield f"http://localhost:{server.server_port}"
 
 
-def build(store, env: dict[str, str]) -> Starlette:  # type: ignore[no-untyped-def]
-    login = WebLogin(store, auth_settings(env))
+def build(store, env: dict[str, str], throttle: Throttle | None = None) -> Starlette:  # type: ignore[no-untyped-def]
+    login = WebLogin(store, auth_settings(env), throttle=throttle)
 
     async def runs_page(request: Request) -> JSONResponse:
         return JSONResponse({"user": request.state.principal.name, "csrf": login.csrf_token(request)})
@@ -185,3 +185,24 @@ def test_single_sign_on_without_a_mapped_group_grants_nothing(site, provider) ->
         landed = browser.get(back.headers["location"], follow_redirects=True)
         assert landed.url.path == "/"  # logged in (no page at / in this app) ...
         assert browser.get("/ui/runs").status_code == 403  # ... but with no role on the project
+
+
+def test_one_address_is_throttled_across_user_names(store) -> None:  # type: ignore[no-untyped-def]
+    service.create_user(store, "alice", password=PASSWORD, actor="ops")
+    with serve(build(store, {}, throttle=Throttle(limit=3, window=3600))) as url, \
+            httpx.Client(base_url=url, timeout=20) as browser:
+        assert [password_login(browser, name, "guess").status_code for name in ("u1", "u2", "u3")] == [401] * 3
+        throttled = password_login(browser, "alice", PASSWORD)  # even the right password waits
+        assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+        assert "too many sign-in attempts" in throttled.text
+
+
+def test_the_throttle_forgets_attempts_older_than_its_window() -> None:
+    now = [0.0]
+    throttle = Throttle(limit=2, window=60, clock=lambda: now[0])
+    assert throttle.admit("a") is None and throttle.admit("a") is None
+    assert throttle.admit("a") == 60 and throttle.admit("b") is None
+    now[0] = 59.0
+    assert throttle.admit("a") == 1
+    now[0] = 60.0
+    assert throttle.admit("a") is None
