@@ -138,3 +138,24 @@ def test_a_bad_ca_bundle_is_named() -> None:
         tls_verify({"SHIPYARD_CA_BUNDLE": "/nowhere/ca.pem"})
     assert isinstance(tls_verify({"SHIPYARD_CA_BUNDLE": ""}), bool)
     assert isinstance(tls_verify({}), bool) and not isinstance(tls_verify({}), ssl.SSLContext)
+
+
+def test_the_mlflow_client_verifies_the_server_against_a_private_ca(project, pki, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("SHIPYARD_PROJECT", "penguins")
+    app = _build_app(_create_with_auth, project, "127.0.0.1", False)
+    token = next(line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("shp_"))
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_INSECURE_TLS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    with serve(app, ssl_certfile=str(pki["cert"]), ssl_keyfile=str(pki["key"])) as url:
+        monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH", raising=False)
+        with pytest.raises(MlflowException, match="CERTIFICATE_VERIFY_FAILED"):
+            MlflowClient(tracking_uri=url).search_experiments()
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(pki["ca"]))
+        client = MlflowClient(tracking_uri=url)
+        experiment = client.create_experiment("over-tls")
+        assert client.get_experiment(experiment).name == "over-tls"
