@@ -104,6 +104,26 @@ def test_xgboost_and_lightgbm_native_formats_load_safely(tmp_path: Path, objects
     assert (loaded.predict(frame.head(8)) == (native.predict(frame.head(8)) >= 0.5).astype(int)).all()
 
 
+def test_skops_types_outside_the_trusted_list_are_stored_untrusted_for_rest(tmp_path: Path, objects, numeric) -> None:
+    """LightGBM's scikit-learn API in skops (MLflow 3's default): its types are not on our list,
+    so without trust it is refused, or (over MLflow's REST API) stored untrusted: loading needs trust."""
+    import lightgbm as lgb
+    import mlflow.lightgbm
+
+    frame, species = numeric
+    model = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame, species)
+    mlflow.lightgbm.save_model(model, tmp_path / "m")
+    with pytest.raises(UnsafeModel, match=r"lightgbm\.sklearn\.LGBMClassifier"):
+        package_mlflow_model(objects, tmp_path / "m")
+    stored, mapped = package_mlflow_model(objects, tmp_path / "m", untrusted_ok=True)
+    assert (mapped.flavor, mapped.file) == ("sklearn", "model.skops") and not stored.trusted
+    assert "outside the trusted list" in stored.meta["needs_trust"]
+    with pytest.raises(UnsafeModel, match="outside the trusted list"):
+        load_model(objects, stored.model_oid, "sklearn")
+    loaded = load_model(objects, stored.model_oid, "sklearn", trust=True)
+    assert (loaded.predict(frame.head(8)) == model.predict(frame.head(8))).all()
+
+
 def test_onnx_loads_safely(tmp_path: Path, objects, numeric) -> None:
     import mlflow.onnx
     from skl2onnx import to_onnx

@@ -159,7 +159,8 @@ class Flavor:
         ``signature`` is a known signature (an MLflow model's) used when there is no ``sample``.
         ``untrusted_ok`` stores an unsafe file without trust after its static check, not loaded:
         the package is recorded untrusted, so every later load needs ``trust`` (a version created
-        by a client that cannot say ``--trust``, such as MLflow's REST API).
+        by a client that cannot say ``--trust``, such as MLflow's REST API). The same holds for a
+        safe format holding types outside its trusted list (``needs_trust`` in the package).
         """
         file = self.find_file(path)
         data = file.read_bytes()
@@ -170,7 +171,15 @@ class Flavor:
                                 "file_oid": hash_bytes(data), "size": len(data), "trusted": bool(trust and not self.safe)}
         if classes is not None:
             meta["classes"] = [_plain(c) for c in classes]
-        meta.update(self._check(data, str(file), trust))
+        try:
+            meta.update(self._check(data, str(file), trust))
+        except UnsafeModel as exc:
+            # types outside a safe format's trusted list (not a pickle's denied globals) may be
+            # stored untrusted for a client that cannot say --trust; loading then needs trust
+            if not (untrusted_ok and getattr(exc, "deferrable", False)):
+                raise
+            deferred = True
+            meta["needs_trust"] = exc.message
         if signature is not None and sample is None:
             meta["signature"] = signature.to_dict()
         if deferred:

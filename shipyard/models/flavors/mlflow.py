@@ -11,7 +11,7 @@ sklearn, ``serialization_format: skops``   sklearn           safely (skops' type
 sklearn, cloudpickle or pickle             pickle            after the opcode scan, ``--trust``
 xgboost, ``model_format: ubj`` or json     xgboost           safely (native format)
 lightgbm Booster (``model.lgb`` text)      lightgbm          safely (native format)
-lightgbm scikit-learn API                  sklearn/pickle    as sklearn above
+lightgbm scikit-learn API (skops)         sklearn           its types are off our list: ``--trust``
 onnx                                       onnx              safely
 =========================================  ================  ===============================
 

@@ -24,6 +24,13 @@ def _allowed(types: list[str], trust: bool) -> list[str]:
     return list(types) if trust else [t for t in types if not untrusted([t])]
 
 
+class UntrustedTypes(UnsafeModel):
+    """A skops file holds types outside the trusted list. Unlike a pickle's denied globals this is
+    not proof of harm, so a client that cannot say ``--trust`` may still store it untrusted."""
+
+    deferrable = True
+
+
 class SklearnFlavor(Flavor):
     name = "sklearn"
     safe = True
@@ -41,7 +48,7 @@ class SklearnFlavor(Flavor):
             return {}  # not a skops file at all: _load says so with the library's reason
         refused = untrusted(found)
         if refused and not trust:
-            raise UnsafeModel(f"{what} contains types outside the trusted list: {', '.join(refused)}",
+            raise UntrustedTypes(f"{what} contains types outside the trusted list: {', '.join(refused)}",
                               hint="if you wrote these classes yourself, pass --trust; otherwise do not load this file")
         return {"skops_types": found}
 
