@@ -648,7 +648,7 @@ async def artifacts_list(request: Request) -> Response:
     run_id = _run_id_of(data)
     path = data.get("path") or ""
     try:
-        path = safe_relative(path) if path else ""
+        path = safe_relative(path) if path not in ("", ".", "./") else ""
     except PathEscapeError as exc:  # MLflow answers exactly this, without saying more
         raise InputError("Invalid path") from exc
 
@@ -682,11 +682,17 @@ def _split_artifact(path: str) -> tuple[str, str, str]:
                    hint="this server stores the artifacts of runs and logged models only")
 
 
+def _without_dot_segments(path: str) -> str:
+    """``path`` without "." segments, which name nothing (the client lists "<run>/artifacts/./dir"
+    for ``download_artifacts(".")``); ".." and everything else is left for ``safe_relative``."""
+    return "/".join(part for part in path.rstrip("/").split("/") if part != ".")
+
+
 def _proxy_path(request: Request) -> str:
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?", 1)[0]
     if raw.startswith(ARTIFACTS_ROOT + "/"):
         safe_relative(raw[len(ARTIFACTS_ROOT) + 1:])
-    return safe_relative(request.path_params["path"])
+    return safe_relative(_without_dot_segments(request.path_params["path"]))
 
 
 async def artifact_put(request: Request) -> Response:
@@ -711,7 +717,7 @@ async def artifact_get(request: Request) -> Response:
 
 
 async def artifact_list(request: Request) -> Response:
-    raw = request.query_params.get("path") or ""
+    raw = _without_dot_segments(request.query_params.get("path") or "")
     path = safe_relative(raw) if raw else ""
     if not path:
         return json_response({"files": []})

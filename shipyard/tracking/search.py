@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, exists, false, func, not_, or_, select, true
+from sqlalchemy import Boolean, and_, case, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import ColumnElement
 
 from shipyard.errors import InputError
 from shipyard.store.runs import DatasetInput, Experiment, LatestMetric, Param, Run, Tag
@@ -22,7 +24,6 @@ from shipyard.tracking.service import RunRecord, records
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-    from sqlalchemy.sql import ColumnElement
 
 MAX_RESULTS = 50_000
 _ATTR_COLUMNS = {
@@ -31,6 +32,29 @@ _ATTR_COLUMNS = {
     "source": Run.source, "git_commit": Run.git_commit, "git_branch": Run.git_branch, "host": Run.host,
     "parent_run_id": Run.parent_run_id, "experiment_id": Run.experiment_id,
 }
+
+
+class CaseSensitiveLike(ColumnElement[bool]):
+    """MLflow's LIKE, case-sensitive on every backend (SQLite's LIKE ignores case: GLOB there)."""
+
+    inherit_cache = False
+    type = Boolean()
+
+    def __init__(self, column: Any, pattern: str) -> None:
+        self.column = column
+        self.like = literal(pattern)
+        glob = "".join(f"[{c}]" if c in "[]*?" else {"%": "*", "_": "?"}.get(c, c) for c in pattern)
+        self.glob = literal(glob)
+
+
+@compiles(CaseSensitiveLike)
+def _like_default(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} LIKE {compiler.process(element.like, **kw)}"
+
+
+@compiles(CaseSensitiveLike, "sqlite")
+def _like_sqlite(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} GLOB {compiler.process(element.glob, **kw)}"
 
 
 def _compare(column, op: str, value):  # type: ignore[no-untyped-def]
@@ -47,7 +71,7 @@ def _compare(column, op: str, value):  # type: ignore[no-untyped-def]
     if op == ">=":
         return column >= value
     if op == "LIKE":
-        return column.like(value)
+        return CaseSensitiveLike(column, value)
     if op == "ILIKE":
         return func.lower(column).like(func.lower(value))
     raise InputError(f"operator {op} is not supported here")

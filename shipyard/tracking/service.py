@@ -220,6 +220,11 @@ def _input_tags(tags: Any, i: int) -> str | None:
         return None
     import json
 
+    if isinstance(tags, str):  # already checked and encoded (check_inputs ran before)
+        try:
+            tags = json.loads(tags)
+        except ValueError as exc:
+            raise InputError(f"inputs[{i}].tags is not a JSON list of {{key, value}} objects") from exc
     if not isinstance(tags, list) or not all(isinstance(t, Mapping) for t in tags):
         raise InputError(f"inputs[{i}].tags must be a list of {{key, value}} objects")
     for t in tags:

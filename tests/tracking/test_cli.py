@@ -89,8 +89,13 @@ def test_bad_filter_and_unknown_ref_are_clear(history: dict[str, str]) -> None:
         _invoke("metrics", "diff", "nope", "latest")
 
 
+def _json_after_notices(out: str) -> dict:
+    """The JSON body ``server --get`` prints, after any notice lines (the --no-auth warning)."""
+    return json.loads(out[out.index("{"):])
+
+
 def test_server_get(history: dict[str, str]) -> None:
     code, out = _invoke("server", "--get", f"/api/v1/runs/{history['r0']}")
-    assert code == 0 and json.loads(out)["run"]["name"] == "r0"
+    assert code == 0 and _json_after_notices(out)["run"]["name"] == "r0"
     code, out = _invoke("server", "--get", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=proj")
-    assert json.loads(out)["experiment"]["name"] == "proj"
+    assert _json_after_notices(out)["experiment"]["name"] == "proj"
