@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import posixpath
 import shutil
 import sys
 import time
@@ -419,7 +420,7 @@ def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, 
     keep = set(ctx.dag.stages)
     state: dict[str, str] = {}  # name -> done | failed | skipped
     pending = list(dag.order)
-    running: dict[Future, tuple[str, StageStatus, float]] = {}
+    running: dict[Future, tuple[str, StageStatus, float, int]] = {}
     executor = None
     stop = False
     sink = _line_sink()
@@ -441,15 +442,15 @@ def _run_loop(ctx: Context, dag: Dag, options: RunOptions, summary: RunSummary, 
 
                     executor = open_executor(executor_spec, options.jobs)
                 future = _submit(ctx, dag.stages[name], status, options, recorder, executor, sink)
-                running[future] = (name, status, time.perf_counter())
+                running[future] = (name, status, time.perf_counter(), time.time_ns())
             if not running:
                 if not progressed and pending:
                     raise ShipyardError(f"internal scheduling error: stages {pending} can never start")
                 continue
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                name, status, started = running.pop(future)
-                ok = _finish(ctx, dag.stages[name], status, future, recorder, keep, sink, executor)
+                name, status, started, since_ns = running.pop(future)
+                ok = _finish(ctx, dag.stages[name], status, future, recorder, keep, sink, since_ns)
                 state[name] = "done" if ok else "failed"
                 (summary.ran if ok else summary.failed).append(name)
                 summary.note(name, "ran" if ok else "failed", time.perf_counter() - started,
@@ -561,7 +562,7 @@ def _restore(ctx: Context, stage: StageSpec, status: StageStatus, recorder: Reco
 
 
 def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future, recorder: Recorder, keep: set[str],
-            sink: Callable[[str, str, str], None], executor: Any) -> bool:
+            sink: Callable[[str, str, str], None], since_ns: int) -> bool:
     from shipyard.store.pipeline import StageOutcome
 
     try:
@@ -602,17 +603,43 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
     ctx.lock.update(stage.name, lockmod.make_entry(inputs, deps_now, outs, flags, stage.cmd), keep=keep)
     recorder.finish_stage(stage.name, StageOutcome(
         "SUCCEEDED", exit_code=0, cpu_seconds=round(result.cpu_seconds, 3), peak_memory_bytes=result.peak_memory_bytes,
-        log_oid=result.log_oid), cache_hit=False, metrics=_declared_metrics(ctx.root, stage))
+        log_oid=result.log_oid), cache_hit=False,
+        metrics=_declared_metrics(ctx.root, stage, extra=_loose_metrics(ctx, since_ns)))
     ctx.echo(f"Stage {stage.name!r} done in {result.seconds:.2f}s (CPU {result.cpu_seconds:.2f}s, "
              f"peak memory {result.peak_memory_bytes / 2**20:.0f} MiB)")
     return True
 
 
-def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False) -> list[tuple[str, float, int]]:
+def _loose_metrics(ctx: Context, since_ns: int) -> list[str]:
+    """dvc.yaml's top-level metrics files that no stage declares as (inside) an out, written since
+    ``since_ns``: the stage that just ran wrote them. dvclive adds its ``dvclive/metrics.json`` there
+    by itself (``Live(dvcyaml="dvc.yaml")``, its default), so dvc.yaml is read again after the stage."""
+    if ctx.pipeline.source != "dvc.yaml":
+        return []
+    from shipyard.pipeline.dvc import read_doc, top_level_metrics
+
+    try:
+        paths = top_level_metrics(read_doc(ctx.root))
+    except ShipyardError:
+        return []  # the stage broke dvc.yaml: the next run says where
+    loose = []
+    for path in paths:
+        if any(path == out or path.startswith(out + "/") for out in ctx.dag.producers):
+            continue
+        try:
+            if os.stat(ctx.root / path).st_mtime_ns >= since_ns:
+                loose.append(path)
+        except OSError:
+            continue
+    return loose
+
+
+def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False,
+                      extra: Iterable[str] = ()) -> list[tuple[str, float, int]]:
     """Metric points (key, value, step) of a stage: the numeric values of its ``metrics:`` files, of
     dvc.yaml's top-level metrics files inside its outs, and of dvclive folders among its outs
-    (``metrics.json`` plus the per-step history dvclive keeps in ``plots/metrics/*.tsv``). JSON or
-    YAML, nested keys dotted.
+    (``metrics.json`` plus the per-step history dvclive keeps in ``plots/metrics/*.tsv``), and the
+    ``extra`` files (see ``_loose_metrics``). JSON or YAML, nested keys dotted.
 
     After a run-cache restore only cached files are current (``cache: false`` ones were not restored).
     """
@@ -625,6 +652,11 @@ def _declared_metrics(root: Path, stage: StageSpec, restored_only: bool = False)
     live = [o.path for o in stage.outs if o.kind == "outs" and (o.cache or not restored_only)
             and (root / o.path / "metrics.json").is_file() and (root / o.path / "plots").is_dir()]
     files += [f"{d}/metrics.json" for d in live if f"{d}/metrics.json" not in files]
+    for rel in extra:
+        files += [rel] if rel not in files else []
+        folder = posixpath.dirname(rel)
+        if posixpath.basename(rel) == "metrics.json" and folder and (root / folder / "plots").is_dir():
+            live.append(folder)  # dvclive's own folder: its step history too
     values: dict[str, float] = {}
     for rel in files:
         values.update(_numbers(root / rel))

@@ -146,3 +146,29 @@ def test_a_dvclive_folder_among_the_outs_is_logged_with_its_step_history(tmp_pat
     finally:
         store.close()
     assert history["train.loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+
+
+def test_dvclive_default_folder_outside_the_outs_is_logged_for_the_stage_that_wrote_it(tmp_path):
+    """Live() with its defaults writes dvclive/ and adds dvclive/metrics.json to dvc.yaml's metrics
+    while the stage runs; no stage declares it."""
+    from shipyard.ci.collect import metric_histories
+
+    (tmp_path / "train.py").write_text(TRAIN_WITH_DVCLIVE.replace(
+        "Live('live', dvcyaml=False, save_dvc_exp=False)", "Live(save_dvc_exp=False)"))
+    (tmp_path / "dvc.yaml").write_text(textwrap.dedent(f"""\
+        stages:
+          train:
+            cmd: {json.dumps(py("exec(open('train.py').read()); open('done.txt', 'w').write('1')"))}
+            deps: [train.py]
+            outs: [done.txt]
+        """))
+    summary = run(Context(tmp_path, tmp_path / ".shipyard", echo=lambda _m: None), RunOptions())
+    assert summary.ran == ["train"]
+    assert "dvclive/metrics.json" in (tmp_path / "dvc.yaml").read_text()  # dvclive wrote it
+    store = open_store(tmp_path / ".shipyard")
+    try:
+        with store.read() as session:
+            history = metric_histories(session, summary.run_id)
+    finally:
+        store.close()
+    assert history["train.loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
