@@ -159,3 +159,10 @@ def test_the_mlflow_client_verifies_the_server_against_a_private_ca(project, pki
         client = MlflowClient(tracking_uri=url)
         experiment = client.create_experiment("over-tls")
         assert client.get_experiment(experiment).name == "over-tls"
+        client.create_registered_model("penguin-classifier")
+    from shipyard import audit
+    from shipyard.auth.tokens import display_prefix
+
+    with project.store.read() as session:
+        made = audit.events(session, kind="model.create")
+    assert [e.actor for e in made] == [f"admin via {display_prefix(token)}"]  # the request's principal, not the OS user
