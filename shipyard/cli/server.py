@@ -56,9 +56,12 @@ def server(
 
     tls = _tls_files(tls_cert, tls_key)
     workspace = Workspace.discover()
-    application = _build_app(create_app, workspace, host, no_auth)
     if get:
         import httpx
+
+        # one in-process request, no socket: the operator already holds the store, as every other
+        # command does, so it goes without authentication (and without a first-start admin)
+        application = create_app(workspace, auth_project=None) if _wired(create_app) else create_app(workspace)
 
         from shipyard.cli.output import echo
 
@@ -75,6 +78,7 @@ def server(
         if response.status_code >= 400:
             raise typer.Exit(1)
         return
+    application = _build_app(create_app, workspace, host, no_auth)
     import uvicorn
 
     from shipyard.cli.output import echo
@@ -114,6 +118,11 @@ def _tls_files(cert: Path | None, key: Path | None) -> dict[str, str]:
     return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 
+def _wired(create_app: Callable[..., Any]) -> bool:
+    """Whether ``create_app`` takes the auth switch (``auth_project``)."""
+    return "auth_project" in inspect.signature(create_app).parameters
+
+
 def _build_app(create_app: Callable[..., Any], workspace: Workspace, host: str, no_auth: bool) -> Any:
     """The server app, with auth on unless --no-auth (allowed on a laptop only); prints the first admin's token."""
     import importlib
@@ -121,7 +130,7 @@ def _build_app(create_app: Callable[..., Any], workspace: Workspace, host: str, 
     from shipyard.cli.output import echo
 
     security = importlib.import_module("shipyard.server.security")
-    wired = "auth_project" in inspect.signature(create_app).parameters
+    wired = _wired(create_app)
     if no_auth or not wired:
         # without auth (asked for, or because this build's create_app cannot enforce it yet), serve
         # only where --no-auth is allowed: a loopback bind with the embedded store; and say so

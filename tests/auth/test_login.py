@@ -206,3 +206,17 @@ def test_the_throttle_forgets_attempts_older_than_its_window() -> None:
     assert throttle.admit("a") == 1
     now[0] = 60.0
     assert throttle.admit("a") is None
+
+
+def test_the_session_key_is_kept_in_the_store_unless_configured(store) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.auth.settings import AuthSettings, session_secret
+
+    first = session_secret(store, AuthSettings())
+    assert len(first) >= 40 and session_secret(store, AuthSettings()) == first  # every server on the store agrees
+    assert session_secret(store, AuthSettings(session_secret="from-the-env")) == "from-the-env"
+    # so a cookie one server process signed is good on another process on the same store
+    one, two = WebLogin(store, auth_settings({})), WebLogin(store, auth_settings({}))
+    signed = one.sessions._signer.dumps({"user": {"name": "x", "via": "oidc"}})
+    assert two.sessions.load({"type": "http", "headers": [(b"cookie", f"{COOKIE}={signed}".encode())]})["user"]
+    other = WebLogin(store, auth_settings({"SHIPYARD_SESSION_SECRET": "another-key"}))
+    assert other.sessions.load({"type": "http", "headers": [(b"cookie", f"{COOKIE}={signed}".encode())]}) == {}
