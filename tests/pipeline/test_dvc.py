@@ -125,9 +125,18 @@ TRAIN_WITH_DVCLIVE = ("from dvclive import Live\n"
                       "        live.next_step()\n")
 
 
-def test_a_dvclive_folder_among_the_outs_is_logged_with_its_step_history(tmp_path):
+def _histories(root: Path, run_id: str | None) -> dict[str, list[tuple[int, float]]]:
     from shipyard.ci.collect import metric_histories
 
+    store = open_store(root / ".shipyard")
+    try:
+        with store.read() as session:
+            return metric_histories(session, run_id)
+    finally:
+        store.close()
+
+
+def test_a_dvclive_folder_among_the_outs_is_logged_with_its_step_history(tmp_path):
     (tmp_path / "train.py").write_text(TRAIN_WITH_DVCLIVE)
     (tmp_path / "dvc.yaml").write_text(textwrap.dedent(f"""\
         stages:
@@ -139,20 +148,13 @@ def test_a_dvclive_folder_among_the_outs_is_logged_with_its_step_history(tmp_pat
     ctx = Context(tmp_path, tmp_path / ".shipyard", echo=lambda _m: None)
     summary = run(ctx, RunOptions())
     assert summary.ran == ["train"]
-    store = open_store(tmp_path / ".shipyard")
-    try:
-        with store.read() as session:
-            history = metric_histories(session, summary.run_id)
-    finally:
-        store.close()
+    history = _histories(tmp_path, summary.run_id)
     assert history["train.loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
 
 
 def test_dvclive_default_folder_outside_the_outs_is_logged_for_the_stage_that_wrote_it(tmp_path):
     """Live() with its defaults writes dvclive/ and adds dvclive/metrics.json to dvc.yaml's metrics
     while the stage runs; no stage declares it."""
-    from shipyard.ci.collect import metric_histories
-
     (tmp_path / "train.py").write_text(TRAIN_WITH_DVCLIVE.replace(
         "Live('live', dvcyaml=False, save_dvc_exp=False)", "Live(save_dvc_exp=False)"))
     (tmp_path / "dvc.yaml").write_text(textwrap.dedent(f"""\
@@ -165,10 +167,5 @@ def test_dvclive_default_folder_outside_the_outs_is_logged_for_the_stage_that_wr
     summary = run(Context(tmp_path, tmp_path / ".shipyard", echo=lambda _m: None), RunOptions())
     assert summary.ran == ["train"]
     assert "dvclive/metrics.json" in (tmp_path / "dvc.yaml").read_text()  # dvclive wrote it
-    store = open_store(tmp_path / ".shipyard")
-    try:
-        with store.read() as session:
-            history = metric_histories(session, summary.run_id)
-    finally:
-        store.close()
+    history = _histories(tmp_path, summary.run_id)
     assert history["train.loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
