@@ -172,4 +172,4 @@ def record_sso_login(store: Store, principal: Principal, issuer: str) -> None:
     with store.write() as session:
         audit.record(session, "auth.login", f"user:{principal.name}",
                      {"via": "oidc", "issuer": issuer, "admin": principal.admin, "roles": dict(principal.roles)},
-                     actor=principal.name)
+                     actor=principal.actor)

@@ -68,11 +68,14 @@ class Principal:
     scopes: frozenset[str] | None = None
     token_project: str | None = None
     token_prefix: str | None = None
+    via: str | None = None
 
     @property
     def actor(self) -> str:
-        """The name written into audit events: the principal, and the token prefix when via a token."""
-        return f"{self.name} via {self.token_prefix}" if self.token_prefix else self.name
+        """The name written into audit events: the principal, and the token prefix when via a token
+        (or ``via``: ``oidc`` for a single sign-on user, whose name the identity provider chose)."""
+        through = self.token_prefix or self.via
+        return f"{self.name} via {through}" if through else self.name
 
 
 @dataclass(frozen=True)

@@ -63,4 +63,4 @@ def principal_from_claims(claims: Mapping[str, Any], group_mapping: Mapping[str,
     if not isinstance(groups, list):
         raise InputError(f"ID token: the {group_claim!r} claim is not a list of group names")
     admin, roles = roles_from_groups([str(g) for g in groups], group_mapping)
-    return Principal(name=name, kind="user", admin=admin, roles=MappingProxyType(roles))
+    return Principal(name=name, kind="user", admin=admin, roles=MappingProxyType(roles), via="oidc")

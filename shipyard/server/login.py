@@ -77,6 +77,8 @@ def safe_next(target: str | None) -> str:
 class SessionCookies:
     """Signs, reads and writes the session cookie; gives the middleware a page request's principal."""
 
+    login_path = "/login"
+
     def __init__(self, store: Store, settings: AuthSettings) -> None:
         self.store = store
         self.max_age = int(settings.session_hours * 3600)
@@ -111,7 +113,7 @@ class SessionCookies:
             found = await run_in_threadpool(credentials.session_user, self.store, user["name"])
         else:
             found = Principal(name=user["name"], admin=bool(user.get("admin")),
-                              roles=MappingProxyType(dict(user.get("roles") or {})))
+                              roles=MappingProxyType(dict(user.get("roles") or {})), via="oidc")
         return found, data.get("csrf") if found is not None else None
 
 

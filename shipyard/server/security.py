@@ -31,12 +31,13 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Match, Mount, Route, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -215,6 +216,8 @@ def check_routes(app: Any, policy: Policy, public_paths: Iterable[str] = DEFAULT
 class Sessions(Protocol):
     """Browser sessions (``shipyard.server.login.SessionCookies``): read only for routes declared pages."""
 
+    login_path: str
+
     async def principal(self, scope: Scope) -> tuple[Principal | None, str | None]:
         """The logged-in principal of the request's session cookie and its CSRF token (None, None without)."""
         ...
@@ -357,9 +360,17 @@ def check_no_auth(host: str, store_url: str) -> str:
 class Denied(Exception):
     """A request refused before its endpoint runs: status, MLflow error code, message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, location: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.location = status, code, message, location
+
+
+def _send_browser_to_login(scope: Scope, login_path: str) -> None:
+    """A browser opening a page without a session goes to the login form (303); others get the 401."""
+    headers = Headers(scope=scope)
+    if scope["method"] == "GET" and "text/html" in headers.get("accept", "") and not headers.get("hx-request"):
+        target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+        raise Denied(303, "UNAUTHENTICATED", "log in first", location=f"{login_path}?next={quote(target, safe='')}")
 
 
 def _refuse_smuggling(scope: Scope) -> None:
@@ -549,6 +560,8 @@ class AuthMiddleware:
         principal = await authenticate(self.guard, scope)
         if principal is None and rule is not None and rule.page and self.guard.sessions is not None:
             principal, receive = await self._from_session(scope, receive)
+        if principal is None and rule is not None and rule.page and self.guard.sessions is not None:
+            _send_browser_to_login(scope, self.guard.sessions.login_path)
         if rule is None:
             # unknown path or method: nothing runs but a 404/405, yet even that needs credentials
             if principal is None:
@@ -582,6 +595,9 @@ class AuthMiddleware:
         scope.setdefault("state", {})["principal"] = principal
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, denied: Denied) -> None:
+        if denied.location is not None:
+            await RedirectResponse(denied.location, status_code=denied.status)(scope, receive, send)
+            return
         response = error_response(denied.status, denied.code, denied.message)
         if denied.status == 401:
             response.headers["WWW-Authenticate"] = f'Bearer realm="{self.guard.realm}", Basic realm="{self.guard.realm}"'

@@ -92,6 +92,11 @@ def events(store, kind: str) -> list[audit.AuditEvent]:  # type: ignore[no-untyp
 def test_password_login_csrf_and_logout(site, store) -> None:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=site, follow_redirects=True, timeout=20) as browser:
         assert browser.get("/ui/runs").status_code == 401  # not logged in
+        # a browser opening the page is sent to the form, and back to the page after login
+        sent = browser.get("/ui/runs?tab=all", headers={"Accept": "text/html"}, follow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["location"] == "/login?next=%2Fui%2Fruns%3Ftab%3Dall"
+        assert 'name="next" value="/ui/runs?tab=all"' in browser.get(sent.headers["location"]).text
+        assert browser.get("/api/runs", headers={"Accept": "text/html"}).status_code == 401  # the API never
         answered = password_login(browser, "alice", PASSWORD)
         assert answered.status_code == 200 and answered.json()["user"] == "alice"
         cookie = next(h for h in answered.history[0].headers.get_list("set-cookie") if h.startswith(COOKIE))
@@ -174,7 +179,7 @@ def test_single_sign_on_with_pkce_maps_groups_to_roles(site, store, provider) ->
         # replaying the callback (its state is used up) does not log anyone in
         browser.cookies.clear()
         assert browser.get(back.headers["location"]).status_code == 401
-    assert [e.actor for e in events(store, "test.page_write")] == ["carol"]
+    assert [e.actor for e in events(store, "test.page_write")] == ["carol via oidc"]
     assert [e.subject for e in events(store, "auth.login")] == ["user:carol"]
 
 
