@@ -287,3 +287,20 @@ class WebLogin:
             return self._page(request, {}, next_path="/", status=401, message=f"single sign-on failed: {exc.message}")
         await run_in_threadpool(credentials.record_sso_login, self.store, principal, oidc.issuer)
         return self._start_session(request, principal, "oidc", safe_next(data.get("next")))
+
+
+def secure(app: Any, store: Store, project: str, settings: AuthSettings | None = None) -> WebLogin:
+    """Switch authentication on for ``shipyard server``'s app (what ``create_app(auth_project=...)`` calls).
+
+    Adds the login routes, then installs the enforcement point with the server's policy for
+    ``project``, the token cache and the browser sessions; refuses to start on an undeclared route.
+    """
+    from shipyard.auth.cache import TokenCache
+    from shipyard.auth.settings import auth_settings
+    from shipyard.server.security import SERVER_PUBLIC_PATHS, Guard, install, server_policy
+
+    login = WebLogin(store, settings or auth_settings())
+    app.router.routes.extend(login.routes())
+    install(app, Guard(server_policy(project), TokenCache(store), store=store,
+                       public_paths=(*SERVER_PUBLIC_PATHS, *LOGIN_PUBLIC_PATHS), sessions=login.sessions))
+    return login

@@ -225,3 +225,25 @@ def test_the_session_key_is_kept_in_the_store_unless_configured(store) -> None: 
     assert two.sessions.load({"type": "http", "headers": [(b"cookie", f"{COOKIE}={signed}".encode())]})["user"]
     other = WebLogin(store, auth_settings({"SHIPYARD_SESSION_SECRET": "another-key"}))
     assert other.sessions.load({"type": "http", "headers": [(b"cookie", f"{COOKIE}={signed}".encode())]}) == {}
+
+
+def test_the_server_app_takes_the_session_cookie_on_none_of_its_api_routes(project) -> None:  # type: ignore[no-untyped-def]
+    from starlette.routing import Route as StarletteRoute
+
+    from shipyard.server.app import collect_routes, create_app
+    from shipyard.server.login import secure
+    from tests.auth.test_server_routes import concrete
+
+    store = project.store
+    service.create_project(store, "penguins", actor="ops")
+    service.create_user(store, "alice", password=PASSWORD, admin=True, actor="ops")  # even an admin's cookie
+    app = create_app(project)
+    secure(app, store, "penguins", auth_settings({}))
+    api = [r for r in collect_routes() if isinstance(r, StarletteRoute) and "health" not in r.path]
+    with serve(app) as url, httpx.Client(base_url=url, timeout=20) as browser:
+        assert password_login(browser, "alice", PASSWORD).status_code == 303
+        csrf = form_csrf(browser.get("/login"))
+        for route in api:
+            for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+                answer = browser.request(method, concrete(route.path), headers={"X-CSRF-Token": csrf})
+                assert answer.status_code == 401, (method, route.path, answer.status_code)

@@ -17,11 +17,10 @@ import httpx
 import pytest
 import trustme
 
-from shipyard.auth.cache import TokenCache
-from shipyard.auth.settings import client_options, tls_verify
+from shipyard.auth.settings import auth_settings, client_options, tls_verify
 from shipyard.cli.server import _build_app
 from shipyard.server.app import create_app
-from shipyard.server.security import SERVER_PUBLIC_PATHS, Guard, install, server_policy
+from shipyard.server.login import secure
 from tests.auth.live import serve
 from tests.conftest import run_cli, shipyard_bin
 from tests.server.live import free_port
@@ -102,10 +101,10 @@ def test_no_auth_is_refused_with_a_shared_store(project) -> None:  # type: ignor
 
 
 def _create_with_auth(workspace, *, auth_project: str | None):  # type: ignore[no-untyped-def]
-    """create_app with the auth switch as app.py will get it: install the server policy when on."""
+    """create_app with the auth switch as app.py will get it (login.secure when on)."""
     app = create_app(workspace)
     if auth_project is not None:
-        install(app, Guard(server_policy(auth_project), TokenCache(workspace.store), public_paths=SERVER_PUBLIC_PATHS))
+        secure(app, workspace.store, auth_project, auth_settings({}))
     return app
 
 
@@ -121,6 +120,8 @@ def test_the_first_start_prints_the_admin_token_once_and_it_works_over_tls(proje
         verify = tls_verify({"SHIPYARD_CA_BUNDLE": str(pki["ca"])})
         path = "/api/2.0/mlflow/experiments/search"
         assert httpx.post(url + path, json={"max_results": 5}, verify=verify, timeout=10).status_code == 401
+        login_page = httpx.get(url + "/login", verify=verify, timeout=10)
+        assert login_page.status_code == 200 and "secure" in login_page.headers["set-cookie"].lower()
         with httpx.Client(**client_options({"SHIPYARD_CA_BUNDLE": str(pki["ca"]), "SHIPYARD_TOKEN": token})) as http:
             assert http.post(url + path, json={"max_results": 5}, timeout=10).status_code == 200
 
