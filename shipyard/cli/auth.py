@@ -155,7 +155,7 @@ def tokens_create(
     Example: shipyard tokens create --user ci-bot --scope runs:write --scope models:write --expires 30d
     """
     from shipyard.auth import credentials
-    from shipyard.config import parse_duration
+    from shipyard.durations import parse_duration
 
     try:
         lifetime = None if expires in (None, "never") else parse_duration(expires)

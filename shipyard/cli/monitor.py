@@ -42,7 +42,7 @@ def monitor(
     Example: shipyard monitor --every 5m
     """
     from shipyard import notify
-    from shipyard.config import parse_duration
+    from shipyard.durations import parse_duration
     from shipyard.monitoring import build_monitor
 
     if once and every:

@@ -29,7 +29,8 @@ ENV_BATCHING = "SHIPYARD_SERVE_BATCHING"
 
 def build_gateway(root: str | None = None, *, batching: bool | None = None, controller: bool = True) -> Any:
     """The Gateway of the project at ``root`` (or found from the cwd), wired to the store."""
-    from shipyard.config import DeploySection, load_config, parse_duration
+    from shipyard.config import DeploySection, load_config
+    from shipyard.durations import parse_duration
     from shipyard.rollout.controller import Controller, ControllerLoop
     from shipyard.rollout.ports import RegistryAdapter, notifier_for
     from shipyard.serving.app import Gateway, GatewaySettings

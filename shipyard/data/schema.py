@@ -147,7 +147,8 @@ class LoadedSchema:
 
 def load_schema(path: str | os.PathLike[str]) -> LoadedSchema:
     """Load and check a schema file; errors name ``file:line:col`` and the key."""
-    from shipyard.config import explain_validation, load_yaml
+    from shipyard.validation_errors import explain_validation
+    from shipyard.yaml_positions import load_yaml
 
     path = Path(path)
     if not path.exists():

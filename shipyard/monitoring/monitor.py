@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import audit
-from shipyard.config import ShipyardConfig, cron_next, eval_when, parse_duration
+from shipyard.conditions import eval_when
+from shipyard.config import ShipyardConfig
+from shipyard.cron import cron_next
+from shipyard.durations import parse_duration
 from shipyard.monitoring import metrics as window_metrics
 from shipyard.monitoring import policy
 from shipyard.monitoring.windows import (
@@ -438,6 +441,6 @@ def _served_version(frame: Any) -> int | None:
 
 
 def _used(tree: Any, values: dict[str, Any]) -> dict[str, Any]:
-    from shipyard.config import when_metrics
+    from shipyard.conditions import when_metrics
 
     return {m: values.get(m) for m in when_metrics(tree)}

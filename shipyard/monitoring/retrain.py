@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import audit
-from shipyard.config import ShipyardConfig, parse_duration
+from shipyard.config import ShipyardConfig
+from shipyard.durations import parse_duration
 from shipyard.registry.core import CHAMPION
 from shipyard.store import monitoring as repo
 

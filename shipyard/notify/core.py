@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shipyard.config import Notifier, parse_duration
+from shipyard.config import Notifier
+from shipyard.durations import parse_duration
 from shipyard.notify.formats import render
 from shipyard.notify.signing import signed_headers
 from shipyard.retry import Retryable, RetryPolicy, retry_after_seconds, retryable_status

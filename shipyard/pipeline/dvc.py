@@ -69,8 +69,8 @@ def convert(doc: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str
 
 
 def _read(root: Path) -> Mapping[str, Any]:
-    """dvc.yaml with libyaml; only a malformed file goes through load_yaml (which imports pydantic's
-    config module) to name the line and column."""
+    """dvc.yaml with libyaml; only a malformed file goes through load_yaml (which parses twice to
+    keep positions) to name the line and column."""
     import yaml
 
     try:
@@ -79,7 +79,7 @@ def _read(root: Path) -> Mapping[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read {root / 'dvc.yaml'}: {exc.strerror}") from None
     except yaml.YAMLError:
-        from shipyard.config import load_yaml
+        from shipyard.yaml_positions import load_yaml
 
         data = load_yaml(root / "dvc.yaml").data  # raises ConfigError with file, line and column
     if not isinstance(data, Mapping):
@@ -294,7 +294,7 @@ def import_dvc(root: Path, *, force: bool = False) -> tuple[Path, list[str], lis
     raw, dropped = convert(doc)
     existing: dict[str, Any] = {}
     if target.exists():
-        from shipyard.config import load_yaml
+        from shipyard.yaml_positions import load_yaml
 
         existing = dict(load_yaml(target).data or {})
         if (existing.get("pipeline") or {}).get("stages") and not force:

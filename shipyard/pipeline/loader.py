@@ -66,7 +66,7 @@ def read_params_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
-        from shipyard.config import load_yaml
+        from shipyard.yaml_positions import load_yaml
 
         load_yaml(path)  # raises ConfigError with the file, line and column
         raise
@@ -224,7 +224,7 @@ def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> 
     positions = None
 
     def position(loc: tuple[str | int, ...]) -> str:
-        from shipyard.config import load_yaml
+        from shipyard.yaml_positions import load_yaml
 
         nonlocal positions
         if positions is None:
@@ -249,7 +249,9 @@ def _revalidate(root: Path, name: str, body: Mapping[str, Any]) -> dict[str, Any
     """A stage body after templating or foreach expansion, validated like the config itself."""
     from pydantic import ValidationError
 
-    from shipyard.config import Stage, explain_validation, load_yaml
+    from shipyard.config import Stage
+    from shipyard.validation_errors import explain_validation
+    from shipyard.yaml_positions import load_yaml
 
     try:
         return Stage.model_validate(body).model_dump(exclude_none=True)

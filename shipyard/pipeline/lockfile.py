@@ -86,16 +86,14 @@ def _normalized(cmd: Any) -> str | None:
 
 
 def _parse(path: Path) -> Any:
-    """The lock file's YAML with the C loader; only a malformed file pays for ``load_yaml``'s messages.
-
-    (``shipyard.config`` imports pydantic, which costs more than the rest of a run-cache restore.)
-    """
+    """The lock file's YAML with the C loader; only a malformed file pays for ``load_yaml``, which
+    parses twice to keep positions for its message."""
     import yaml
 
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError):
-        from shipyard.config import load_yaml
+        from shipyard.yaml_positions import load_yaml
 
         return load_yaml(path).data  # raises ConfigError with the file, line and column
     return {} if data is None else data

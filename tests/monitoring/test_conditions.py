@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config import (
-    MonitorRule,
-    cron_next,
-    eval_when,
-    load_config,
-    parse_cron,
-    parse_when,
-    when_metrics,
-)
+from shipyard.conditions import eval_when, parse_when, when_metrics
+from shipyard.config import MonitorRule, load_config
+from shipyard.cron import cron_next, parse_cron
 from shipyard.errors import ConfigError
 
 
