@@ -1,4 +1,7 @@
-"""Tracking vs MLflow 3.17.2 (bench/peers/mlflow.txt), both sides alternating in one run.
+"""Tracking vs MLflow 3.17.2, both sides alternating in one run.
+
+MLflow comes from the peer venv (bench/peers/mlflow.txt) when it is installed, else from this venv
+(mlflow 3.17.2 is a Shipyard dev dependency), so the REST rows use one and the same client.
 
 In process (each side's own API on its default SQLite store): ``log_metric`` (2000 calls, ours
 includes the final flush), ``log_metrics`` batches (10 x 1000 values), runs (100 x start, 2 params,
@@ -20,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.harness import BENCH, WORK, compare, ours_bin, peer_env
+from bench.harness import BENCH, PEERS, WORK, compare, ours_bin, peer_env
 
 WORKER = str(BENCH / "tracking_worker.py")
 
@@ -60,12 +63,59 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None
     raise RuntimeError(f"server at {url} did not answer in {timeout} s")
 
 
+def mlflow_env() -> tuple[str, str]:
+    """(python, mlflow binary) of MLflow 3.17.2: the peer venv when it is installed, else this venv's
+    own copy (mlflow 3.17.2 is a dev dependency of Shipyard, so both sides use the same client)."""
+    if (PEERS / "mlflow" / ".installed").exists() or os.environ.get("BENCH_MLFLOW_PEER_VENV"):
+        venv = peer_env("mlflow")
+        return str(venv / "bin" / "python"), str(venv / "bin" / "mlflow")
+    return sys.executable, str(Path(sys.executable).with_name("mlflow"))
+
+
+class Servers:
+    """``shipyard server`` and ``mlflow server`` (both uvicorn on 127.0.0.1, SQLite) side by side."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ours = self.peer = ""
+
+    def __enter__(self) -> Servers:
+        ours_port, peer_port = _free_port(), _free_port()
+        rest_dir = _project(self.root / "rest-ours")
+        self.procs.append(subprocess.Popen([ours_bin(), "server", "--port", str(ours_port), "--no-auth"], cwd=rest_dir,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        peer_dir = self.root / "rest-mlflow"
+        peer_dir.mkdir(parents=True, exist_ok=True)
+        self.procs.append(subprocess.Popen(
+            [mlflow_env()[1], "server", "--host", "127.0.0.1", "--port", str(peer_port),
+             "--backend-store-uri", f"sqlite:///{peer_dir}/mlflow-server.db",
+             "--artifacts-destination", str(peer_dir / "mlartifacts")],
+            cwd=peer_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        self.ours, self.peer = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
+        try:
+            _wait(f"{self.ours}/health", self.procs[0])
+            _wait(f"{self.peer}/health", self.procs[1])
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def run(n: int) -> None:
     """All rows; ``BENCH_TRACKING_ONLY=runs,rest`` limits them (log_metric, log_batch, runs, search, rest)."""
     only = set(filter(None, os.environ.get("BENCH_TRACKING_ONLY", "").split(",")))
     root = WORK / "tracking"
     shutil.rmtree(root, ignore_errors=True)
-    ours_py, peer_py = sys.executable, str(peer_env("mlflow") / "bin" / "python")
+    ours_py, peer_py = sys.executable, mlflow_env()[0]
     ours_dir, peer_dir = _project(root / "ours"), root / "mlflow"
     peer_dir.mkdir(parents=True)
     # first opens (schema creation) happen here, outside any timing
@@ -84,27 +134,11 @@ def run(n: int) -> None:
 
     if only and "rest" not in only:
         return
-    ours_port, peer_port = _free_port(), _free_port()
-    rest_dir = _project(root / "rest-ours")
-    ours_server = subprocess.Popen([ours_bin(), "server", "--port", str(ours_port)], cwd=rest_dir,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peer_server = subprocess.Popen(
-        [str(peer_env("mlflow") / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(peer_port),
-         "--backend-store-uri", f"sqlite:///{root}/mlflow-server.db", "--artifacts-destination", str(root / "mlartifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait(f"http://127.0.0.1:{ours_port}/health", ours_server)
-        _wait(f"http://127.0.0.1:{peer_port}/health", peer_server)
+    client_py = mlflow_env()[0]
+    with Servers(root) as servers:
         for task, label in (("rest_log_metric", "REST log_metric, per call (MLflow client)"),
                             ("rest_log_batch", "REST 10 x log_batch(1000) (MLflow client)")):
-            compare(label, lambda t=task: _worker(peer_py, "client", t, root, f"http://127.0.0.1:{ours_port}"),
-                    lambda t=task: _worker(peer_py, "client", t, root, f"http://127.0.0.1:{peer_port}"),
+            compare(label, lambda t=task: _worker(client_py, "client", t, root, servers.ours),
+                    lambda t=task: _worker(client_py, "client", t, root, servers.peer),
                     "mlflow server 3.17.2", n=n)
-    finally:
-        for proc in (ours_server, peer_server):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     print(json.dumps({"note": "ratio = MLflow median / Shipyard median; both sides alternate"}))

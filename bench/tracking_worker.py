@@ -17,6 +17,7 @@ N_BATCH = 10
 N_RUNS = 100
 N_SEARCH_RUNS = 10_000
 N_REST_CALLS = 200
+N_MODEL_ROUND_TRIPS = 5
 FILTER = "tags.team = 'a' and metrics.acc > 0.5"
 ORDER = ["metrics.loss ASC"]
 
@@ -194,7 +195,41 @@ def rest(task: str, uri: str) -> float:
         for s in range(N_BATCH):
             client.log_batch(run_id, metrics=[Metric(f"m{k}", float(k * s), ts, s) for k in range(1000)])
         return time.perf_counter() - start
+    if task == "rest_model_round_trip":
+        return model_round_trip(uri)
     raise SystemExit(f"unknown task {task}")
+
+
+def model_round_trip(uri: str) -> float:
+    """Median seconds of ``sklearn.log_model`` + ``register_model`` + ``load_model`` (MLflow 3 client).
+
+    ``pip_requirements`` is given so the client skips its own requirement inference (a subprocess
+    that imports the model, ~5 s, the same for any server); what is left is the client's own work
+    plus the server's answers. One warm-up round trip first.
+    """
+    import statistics
+
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("bench-models")
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 4))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
+    times = []
+    for i in range(N_MODEL_ROUND_TRIPS + 1):
+        start = time.perf_counter()
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+        version = mlflow.register_model(info.model_uri, "bench-model").version
+        loaded = mlflow.sklearn.load_model(f"models:/bench-model/{version}")
+        elapsed = time.perf_counter() - start
+        assert (loaded.predict(x) == model.predict(x)).all()
+        if i:
+            times.append(elapsed)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
