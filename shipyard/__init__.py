@@ -5,37 +5,29 @@ The public Python API is re-exported here lazily, so ``import shipyard`` stays c
 
 from __future__ import annotations
 
-from typing import Any
+from shipyard.lazy_imports import module_getattr
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; filled in by the services as they land.
+# name -> "module:attribute" that defines it; filled in by the services as they land.
 _PUBLIC: dict[str, str] = {
-    "start_run": "shipyard.tracking.fluent",
-    "end_run": "shipyard.tracking.fluent",
-    "active_run": "shipyard.tracking.fluent",
-    "log_param": "shipyard.tracking.fluent",
-    "log_params": "shipyard.tracking.fluent",
-    "log_metric": "shipyard.tracking.fluent",
-    "log_metrics": "shipyard.tracking.fluent",
-    "log_artifact": "shipyard.tracking.fluent",
-    "log_artifacts": "shipyard.tracking.fluent",
-    "set_tag": "shipyard.tracking.fluent",
-    "set_tags": "shipyard.tracking.fluent",
-    "log_input": "shipyard.tracking.fluent",
-    "flush": "shipyard.tracking.fluent",
+    "start_run": "shipyard.tracking.fluent:start_run",
+    "end_run": "shipyard.tracking.fluent:end_run",
+    "active_run": "shipyard.tracking.fluent:active_run",
+    "log_param": "shipyard.tracking.fluent:log_param",
+    "log_params": "shipyard.tracking.fluent:log_params",
+    "log_metric": "shipyard.tracking.fluent:log_metric",
+    "log_metrics": "shipyard.tracking.fluent:log_metrics",
+    "log_artifact": "shipyard.tracking.fluent:log_artifact",
+    "log_artifacts": "shipyard.tracking.fluent:log_artifacts",
+    "set_tag": "shipyard.tracking.fluent:set_tag",
+    "set_tags": "shipyard.tracking.fluent:set_tags",
+    "log_input": "shipyard.tracking.fluent:log_input",
+    "flush": "shipyard.tracking.fluent:flush",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'shipyard' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = module_getattr(__name__, _PUBLIC)
 
 
 def __dir__() -> list[str]:

@@ -7,7 +7,6 @@ are mapped to exit codes here and nowhere else: 0 ok, 1 check failed, 2 usage, 3
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import traceback
@@ -16,6 +15,7 @@ import click
 
 from shipyard import __version__
 from shipyard.errors import EXIT_INTERNAL, EXIT_USAGE, ShipyardError
+from shipyard.lazy_imports import load
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("shipyard.cli.init:app", "Create shipyard.yaml, params.yaml and .shipyard/ here."),
@@ -60,8 +60,7 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        module_name, _, attr = entry[0].partition(":")
-        target = getattr(importlib.import_module(module_name), attr)
+        target = load(entry[0])
         if isinstance(target, click.Command):
             return target
         import typer.main

@@ -7,12 +7,12 @@ stores the verdict with the version. Checks are a lazy string table (STYLE.md D2
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import InputError, did_you_mean
+from shipyard.errors import InputError
+from shipyard.lazy_imports import lookup, module_getattr
 
 if TYPE_CHECKING:
     from shipyard.config import Gate
@@ -31,11 +31,8 @@ CHECKS: dict[str, str] = {
 
 
 def get_check(kind: str) -> Any:
-    entry = CHECKS.get(kind)
-    if entry is None:
-        raise InputError(f"unknown gate kind {kind!r}", hint=did_you_mean(kind, CHECKS))
-    module, _, attr = entry.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The check function of a gate kind; an unknown kind lists the known ones."""
+    return lookup(CHECKS, kind, "gate kind")
 
 
 def evaluate(gates: Sequence[Gate], candidate: Subject, champion: Subject | None = None, *,
@@ -55,13 +52,8 @@ def evaluate(gates: Sequence[Gate], candidate: Subject, champion: Subject | None
     return Verdict(candidate.ref, champion.ref if champion else None, checks, tuple(notes))
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("Verdict", "Check"):
-        from shipyard.gates import verdict
-
-        return getattr(verdict, name)
-    if name in ("run_gate",):
-        from shipyard.gates import runner
-
-        return runner.run_gate
-    raise AttributeError(name)
+__getattr__ = module_getattr(__name__, {
+    "Verdict": "shipyard.gates.verdict:Verdict",
+    "Check": "shipyard.gates.verdict:Check",
+    "run_gate": "shipyard.gates.runner:run_gate",
+})
