@@ -107,7 +107,8 @@ def serve(
 ) -> None:
     """Serve the champion (and any rollout's candidate) of every routed model.
 
-    Endpoints: Open Inference Protocol v2 (/v2, /v2/health/live|ready, /v2/models/NAME[/versions/V]/infer,
+    Endpoints: Open Inference Protocol v2 (/v2, /v2/health/live|ready, /v2/models/NAME/infer,
+    /v2/models/NAME/versions/V/infer,
     binary tensor data), MLflow's scoring server (/invocations with JSON or CSV, /ping, /version),
     /v1/models/NAME:predict, /health, /ready, /metrics, POST /v1/feedback. Micro-batching is on unless
     --no-batching or deploy.batching.enabled is false. A model with a champion alias is routed to it on
