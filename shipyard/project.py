@@ -16,6 +16,20 @@ CONFIG_NAME = "shipyard.yaml"
 PARAMS_NAME = "params.yaml"
 STATE_DIR = ".shipyard"
 PROJECT_MARKERS = (CONFIG_NAME, "dvc.yaml")
+OBJECTS_ENV = "SHIPYARD_OBJECTS"
+
+
+def shared_objects() -> str | None:
+    """The object store the team shares, from ``$SHIPYARD_OBJECTS`` (a folder or any fsspec URL)."""
+    return os.environ.get(OBJECTS_ENV) or None
+
+
+def objects_location(state_dir: str | os.PathLike[str]) -> str:
+    """Where a project's objects live: the shared store when set, else ``STATE_DIR/objects``.
+
+    The one place this is decided: the pipeline runner, the run cache, sync and the workspace ask here.
+    """
+    return shared_objects() or str(Path(state_dir) / "objects")
 
 
 @dataclass(frozen=True)
@@ -38,12 +52,14 @@ class Project:
         return self.root / PARAMS_NAME
 
     @property
-    def db_path(self) -> Path:
-        return self.state_dir / "shipyard.db"
+    def objects_dir(self) -> Path:
+        """The local object folder (push and pull sync it with the shared store)."""
+        return self.state_dir / "objects"
 
     @property
-    def objects_dir(self) -> Path:
-        return self.state_dir / "objects"
+    def objects_location(self) -> str:
+        """Where this project's objects are read and written (see ``objects_location``)."""
+        return objects_location(self.state_dir)
 
     @property
     def stat_cache_path(self) -> Path:

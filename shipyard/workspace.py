@@ -38,7 +38,7 @@ class Workspace:
     def objects(self) -> ObjectStore:
         from shipyard.objects import ObjectStore
 
-        return ObjectStore.open(os.environ.get("SHIPYARD_OBJECTS") or self.project.objects_dir)
+        return ObjectStore.open(self.project.objects_location)
 
     @cached_property
     def hasher(self) -> Hasher:

@@ -89,3 +89,20 @@ def test_crafted_manifest_cannot_write_outside_the_target(tmp_path: Path, entry:
 def test_manifest_round_trip_of_real_folders(root: Path) -> None:
     manifest = Hasher(root).manifest("data")
     assert Manifest.from_bytes(manifest.to_bytes()) == manifest
+
+
+def test_objects_location_is_decided_once_for_every_reader(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    """The workspace, the pipeline runner and sync all open the location ``objects_location`` names."""
+    from shipyard.pipeline.runner import Context
+    from shipyard.workspace import Workspace
+
+    monkeypatch.delenv("SHIPYARD_OBJECTS", raising=False)
+    project = Project(root)
+    assert project.objects_location == str(project.state_dir / "objects")
+    shared = tmp_path / "team-objects"
+    monkeypatch.setenv("SHIPYARD_OBJECTS", str(shared))
+    assert project.objects_location == str(shared)
+    oid = Workspace(project).objects.put_bytes(b"shared bytes")
+    assert (shared / key_of(oid)).is_file()
+    assert Context(root, project.state_dir).objects_url == str(shared)

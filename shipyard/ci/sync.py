@@ -25,6 +25,7 @@ from pathlib import Path
 from shipyard.errors import ObjectCorrupt, ShipyardError, UsageError
 from shipyard.hashing import DIR_SUFFIX, hash_file
 from shipyard.objects.backends import Backend, LocalBackend, open_backend
+from shipyard.project import shared_objects
 
 OBJECT_KEY = re.compile(r"^(?P<algo>[a-z0-9]+)/(?P<a>[0-9a-f]{2})/(?P<b>[0-9a-f]{30})(?P<dir>\.dir)?$")
 RUNCACHE_PREFIX = "runcache"
@@ -68,7 +69,7 @@ def _size(n: int) -> str:
 
 def resolve_remote(remote: str | None, local_objects: Path) -> str:
     """The remote URL: ``--remote``, else ``SHIPYARD_OBJECTS``; never the local folder itself."""
-    url = remote or os.environ.get("SHIPYARD_OBJECTS")
+    url = remote or shared_objects()
     if not url:
         raise UsageError("no remote to sync with",
                          hint="set SHIPYARD_OBJECTS=s3://bucket/prefix (any fsspec URL or a folder), "

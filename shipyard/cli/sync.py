@@ -16,12 +16,13 @@ def _sync(direction: str, remote: str | None, jobs: int, json_out: bool) -> None
     import sys
 
     from shipyard.ci import sync
+    from shipyard.pipeline.runcache import PREFIX
     from shipyard.project import find_project
 
     project = find_project()
     local = project.objects_dir
     url = sync.resolve_remote(remote, local)
-    runcache = runcache_dir(local)
+    runcache = local / PREFIX  # run-cache entries live inside the local object folder
     last = {"shown": -1}
 
     def progress(done: int, total: int) -> None:
@@ -38,15 +39,6 @@ def _sync(direction: str, remote: str | None, jobs: int, json_out: bool) -> None
         print_json(result.to_dict())
     else:
         echo(result.summary())
-
-
-def runcache_dir(objects_dir):  # type: ignore[no-untyped-def]
-    """The run-cache entries inside the local object folder (where the pipeline keeps them)."""
-    try:
-        from shipyard.pipeline.runcache import PREFIX
-    except ImportError:
-        PREFIX = "runcache"
-    return objects_dir / PREFIX
 
 
 @push_app.command()

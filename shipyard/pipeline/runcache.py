@@ -10,21 +10,12 @@ newest entry for a fingerprint wins; entries are written atomically by the backe
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from shipyard.errors import NotFound, ShipyardError
 
 PREFIX = "runcache"
 VERSION = "v1"
-
-
-def runcache_dir(state_dir: Path) -> Path:
-    """The local folder of run-cache entries (inside the local object folder)."""
-    objects = os.environ.get("SHIPYARD_OBJECTS")
-    base = Path(objects) if objects and "://" not in objects else Path(state_dir) / "objects"
-    return base / PREFIX
 
 
 def key_of(fingerprint: str) -> str:

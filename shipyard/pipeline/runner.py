@@ -102,7 +102,9 @@ class Context:
 
     @property
     def objects_url(self) -> str:
-        return os.environ.get("SHIPYARD_OBJECTS") or str(self.state_dir / "objects")
+        from shipyard.project import objects_location
+
+        return objects_location(self.state_dir)
 
     # -- checks ---------------------------------------------------------------------------
     def check_missing_deps(self, dag: Dag) -> None:
