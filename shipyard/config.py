@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -263,10 +263,16 @@ ROLLBACK_METRICS = ("error_rate", "latency_p99_ms", "latency_p99_ratio", "predic
                     "shadow_disagreement", "accuracy", "accuracy_drop")
 
 
+# The one list of rollout strategies: the schema's choices, the controller's phases and the
+# gateway's strategy table (serving/routing.py, which adds "single") all follow it.
+RolloutStrategy = Literal["canary", "bluegreen", "shadow", "ab"]
+ROLLOUT_STRATEGIES: tuple[str, ...] = get_args(RolloutStrategy)
+
+
 class DeploySection(Frozen):
     """The ``deploy`` section: how ``shipyard deploy`` moves traffic and when it rolls back."""
 
-    strategy: Literal["canary", "bluegreen", "shadow", "ab"] = "canary"
+    strategy: RolloutStrategy = "canary"
     # "required": a retrained version waits for 'shipyard rollout approve ID' before its rollout starts
     approval: Literal["none", "required"] = "none"
     steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100])
@@ -410,7 +416,7 @@ class RetrainSettings(Frozen):
     watch: list[str] = Field(default_factory=list)
     min_interval: str | float = "10m"
     command: str | list[str] = "shipyard run"
-    strategy: Literal["canary", "bluegreen", "shadow", "ab"] | None = None
+    strategy: RolloutStrategy | None = None
     approval: Literal["required", "none"] = "none"
     timeout: str | float = "1h"
 

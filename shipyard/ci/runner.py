@@ -14,7 +14,6 @@ The result's exit code is 0 when everything passed, 1 when a check or gate faile
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ from shipyard.ci.env import CIEnv, detect
 from shipyard.ci.report import GateRow, PlotRef, Report, StageRow, ValidationRow
 from shipyard.ci.report import write as write_report
 from shipyard.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, ShipyardError, UsageError
+from shipyard.lazy_imports import load
 from shipyard.workspace import Workspace
 
 STEPS = ("validate", "run", "register", "gate", "report")
@@ -71,7 +71,7 @@ class CIOutcome:
 def _service(module: str, attr: str, what: str) -> Any:
     """A function from another service, or a clear error naming what is missing."""
     try:
-        return getattr(importlib.import_module(module), attr)
+        return load(f"{module}:{attr}")
     except (ImportError, AttributeError) as exc:
         raise MissingService(
             f"shipyard ci needs {module}.{attr} ({what}), which this installation does not have: {exc}",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard import audit
-from shipyard.config import DeploySection
+from shipyard.config import ROLLOUT_STRATEGIES, DeploySection
 from shipyard.data.requestlog import RequestReader
 from shipyard.errors import CheckFailed, NotFound, UsageError
 from shipyard.rollout import analysis, policy
@@ -34,7 +34,6 @@ from shipyard.store import serving as repo
 
 log = logging.getLogger("shipyard.rollout")
 LEASE = "rollout-controller"
-STRATEGIES = ("canary", "bluegreen", "shadow", "ab")
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def phases(strategy: str, settings: DeploySection) -> list[dict[str, Any]]:
         return [{"weight": 0.0, "shadow_percent": settings.shadow_percent}, {"weight": 100.0, "shadow_percent": 0.0}]
     if strategy == "ab":
         return [{"weight": settings.ab_split, "shadow_percent": 0.0}, {"weight": 100.0, "shadow_percent": 0.0}]
-    raise UsageError(f"unknown strategy {strategy!r}", hint="use one of " + ", ".join(STRATEGIES))
+    raise UsageError(f"unknown strategy {strategy!r}", hint="use one of " + ", ".join(ROLLOUT_STRATEGIES))
 
 
 def state_of(d: repo.Deployment) -> str:

@@ -19,7 +19,6 @@ champion to candidate, so a client never flips back while a canary advances.
 
 from __future__ import annotations
 
-import importlib
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import xxhash
 
 from shipyard.errors import InputError, did_you_mean
+from shipyard.lazy_imports import load
 
 STRATEGIES: dict[str, str] = {
     "single": "shipyard.serving.strategies:Single",
@@ -56,8 +56,7 @@ def strategy_for(table: dict[str, Any]) -> Any:
     if path is None:
         raise InputError(f"unknown routing strategy {name!r} for model {table.get('model')!r}",
                          hint=did_you_mean(name, STRATEGIES))
-    module_name, _, attr = path.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+    cls = load(path)
     if cls.name != name:
         raise InputError(f"routing strategy {path} declares the name {cls.name!r}, not {name!r}")
     return cls(table)
