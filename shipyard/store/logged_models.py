@@ -104,22 +104,22 @@ def get(session: Session, model_id: str, *, allow_deleted: bool = False) -> Logg
     return found
 
 
-def tags_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+def _key_values(session: Session, table: type[LoggedModelTag] | type[LoggedModelParam],
+                model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {m: {} for m in model_ids}
     if model_ids:
-        query = select(LoggedModelTag.model_id, LoggedModelTag.key, LoggedModelTag.value)
-        for mid, key, value in session.execute(query.where(LoggedModelTag.model_id.in_(list(model_ids)))):
+        query = select(table.model_id, table.key, table.value).where(table.model_id.in_(list(model_ids)))
+        for mid, key, value in session.execute(query):
             out[mid][key] = value
     return out
+
+
+def tags_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    return _key_values(session, LoggedModelTag, model_ids)
 
 
 def params_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {m: {} for m in model_ids}
-    if model_ids:
-        query = select(LoggedModelParam.model_id, LoggedModelParam.key, LoggedModelParam.value)
-        for mid, key, value in session.execute(query.where(LoggedModelParam.model_id.in_(list(model_ids)))):
-            out[mid][key] = value
-    return out
+    return _key_values(session, LoggedModelParam, model_ids)
 
 
 def set_tags(session: Session, model_id: str, tags: Mapping[str, str]) -> None:

@@ -26,6 +26,7 @@ from shipyard.store import logged_models as lm
 from shipyard.store import runs as repo
 from shipyard.store.runs import now_ms
 from shipyard.tracking import filter as flt
+from shipyard.tracking import service
 from shipyard.tracking import validation as v
 from shipyard.tracking.paths import safe_relative
 
@@ -253,20 +254,7 @@ def list_artifacts(store: Store, model_id: str, prefix: str = "") -> list[dict[s
     with store.read() as session:
         lm.get(session, model_id, allow_deleted=True)
         files = lm.artifacts_of(session, model_id)
-    return children([(p, s) for p, _, s in files], prefix)
-
-
-def children(files: Sequence[tuple[str, int]], prefix: str) -> list[dict[str, Any]]:
-    """The direct children of ``prefix`` among (path, size) files: files, then folders once."""
-    seen: dict[str, dict[str, Any]] = {}
-    for path, size in files:
-        if prefix and not path.startswith(prefix + "/"):
-            continue
-        rest = path[len(prefix) + 1:] if prefix else path
-        head, sep, _ = rest.partition("/")
-        child = f"{prefix}/{head}" if prefix else head
-        seen[child] = {"path": child, "is_dir": True} if sep else {"path": child, "is_dir": False, "file_size": size}
-    return [seen[k] for k in sorted(seen)]
+    return service.children([(p, s) for p, _, s in files], prefix)
 
 
 def _checkout(objects: ObjectStore, files: Sequence[tuple[str, str]], dest: Path) -> Path:
@@ -314,9 +302,7 @@ def link_run(session: Session, run_id: str, models: Sequence[tuple[str, int]], d
     """Record that a run read (``input``) or wrote (``output``) logged models, at a step."""
     if not models:
         return
-    from shipyard.tracking.service import active_run
-
-    active_run(session, run_id)
+    service.active_run(session, run_id)
     for model_id, _ in models:
         lm.get(session, model_id)
     lm.link_runs(session, run_id, models, direction)

@@ -307,17 +307,19 @@ def list_artifacts(session: Session, run_id: str, prefix: str = "") -> list[dict
     prefix = safe_relative(prefix) if prefix else ""
     repo.get_run(session, run_id)
     rows = session.execute(select(repo.Artifact.path, repo.Artifact.size).where(repo.Artifact.run_id == run_id))
+    return children([(path, size) for path, size in rows], prefix)
+
+
+def children(files: Sequence[tuple[str, int]], prefix: str) -> list[dict[str, Any]]:
+    """The direct children of ``prefix`` among (path, size) files: files with sizes, folders once."""
     seen: dict[str, dict[str, Any]] = {}
-    for path, size in rows:
+    for path, size in files:
         if prefix and not path.startswith(prefix + "/"):
             continue
         rest = path[len(prefix) + 1:] if prefix else path
         head, sep, _ = rest.partition("/")
         child = f"{prefix}/{head}" if prefix else head
-        if sep:
-            seen.setdefault(child, {"path": child, "is_dir": True})
-        else:
-            seen[child] = {"path": child, "is_dir": False, "file_size": size}
+        seen[child] = {"path": child, "is_dir": True} if sep else {"path": child, "is_dir": False, "file_size": size}
     return [seen[k] for k in sorted(seen)]
 
 
