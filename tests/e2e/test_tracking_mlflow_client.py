@@ -113,6 +113,8 @@ print(json.dumps({
     "same_by_run": bool((by_run.predict(X) == model.predict(X)).all()),
     "status": str(logged.status), "source_run_id": logged.source_run_id, "found": [m.model_id for m in found],
     "history": ["nan" if math.isnan(m.value) else m.value for m in history],
+    "model_metrics": sorted((m.key, m.step) for m in logged.metrics),
+    "outputs": [o.model_id for o in client.get_run(run.info.run_id).outputs.model_outputs],
 }))
 '''
 
@@ -133,7 +135,8 @@ def test_mlflow3_log_model_and_load_model_round_trip(tmp_path: Path) -> None:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["uri"] == f"models:/{out['model_id']}" and out["same_by_id"] and out["same_by_run"]
     assert out["status"] == "READY" and out["source_run_id"] == out["run_id"] and out["found"] == [out["model_id"]]
-    assert out["history"] == ["nan", 1.7976931348623157e308]
+    assert out["history"] == ["nan", 1.7976931348623157e308]  # log_model re-logs step 0: stored once
+    assert out["model_metrics"] == [["loss", 0]] and out["outputs"] == [out["model_id"]]
 
     from shipyard.project import Project
     from shipyard.tracking.logged_models import download_logged_model, get_logged_model
