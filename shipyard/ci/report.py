@@ -258,96 +258,118 @@ def to_markdown(report: Report, *, images: str = "link", image_base: str | None 
         out.append(f"> ❌ {error}")
     if report.notes or report.errors:
         out.append("")
-
-    if report.gates:
-        out += ["### Gates", "", "| | check | value | threshold | reason |", "|---|---|---|---|---|"]
-        for gate in sorted(report.gates, key=_gate_order):
-            out.append(f"| {GATE_ICON[gate.passed]} | {_md_cell(gate.name)} | {_md_cell(_num(gate.value))} | "
-                       f"{_md_cell(_num(gate.threshold))} | {_md_cell(gate.reason)} |")
-        out.append("")
-
-    if report.metrics:
-        base_label = f"{report.base_ref or 'base'}" + (f" `{_short(report.base_commit)}`" if report.base_commit else "")
-        champ_label = report.champion or "champion"
-        has_base = any(m.base is not None for m in report.metrics)
-        has_champ = any(m.champion is not None for m in report.metrics)
-        head = ["metric", "this change"]
-        if has_base:
-            head += [base_label, "Δ base"]
-        if has_champ:
-            head += [champ_label, "Δ champion"]
-        out += ["### Metrics", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in report.metrics:
-            cells = [_md_cell(row.name) + ("" if row.higher_is_better else " ↓"), _num(row.value)]
-            if has_base:
-                text, worse = _delta(row, row.base)
-                cells += [_num(row.base), f"**{text}**" if worse else text]
-            if has_champ:
-                text, worse = _delta(row, row.champion)
-                cells += [_num(row.champion), f"**{text}**" if worse else text]
-            out.append("| " + " | ".join(cells) + " |")
-        out += ["", "_Deltas that make the model worse are in **bold**; ↓ marks lower-is-better metrics._", ""]
-
-    if report.params:
-        out += ["### Params changed", "", f"| param | {report.base_ref or 'base'} | this change |", "|---|---|---|"]
-        for change in report.params:
-            out.append(f"| `{_md_cell(change.key)}` | {_md_cell(_fmt_param(change.base))} | "
-                       f"{_md_cell(_fmt_param(change.current))} |")
-        out.append("")
-
-    changed_data = [d for d in report.data if d.status != "unchanged"]
-    if changed_data:
-        out += ["### Data changed", "", "| dataset | change | rows | schema |", "|---|---|---|---|"]
-        for d in changed_data:
-            rows = _rows(d)
-            schema = "; ".join(
-                [f"+{c}" for c in d.columns_added] + [MINUS + c for c in d.columns_removed] + d.dtype_changes
-            ) or "same columns"
-            out.append(f"| `{_md_cell(d.path)}` | {d.status} | {rows} | {_md_cell(schema)} |")
-        out.append("")
-
-    if report.validation:
-        out += ["### Data validation", ""]
-        for v in report.validation:
-            if v.passed:
-                out.append(f"- ✅ `{v.dataset}`: all checks passed")
-            else:
-                out.append(f"- ❌ `{v.dataset}`: {len(v.failures)} failed")
-                out += [f"  - {_md_cell(f)}" for f in v.failures[:10]]
-                if len(v.failures) > 10:
-                    out.append(f"  - … and {len(v.failures) - 10} more")
-        out.append("")
-
-    if report.stages:
-        ran = [s for s in report.stages if s.status == "ran"]
-        cached = [s for s in report.stages if s.status == "cached"]
-        current = [s for s in report.stages if s.status == "up-to-date"]
-        total = sum(s.seconds or 0 for s in report.stages)
-        summary = f"{len(ran)} of {len(report.stages)} stages ran, {len(cached)} came from the cache"
-        if current:
-            summary += f", {len(current)} were already up to date"
-        out += ["### Pipeline", "", f"{summary} ({_seconds(total)} in stages).", "",
-                "| stage | | time | why |", "|---|---|---|---|"]
-        for s in report.stages:
-            out.append(f"| {_md_cell(s.name)} | {STATUS_ICON.get(s.status, s.status)} | {_seconds(s.seconds)} | "
-                       f"{_md_cell(s.reason)} |")
-        out.append("")
-
-    if report.plots:
-        out += ["### Plots", ""]
-        if images == "list":
-            names = ", ".join(f"`{p.file}`" for p in report.plots)
-            where = f" ([build]({report.build_url}))" if report.build_url else ""
-            out.append(f"{len(report.plots)} plots are in the job's `shipyard-report/` artifact{where}: {names}. "
-                       "Open `report.html` there to see them inline.")
-        else:
-            for plot in report.plots:
-                src = f"{image_base.rstrip('/')}/{plot.file}" if image_base else plot.file
-                out += [f"**{plot.title}**", "", f"![{plot.title}]({src})", ""]
-        out.append("")
+    # Each section is empty when the report has nothing for it.
+    for section in (_md_gates, _md_metrics, _md_params, _md_data, _md_validation, _md_stages):
+        out += section(report)
+    out += _md_plots(report, images, image_base)
     footer = "Generated by `shipyard ci`. Reports and plots stay on your CI machines."
     out.append(f"<sub>{footer}</sub>" if html_ok else f"_{footer}_")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _md_gates(report: Report) -> list[str]:
+    if not report.gates:
+        return []
+    out = ["### Gates", "", "| | check | value | threshold | reason |", "|---|---|---|---|---|"]
+    for gate in sorted(report.gates, key=_gate_order):
+        out.append(f"| {GATE_ICON[gate.passed]} | {_md_cell(gate.name)} | {_md_cell(_num(gate.value))} | "
+                   f"{_md_cell(_num(gate.threshold))} | {_md_cell(gate.reason)} |")
+    return [*out, ""]
+
+
+def _md_metrics(report: Report) -> list[str]:
+    if not report.metrics:
+        return []
+    base_label = f"{report.base_ref or 'base'}" + (f" `{_short(report.base_commit)}`" if report.base_commit else "")
+    champ_label = report.champion or "champion"
+    has_base = any(m.base is not None for m in report.metrics)
+    has_champ = any(m.champion is not None for m in report.metrics)
+    head = ["metric", "this change"]
+    if has_base:
+        head += [base_label, "Δ base"]
+    if has_champ:
+        head += [champ_label, "Δ champion"]
+    out = ["### Metrics", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report.metrics:
+        cells = [_md_cell(row.name) + ("" if row.higher_is_better else " ↓"), _num(row.value)]
+        for present, other in ((has_base, row.base), (has_champ, row.champion)):
+            if present:
+                text, worse = _delta(row, other)
+                cells += [_num(other), f"**{text}**" if worse else text]
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, "", "_Deltas that make the model worse are in **bold**; ↓ marks lower-is-better metrics._", ""]
+
+
+def _md_params(report: Report) -> list[str]:
+    if not report.params:
+        return []
+    out = ["### Params changed", "", f"| param | {report.base_ref or 'base'} | this change |", "|---|---|---|"]
+    for change in report.params:
+        out.append(f"| `{_md_cell(change.key)}` | {_md_cell(_fmt_param(change.base))} | "
+                   f"{_md_cell(_fmt_param(change.current))} |")
+    return [*out, ""]
+
+
+def _md_data(report: Report) -> list[str]:
+    changed_data = [d for d in report.data if d.status != "unchanged"]
+    if not changed_data:
+        return []
+    out = ["### Data changed", "", "| dataset | change | rows | schema |", "|---|---|---|---|"]
+    for d in changed_data:
+        schema = "; ".join(
+            [f"+{c}" for c in d.columns_added] + [MINUS + c for c in d.columns_removed] + d.dtype_changes
+        ) or "same columns"
+        out.append(f"| `{_md_cell(d.path)}` | {d.status} | {_rows(d)} | {_md_cell(schema)} |")
+    return [*out, ""]
+
+
+def _md_validation(report: Report) -> list[str]:
+    if not report.validation:
+        return []
+    out = ["### Data validation", ""]
+    for v in report.validation:
+        if v.passed:
+            out.append(f"- ✅ `{v.dataset}`: all checks passed")
+            continue
+        out.append(f"- ❌ `{v.dataset}`: {len(v.failures)} failed")
+        out += [f"  - {_md_cell(f)}" for f in v.failures[:10]]
+        if len(v.failures) > 10:
+            out.append(f"  - … and {len(v.failures) - 10} more")
+    return [*out, ""]
+
+
+def _md_stages(report: Report) -> list[str]:
+    if not report.stages:
+        return []
+    ran = [s for s in report.stages if s.status == "ran"]
+    cached = [s for s in report.stages if s.status == "cached"]
+    current = [s for s in report.stages if s.status == "up-to-date"]
+    total = sum(s.seconds or 0 for s in report.stages)
+    summary = f"{len(ran)} of {len(report.stages)} stages ran, {len(cached)} came from the cache"
+    if current:
+        summary += f", {len(current)} were already up to date"
+    out = ["### Pipeline", "", f"{summary} ({_seconds(total)} in stages).", "",
+           "| stage | | time | why |", "|---|---|---|---|"]
+    for s in report.stages:
+        out.append(f"| {_md_cell(s.name)} | {STATUS_ICON.get(s.status, s.status)} | {_seconds(s.seconds)} | "
+                   f"{_md_cell(s.reason)} |")
+    return [*out, ""]
+
+
+def _md_plots(report: Report, images: str, image_base: str | None) -> list[str]:
+    if not report.plots:
+        return []
+    out = ["### Plots", ""]
+    if images == "list":
+        names = ", ".join(f"`{p.file}`" for p in report.plots)
+        where = f" ([build]({report.build_url}))" if report.build_url else ""
+        out.append(f"{len(report.plots)} plots are in the job's `shipyard-report/` artifact{where}: {names}. "
+                   "Open `report.html` there to see them inline.")
+    else:
+        for plot in report.plots:
+            src = f"{image_base.rstrip('/')}/{plot.file}" if image_base else plot.file
+            out += [f"**{plot.title}**", "", f"![{plot.title}]({src})", ""]
+    return [*out, ""]
 
 
 def _rows(d: DataChange) -> str:

@@ -140,21 +140,7 @@ def _parse(col: pl.Expr, kind: str) -> pl.Expr:
 def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schema | LoadedSchema | str | os.PathLike[str],
              *, pii: bool = False, source: str | None = None) -> ValidationReport:
     """Check a DataFrame (or a data file) against a schema (object or YAML path)."""
-    import polars as pl
-
-    warnings: list[str] = []
-    if isinstance(frame_or_path, pl.LazyFrame):
-        raise InputError("validate needs a DataFrame, not a LazyFrame",
-                         hint="call .collect() first: a lazy plan can skip value checks")
-    if isinstance(frame_or_path, pl.DataFrame):
-        df = frame_or_path
-        source = source or "DataFrame"
-    else:
-        from shipyard.data.readers import read_frame
-
-        loaded = read_frame(frame_or_path)
-        df, warnings = loaded.frame, list(loaded.warnings)
-        source = source or str(frame_or_path)
+    df, warnings, source = _read_input(frame_or_path, source)
     if isinstance(schema, LoadedSchema):
         loaded_schema = schema
     elif isinstance(schema, Schema):
@@ -163,13 +149,45 @@ def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schem
         loaded_schema = load_schema(schema)
     spec = loaded_schema.schema
     checks: list[CheckResult] = []
-    rows = df.height
     _table_checks(df, spec, loaded_schema, checks, source)
-    if rows == 0:
+    if df.height == 0:
         warnings.append(f"{source}: has a header but no data rows")
+    row_checks = _column_checks(df, spec, loaded_schema, checks, source)
+    if row_checks:
+        checks += _run_row_checks(df, row_checks, loaded_schema)
+    findings = []
+    if pii:
+        from shipyard.data.pii import scan
 
-    # Row-level checks: (name, column, bad-row expression, message, columns shown in examples)
-    row_checks: list[tuple[str, str | None, pl.Expr, str, list[str], pl.Expr | None]] = []
+        findings = scan(df, skip={n for n, c in spec.columns.items() if c.pii})
+    return ValidationReport(source, df.height, checks, warnings, findings)
+
+
+def _read_input(frame_or_path: Any, source: str | None) -> tuple[pl.DataFrame, list[str], str]:
+    """The frame to check, the reader's warnings and the name reports give it."""
+    import polars as pl
+
+    if isinstance(frame_or_path, pl.LazyFrame):
+        raise InputError("validate needs a DataFrame, not a LazyFrame",
+                         hint="call .collect() first: a lazy plan can skip value checks")
+    if isinstance(frame_or_path, pl.DataFrame):
+        return frame_or_path, [], source or "DataFrame"
+    from shipyard.data.readers import read_frame
+
+    loaded = read_frame(frame_or_path)
+    return loaded.frame, list(loaded.warnings), source or str(frame_or_path)
+
+
+# A row-level check: (name, column, bad-row expression, message, columns shown in examples, quick test)
+RowCheck = tuple[str, "str | None", "pl.Expr", str, list[str], "pl.Expr | None"]
+
+
+def _column_checks(df: pl.DataFrame, spec: Schema, loaded_schema: LoadedSchema, checks: list[CheckResult],
+                   source: str) -> list[RowCheck]:
+    """Append the column-level results to ``checks``; return the row-level checks still to count."""
+    import polars as pl
+
+    row_checks: list[RowCheck] = []
     casts: dict[str, pl.Expr] = {}
     for name, col_spec in spec.columns.items():
         if name not in df.columns:
@@ -206,23 +224,24 @@ def validate(frame_or_path: pl.DataFrame | str | os.PathLike[str], schema: Schem
         if all(k in df.columns for k in key):
             row_checks.append(("table.unique", ",".join(key), pl.struct(key).is_duplicated(),
                                f"duplicate keys ({', '.join(key)})", list(key), None))
+    return row_checks
 
-    if row_checks:
-        try:
-            counts = _count_failures(df, row_checks)
-        except pl.exceptions.ComputeError as exc:
-            raise ConfigError(f"{loaded_schema.path or 'schema'}: a check cannot run: {str(exc).splitlines()[0]}",
-                              hint="regular expressions use Rust regex syntax (no look-around)") from exc
-        for (check, column, expr, message, shown, _), count in zip(row_checks, counts, strict=True):
-            examples = _examples(df, expr, shown) if count else []
-            where = loaded_schema.where(column) if column in spec.columns else None
-            checks.append(CheckResult(check, column, count == 0, int(count), df.height, message, examples, where))
-    findings = []
-    if pii:
-        from shipyard.data.pii import scan
 
-        findings = scan(df, skip={n for n, c in spec.columns.items() if c.pii})
-    return ValidationReport(source, rows, checks, warnings, findings)
+def _run_row_checks(df: pl.DataFrame, row_checks: list[RowCheck], loaded_schema: LoadedSchema) -> list[CheckResult]:
+    """Count each row-level check's failures in one pass, with examples of the failing rows."""
+    import polars as pl
+
+    try:
+        counts = _count_failures(df, row_checks)
+    except pl.exceptions.ComputeError as exc:
+        raise ConfigError(f"{loaded_schema.path or 'schema'}: a check cannot run: {str(exc).splitlines()[0]}",
+                          hint="regular expressions use Rust regex syntax (no look-around)") from exc
+    results = []
+    for (check, column, expr, message, shown, _), count in zip(row_checks, counts, strict=True):
+        examples = _examples(df, expr, shown) if count else []
+        where = loaded_schema.where(column) if column in loaded_schema.schema.columns else None
+        results.append(CheckResult(check, column, count == 0, int(count), df.height, message, examples, where))
+    return results
 
 
 def _quick(check: str, bad: pl.Expr, spec_value: float | None, col: pl.Expr) -> pl.Expr | None:
