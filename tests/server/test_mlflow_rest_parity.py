@@ -155,7 +155,9 @@ def test_search_experiments_filters_order_pages_and_views(client) -> None:  # ty
     ids = []
     for suffix, tags in (("a", {"key": "value"}), ("ab", {"key": "vaLue"}), ("Abc", None)):
         ids.append(client.create_experiment(f"{prefix}-{suffix}", tags=tags))
-        time.sleep(0.002)  # distinct creation times: the order under test is by creation time
+        created = client.get_experiment(ids[-1]).creation_time
+        while time.time() * 1000 <= created + 1:  # the next one must get a later creation time (the order
+            time.sleep(0.0005)                      # under test); wait for the clock, not a fixed time
     mine = f"name LIKE '{prefix}-%'"
 
     def names(**kw: object) -> list[str]:
