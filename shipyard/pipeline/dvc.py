@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ConfigError
-from shipyard.pipeline.dag import DEFAULT_PARAMS, Dag
+from shipyard.pipeline.dag import Dag
 
 _KEPT = ("cmd", "wdir", "deps", "params", "outs", "metrics", "plots", "frozen", "always_changed", "desc", "env")
 _OUT_KEPT = ("cache", "persist", "desc")
@@ -169,29 +169,6 @@ def attach_reports(dag: Dag, doc: Mapping[str, Any]) -> tuple[Dag, list[str]]:
 def read_doc(root: Path) -> Mapping[str, Any]:
     """dvc.yaml parsed (a ConfigError names the file, line and column of a syntax error)."""
     return _read(root)
-
-
-def load_dvc(root: Path, files: Any, state_dir: Path | None = None) -> Any:
-    """Run a dvc.yaml as our pipeline (``files`` is the loader's tracker of params files;
-    ``state_dir`` holds the cache of validated stages)."""
-    from shipyard.pipeline.loader import DVC_NAME, build_from_raw
-
-    files.track(DVC_NAME)
-    doc = _read(root)
-    raw, _dropped = convert(doc)
-    context = dict(files.optional(DEFAULT_PARAMS))
-    for entry in doc.get("vars") or []:
-        if isinstance(entry, Mapping):
-            context.update(entry)
-        else:
-            path, _, keys = str(entry).partition(":")
-            values = files.params(path)
-            if keys:
-                values = {k: values[k] for k in keys.split(",") if k in values}
-            context.update(values)
-    loaded = build_from_raw(root, files, raw, context, DVC_NAME, state_dir)
-    dag, _loose = attach_reports(loaded.dag, doc)
-    return replace(loaded, dag=dag)
 
 
 MODEL_FLAVORS = {".onnx": "onnx", ".skops": "sklearn", ".ubj": "xgboost", ".xgb": "xgboost", ".lgb": "lightgbm"}

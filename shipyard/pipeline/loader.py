@@ -13,7 +13,7 @@ import marshal
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,7 @@ def load_pipeline(root: Path, state_dir: Path, *, use_cache: bool = True) -> Loa
     if (root / CONFIG_NAME).is_file():
         loaded = _load_shipyard(root, files, state_dir if use_cache else None)
     elif (root / DVC_NAME).is_file():
-        from shipyard.pipeline.dvc import load_dvc
-
-        loaded = load_dvc(root, files, state_dir if use_cache else None)
+        loaded = _load_dvc(root, files, state_dir if use_cache else None)
     else:
         raise NotFound(f"no {CONFIG_NAME} or {DVC_NAME} in {root}", hint="run 'shipyard init' and add stages")
     if use_cache:
@@ -215,11 +213,7 @@ def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> 
     config = _validated_config(root, state_dir)
     if not config["stages"] and (root / DVC_NAME).is_file():
         # A shipyard.yaml without stages (only model:, gates: ...) must not hide the dvc.yaml next to it.
-        from dataclasses import replace
-
-        from shipyard.pipeline.dvc import load_dvc
-
-        loaded = load_dvc(root, files, state_dir)
+        loaded = _load_dvc(root, files, state_dir)
         return replace(loaded, executor=config["executor"], environment=tuple(config["environment"]))
     positions = None
 
@@ -315,3 +309,26 @@ def build_from_raw(root: Path, files: _Files, raw_stages: Mapping[str, Mapping[s
     dag = Dag.build(specs, where)
     params = {rel: files.values[rel] for s in specs for rel in s.param_files}
     return LoadedPipeline(dag, params, source, "local", ())
+
+
+def _load_dvc(root: Path, files: _Files, state_dir: Path | None = None) -> LoadedPipeline:
+    """Run a dvc.yaml as our pipeline (``files`` tracks the params files; ``state_dir`` holds the
+    cache of validated stages). Lives here, not in dvc.py, so that dvc.py does not import the loader."""
+    from shipyard.pipeline.dvc import attach_reports, convert, read_doc
+
+    files.track(DVC_NAME)
+    doc = read_doc(root)
+    raw, _dropped = convert(doc)
+    context = dict(files.optional(DEFAULT_PARAMS))
+    for entry in doc.get("vars") or []:
+        if isinstance(entry, Mapping):
+            context.update(entry)
+        else:
+            path, _, keys = str(entry).partition(":")
+            values = files.params(path)
+            if keys:
+                values = {k: values[k] for k in keys.split(",") if k in values}
+            context.update(values)
+    loaded = build_from_raw(root, files, raw, context, DVC_NAME, state_dir)
+    dag, _loose = attach_reports(loaded.dag, doc)
+    return replace(loaded, dag=dag)

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import math
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -36,9 +33,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard import __version__
 from shipyard.errors import did_you_mean
 from shipyard.serving import codec
+from shipyard.serving.answers import GATEWAY_VERSION, NotLoaded, new_request_id
 from shipyard.serving.batching import Batcher
 from shipyard.serving.codec import Inputs, RequestError, Rows
 from shipyard.serving.follower import Follower, ModelRoute, Served, Snapshot
@@ -47,28 +44,7 @@ from shipyard.serving.protocols import ArrayPredictor
 from shipyard.serving.requestlog import LogEntry, RequestLog
 from shipyard.serving.routing import bucket_of
 
-GATEWAY_VERSION = f"gateway-{__version__}"
 MAX_BODY_BYTES = 20 * 1024 * 1024
-MAX_REQUEST_ID = 128
-# Request ids: 16 random hex digits per process, then a counter. Unique across replicas and
-# restarts like a uuid4, at a fraction of the cost on the request path.
-_ID_PREFIX = uuid.uuid4().hex[:16]
-_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
-
-
-def _new_id_prefix() -> None:
-    """A forked process (a pre-forking server) must not repeat its parent's ids."""
-    global _ID_PREFIX, _ID_COUNTER
-    _ID_PREFIX = uuid.uuid4().hex[:16]
-    _ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
-
-
-os.register_at_fork(after_in_child=_new_id_prefix)
-
-
-def new_request_id() -> str:
-    """A new 32-hex-digit request id."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
 @dataclass(frozen=True)
@@ -80,10 +56,6 @@ class GatewaySettings:
     max_shadow_in_flight: int = 64
     scores: bool = True
     solo_rows: int | None = None  # batching: requests with this many rows skip merging (None: half a batch)
-
-
-class NotLoaded(RuntimeError):
-    """The version that must answer is not loaded on this replica (a 503: retry, or another replica)."""
 
 
 class CandidateFailure(Exception):
@@ -159,14 +131,6 @@ class Gateway:
         return self.respond(body, status, rid=rid)
 
     # -- request helpers -----------------------------------------------------------------------
-    @staticmethod
-    def request_id(request: Request) -> str:
-        """The caller's x-request-id when it is usable, else a new 32-hex-digit id."""
-        given = request.headers.get("x-request-id")
-        if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
-            return given
-        return new_request_id()
-
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")

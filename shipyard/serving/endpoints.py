@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.requests import Request
@@ -21,10 +21,13 @@ from starlette.routing import Route
 
 from shipyard import __version__
 from shipyard.serving import codec, oip, scoring
-from shipyard.serving.app import GATEWAY_VERSION, MAX_REQUEST_ID, Gateway, NotLoaded
+from shipyard.serving.answers import GATEWAY_VERSION, MAX_REQUEST_ID, NotLoaded, request_id
 from shipyard.serving.codec import Inputs, RequestError
 from shipyard.serving.follower import ModelRoute, Served
 from shipyard.serving.requestlog import FeedbackEntry
+
+if TYPE_CHECKING:
+    from shipyard.serving.app import Gateway
 
 OIP_TYPES = {"double": "FP64", "long": "INT64", "boolean": "BOOL", "string": "BYTES"}
 
@@ -120,7 +123,7 @@ class Endpoints:
                       version: str | None = None) -> tuple[Answer, Parsed, str] | Response:
         """Parse, route and predict one request; a Response when it ends in an error."""
         gw = self.gw
-        rid = Gateway.request_id(request)
+        rid = request_id(request)
         gw.parsing += 1
         parsing = True
         try:
@@ -194,7 +197,7 @@ class Endpoints:
 
     async def model_ready(self, request: Request) -> Response:
         """``GET /v2/models/{name}[/versions/{version}]/ready``: 200 when it can answer, else 503."""
-        rid = Gateway.request_id(request)
+        rid = request_id(request)
         found = self.version_of(request, rid)
         if isinstance(found, Response):
             return found
@@ -205,7 +208,7 @@ class Endpoints:
 
     async def model_metadata(self, request: Request) -> Response:
         """``GET /v2/models/{name}[/versions/{version}]``: inputs and outputs of the version."""
-        rid = Gateway.request_id(request)
+        rid = request_id(request)
         lookup = self.version_of(request, rid)
         if isinstance(lookup, Response):
             return lookup
@@ -228,14 +231,14 @@ class Endpoints:
     async def server_metadata(self, request: Request) -> Response:
         """``GET /v2``: the server's name, version and protocol extensions."""
         body = {"name": "shipyard", "version": __version__, "extensions": ["binary_tensor_data"]}
-        return self.gw.respond(body, rid=Gateway.request_id(request))
+        return self.gw.respond(body, rid=request_id(request))
 
     async def live(self, request: Request) -> Response:
-        return self.gw.respond({"live": True}, rid=Gateway.request_id(request))
+        return self.gw.respond({"live": True}, rid=request_id(request))
 
     async def v2_ready(self, request: Request) -> Response:
         ready = self.gw.all_ready()
-        return self.gw.respond({"ready": ready}, 200 if ready else 503, rid=Gateway.request_id(request))
+        return self.gw.respond({"ready": ready}, 200 if ready else 503, rid=request_id(request))
 
     # -- MLflow scoring server and KServe v1 --------------------------------------------------
     async def invocations(self, request: Request) -> Response:
@@ -247,7 +250,7 @@ class Endpoints:
             if len(models) != 1:
                 return self.gw.error(404 if not models else 400, "no model is served" if not models else
                                      f"{len(models)} models are served; name one with ?model=NAME",
-                                     Gateway.request_id(request), field="model", reason="unknown_model")
+                                     request_id(request), field="model", reason="unknown_model")
             name = models[0]
         return await self._predictions(request, name, parse_scoring)
 
@@ -265,29 +268,29 @@ class Endpoints:
     async def ping(self, request: Request) -> Response:
         """``GET /ping`` as MLflow's: 200 once every routed champion is loaded."""
         ready = self.gw.all_ready()
-        return self.gw.respond(b"\n", 200 if ready else 503, rid=Gateway.request_id(request))
+        return self.gw.respond(b"\n", 200 if ready else 503, rid=request_id(request))
 
     async def version(self, request: Request) -> Response:
-        return self.gw.respond(__version__.encode(), rid=Gateway.request_id(request), media="text/plain")
+        return self.gw.respond(__version__.encode(), rid=request_id(request), media="text/plain")
 
     # -- operations ---------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
-        return self.gw.respond({"status": "ok"}, rid=Gateway.request_id(request))
+        return self.gw.respond({"status": "ok"}, rid=request_id(request))
 
     async def ready(self, request: Request) -> Response:
         """``GET /ready``: routing freshness, every version's load state, the request log's counters."""
         body, stale = self.gw.readiness()
         headers = {"x-shipyard-routing": "stale" if stale else "fresh"}
-        return self.gw.respond(body, 200 if body["ready"] else 503, rid=Gateway.request_id(request), extra=headers)
+        return self.gw.respond(body, 200 if body["ready"] else 503, rid=request_id(request), extra=headers)
 
     async def metrics(self, request: Request) -> Response:
         self.gw.refresh_routing_gauges()
-        return self.gw.respond(self.gw.metrics.render(), rid=Gateway.request_id(request),
+        return self.gw.respond(self.gw.metrics.render(), rid=request_id(request),
                                media="text/plain; version=0.0.4; charset=utf-8")
 
     async def feedback(self, request: Request) -> Response:
         """``POST /v1/feedback``: true labels for earlier predictions, by their request id."""
-        rid = Gateway.request_id(request)
+        rid = request_id(request)
         try:
             entries = feedback_entries(codec.loads(await self.gw.read_body(request)))
         except RequestError as exc:
@@ -298,13 +301,13 @@ class Endpoints:
         return self.gw.respond({"accepted": len(entries)}, 202, rid=rid)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
-        return self.gw.error(404, f"no route {request.method} {request.url.path}", Gateway.request_id(request),
+        return self.gw.error(404, f"no route {request.method} {request.url.path}", request_id(request),
                              hint="see /v2/models/NAME/infer, /invocations, /v1/models/NAME:predict, /health, /ready",
                              reason="no_route")
 
     async def not_allowed(self, request: Request, exc: Exception) -> Response:
         return self.gw.error(405, f"method {request.method} is not allowed on {request.url.path}",
-                             Gateway.request_id(request), reason="method")
+                             request_id(request), reason="method")
 
     def routes(self) -> list[Route]:
         get: Callable[[str, Callable[[Request], Awaitable[Response]]], Route] = \

@@ -159,20 +159,3 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def open_store(state_dir: Path, url: str | None = None, *, migrate: bool = True) -> Store:
-    """Open (and on first use create and migrate) the store for a project's state folder."""
-    from shipyard.store.migrate import upgrade
-
-    store = Store(resolve_url(state_dir, url))
-    if migrate:
-        try:
-            upgrade(store, lock_dir=state_dir)
-        except SQLAlchemyError as exc:
-            store.close()
-            raise translate_db_error(exc, store.url) from exc
-        except ShipyardError:
-            store.close()
-            raise
-    return store

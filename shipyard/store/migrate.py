@@ -27,7 +27,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from shipyard.store.engine import Store
+from shipyard.errors import ShipyardError
+from shipyard.store.engine import Store, resolve_url, translate_db_error
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -142,3 +143,18 @@ def _lock(store: Store, lock_dir: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_store(state_dir: Path, url: str | None = None, *, migrate: bool = True) -> Store:
+    """Open (and on first use create and migrate) the store for a project's state folder."""
+    store = Store(resolve_url(state_dir, url))
+    if migrate:
+        try:
+            upgrade(store, lock_dir=state_dir)
+        except SQLAlchemyError as exc:
+            store.close()
+            raise translate_db_error(exc, store.url) from exc
+        except ShipyardError:
+            store.close()
+            raise
+    return store

@@ -179,7 +179,7 @@ async def test_after_a_batch_of_one_requests_skip_the_loop_turn_until_the_next_p
 def test_a_forked_process_makes_its_own_request_ids() -> None:
     import os
 
-    from shipyard.serving.app import new_request_id
+    from shipyard.serving.answers import new_request_id
 
     read, write = os.pipe()
     pid = os.fork()
