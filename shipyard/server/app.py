@@ -26,6 +26,7 @@ from shipyard.workspace import Workspace
 ROUTE_MODULES: list[str] = [
     "shipyard.server.tracking",
     "shipyard.server.mlflow",
+    "shipyard.server.mlflow_artifacts",
     "shipyard.server.mlflow_registry",
     "shipyard.server.mlflow_logged_models",
 ]

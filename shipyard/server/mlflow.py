@@ -1,13 +1,13 @@
-"""The MLflow-compatible subset, so MLflow's own client (``MLFLOW_TRACKING_URI=http://...``) works.
+"""MLflow's tracking REST API, so MLflow's own client (``MLFLOW_TRACKING_URI=http://...``) works.
 
 Served under ``/api/2.0/mlflow/`` and mirrored under ``/ajax-api/2.0/mlflow/``: experiments
 (create, get, get-by-name, search, update, delete, restore, set-experiment-tag), runs (create,
 update, get, search, delete, restore, log-metric, log-parameter, set-tag, delete-tag, log-batch,
-log-inputs), metrics/get-history, artifacts/list; and the artifact proxy
-``/api/2.0/mlflow-artifacts/artifacts/<experiment>/<run>/artifacts/<path>`` (PUT, GET, and GET with
-``?path=`` to list) backed by the object store. MLflow's limits hold (1000 metrics, 100 params,
-100 tags per batch, 1 MB per request) and errors use its codes and ``{error_code, message}``.
-Bodies are proto3 JSON: int64 fields may arrive as strings, unknown fields are ignored.
+log-inputs, outputs), metrics (get-history, get-history-bulk, get-history-bulk-interval),
+artifacts/list. Logged models are in ``mlflow_logged_models``, the artifact proxy in
+``mlflow_artifacts``. MLflow's limits, validation words and codes hold (``tracking/validation.py``);
+bodies and answers are proto3 JSON: int64 fields may arrive as strings, doubles may be "NaN" or
+"Infinity", unknown fields are ignored.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipyard.errors import AlreadyExists, InputError, NotFound, PathEscapeError
-from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param, read_body
+from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param
 from shipyard.server.errors import json_response
-from shipyard.server.tracking import MAX_ARTIFACT_BYTES
 from shipyard.store import runs as repo
 from shipyard.store.runs import MetricValue, now_ms
 from shipyard.tracking import logged_models, search, service
@@ -32,10 +31,7 @@ from shipyard.tracking import validation as v
 from shipyard.tracking.paths import safe_relative
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-ARTIFACTS_ROOT = "/api/2.0/mlflow-artifacts/artifacts"
 VIEW_TYPES = {"ACTIVE_ONLY": "active", "DELETED_ONLY": "deleted", "ALL": "all", "1": "active", "2": "deleted", "3": "all"}
-_RUN_ARTIFACT = re.compile(r"^(\d+)/([0-9a-f]{32})/artifacts(?:/(.*))?$")
-_MODEL_ARTIFACT = re.compile(r"^(\d+)/models/(m-[0-9a-f]{32})/artifacts(?:/(.*))?$")
 
 
 def _ws(request: Request) -> Any:
@@ -667,74 +663,6 @@ def on_startup(workspace: Any) -> None:
         repo.experiment_by_name(session, repo.DEFAULT_EXPERIMENT)
 
 
-# -- artifact proxy ----------------------------------------------------------------------------------
-def _split_artifact(path: str) -> tuple[str, str, str]:
-    """("run" or "model", its id, path inside it) from ``<experiment>/<run>/artifacts/<path>`` or
-    ``<experiment>/models/<model id>/artifacts/<path>`` (where MLflow 3 puts a logged model's files)."""
-    match = _RUN_ARTIFACT.match(path)
-    if match is not None:
-        return "run", match.group(2), match.group(3) or ""
-    match = _MODEL_ARTIFACT.match(path)
-    if match is not None:
-        return "model", match.group(2), match.group(3) or ""
-    raise NotFound(f"artifact location {path!r} is not <experiment>/<run id>/artifacts/<path> "
-                   "nor <experiment>/models/<model id>/artifacts/<path>",
-                   hint="this server stores the artifacts of runs and logged models only")
-
-
-def _without_dot_segments(path: str) -> str:
-    """``path`` without "." segments, which name nothing (the client lists "<run>/artifacts/./dir"
-    for ``download_artifacts(".")``); ".." and everything else is left for ``safe_relative``."""
-    return "/".join(part for part in path.rstrip("/").split("/") if part != ".")
-
-
-def _proxy_path(request: Request) -> str:
-    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?", 1)[0]
-    if raw.startswith(ARTIFACTS_ROOT + "/"):
-        safe_relative(raw[len(ARTIFACTS_ROOT) + 1:])
-    return safe_relative(_without_dot_segments(request.path_params["path"]))
-
-
-async def artifact_put(request: Request) -> Response:
-    path = _proxy_path(request)
-    kind, owner, inner = _split_artifact(path)
-    if not inner:
-        raise InputError(f"artifact path {path!r} names the {kind}'s artifact folder, not a file")
-    body = await read_body(request, MAX_ARTIFACT_BYTES)
-    ws = _ws(request)
-    store_fn = service.store_artifact_bytes if kind == "run" else logged_models.store_artifact
-    await in_thread(store_fn, ws.store, ws.objects, owner, inner, body)
-    return json_response({})
-
-
-async def artifact_get(request: Request) -> Response:
-    path = _proxy_path(request)
-    kind, owner, inner = _split_artifact(path)
-    ws = _ws(request)
-    read_fn = service.read_artifact if kind == "run" else logged_models.read_artifact
-    data = await in_thread(read_fn, ws.store, ws.objects, owner, inner)
-    return Response(data, media_type="application/octet-stream")
-
-
-async def artifact_list(request: Request) -> Response:
-    raw = _without_dot_segments(request.query_params.get("path") or "")
-    path = safe_relative(raw) if raw else ""
-    if not path:
-        return json_response({"files": []})
-    kind, owner, inner = _split_artifact(path)
-
-    def work() -> dict[str, Any]:
-        if kind == "model":
-            files = logged_models.list_artifacts(_ws(request).store, owner, inner)
-        else:
-            with _ws(request).store.read() as session:
-                files = service.list_artifacts(session, owner, inner)
-        prefix = inner + "/" if inner else ""
-        return {"files": [{**f, "path": f["path"][len(prefix):]} for f in files]}
-
-    return json_response(await in_thread(work))
-
-
 _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/experiments/create", experiments_create, ["POST"]),
     ("/experiments/get", experiments_get, ["GET"]),
@@ -765,8 +693,3 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
 
 routes = [Route(prefix + path, endpoint, methods=methods)
           for prefix in PREFIXES for path, endpoint, methods in _ENDPOINTS]
-routes += [
-    Route(ARTIFACTS_ROOT, artifact_list, methods=["GET"]),
-    Route(ARTIFACTS_ROOT + "/{path:path}", artifact_put, methods=["PUT"]),
-    Route(ARTIFACTS_ROOT + "/{path:path}", artifact_get, methods=["GET"]),
-]
