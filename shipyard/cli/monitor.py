@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from shipyard.cli.output import echo, print_json, table
-from shipyard.errors import NotFound, UsageError
+from shipyard.errors import UsageError
 
 app = typer.Typer(add_completion=False, help="Judge windows of the request log; alert and retrain by rule.")
 triggers_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -219,23 +219,13 @@ def approve(
 
     Example: shipyard triggers approve 7
     """
-    from shipyard import audit, notify
+    from shipyard import notify
     from shipyard.monitoring import build_monitor
-    from shipyard.store import monitoring as repo
 
     ws, config = _setup()
     mon = build_monitor(ws, config)
     try:
-        with ws.store.write() as session:
-            trigger = session.get(repo.Trigger, trigger_id, with_for_update=True)
-            if trigger is None:
-                raise NotFound(f"no trigger #{trigger_id}", hint="see 'shipyard triggers history'")
-            if trigger.state != "awaiting_approval":
-                raise UsageError(f"trigger #{trigger_id} is {trigger.state}, not awaiting approval")
-            audit.record(session, "monitor.retrain.approved", f"trigger/{trigger_id}", {"model": trigger.model})
-        mon.retrainer.deploy(trigger_id)
-        with ws.store.read() as session:
-            out = session.get(repo.Trigger, trigger_id).to_dict()  # type: ignore[union-attr]
+        out = mon.approve(trigger_id)  # the monitoring policy decides; this only translates
         notify.flush(30)
     finally:
         ws.close()

@@ -20,13 +20,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard import audit
 from shipyard.conditions import eval_when
 from shipyard.config import ShipyardConfig
 from shipyard.cron import cron_next
 from shipyard.durations import parse_duration
+from shipyard.errors import NotFound, UsageError
 from shipyard.monitoring import metrics as window_metrics
 from shipyard.monitoring import policy
 from shipyard.monitoring.windows import (
@@ -41,10 +42,25 @@ from shipyard.serving.logstore import LogFolder, log_location
 from shipyard.store import monitoring as repo
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shipyard.data.profile import Profile
     from shipyard.store import Store
 
 log = logging.getLogger("shipyard.monitoring")
 WATCH_KEY = "monitor.retrain.watch path"
+
+
+class TriggerRunner(Protocol):
+    """What the monitor needs from a retrain runner (``retrain.Retrainer``)."""
+
+    def run(self, trigger_id: int) -> str:
+        """Run a pending trigger's retrain; returns the trigger's state."""
+        ...
+
+    def deploy(self, trigger_id: int) -> str:
+        """Start the rollout of a trigger's gated version; returns the trigger's state."""
+        ...
 
 
 @dataclass
@@ -65,8 +81,9 @@ class Monitor:
 
     def __init__(self, store: Store, config: ShipyardConfig, *, root: Path, requests_root: Path | LogFolder,
                  feedback_root: Path | LogFolder,
-                 notifiers: list[Any] | None = None, retrainer: Any = None, run_retrains: bool = True,
-                 references: Any = None) -> None:
+                 notifiers: list[Any] | None = None, retrainer: TriggerRunner | None = None,
+                 run_retrains: bool = True,
+                 references: Callable[[str, int], Profile | None] | None = None) -> None:
         self.store = store
         self.config = config
         self.root = Path(root)
@@ -262,6 +279,26 @@ class Monitor:
         audit.record(session, f"monitor.trigger.{state}", f"{model}/trigger/{trigger.id}",
                      {"kind": kind, "source": source, "reason": ctx.reason, "fired": ctx.fired})
         return trigger
+
+    def approve(self, trigger_id: int, source: str = "shipyard triggers approve") -> dict[str, Any]:
+        """A person approves a trigger's gated version: decided by ``policy.APPROVE_POLICY``, stored
+        with its audit event either way; an accepted approval then starts the rollout."""
+        with self.store.write() as session:
+            trigger = session.get(repo.Trigger, trigger_id, with_for_update=True)
+            if trigger is None:
+                raise NotFound(f"no trigger #{trigger_id}", hint="see 'shipyard triggers history'")
+            ctx = policy.decide(policy.Context("approve", trigger.model, time.time(), source=source,
+                                               trigger_id=trigger_id, trigger_state=trigger.state))
+            accepted = ctx.status == policy.ACCEPT
+            audit.record(session, "monitor.retrain.approved" if accepted else "monitor.retrain.approval_refused",
+                         f"trigger/{trigger_id}", {"model": trigger.model, "reason": ctx.reason, "fired": ctx.fired})
+        if not accepted:
+            raise UsageError(ctx.reason, hint="see 'shipyard triggers history' for the triggers awaiting approval")
+        if self.retrainer is None:
+            raise UsageError("this monitor has no retrain runner to start the rollout")
+        self.retrainer.deploy(trigger_id)
+        with self.store.read() as session:
+            return session.get(repo.Trigger, trigger_id).to_dict()  # type: ignore[union-attr]
 
     def request_retrain(self, model: str, kind: str = "manual", source: str = "shipyard triggers run") -> dict[str, Any]:
         with self.store.write() as session:

@@ -1,8 +1,9 @@
 """The monitor's decisions as small ordered rules over proposed transitions (STYLE F1).
 
-Two proposals exist. ``fire``: a monitor rule's condition held on a window; may it fire now?
+Three proposals exist. ``fire``: a monitor rule's condition held on a window; may it fire now?
 ``retrain``: something (a rule, new data, a schedule, a person) asks to retrain a model; may a
-retrain start now? Each policy lists its rules in priority order, run by the one rule engine
+retrain start now? ``approve``: a person approves a retrained, gated version; may its rollout
+start (``shipyard triggers approve``)? Each policy lists its rules in priority order, run by the one rule engine
 (``shipyard.rules``): a rule that governs the proposal may wait or reject it with a reason, and the
 first one that does ends the decision. The context records which rules fired and their reasons. A
 rule that raises aborts the decision with the error as the reason.
@@ -18,14 +19,15 @@ from typing import Any, ClassVar
 from shipyard import rules
 from shipyard.rules import ABORT, ACCEPT, REJECT, WAIT, Decision
 
-__all__ = ["ABORT", "ACCEPT", "FIRE_POLICY", "REJECT", "RETRAIN_POLICY", "WAIT", "Context", "Rule", "decide"]
+__all__ = ["ABORT", "ACCEPT", "APPROVE_POLICY", "FIRE_POLICY", "REJECT", "RETRAIN_POLICY", "WAIT", "Context", "Rule",
+           "decide"]
 
 
 @dataclass
 class Context(Decision):
     """A proposal and everything the rules may look at (the verdict and its reasons: ``Decision``)."""
 
-    proposal: str  # "fire" or "retrain"
+    proposal: str  # "fire", "retrain" or "approve"
     model: str
     now: float
     # fire
@@ -44,6 +46,9 @@ class Context(Decision):
     last_started_at: float | None = None
     last_failed: bool = False
     new_data_since_failure: bool = False
+    # approve
+    trigger_id: int | None = None
+    trigger_state: str = ""
 
 
 class Rule(rules.Rule):
@@ -118,13 +123,34 @@ class TriggerRetrain(Rule):
         ctx.accept(self.name, f"retrain {ctx.model} ({ctx.kind}: {ctx.source})")
 
 
+class RequireAwaitingApproval(Rule):
+    """Only a trigger that passed its gate and waits for a person can be approved."""
+
+    PROPOSALS = ("approve",)
+
+    def before(self, ctx: Context) -> None:
+        if ctx.trigger_state != "awaiting_approval":
+            ctx.reject(self.name, f"trigger #{ctx.trigger_id} is {ctx.trigger_state}, not awaiting approval")
+
+
+class StartApprovedRollout(Rule):
+    """Accept: the approval is recorded and the version's rollout starts after commit."""
+
+    PROPOSALS = ("approve",)
+
+    def before(self, ctx: Context) -> None:
+        ctx.accept(self.name, f"trigger #{ctx.trigger_id} of {ctx.model} approved ({ctx.source})")
+
+
 FIRE_POLICY: tuple[type[Rule], ...] = (DebounceWindows, Cooldown)
 RETRAIN_POLICY: tuple[type[Rule], ...] = (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, TriggerRetrain)
+APPROVE_POLICY: tuple[type[Rule], ...] = (RequireAwaitingApproval, StartApprovedRollout)
+POLICIES = {"fire": FIRE_POLICY, "retrain": RETRAIN_POLICY, "approve": APPROVE_POLICY}
 
 
 def decide(ctx: Context, policy: tuple[type[Rule], ...] | None = None) -> Context:
     """Run the policy's rules in order over the proposal; the first wait or reject ends it."""
-    chosen = policy if policy is not None else (FIRE_POLICY if ctx.proposal == "fire" else RETRAIN_POLICY)
+    chosen = policy if policy is not None else POLICIES[ctx.proposal]
     rules.decide(ctx, chosen, stop_on=rules.STOP_AT_NO)
     if not ctx.reasons:
         ctx.reasons.append(f"{ctx.rule} fired" if ctx.proposal == "fire" else "accepted")

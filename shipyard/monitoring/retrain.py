@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,25 @@ def shipyard_command() -> list[str]:
     return [sys.executable, "-c", "from shipyard.cli.main import run; run()"]
 
 
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What a retrain needs from the config, as values: the pipeline command, its time limit, the
+    rollout strategy and whether a person approves before the rollout starts."""
+
+    command: str | tuple[str, ...] = "shipyard run"
+    timeout_s: float = 3600.0
+    strategy: str = "canary"
+    approval_required: bool = False
+
+    @classmethod
+    def from_config(cls, config: ShipyardConfig) -> RetrainPlan:
+        """``monitor.retrain`` over ``deploy`` (strategy; approval required by either)."""
+        retrain, deploy = config.monitor.retrain, config.deploy
+        command = retrain.command if isinstance(retrain.command, str) else tuple(retrain.command)
+        return cls(command, parse_duration(retrain.timeout), retrain.strategy or deploy.strategy,
+                   "required" in (retrain.approval, deploy.approval))
+
+
 def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -52,17 +72,17 @@ def _tail(text: str, lines: int = 12) -> str:
 class Retrainer:
     """Runs triggers of one project; ``alert`` receives the events worth a notification."""
 
-    def __init__(self, store: Store, root: Path, config: ShipyardConfig, alert: Alert,
+    def __init__(self, store: Store, root: Path, plan: RetrainPlan, alert: Alert,
                  env: dict[str, str] | None = None) -> None:
         self.store = store
         self.root = Path(root)
-        self.config = config
+        self.plan = plan
         self.alert = alert
         self.env = {**os.environ, **(env or {}), "CI": "true"}
         # stages that call `shipyard` get the same installation as the monitor
         bindir = str(Path(sys.executable).parent)
         self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
-        self.timeout = parse_duration(config.monitor.retrain.timeout)
+        self.timeout = plan.timeout_s
 
     # -- steps ------------------------------------------------------------------------------------
     def _cmd(self, args: list[str]) -> tuple[int, str, str, float]:
@@ -77,7 +97,7 @@ class Retrainer:
         return proc.returncode, proc.stdout, proc.stderr, start
 
     def _pipeline_args(self) -> list[str]:
-        command = self.config.monitor.retrain.command
+        command = self.plan.command
         args = shlex.split(command) if isinstance(command, str) else list(command)
         if args and args[0] == "shipyard":
             args = shipyard_command() + args[1:]
@@ -152,16 +172,12 @@ class Retrainer:
         with self.store.write() as session:
             repo.update_trigger(session, trigger_id, result={**self._result(session, trigger_id), "version": version,
                                                              "gate": "passed"})
-        if self._approval_required():
+        if self.plan.approval_required:
             self.alert(self._finish(trigger_id, "awaiting_approval",
                                     f"{model}@{version} passed the gate; waiting for 'shipyard triggers approve {trigger_id}'",
                                     version=version))
             return "awaiting_approval"
         return self.deploy(trigger_id)
-
-    def _approval_required(self) -> bool:
-        deploy_approval = getattr(self.config.deploy, "approval", None)
-        return self.config.monitor.retrain.approval == "required" or deploy_approval == "required"
 
     def deploy(self, trigger_id: int) -> str:
         """Start the rollout of the trigger's gated version (after approval, or straight away)."""
@@ -170,7 +186,7 @@ class Retrainer:
             model, result = trigger.model, trigger.result_dict  # type: ignore[union-attr]
         version = result.get("version")
         steps = list(result.get("steps", []))
-        strategy = self.config.monitor.retrain.strategy or self.config.deploy.strategy
+        strategy = self.plan.strategy
         ok, out, code = self._step(trigger_id, steps, "deploy", [*shipyard_command(), "deploy", f"{model}@{version}",
                                                                  "--strategy", strategy, "--json"])
         if not ok:

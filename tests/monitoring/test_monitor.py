@@ -13,7 +13,7 @@ import pytest
 from shipyard import audit, notify
 from shipyard.config import ShipyardConfig
 from shipyard.monitoring.monitor import Monitor
-from shipyard.monitoring.retrain import Retrainer
+from shipyard.monitoring.retrain import Retrainer, RetrainPlan
 from shipyard.store import monitoring as repo
 from tests.monitoring.logs import reference_profile, traffic, write_log
 from tests.notify.receiver import Receiver, dead_url
@@ -139,7 +139,7 @@ class TestRetrainPath:
         cfg = config(for_windows=1, cooldown="0s", actions=["retrain"],
                      retrain={"min_interval": "0s", "command": [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]})
         mon = make_monitor(store, tmp_path, cfg, profile)
-        mon.retrainer = Retrainer(store, tmp_path, cfg, mon.alert)
+        mon.retrainer = Retrainer(store, tmp_path, RetrainPlan.from_config(cfg), mon.alert)
         log_window(tmp_path, 0, shift=1.5)
         mon.cycle(now=T0 + W + 1)
         mon.wait()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.config import ShipyardConfig
-from shipyard.monitoring.retrain import Retrainer
+from shipyard.monitoring.retrain import Retrainer, RetrainPlan
 from shipyard.monitoring.timeline import render, timeline
 from shipyard.store import monitoring as repo
 
@@ -37,7 +37,8 @@ def test_a_trigger_is_run_once_even_if_two_monitors_start_it(store, store_url: s
                                       reason="", fired=[]).id
     other_store = open_store(tmp_path / "state", store_url)
     sent: list[dict[str, Any]] = []
-    runners = [Retrainer(store, tmp_path, config, sent.append), Retrainer(other_store, tmp_path, config, sent.append)]
+    runners = [Retrainer(store, tmp_path, RetrainPlan.from_config(config), sent.append),
+               Retrainer(other_store, tmp_path, RetrainPlan.from_config(config), sent.append)]
     start = threading.Barrier(2)
     results: queue.Queue[str] = queue.Queue()
 
@@ -71,7 +72,7 @@ def test_deploy_after_approval_that_fails_is_a_failed_trigger_with_an_alert(stor
                                    reason="", fired=[], result={"version": 7})
         trigger_id = trigger.id
     (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\n")
-    runner = Retrainer(store, tmp_path, cfg(approval="required"), sent.append)
+    runner = Retrainer(store, tmp_path, RetrainPlan.from_config(cfg(approval="required")), sent.append)
     assert runner.deploy(trigger_id) == "failed"  # penguins@7 does not exist in this project
     with store.read() as session:
         row = session.get(repo.Trigger, trigger_id)
@@ -123,7 +124,7 @@ def test_a_retrain_that_rebuilds_the_champion_ends_unchanged(project, tmp_path: 
     with project.store.write() as session:
         trigger_id = repo.add_trigger(session, model="penguins", kind="manual", source="test", state="pending",
                                       reason="", fired=[]).id
-    assert Retrainer(project.store, root, config, sent.append).run(trigger_id) == "unchanged"
+    assert Retrainer(project.store, root, RetrainPlan.from_config(config), sent.append).run(trigger_id) == "unchanged"
     with project.store.read() as session:
         row = session.get(repo.Trigger, trigger_id)
         assert row.state == "unchanged" and "penguins@1" in row.reason  # type: ignore[union-attr]
@@ -131,3 +132,37 @@ def test_a_retrain_that_rebuilds_the_champion_ends_unchanged(project, tmp_path: 
     assert [e["kind"] for e in sent] == ["retrain.unchanged"]
     listed = run_cli("models", "list", "penguins", "--json", cwd=root)
     assert len(json.loads(listed.stdout)) == 1  # no second version was made
+
+
+def test_approval_is_decided_by_the_monitor_policy_and_stored_either_way(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """'shipyard triggers approve' only translates: Monitor.approve decides (APPROVE_POLICY), audits
+    the decision with its reason, and starts the rollout only when accepted."""
+    import pytest
+
+    from shipyard import audit
+    from shipyard.errors import NotFound, UsageError
+    from shipyard.monitoring.monitor import Monitor
+
+    (tmp_path / "shipyard.yaml").write_text("pipeline: {stages: {}}\n")
+    config = cfg(approval="required")
+    sent: list[dict[str, Any]] = []
+    mon = Monitor(store, config, root=tmp_path, requests_root=tmp_path / "requests",
+                  feedback_root=tmp_path / "feedback", run_retrains=False)
+    mon.retrainer = Retrainer(store, tmp_path, RetrainPlan.from_config(config), sent.append)
+    with store.write() as session:
+        pending = repo.add_trigger(session, model="penguins", kind="rule", source="rule drift", state="pending",
+                                   reason="", fired=[]).id
+        waiting = repo.add_trigger(session, model="penguins", kind="rule", source="rule drift",
+                                   state="awaiting_approval", reason="", fired=[], result={"version": 7}).id
+    with pytest.raises(UsageError, match=f"trigger #{pending} is pending, not awaiting approval"):
+        mon.approve(pending)
+    with pytest.raises(NotFound, match="no trigger #999"):
+        mon.approve(999)
+    out = mon.approve(waiting)
+    assert out["state"] == "failed" and "penguins@7" in out["reason"]  # the rollout started (and failed: no version)
+    with store.read() as session:
+        refused = audit.events(session, kind="monitor.retrain.approval_refused")
+        approved = audit.events(session, kind="monitor.retrain.approved")
+        assert session.get(repo.Trigger, pending).state == "pending"  # type: ignore[union-attr]
+    assert [json.loads(e.payload)["fired"] for e in refused] == [["RequireAwaitingApproval"]]
+    assert [json.loads(e.payload)["fired"] for e in approved] == [["StartApprovedRollout"]]

@@ -18,6 +18,8 @@ from shipyard.monitoring.policy import (
     DebounceWindows,
     NoLoopAfterFailure,
     OneRetrainInFlight,
+    RequireAwaitingApproval,
+    StartApprovedRollout,
     TriggerRetrain,
 )
 
@@ -120,9 +122,34 @@ class TestTriggerRetrain:
         assert ctx.fired == []
 
 
+class TestRequireAwaitingApproval:
+    @pytest.mark.parametrize("state", ["pending", "running", "rolling_out", "failed", "promoted"])
+    def test_rejects_a_trigger_that_is_not_waiting(self, state: str) -> None:
+        ctx = enter(RequireAwaitingApproval, make_context("approve", trigger_id=7, trigger_state=state))
+        assert ctx.status == REJECT and ctx.fired == ["RequireAwaitingApproval"]
+        assert ctx.reason == f"trigger #7 is {state}, not awaiting approval"
+
+    def test_does_not_fire_on_a_waiting_trigger_or_other_proposals(self) -> None:
+        assert enter(RequireAwaitingApproval, make_context("approve", trigger_id=7,
+                                                           trigger_state="awaiting_approval")).fired == []
+        assert enter(RequireAwaitingApproval, make_context("retrain", trigger_state="failed")).fired == []
+
+
+class TestStartApprovedRollout:
+    def test_accepts_and_says_who_approved(self) -> None:
+        ctx = policy.decide(make_context("approve", trigger_id=7, trigger_state="awaiting_approval",
+                                         source="shipyard triggers approve"))
+        assert ctx.status == ACCEPT and ctx.fired == ["StartApprovedRollout"]
+        assert "#7" in ctx.reason and "shipyard triggers approve" in ctx.reason
+
+    def test_does_not_fire_on_retrain_proposals(self) -> None:
+        assert enter(StartApprovedRollout, make_context("retrain")).fired == []
+
+
 def test_policy_order_is_pinned() -> None:
     assert (DebounceWindows, Cooldown) == policy.FIRE_POLICY
     assert (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, TriggerRetrain) == policy.RETRAIN_POLICY
+    assert (RequireAwaitingApproval, StartApprovedRollout) == policy.APPROVE_POLICY
 
 
 def test_first_rule_that_says_no_wins() -> None:
