@@ -125,9 +125,6 @@ def repo_path(root: Path, path: Path) -> str:
     return path.resolve().relative_to(toplevel(root).resolve()).as_posix()
 
 
-def changed_files(root: Path, base_commit: str) -> list[str]:
-    out = _git(root, "diff", "--name-only", base_commit, "--")
-    return [line for line in out.stdout.splitlines() if line]
 
 
 def ancestors(root: Path, commit: str, limit: int = 20) -> list[str]:

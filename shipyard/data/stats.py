@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -289,7 +289,3 @@ def calibration(columns: dict[str, Column], chunks: Iterable[pl.DataFrame], *, s
     return {name: {stat: [scale * float(np.mean(v)), scale * float(np.std(v, ddof=1))]
                    for stat, v in per.items() if len(v) > 1}
             for name, per in seen.items()}
-
-
-def summarize(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in values.items()}

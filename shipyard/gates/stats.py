@@ -338,8 +338,3 @@ def _numeric(metric: str, what: str, values: Any, rows: int) -> np.ndarray:
         raise InputError(f"{metric}: the {what} are NaN or infinite at {bad.size} row(s), first at row {bad[0]}",
                          hint="drop or fill those rows before comparing")
     return array
-
-
-def metric_value(metric: str, y_true: Any, pred: Any) -> float:
-    """One metric on one model's predictions (same formulas as the bootstrap)."""
-    return paired_bootstrap(metric, y_true, pred, pred, resamples=1).candidate

@@ -17,9 +17,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard import audit
 from shipyard.config import ROLLOUT_STRATEGIES, DeploySection
@@ -27,12 +28,19 @@ from shipyard.data.requestlog import RequestReader
 from shipyard.errors import CheckFailed, NotFound, UsageError
 from shipyard.rollout import analysis, policy
 from shipyard.rollout.policy import ABORT, ACCEPT, REJECT, WAIT, Context, Settings
-from shipyard.rollout.ports import NullNotifier, RegistryPort
+from shipyard.rollout.ports import Notifier, NullNotifier, RegistryPort
 from shipyard.serving.logstore import LogFolder, log_location
 from shipyard.serving.routing import single_table
 from shipyard.store import serving as repo
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from shipyard.store import Store
+
 log = logging.getLogger("shipyard.rollout")
+# Called with (model, version) before a rollout starts; raises when the version cannot be served.
+LoadCheck = Callable[[str, int], object]
 LEASE = "rollout-controller"
 
 
@@ -92,9 +100,13 @@ def _view(d: repo.Deployment) -> dict[str, Any]:
 
 
 class Controller:
-    def __init__(self, store: Any, registry: RegistryPort, *, requests_root: Path | LogFolder,
+    """Proposes rollout transitions through the policy and stores each decision. Its seams: the
+    store, the registry (``RegistryPort``), the notifier (``Notifier``) and the clock."""
+
+    def __init__(self, store: Store, registry: RegistryPort, *, requests_root: Path | LogFolder,
                  feedback_root: Path | LogFolder,
-                 notify: Any = None, clock: Any = time.time, owner: str | None = None) -> None:
+                 notify: Notifier | None = None, clock: Callable[[], float] = time.time,
+                 owner: str | None = None) -> None:
         self.store = store
         self.registry = registry
         self.requests_root = log_location(requests_root)  # a folder, or an fsspec URL such as s3://...
@@ -106,7 +118,7 @@ class Controller:
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, model: str, version: int, settings: DeploySection, strategy: str | None = None, *,
-              force: bool = False, reason: str | None = None, check_load: Any = None) -> Outcome:
+              force: bool = False, reason: str | None = None, check_load: LoadCheck | None = None) -> Outcome:
         """Propose a rollout of ``model@version``; refuses (CheckFailed) if the policy aborts it."""
         strategy = strategy or settings.strategy
         phases(strategy, settings)  # validates the name
@@ -209,7 +221,7 @@ class Controller:
         return outcome
 
     # -- effects (inside the caller's transaction) ---------------------------------------------------
-    def _advance(self, session: Any, d: repo.Deployment, settings: DeploySection, to_state: str, now: float,
+    def _advance(self, session: Session, d: repo.Deployment, settings: DeploySection, to_state: str, now: float,
                  reason: str) -> None:
         d.failures = d.successes = 0
         d.window_started_at = now
@@ -225,14 +237,14 @@ class Controller:
             d.step = policy.step_of(to_state) or 0
             repo.put_routing(session, {d.model: routing_for(d, settings)})
 
-    def _roll_back(self, session: Any, d: repo.Deployment, settings: DeploySection, reason: str) -> None:
+    def _roll_back(self, session: Session, d: repo.Deployment, settings: DeploySection, reason: str) -> None:
         d.state = "rolled_back"
         d.reason = reason
         d.updated_at = self.clock()
         if d.champion is not None:
             repo.put_routing(session, {d.model: single_table(d.model, d.champion)})
 
-    def _record(self, session: Any, d: repo.Deployment, from_state: str, ctx: Context, metrics: dict[str, Any],
+    def _record(self, session: Session, d: repo.Deployment, from_state: str, ctx: Context, metrics: dict[str, Any],
                 now: float, kind: str) -> Outcome:
         to_state = ctx.to_state if ctx.status != WAIT else from_state
         if ctx.status == REJECT and d.state == "rolled_back":
@@ -253,7 +265,7 @@ class Controller:
             log.warning("notification for rollout #%s failed: %s", outcome.deployment_id, exc)
 
     # -- manual commands --------------------------------------------------------------------------
-    def _active(self, session: Any, model: str) -> repo.Deployment:
+    def _active(self, session: Session, model: str) -> repo.Deployment:
         active = repo.active_deployments(session, model)
         if not active:
             latest = repo.latest_deployments(session, model, limit=1)

@@ -149,15 +149,3 @@ def link_runs(session: Session, run_id: str, version_ids: Iterable[int], context
 def runs_reading(session: Session, version_id: int) -> list[str]:
     return list(session.scalars(select(DatasetRunLink.run_id).where(DatasetRunLink.dataset_version_id == version_id)
                                 .order_by(DatasetRunLink.created_at)))
-
-
-def versions_read_by(session: Session, run_ids: Sequence[str]) -> dict[str, list[DatasetVersion]]:
-    """For each run, the dataset versions it read."""
-    out: dict[str, list[DatasetVersion]] = {r: [] for r in run_ids}
-    if not run_ids:
-        return out
-    rows = session.execute(select(DatasetRunLink.run_id, DatasetVersion).join(
-        DatasetVersion, DatasetVersion.id == DatasetRunLink.dataset_version_id).where(DatasetRunLink.run_id.in_(list(run_ids))))
-    for run_id, version in rows:
-        out[run_id].append(version)
-    return out
