@@ -297,7 +297,9 @@ class GitHub(Forge):
         return f"{self.api_url}/repos/{self.repo}/issues/comments/{comment_id}"
 
 
-class Gitea(Forge):
+class Gitea(GitHub):
+    """Gitea's comment API has GitHub's paths; its token header and paging differ."""
+
     name = "gitea"
     limit = 65_536
 
@@ -306,12 +308,6 @@ class Gitea(Forge):
 
     def list_url(self) -> str:
         return f"{self.api_url}/repos/{self.repo}/issues/{self.pr}/comments?limit=50&page=1"
-
-    def create_url(self) -> str:
-        return f"{self.api_url}/repos/{self.repo}/issues/{self.pr}/comments"
-
-    def update_url(self, comment_id: str) -> str:
-        return f"{self.api_url}/repos/{self.repo}/issues/comments/{comment_id}"
 
 
 class GitLab(Forge):

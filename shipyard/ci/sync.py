@@ -133,6 +133,21 @@ def _run_pool(jobs: int, items: list[str], fn: Callable[[str], int], progress: P
     return total
 
 
+def _transfer(what: str, keys: list[str], move: Callable[[str], int], jobs: int, progress: Progress | None,
+              resume: str) -> int:
+    """Move the objects ``keys`` (bytes moved): files before manifests, so that a store holding a .dir
+    object holds every file it names. Whatever the fsspec backend raised becomes a ShipyardError."""
+    files = [k for k in keys if not k.endswith(DIR_SUFFIX)]
+    dirs = [k for k in keys if k.endswith(DIR_SUFFIX)]
+    try:
+        return _run_pool(jobs, files, move, progress) + _run_pool(jobs, dirs, move, None)
+    except ShipyardError:
+        raise
+    except Exception as exc:  # OSError, botocore errors: whatever the fsspec backend raised
+        raise ShipyardError(f"{what} failed: {type(exc).__name__}: {exc}",
+                            hint=f"check the remote's address and credentials; {resume}") from exc
+
+
 def push(local_objects: Path, runcache: Path, remote_url: str, *, jobs: int = DEFAULT_JOBS,
          progress: Progress | None = None) -> SyncResult:
     """Upload local objects and run-cache entries the remote does not have yet."""
@@ -150,17 +165,8 @@ def push(local_objects: Path, runcache: Path, remote_url: str, *, jobs: int = DE
         remote.write_file(key, source)
         return source.stat().st_size
 
-    # Files before manifests: a remote that has a .dir object has every file it names.
-    files = [k for k in todo if not k.endswith(DIR_SUFFIX)]
-    dirs = [k for k in todo if k.endswith(DIR_SUFFIX)]
-    try:
-        result.bytes_transferred = _run_pool(jobs, files, upload, progress)
-        result.bytes_transferred += _run_pool(jobs, dirs, upload, None)
-    except ShipyardError:
-        raise
-    except Exception as exc:  # OSError, botocore errors: whatever the fsspec backend raised
-        raise ShipyardError(f"push to {remote.url} failed: {type(exc).__name__}: {exc}",
-                            hint="check the remote's address and credentials; rerun to resume (done objects are skipped)") from exc
+    result.bytes_transferred = _transfer(f"push to {remote.url}", todo, upload, jobs, progress,
+                                         "rerun to resume (done objects are skipped)")
     result.objects_transferred = len(todo)
 
     local_entries = _entries(runcache)
@@ -215,15 +221,8 @@ def pull(local_objects: Path, runcache: Path, remote_url: str, *, jobs: int = DE
         return len(data)
 
     try:
-        files = [k for k in todo if not k.endswith(DIR_SUFFIX)]
-        dirs = [k for k in todo if k.endswith(DIR_SUFFIX)]
-        result.bytes_transferred = _run_pool(jobs, files, download, progress)
-        result.bytes_transferred += _run_pool(jobs, dirs, download, None)
-    except ShipyardError:
-        raise
-    except Exception as exc:  # OSError, botocore errors: whatever the fsspec backend raised
-        raise ShipyardError(f"pull from {remote.url} failed: {type(exc).__name__}: {exc}",
-                            hint="check the remote's address and credentials; rerun to resume (done objects are kept)") from exc
+        result.bytes_transferred = _transfer(f"pull from {remote.url}", todo, download, jobs, progress,
+                                             "rerun to resume (done objects are kept)")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result.corrupt = sorted(corrupt)

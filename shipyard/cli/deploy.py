@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from shipyard.cli.monitor import approve as approve_trigger
 from shipyard.cli.output import echo, print_json, table
 from shipyard.errors import UsageError
 
@@ -117,18 +118,10 @@ def _act(action: str, model: str, json_out: bool) -> None:
     _show(outcome, json_out)
 
 
-@rollout_app.command("approve")
-def approve(
-    trigger_id: int = typer.Argument(..., help="The retrain trigger waiting for approval (see 'shipyard triggers history')."),
-    json_out: bool = typer.Option(False, "--json", help="Print the trigger as JSON."),
-) -> None:
-    """Approve a retrained, gated version that waits for a person (deploy.approval: required) and start its rollout.
-
-    Example: shipyard rollout approve 7
-    """
-    from shipyard.cli.monitor import approve as approve_trigger
-
-    approve_trigger(trigger_id, json_out)
+# One command under two names: 'shipyard triggers approve' is the same function (cli/monitor.py).
+rollout_app.command("approve", help=(
+    "Approve a retrained, gated version that waits for a person (deploy.approval: required) and start its "
+    "rollout.\n\nExample: shipyard rollout approve 7"))(approve_trigger)
 
 
 @rollout_app.command("status")
@@ -161,44 +154,25 @@ def status(
            for r in rows])
 
 
-@rollout_app.command("pause")
-def pause(model: str = typer.Argument(..., help="Model name."),
-          json_out: bool = typer.Option(False, "--json", help="Print the decision as JSON.")) -> None:
-    """Hold the rollout at its current step (traffic split unchanged, no analysis).
-
-    Example: shipyard rollout pause iris
-    """
-    _act("pause", model, json_out)
-
-
-@rollout_app.command("resume")
-def resume(model: str = typer.Argument(..., help="Model name."),
-           json_out: bool = typer.Option(False, "--json", help="Print the decision as JSON.")) -> None:
-    """Resume a paused rollout (a fresh analysis window starts now).
-
-    Example: shipyard rollout resume iris
-    """
-    _act("resume", model, json_out)
+# The rollout actions differ only in their name and what they say they do.
+ACTIONS = {
+    "pause": "Hold the rollout at its current step (traffic split unchanged, no analysis).",
+    "resume": "Resume a paused rollout (a fresh analysis window starts now).",
+    "promote": "Promote the candidate now, skipping the remaining steps (moves the champion alias).",
+    "abort": "Stop the rollout and send all traffic back to the champion.",
+}
 
 
-@rollout_app.command("promote")
-def promote(model: str = typer.Argument(..., help="Model name."),
-            json_out: bool = typer.Option(False, "--json", help="Print the decision as JSON.")) -> None:
-    """Promote the candidate now, skipping the remaining steps (moves the champion alias).
+def _action_command(action: str, summary: str) -> None:
+    def command(model: str = typer.Argument(..., help="Model name."),
+                json_out: bool = typer.Option(False, "--json", help="Print the decision as JSON.")) -> None:
+        _act(action, model, json_out)
 
-    Example: shipyard rollout promote iris
-    """
-    _act("promote", model, json_out)
+    rollout_app.command(action, help=f"{summary}\n\nExample: shipyard rollout {action} iris")(command)
 
 
-@rollout_app.command("abort")
-def abort(model: str = typer.Argument(..., help="Model name."),
-          json_out: bool = typer.Option(False, "--json", help="Print the decision as JSON.")) -> None:
-    """Stop the rollout and send all traffic back to the champion.
-
-    Example: shipyard rollout abort iris
-    """
-    _act("abort", model, json_out)
+for _action, _summary in ACTIONS.items():
+    _action_command(_action, _summary)
 
 
 @rollback_app.command()

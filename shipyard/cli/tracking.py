@@ -15,6 +15,12 @@ metrics_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Show metrics and diff them between runs or git revisions.")
 params_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Diff params between runs or git revisions.")
 
+# Arguments and options shared by the commands (typer reads them; they hold no state).
+_JSON = typer.Option(False, "--json", help="Print JSON.")
+_OLD = typer.Argument(None, help="Old: run id, 'latest', or git revision (default: the run before the newest).")
+_NEW = typer.Argument(None, help="New: run id, 'latest', or git revision (default: the newest run).")
+_MD_TABLE = typer.Option(False, "--md", help="A Markdown table (for a pull-request comment).")
+
 
 def _when(ms: int | None) -> str:
     if ms is None:
@@ -42,7 +48,7 @@ def runs_list(
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=50_000, help="Show at most this many runs."),
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment (repeatable)."),
     deleted: bool = typer.Option(False, "--deleted", help="List deleted runs instead of active ones."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = _JSON,
 ) -> None:
     """List runs, newest first, optionally filtered and ordered.
 
@@ -69,7 +75,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(
     run: str = typer.Argument("latest", help="Run id (or unique prefix), 'latest', or a git revision."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = _JSON,
 ) -> None:
     """Show one run: status, git, params, metrics, tags, dataset inputs and artifacts.
 
@@ -140,7 +146,7 @@ def runs_diff(
     b: str = typer.Argument(..., help="New run: id, prefix, 'latest' or git revision."),
     markdown: bool = typer.Option(False, "--md", help="Markdown tables (for a pull-request comment)."),
     only_changed: bool = typer.Option(False, "--changed", help="Only rows whose value changed."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = _JSON,
 ) -> None:
     """Diff params, metrics and tags of two runs.
 
@@ -157,7 +163,7 @@ def runs_diff(
 @metrics_app.command("show")
 def metrics_show(
     run: str = typer.Argument("latest", help="Run id (or unique prefix), 'latest', or a git revision."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = _JSON,
 ) -> None:
     """Show the newest value of every metric of a run (a pipeline run includes its stages).
 
@@ -178,12 +184,12 @@ def metrics_show(
 
 @metrics_app.command("diff")
 def metrics_diff(
-    a: str = typer.Argument(None, help="Old: run id, 'latest', or git revision (default: the run before the newest)."),
-    b: str = typer.Argument(None, help="New: run id, 'latest', or git revision (default: the newest run)."),
-    markdown: bool = typer.Option(False, "--md", help="A Markdown table (for a pull-request comment)."),
+    a: str = _OLD,
+    b: str = _NEW,
+    markdown: bool = _MD_TABLE,
     only_changed: bool = typer.Option(False, "--changed", help="Only metrics whose value changed."),
     system: bool = typer.Option(False, "--system", help="Include system/ metrics (CPU, memory, wall time)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = _JSON,
 ) -> None:
     """Diff metrics between two runs or git revisions (default: the two newest runs).
 
@@ -204,11 +210,11 @@ def _metrics() -> None:
 
 @params_app.command("diff")
 def params_diff(
-    a: str = typer.Argument(None, help="Old: run id, 'latest', or git revision (default: the run before the newest)."),
-    b: str = typer.Argument(None, help="New: run id, 'latest', or git revision (default: the newest run)."),
-    markdown: bool = typer.Option(False, "--md", help="A Markdown table (for a pull-request comment)."),
+    a: str = _OLD,
+    b: str = _NEW,
+    markdown: bool = _MD_TABLE,
     only_changed: bool = typer.Option(False, "--changed", help="Only params whose value changed."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = _JSON,
 ) -> None:
     """Diff params between two runs or git revisions (default: the two newest runs).
 
