@@ -16,9 +16,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from shipyard.conditions import parse_condition, parse_when, when_metrics
@@ -32,6 +40,23 @@ from shipyard.yaml_positions import LoadedYaml, dotted_key, load_yaml
 # not yet moved to their new homes (gates/behavior.py, cli/server.py); new code imports them from
 # where they live.
 ENV_PATTERN = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _above_zero(value: str | float) -> str | float:
+    if parse_duration(value) <= 0:
+        raise ValueError("a duration must be above 0")
+    return value
+
+
+def _not_negative(value: str | float) -> str | float:
+    if parse_duration(value) < 0:
+        raise ValueError("a duration cannot be negative")
+    return value
+
+
+# Durations as written in the file (``60s``, ``2m``, a number of seconds), checked once here.
+PositiveDuration = Annotated[str | float, AfterValidator(_above_zero)]
+Duration = Annotated[str | float, AfterValidator(_not_negative)]
 
 
 class Frozen(BaseModel):
@@ -222,10 +247,10 @@ class Notifier(Frozen):
     format: Literal["json", "slack", "teams"] = "json"
     secret: str | None = None
     retries: int = Field(3, ge=0, le=10)
-    backoff: str | float = "1s"
-    timeout: str | float = "5s"
+    backoff: PositiveDuration = "1s"
+    timeout: PositiveDuration = "5s"
     digest_after: int = Field(10, ge=1)
-    digest_window: str | float = "5m"
+    digest_window: PositiveDuration = "5m"
     events: list[str] = Field(default_factory=list)
 
     @field_validator("webhook")
@@ -233,13 +258,6 @@ class Notifier(Frozen):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
-
-    @field_validator("backoff", "timeout", "digest_window")
-    @classmethod
-    def _positive_duration(cls, value: str | float) -> str | float:
-        if parse_duration(value) <= 0:
-            raise ValueError("a duration must be above 0")
         return value
 
 
@@ -276,7 +294,7 @@ class DeploySection(Frozen):
     # "required": a retrained version waits for 'shipyard rollout approve ID' before its rollout starts
     approval: Literal["none", "required"] = "none"
     steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100])
-    interval: str | float = "60s"
+    interval: PositiveDuration = "60s"
     min_samples: int = Field(200, ge=1)
     consecutive_successes: int = Field(1, ge=1)
     failure_limit: int = Field(0, ge=0)
@@ -289,21 +307,14 @@ class DeploySection(Frozen):
     candidate_timeout_ms: float = Field(250.0, gt=0)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     request_log: str | None = None
-    flush_interval: str | float = "1s"
-    poll_interval: str | float = "1s"
+    flush_interval: PositiveDuration = "1s"
+    poll_interval: PositiveDuration = "1s"
 
     @field_validator("steps")
     @classmethod
     def _steps_rise_to_100(cls, value: list[int]) -> list[int]:
         if not value or any(not 0 < s <= 100 for s in value) or value != sorted(set(value)) or value[-1] != 100:
             raise ValueError("steps must rise strictly from above 0 and end at 100, e.g. [10, 25, 50, 100]")
-        return value
-
-    @field_validator("interval", "flush_interval", "poll_interval")
-    @classmethod
-    def _duration(cls, value: str | float) -> str | float:
-        if parse_duration(value) <= 0:
-            raise ValueError("a duration must be above 0")
         return value
 
     @field_validator("rollback_when")
@@ -375,7 +386,7 @@ class MonitorRule(Frozen):
     name: str | None = None
     when: str
     for_windows: int = Field(1, alias="for", ge=1, le=1000)
-    cooldown: str | float = "1h"
+    cooldown: Duration = "1h"
     severity: Literal["info", "warning", "critical"] = "warning"
     actions: list[Literal["alert", "retrain", "rollback"]] = Field(default_factory=lambda: ["alert"])
 
@@ -384,13 +395,6 @@ class MonitorRule(Frozen):
     def _parses(cls, value: str) -> str:
         for metric in when_metrics(parse_when(value)):
             check_metric(metric)
-        return value
-
-    @field_validator("cooldown")
-    @classmethod
-    def _duration(cls, value: str | float) -> str | float:
-        if parse_duration(value) < 0:
-            raise ValueError("a cooldown cannot be negative")
         return value
 
     @property
@@ -409,23 +413,16 @@ class MonitorRule(Frozen):
 class RetrainSettings(Frozen):
     """``monitor.retrain``: when to retrain besides rules, and how the new version goes out."""
 
-    every: str | float | None = None
+    every: Duration | None = None
     cron: str | None = None
     timezone: str = "UTC"  # IANA name: the wall clock ``cron`` is read on
     on_new_data: bool = True
     watch: list[str] = Field(default_factory=list)
-    min_interval: str | float = "10m"
+    min_interval: Duration = "10m"
     command: str | list[str] = "shipyard run"
     strategy: RolloutStrategy | None = None
     approval: Literal["required", "none"] = "none"
-    timeout: str | float = "1h"
-
-    @field_validator("every", "min_interval", "timeout")
-    @classmethod
-    def _duration(cls, value: str | float | None) -> str | float | None:
-        if value is not None and parse_duration(value) < 0:
-            raise ValueError("a duration cannot be negative")
-        return value
+    timeout: Duration = "1h"
 
     @field_validator("cron")
     @classmethod
@@ -443,22 +440,15 @@ class MonitorSection(Frozen):
     """The ``monitor`` section: windows over the request log, the rules judged on them, retraining."""
 
     models: list[str] = Field(default_factory=list)
-    window: str | float = "5m"
+    window: PositiveDuration = "5m"
     window_rows: int | None = Field(None, ge=1)
     min_rows: int = Field(30, ge=1)
-    every: str | float = "1m"
+    every: PositiveDuration = "1m"
     thresholds: Literal["auto", "effect", "calibrated"] = "auto"
     drift_share: float = Field(0.5, gt=0, le=1)
     drift_rows: int = Field(25_000, ge=1000)
     rules: list[MonitorRule] = Field(default_factory=list)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
-
-    @field_validator("window", "every")
-    @classmethod
-    def _positive(cls, value: str | float) -> str | float:
-        if parse_duration(value) <= 0:
-            raise ValueError("a duration must be above 0")
-        return value
 
     @property
     def window_s(self) -> float:
