@@ -124,9 +124,10 @@ def test_every_documented_command_exists_with_its_options() -> None:
         known = _options(command)
         for word in rest:
             if word.startswith("--"):
-                option = word.split("=", 1)[0]
-                if option not in known:
-                    problems.append(f"{file}:{line}: `{text}`: {' '.join(('shipyard', *path))} has no {option}")
+                # ``--a/--b`` names each option (a flag pair, or alternatives written together)
+                for option in word.split("=", 1)[0].split("/"):
+                    if option not in known:
+                        problems.append(f"{file}:{line}: `{text}`: {' '.join(('shipyard', *path))} has no {option}")
     assert not problems, "\n".join(problems)
 
 
