@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from shipyard.cli.monitor import approve as approve_trigger
-from shipyard.cli.output import echo, print_json, table
+from shipyard.cli.output import echo, print_json, show_rows
 from shipyard.errors import UsageError
 
 app = typer.Typer(add_completion=False, help="Start a rollout of a model version, or export manifests.")
@@ -141,17 +141,11 @@ def status(
         rows = _controller(ws).status(model, limit)
     finally:
         ws.close()
-    if json_out:
-        print_json(rows)
-        return
-    if not rows:
-        echo("no rollouts yet; start one with 'shipyard deploy NAME@VERSION --strategy canary'")
-        return
-    table(["id", "model", "candidate", "champion", "strategy", "state", "weight", "last decision"],
-          [(r["id"], r["model"], r["candidate"], r["champion"], r["strategy"], r["state"],
-            (r["routing"] or {}).get("weight") if r["state"] not in ("promoted", "rolled_back", "aborted") else "",
-            (f"{r['decisions'][-1]['status']}: {r['decisions'][-1]['reason']}" if r["decisions"] else ""))
-           for r in rows])
+    show_rows(rows, json_out, ["id", "model", "candidate", "champion", "strategy", "state", "weight", "last decision"],
+              lambda r: (r["id"], r["model"], r["candidate"], r["champion"], r["strategy"], r["state"],
+                         (r["routing"] or {}).get("weight") if r["state"] not in ("promoted", "rolled_back", "aborted") else "",
+                         f"{r['decisions'][-1]['status']}: {r['decisions'][-1]['reason']}" if r["decisions"] else ""),
+              empty="no rollouts yet; start one with 'shipyard deploy NAME@VERSION --strategy canary'")
 
 
 # The rollout actions differ only in their name and what they say they do.

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from shipyard.cli.output import echo, print_json, table
+from shipyard.cli.output import echo, print_json, show_rows, table
 from shipyard.errors import UsageError
 
 app = typer.Typer(add_completion=False, help="Judge windows of the request log; alert and retrain by rule.")
@@ -130,13 +130,10 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print as JSON."))
                     rows.append({"model": model, "trigger": f"#{t.id} {t.kind}", "what": t.source, "state": t.state})
     finally:
         ws.close()
-    if json_out:
-        print_json(rows)
-        return
-    if not rows:
-        echo("no triggers: add monitor.rules with 'actions: [retrain]', monitor.retrain.watch or monitor.retrain.every")
-        return
-    table(["model", "trigger", "what", "state"], [(r["model"], r["trigger"], r["what"], r["state"]) for r in rows])
+    show_rows(rows, json_out, ["model", "trigger", "what", "state"],
+              lambda r: (r["model"], r["trigger"], r["what"], r["state"]),
+              empty="no triggers: add monitor.rules with 'actions: \\[retrain]', monitor.retrain.watch or "
+                    "monitor.retrain.every")
 
 
 @triggers_app.command("history")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -61,6 +61,18 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
     for row in rows:
         out.add_row(*row)
     console().print(out)
+
+
+def show_rows(rows: Sequence[T], json_out: bool, columns: Sequence[str], cells: Callable[[T], Sequence[Any]],
+              *, empty: str) -> None:
+    """A list command's output: the rows as JSON with ``--json``, else ``empty`` (what to do to get
+    some) when there are none, else a table of ``cells(row)`` under ``columns``."""
+    if json_out:
+        print_json(list(rows))
+    elif not rows:
+        echo(empty)
+    else:
+        table(columns, [cells(row) for row in rows])
 
 
 def progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
