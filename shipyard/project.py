@@ -81,14 +81,14 @@ def ignore_state_dir(project: Project) -> None:
     """Make sure git ignores the state folder, whichever command creates it first (not only
     ``shipyard init``): the folder gets a ``.gitignore`` of ``*``, as pytest and ruff do with their
     caches, so the user's own .gitignore is not needed. A state folder moved out of the project
-    (SHIPYARD_HOME) is left alone; a read-only project only loses the marker."""
+    (SHIPYARD_HOME) is left alone; a read-only project only loses the marker. The folder itself
+    is never created here: a command that fails on bad input must leave the project as it was."""
     if os.environ.get("SHIPYARD_HOME"):
         return
     marker = project.state_dir / ".gitignore"
-    if os.path.exists(marker):
+    if os.path.exists(marker) or not project.state_dir.is_dir():
         return
     try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(STATE_GITIGNORE, encoding="utf-8")
     except OSError:
         pass

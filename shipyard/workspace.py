@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shipyard.hashing import Hasher, StatCache
-from shipyard.project import Project, find_project
+from shipyard.project import Project, find_project, ignore_state_dir
 
 if TYPE_CHECKING:
     from shipyard.objects import ObjectStore
@@ -32,7 +32,9 @@ class Workspace:
     def store(self) -> Store:
         from shipyard.store import open_store
 
-        return open_store(self.project.state_dir)
+        store = open_store(self.project.state_dir)
+        ignore_state_dir(self.project)  # the store may just have created the state folder
+        return store
 
     @cached_property
     def objects(self) -> ObjectStore:

@@ -115,6 +115,23 @@ def _click_family(name: str) -> tuple[type, ...]:
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:
+        _run(argv)
+    finally:
+        _ignore_new_state_dir()
+
+
+def _ignore_new_state_dir() -> None:
+    """Whichever command created ``.shipyard/`` (a store, a stat cache, a lock), git ignores it."""
+    from shipyard.project import find_project
+
+    try:
+        find_project()  # marks an existing state folder; creates nothing
+    except Exception:  # no project here, nothing to mark
+        pass
+
+
+def _run(argv: list[str] | None) -> None:
+    try:
         result = cli.main(args=argv, prog_name="shipyard", standalone_mode=False)
     except ShipyardError as exc:
         report_error(exc)
