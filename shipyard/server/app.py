@@ -43,11 +43,14 @@ def collect_routes(modules: list[str] | None = None) -> list[BaseRoute]:
     return routes
 
 
-def create_app(workspace: Workspace, *, modules: list[str] | None = None) -> Starlette:
+def create_app(workspace: Workspace, *, modules: list[str] | None = None, auth_project: str | None = None) -> Starlette:
     """The server app for a project (its store and object store are opened before serving).
 
     A route module may also define ``on_startup(workspace)``, run once here (the MLflow module
-    creates MLflow's Default experiment, which its clients expect to exist).
+    creates MLflow's Default experiment, which its clients expect to exist). With ``auth_project``,
+    authentication is on: the login routes are added and every route goes through the enforcement
+    point with the server's policy for that project (``shipyard.server.login.secure``), which
+    refuses to start on a route without a declaration; ``app.state.login`` is the browser login.
     """
 
     @asynccontextmanager
@@ -63,4 +66,9 @@ def create_app(workspace: Workspace, *, modules: list[str] | None = None) -> Sta
             startup(workspace)
     app = Starlette(routes=collect_routes(modules), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.workspace = workspace
+    app.state.login = None
+    if auth_project is not None:
+        from shipyard.server.login import secure
+
+        app.state.login = secure(app, workspace.store, auth_project)
     return app

@@ -248,14 +248,13 @@ def install(app: Any, guard: Guard) -> None:
 # One permission per verb; MLflow's /ajax-api/ twins share these rows. A route added to the server
 # without a row here makes check_routes refuse to start, and tests/auth/test_server_policy.py fail.
 _MLFLOW = "/api/2.0/mlflow"
+_MLFLOW_ARTIFACTS = ["/api/2.0/mlflow-artifacts/artifacts", "/api/2.0/mlflow-artifacts/artifacts/{path:path}"]
 _READ_RUNS = ["/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/runs/{run_id}/metrics/{key:path}",
-              "/api/v1/runs/{run_id}/artifacts/{path:path}", "/api/2.0/mlflow-artifacts/artifacts",
-              "/api/2.0/mlflow-artifacts/artifacts/{path:path}"] + [_MLFLOW + p for p in (
+              "/api/v1/runs/{run_id}/artifacts/{path:path}"] + [_MLFLOW + p for p in (
     "/experiments/get", "/experiments/get-by-name", "/experiments/search", "/runs/get", "/runs/search",
     "/metrics/get-history", "/metrics/get-history-bulk", "/metrics/get-history-bulk-interval", "/artifacts/list")]
 _WRITE_RUNS = ["/api/v1/runs", "/api/v1/runs/{run_id}/batch", "/api/v1/runs/{run_id}/end",
-               "/api/v1/runs/{run_id}/inputs", "/api/v1/runs/{run_id}/artifacts/{path:path}",
-               "/api/2.0/mlflow-artifacts/artifacts/{path:path}"] + [_MLFLOW + p for p in (
+               "/api/v1/runs/{run_id}/inputs", "/api/v1/runs/{run_id}/artifacts/{path:path}"] + [_MLFLOW + p for p in (
     "/experiments/create", "/experiments/update", "/experiments/delete", "/experiments/restore",
     "/experiments/set-experiment-tag", "/runs/create", "/runs/update", "/runs/delete", "/runs/restore",
     "/runs/log-metric", "/runs/log-parameter", "/runs/set-tag", "/runs/delete-tag", "/runs/log-batch",
@@ -273,6 +272,18 @@ _WRITE_MODELS = [_MLFLOW + p for p in (
     "/logged-models/{model_id}/params")]
 _READ_METHODS = ("GET",)
 _WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+# MLflow lays a logged model's files out as <experiment>/models/<model id>/artifacts/... under the
+# artifact proxy (shipyard.server.mlflow_artifacts), a run's as <experiment>/<run id>/artifacts/...
+_MODEL_FILES = re.compile(r"^/*[^/]*/+models(?:/|$)")
+
+
+def _artifact_permission(view: RequestView) -> str:
+    """A logged model's files need the models permission, a run's the runs one (read or write by verb)."""
+    path = str(view.path_params.get("path") or view.query.get("path") or "")
+    area = "models" if _MODEL_FILES.match(path) else "runs"
+    return f"{area}:read" if view.method in SAFE_METHODS else f"{area}:write"
 
 
 def _alias_permission(view: RequestView) -> str:
@@ -306,6 +317,7 @@ def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_P
     add([_MLFLOW + "/logged-models/search", _MLFLOW + "/registered-models/get-latest-versions"], "models:read",
         ("POST",))
     add([_MLFLOW + "/registered-models/alias"], _alias_permission, ("POST", "DELETE"), body=True)
+    add(_MLFLOW_ARTIFACTS, _artifact_permission, _READ_METHODS + _WRITE_METHODS)
     for path in public_paths:
         table[path] = {ALL_METHODS: PUBLIC}
     return Policy(table)

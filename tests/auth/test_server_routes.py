@@ -1,4 +1,4 @@
-"""Every route and method of ``shipyard server`` under the enforcement point (SQLite and PostgreSQL).
+"""Every route and method of ``shipyard server`` as wired (``create_app(auth_project=...)``), SQLite and PostgreSQL.
 
 Anonymous and expired credentials get 401, a viewer 403 on every route that needs more than
 reading, a maintainer of another project 403 everywhere, and none of these writes a row anywhere.
@@ -14,17 +14,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from shipyard.auth import credentials, service
-from shipyard.auth.cache import TokenCache
 from shipyard.auth.model import ROLE_PERMISSIONS
 from shipyard.server.app import collect_routes, create_app
-from shipyard.server.security import (
-    SERVER_PUBLIC_PATHS,
-    Guard,
-    Policy,
-    RequestView,
-    install,
-    server_policy,
-)
+from shipyard.server.login import LOGIN_PUBLIC_PATHS
+from shipyard.server.security import SERVER_PUBLIC_PATHS, Policy, RequestView, server_policy
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 PARAMS = {"run_id": "0" * 32, "key": "loss", "path": "model/a.txt", "model_id": "m-0", "tag_key": "k"}
@@ -50,7 +43,8 @@ def needed(policy: Policy, route: Route, method: str) -> str | None:
     assert rule is not None, (method, route.path)
     if rule.permission is None or isinstance(rule.permission, str):
         return rule.permission
-    return rule.permission(RequestView(method, route.path, {}, {}, {}))
+    params = {name: value for name, value in PARAMS.items() if "{" + name in route.path}
+    return rule.permission(RequestView(method, route.path, params, {}, {}))
 
 
 @pytest.fixture
@@ -65,28 +59,30 @@ def server(project, store_url, monkeypatch):  # type: ignore[no-untyped-def]
     service.create_user(store, "olga", actor="ops")
     service.grant(store, "iris", "olga", "maintainer", actor="ops")
     headers = {"anonymous": {}}
-    for who, owner, expires in (("viewer", "vera", None), ("other_project", "olga", None), ("expired", "vera", 60)):
-        token = credentials.create_token(store, owner, scopes=ALL, expires_in=expires, actor="ops")[0]
+    expiring = None
+    for who, owner, expires in (("viewer", "vera", None), ("other_project", "olga", None), ("expired", "vera", 0.5)):
+        token, info = credentials.create_token(store, owner, scopes=ALL, expires_in=expires, actor="ops")
         headers[who] = {"Authorization": f"Bearer {token}"}
-    policy = server_policy("penguins")
-    app = create_app(project)
-    later = time.time() + 3600
-    install(app, Guard(policy, TokenCache(store, clock=lambda: later), public_paths=SERVER_PUBLIC_PATHS))
+        expiring = info["expires_at"] or expiring
+    while time.time() <= expiring:  # wait for the clock to pass the short token's expiry
+        time.sleep(0.05)
+    app = create_app(project, auth_project="penguins")  # the wiring shipyard server uses
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield client, headers, policy, store
+        yield client, headers, server_policy("penguins"), store, app
 
 
-def paths() -> list[str]:
-    """Every non-public route path of the server, once each (several routes may share a path)."""
-    return sorted({r.path for r in collect_routes() if isinstance(r, Route) and r.path not in SERVER_PUBLIC_PATHS})
+def paths(app) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every non-public route path of the wired server, once each (several routes may share a path)."""
+    public = (*SERVER_PUBLIC_PATHS, *LOGIN_PUBLIC_PATHS)
+    return sorted({r.path for r in app.routes if isinstance(r, Route) and r.path not in public})
 
 
-def serving(path: str, method: str) -> Route | None:
+def serving(app, path: str, method: str) -> Route | None:  # type: ignore[no-untyped-def]
     """The route Starlette dispatches (path, method) to: the first full match, as its router does."""
     from starlette.routing import Match
 
     scope = {"type": "http", "path": path, "method": method, "root_path": ""}
-    for route in collect_routes():
+    for route in app.routes:
         if route.matches(scope)[0] == Match.FULL:
             return route  # type: ignore[return-value]
     return None
@@ -103,14 +99,14 @@ def expected(who: str, permission: str | None, declared: bool) -> set[int]:
 
 
 def test_every_server_route_method_and_principal(server) -> None:  # type: ignore[no-untyped-def]
-    client, headers, policy, store = server
+    client, headers, policy, store, app = server
     before = rows(store)
     problems = []
     checked = 0
-    for template in paths():
+    for template in paths(app):
         path = concrete(template)
         for method in METHODS:
-            route = serving(path, method)
+            route = serving(app, path, method)
             permission = needed(policy, route, method) if route is not None else None
             for who, creds in headers.items():
                 body = {} if method in ("POST", "PUT", "PATCH") else None
@@ -124,7 +120,14 @@ def test_every_server_route_method_and_principal(server) -> None:  # type: ignor
     assert after == before, {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
 
 
+def test_the_wired_app_serves_every_route_module(server) -> None:  # type: ignore[no-untyped-def]
+    *_, app = server
+    wired = {(r.path, frozenset(r.methods or ())) for r in app.routes if isinstance(r, Route)}
+    assert {(r.path, frozenset(r.methods or ())) for r in collect_routes() if isinstance(r, Route)} <= wired
+    assert {"/login", "/logout", "/login/oidc", "/login/oidc/callback"} <= {path for path, _ in wired}
+
+
 def test_public_routes_answer_without_credentials(server) -> None:  # type: ignore[no-untyped-def]
-    client, _, _, _ = server
+    client, _, _, _, _ = server
     assert client.get("/health").status_code == 200
     assert client.get("/api/v1/health").status_code == 200
