@@ -44,6 +44,7 @@ from shipyard.store import monitoring as repo
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from shipyard.config import Notifier
     from shipyard.data.profile import Profile
     from shipyard.store import Store
 
@@ -81,7 +82,7 @@ class Monitor:
 
     def __init__(self, store: Store, config: ShipyardConfig, *, root: Path, requests_root: Path | LogFolder,
                  feedback_root: Path | LogFolder,
-                 notifiers: list[Any] | None = None, retrainer: TriggerRunner | None = None,
+                 notifiers: list[Notifier] | None = None, retrainer: TriggerRunner | None = None,
                  run_retrains: bool = True,
                  references: Callable[[str, int], Profile | None] | None = None) -> None:
         self.store = store
@@ -95,7 +96,7 @@ class Monitor:
             resolve_inside(self.root, rel, WATCH_KEY)
         self.retrainer = retrainer
         self.run_retrains = run_retrains
-        self._profiles: dict[tuple[str, int], Any] = {}
+        self._profiles: dict[tuple[str, int], Profile | None] = {}
         self._references = references  # (model, version) -> Profile | None; default: the registry
         self._threads: list[threading.Thread] = []
         self.sent: list[dict[str, Any]] = []
@@ -118,7 +119,7 @@ class Monitor:
 
             notify.send(event, self.notifiers, store=self.store)
 
-    def _reference(self, model: str, version: int | None) -> Any:
+    def _reference(self, model: str, version: int | None) -> Profile | None:
         if version is None:
             return None
         key = (model, version)
