@@ -17,10 +17,9 @@ import httpx
 import pytest
 import trustme
 
-from shipyard.auth.settings import auth_settings, client_options, tls_verify
+from shipyard.auth.settings import client_options, tls_verify
 from shipyard.cli.server import _build_app
 from shipyard.server.app import create_app
-from shipyard.server.login import secure
 from tests.auth.live import serve
 from tests.conftest import run_cli, shipyard_bin
 from tests.server.live import free_port
@@ -77,6 +76,22 @@ def test_the_server_serves_https_that_clients_verify(running, pki) -> None:  # t
         httpx.get(url.replace("https", "http") + "/health", timeout=10)  # no plain HTTP on the TLS port
 
 
+def test_shipyard_server_starts_with_auth_on_and_prints_the_first_admin_token(running, pki) -> None:  # type: ignore[no-untyped-def]
+    url, proc = running
+    assert proc.stdout is not None
+    printed = []
+    for line in proc.stdout:  # all of it is printed before the server listens, which it does now
+        printed.append(line)
+        if line.startswith("shipyard server on"):
+            break
+    token = next(line.strip() for line in printed if line.strip().startswith("shp_"))
+    path = url + "/api/2.0/mlflow/experiments/search"
+    anonymous = httpx.post(path, json={"max_results": 5}, timeout=10, **client_options({"SHIPYARD_CA_BUNDLE": str(pki["ca"])}))
+    assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
+    with httpx.Client(**client_options({"SHIPYARD_CA_BUNDLE": str(pki["ca"]), "SHIPYARD_TOKEN": token})) as http:
+        assert http.post(path, json={"max_results": 5}, timeout=10).status_code == 200
+
+
 @pytest.mark.parametrize(("args", "named"), [
     (["--tls-cert", "{cert}"], "--tls-cert needs --tls-key"),
     (["--tls-key", "{key}"], "--tls-key needs --tls-cert"),
@@ -100,21 +115,13 @@ def test_no_auth_is_refused_with_a_shared_store(project) -> None:  # type: ignor
     assert result.returncode == 2 and "--no-auth with a shared store" in result.stdout + result.stderr
 
 
-def _create_with_auth(workspace, *, auth_project: str | None):  # type: ignore[no-untyped-def]
-    """create_app with the auth switch as app.py will get it (login.secure when on)."""
-    app = create_app(workspace)
-    if auth_project is not None:
-        secure(app, workspace.store, auth_project, auth_settings({}))
-    return app
-
-
 def test_the_first_start_prints_the_admin_token_once_and_it_works_over_tls(project, pki, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("SHIPYARD_PROJECT", "penguins")
-    app = _build_app(_create_with_auth, project, "127.0.0.1", False)
+    app = _build_app(create_app, project, "127.0.0.1", False)
     printed = capsys.readouterr().out
     token = next(line.strip() for line in printed.splitlines() if line.strip().startswith("shp_"))
     assert "'penguins'" in printed
-    _build_app(_create_with_auth, project, "127.0.0.1", False)
+    _build_app(create_app, project, "127.0.0.1", False)
     assert "shp_" not in capsys.readouterr().out  # shown once: the second start makes no admin
     with serve(app, ssl_certfile=str(pki["cert"]), ssl_keyfile=str(pki["key"])) as url:
         verify = tls_verify({"SHIPYARD_CA_BUNDLE": str(pki["ca"])})
@@ -127,7 +134,7 @@ def test_the_first_start_prints_the_admin_token_once_and_it_works_over_tls(proje
 
 
 def test_no_auth_on_a_laptop_says_so(project, capsys) -> None:  # type: ignore[no-untyped-def]
-    _build_app(_create_with_auth, project, "127.0.0.1", True)
+    _build_app(create_app, project, "127.0.0.1", True)
     said = capsys.readouterr()
     assert "authentication is OFF" in said.err and "shp_" not in said.out
 
@@ -146,7 +153,7 @@ def test_the_mlflow_client_verifies_the_server_against_a_private_ca(project, pki
     from mlflow.exceptions import MlflowException
 
     monkeypatch.setenv("SHIPYARD_PROJECT", "penguins")
-    app = _build_app(_create_with_auth, project, "127.0.0.1", False)
+    app = _build_app(create_app, project, "127.0.0.1", False)
     token = next(line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("shp_"))
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_INSECURE_TLS"):
         monkeypatch.delenv(var, raising=False)

@@ -15,7 +15,7 @@ from tests.server.live import free_port
 
 def _serve(root: Path, *args: str, port: int | None = None) -> subprocess.Popen[str]:
     binary = str(Path(sys.executable).with_name("shipyard"))
-    return subprocess.Popen([binary, "server", "--port", str(port or free_port()), *args], cwd=root,
+    return subprocess.Popen([binary, "server", "--port", str(port or free_port()), "--no-auth", *args], cwd=root,
                             env={**os.environ, "CI": "true"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -20,12 +20,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(root: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start ``shipyard server`` in ``root``; yield its base URL; stop it afterwards."""
+def live_server(root: Path, env: dict[str, str] | None = None, *, auth: bool = False) -> Iterator[str]:
+    """Start ``shipyard server`` in ``root``; yield its base URL; stop it afterwards.
+
+    Without ``auth`` it runs with ``--no-auth`` (a loopback bind on SQLite, as on a laptop); with it,
+    the server prints its first admin token (see ``first_admin_token``) and every route needs one.
+    """
     port = free_port()
     binary = str(Path(sys.executable).with_name("shipyard"))
     full_env = {**os.environ, "CI": "true", **(env or {})}
-    proc = subprocess.Popen([binary, "server", "--port", str(port)], cwd=root, env=full_env,
+    args = [binary, "server", "--port", str(port)] + ([] if auth else ["--no-auth"])
+    proc = subprocess.Popen(args, cwd=root, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
