@@ -117,7 +117,7 @@ class ModelSection(Frozen):
 
     name: str
     path: str
-    flavor: Literal["sklearn", "onnx", "xgboost", "lightgbm", "pickle"] = "sklearn"
+    flavor: Literal["sklearn", "onnx", "xgboost", "lightgbm", "pickle", "mlflow"] = "sklearn"
     train: str | None = None
     eval: str | None = None
     target: str | None = None

@@ -234,20 +234,12 @@ def run_metrics(session: Any, run_id: str | None) -> dict[str, float]:
     """Latest metrics of a run and its stage runs (children win over the parent, newest child wins)."""
     from sqlalchemy import select
 
-    from shipyard.store.runs import LatestMetric, Run
+    from shipyard.store.runs import Run, merged_latest_metrics
 
     if run_id is None:
         return {}
     ids = [run_id, *session.scalars(select(Run.id).where(Run.parent_run_id == run_id).order_by(Run.start_time))]
-    rows = session.execute(select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value)
-                           .where(LatestMetric.run_id.in_(ids))).all()
-    by_run: dict[str, dict[str, float]] = {}
-    for rid, key, value in rows:
-        by_run.setdefault(rid, {})[key] = value
-    out: dict[str, float] = {}
-    for rid in ids:
-        out.update(by_run.get(rid, {}))
-    return out
+    return merged_latest_metrics(session, list(reversed(ids)))  # a child's value wins
 
 
 def metric_histories(session: Any, run_id: str | None) -> dict[str, list[tuple[int, float]]]:

@@ -38,7 +38,7 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
 def register(
     name: str = typer.Argument(None, help="Model name (default: model.name in shipyard.yaml)."),
     path: str = typer.Option(None, "--path", help="Model file or folder (default: model.path)."),
-    flavor: str = typer.Option(None, "--flavor", help="sklearn, onnx, xgboost, lightgbm or pickle (default: model.flavor)."),
+    flavor: str = typer.Option(None, "--flavor", help="sklearn, onnx, xgboost, lightgbm, pickle or mlflow (an MLflow model folder; default: model.flavor)."),
     run: str = typer.Option(None, "--run", help="Run that produced the model (default: the newest that did)."),
     no_run: bool = typer.Option(False, "--no-run", help="Link no run."),
     trust: bool = typer.Option(False, "--trust", help="Allow a pickle/joblib file (after an opcode scan)."),

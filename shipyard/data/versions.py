@@ -179,7 +179,8 @@ def used_by(session: Session, version: DatasetVersion) -> UsedBy:
                    registry_tables.ModelVersionRow.run_id)
             .join(registry_tables.RegisteredModel,
                   registry_tables.RegisteredModel.id == registry_tables.ModelVersionRow.model_id)
-            .where(registry_tables.ModelVersionRow.run_id.in_(sorted(related)))
+            .where(registry_tables.ModelVersionRow.run_id.in_(sorted(related)),
+                   registry_tables.ModelVersionRow.status != registry_tables.DELETED)
             .order_by(registry_tables.RegisteredModel.name, registry_tables.ModelVersionRow.version))
         models = [{"model": f"{n}@{v}", "run_id": r} for n, v, r in rows]
     note = None if direct else ("no run has recorded reading this dataset version yet (runs record it when a "

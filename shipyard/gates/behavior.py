@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from shipyard.config import Frozen, explain_validation, load_yaml
+from shipyard.config import Frozen
 from shipyard.errors import ConfigError, InputError
+from shipyard.validation_errors import explain_validation
+from shipyard.yaml_positions import load_yaml
 
 
 class Invariance(Frozen):

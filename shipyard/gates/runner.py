@@ -17,7 +17,7 @@ from shipyard.gates.verdict import Verdict
 
 def run_metrics(session: Session, run_id: str | None) -> dict[str, float]:
     """Latest metrics of a run, then of its child runs, then of its pipeline's other stage runs."""
-    from shipyard.store.runs import LatestMetric, Run
+    from shipyard.store.runs import Run, merged_latest_metrics
 
     if run_id is None:
         return {}
@@ -31,15 +31,7 @@ def run_metrics(session: Session, run_id: str | None) -> dict[str, float]:
         order.append(run.parent_run_id)
         order += list(session.scalars(select(Run.id).where(Run.parent_run_id == run.parent_run_id, Run.id != run_id)
                                       .order_by(Run.start_time)))
-    values: dict[str, float] = {}
-    rows = session.execute(select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value)
-                           .where(LatestMetric.run_id.in_(order))).all()
-    by_run: dict[str, dict[str, float]] = {}
-    for rid, key, value in rows:
-        by_run.setdefault(rid, {})[key] = value
-    for rid in reversed(order):  # earlier entries win
-        values.update(by_run.get(rid, {}))
-    return values
+    return merged_latest_metrics(session, order)  # earlier entries win
 
 
 def read_eval_set(root: Path, rel: str | None) -> Any:

@@ -467,6 +467,19 @@ def run_data(session: Session, run_ids: Sequence[str], *, with_files: bool = Tru
     return out
 
 
+def merged_latest_metrics(session: Session, run_ids: Sequence[str]) -> dict[str, float]:
+    """The latest value of each metric over ``run_ids``, the first run that has a key winning
+    (a run before its child runs); a NaN point comes back as NaN, not as its stored 0."""
+    by_run: dict[str, dict[str, float]] = {}
+    query = select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value, LatestMetric.is_nan)
+    for rid, key, value, is_nan in session.execute(query.where(LatestMetric.run_id.in_(list(run_ids)))):
+        by_run.setdefault(rid, {})[key] = NAN if is_nan else value
+    out: dict[str, float] = {}
+    for rid in reversed(run_ids):
+        out.update(by_run.get(rid, {}))
+    return out
+
+
 def insert_run(session: Session, *, experiment_id: int, run_id: str | None = None, name: str | None = None,
                parent_run_id: str | None = None, source: str = "api", user: str | None = None,
                host: str | None = None, git_commit: str | None = None, git_branch: str | None = None,

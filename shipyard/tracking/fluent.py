@@ -349,14 +349,3 @@ def log_input(name: str, *, digest: str | None = None, source: str | None = None
     run = _current()
     _backend().log_inputs(run.run_id, [{"name": name, "digest": digest, "context": context, "source": source,
                                         "source_type": source_type, "schema": schema, "profile": profile}])
-
-
-def _reset_for_tests() -> None:
-    """Forget the backend and runs of this process (tests switch projects)."""
-    with _state.lock:
-        if _state.buffer is not None:
-            _state.buffer.close()
-        _state.stack.clear()
-        _state.backend = None
-        _state.buffer = None
-

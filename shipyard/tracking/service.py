@@ -8,7 +8,6 @@ transaction, so a bad batch changes nothing.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -346,10 +345,6 @@ def get_run(session: Session, run_id: str) -> RunRecord:
 def metric_history(session: Session, run_id: str, key: str) -> list[tuple[float, int, int]]:
     repo.get_run(session, run_id)
     return repo.metric_history(session, run_id, key)
-
-
-def new_batch_id() -> str:
-    return uuid.uuid4().hex
 
 
 def sampled_history(session: Session, run_id: str, key: str, max_results: int,
