@@ -103,7 +103,10 @@ def _raise_for(response: Any, what: str) -> None:
     cls: type[ShipyardError] = {404: NotFound, 409: AlreadyExists}.get(response.status_code, InputError)
     if response.status_code >= 500:
         cls = StoreError
-    raise cls(f"{what}: the server answered {response.status_code}: {message}")
+    # a server with auth on: say which setting carries the credential (the token itself is never shown)
+    hint = {401: "set SHIPYARD_TOKEN to an API token of that server (shipyard tokens create)",
+            403: "the token of SHIPYARD_TOKEN lacks this permission on the project"}.get(response.status_code)
+    raise cls(f"{what}: the server answered {response.status_code}: {message}", hint=hint)
 
 
 class HttpBackend:
@@ -112,9 +115,12 @@ class HttpBackend:
     def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
         import httpx
 
+        from shipyard.auth.settings import client_options
+
         self.base_url = base_url.rstrip("/")
-        # no retries in the transport: the policy below is the only one (the two made 3 x 5 attempts)
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        # no retries in the transport: the policy below is the only one (the two made 3 x 5 attempts);
+        # client_options: Bearer $SHIPYARD_TOKEN, certificates checked (SHIPYARD_CA_BUNDLE for a private CA)
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, **client_options())
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         import httpx

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.server.live import live_server
+from tests.server.live import live_server, live_server_with_auth
 
 SCRIPT = '''
 import sys, shipyard
@@ -72,6 +72,22 @@ def test_remote_server(tmp_path: Path) -> None:
         proc = _python(SCRIPT, client_dir, {"SHIPYARD_TRACKING_URI": url})
         assert proc.returncode == 0, proc.stderr
     assert not (client_dir / ".shipyard").exists()
+    _check(root, proc.stdout.strip())
+
+
+def test_remote_server_with_auth_on(tmp_path: Path) -> None:
+    """The Python API sends SHIPYARD_TOKEN as a Bearer token; without it the server refuses (401)
+    and the error names the setting to fix."""
+    root = _project(tmp_path)
+    client_dir = tmp_path / "elsewhere"
+    client_dir.mkdir()
+    with live_server_with_auth(root) as (url, token):
+        refused = _python(SCRIPT, client_dir, {"SHIPYARD_TRACKING_URI": url})
+        wrong = _python(SCRIPT, client_dir, {"SHIPYARD_TRACKING_URI": url, "SHIPYARD_TOKEN": "shp_not_a_token"})
+        proc = _python(SCRIPT, client_dir, {"SHIPYARD_TRACKING_URI": url, "SHIPYARD_TOKEN": token})
+        assert proc.returncode == 0, proc.stderr
+    assert refused.returncode != 0 and "answered 401" in refused.stderr and "SHIPYARD_TOKEN" in refused.stderr
+    assert wrong.returncode != 0 and "answered 401" in wrong.stderr
     _check(root, proc.stdout.strip())
 
 

@@ -20,18 +20,37 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(root: Path, env: dict[str, str] | None = None, *, auth: bool = False) -> Iterator[str]:
-    """Start ``shipyard server`` in ``root``; yield its base URL; stop it afterwards.
+def live_server(root: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start ``shipyard server --no-auth`` in ``root`` (a loopback bind on SQLite, as on a laptop);
+    yield its base URL; stop it afterwards."""
+    with _running(root, env, auth=False) as (url, _):
+        yield url
 
-    Without ``auth`` it runs with ``--no-auth`` (a loopback bind on SQLite, as on a laptop); with it,
-    the server prints its first admin token (see ``first_admin_token``) and every route needs one.
-    """
+
+@contextmanager
+def live_server_with_auth(root: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """Start ``shipyard server`` with auth on (its default); yield its base URL and the first admin's
+    token, which it prints once before it listens."""
+    with _running(root, env, auth=True) as (url, proc):
+        assert proc.stdout is not None
+        printed = []
+        for raw in proc.stdout:
+            line = raw.decode().strip()
+            printed.append(line)
+            if line.startswith("shipyard server on"):
+                break
+        tokens = [line for line in printed if line.startswith("shp_")]
+        assert tokens, "the server printed no first admin token:\n" + "\n".join(printed)
+        yield url, tokens[0]
+
+
+@contextmanager
+def _running(root: Path, env: dict[str, str] | None, *, auth: bool) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     binary = str(Path(sys.executable).with_name("shipyard"))
     full_env = {**os.environ, "CI": "true", **(env or {})}
     args = [binary, "server", "--port", str(port)] + ([] if auth else ["--no-auth"])
-    proc = subprocess.Popen(args, cwd=root, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, cwd=root, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -45,7 +64,7 @@ def live_server(root: Path, env: dict[str, str] | None = None, *, auth: bool = F
                 if time.time() > deadline:
                     raise
                 time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
