@@ -335,6 +335,16 @@ class DeploySection(Frozen):
         return {metric: parse_condition(cond) for metric, cond in self.rollback_when.items()}
 
 
+class ServeSection(Frozen):
+    """The ``serve`` section: how ``shipyard serve`` (the gateway) admits callers.
+
+    ``auth: token``: predictions need a token with gateway:invoke on the project, feedback a token,
+    admin routes deploy:write (``shipyard.server.security.gateway_policy``); ``none`` admits anyone.
+    """
+
+    auth: Literal["none", "token"] = "none"
+
+
 # -- monitor ---------------------------------------------------------------------------------------
 WINDOW_METRICS = {
     "rows": "requests in the window (shadow traffic excluded)",
@@ -471,6 +481,7 @@ class ShipyardConfig(Frozen):
     model: ModelSection | None = None
     gates: list[Gate] = Field(default_factory=list)
     deploy: DeploySection = Field(default_factory=DeploySection)
+    serve: ServeSection = Field(default_factory=ServeSection)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     notify: list[Notifier] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
