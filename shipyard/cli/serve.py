@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -68,7 +69,32 @@ def gateway_app() -> Any:
     from shipyard.serving.app import create_app
 
     batching = os.environ.get(ENV_BATCHING)
-    return create_app(build_gateway(os.environ.get(ENV_ROOT), batching=None if batching is None else batching == "1"))
+    root = os.environ.get(ENV_ROOT)
+    app = create_app(build_gateway(root, batching=None if batching is None else batching == "1"))
+    secure_gateway(app, root)
+    return app
+
+
+def secure_gateway(app: Any, root: str | None) -> bool:
+    """With ``serve.auth: token`` in shipyard.yaml, put the enforcement point in front of the gateway's
+    app (tokens of the project ``shipyard server`` serves: SHIPYARD_PROJECT, else the folder's name).
+    Returns whether it did."""
+    import importlib
+
+    from shipyard.auth.settings import server_project
+    from shipyard.config import load_config
+    from shipyard.workspace import Workspace
+
+    ws = Workspace.discover(root)
+    cfg_path = ws.project.config_path
+    if not cfg_path.is_file() or load_config(cfg_path).serve.auth != "token":
+        ws.close()
+        return False
+    # cli and server are sibling interfaces: the enforcement point is loaded by name (as cli/server.py
+    # loads the server app); its token cache keeps this workspace's store open for the process's life
+    security = importlib.import_module("shipyard.server.security")
+    security.secure_gateway(app, ws.store, server_project(ws.project.root.name))
+    return True
 
 
 def bootstrap_routes(root: str | None = None) -> list[str]:
@@ -104,6 +130,9 @@ def serve(
     get: str | None = typer.Option(None, "--get", metavar="PATH",
                                    help="Make one GET request in process, print the answer and exit."),
     json_out: bool = typer.Option(False, "--json", help="With --get: print status, headers and body as JSON."),
+    tls_cert: Path = typer.Option(None, "--tls-cert", metavar="PEM",
+                                  help="Serve HTTPS with this certificate (chain) file; needs --tls-key."),
+    tls_key: Path = typer.Option(None, "--tls-key", metavar="PEM", help="The private key of --tls-cert."),
 ) -> None:
     """Serve the champion (and any rollout's candidate) of every routed model.
 
@@ -112,12 +141,15 @@ def serve(
     binary tensor data), MLflow's scoring server (/invocations with JSON or CSV, /ping, /version),
     /v1/models/NAME:predict, /health, /ready, /metrics, POST /v1/feedback. Micro-batching is on unless
     --no-batching or deploy.batching.enabled is false. A model with a champion alias is routed to it on
-    start; the address is printed once the gateway answers there.
+    start; the address is printed once the gateway answers there. With serve.auth: token in
+    shipyard.yaml, predictions and feedback need 'Authorization: Bearer <token>' (gateway:invoke).
 
     Example: shipyard serve --port 8080 --workers 2
     """
+    from shipyard.cli.server import tls_files
     from shipyard.workspace import Workspace
 
+    tls = tls_files(tls_cert, tls_key)
     root = str(Workspace.discover().project.root)
     bootstrap_routes(root)
     if get is not None:
@@ -130,16 +162,16 @@ def serve(
     if env_batching is not None:
         os.environ[ENV_BATCHING] = env_batching
     metrics_dir = _multiprocess_metrics_dir() if workers > 1 else None
-    _announce_when_listening(host, port, f"({workers} worker{'s' if workers > 1 else ''})")
+    _announce_when_listening(host, port, f"({workers} worker{'s' if workers > 1 else ''})", tls=bool(tls))
     try:
         uvicorn.run("shipyard.cli.serve:gateway_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False, loop="auto", http="auto", proxy_headers=False)
+                    log_level="warning", access_log=False, loop="auto", http="auto", proxy_headers=False, **tls)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _announce_when_listening(host: str, port: int, what: str) -> None:
+def _announce_when_listening(host: str, port: int, what: str, *, tls: bool = False) -> None:
     """Print the address once the gateway answers there, not before (on a loaded machine loading
     the models takes long, and a script reading the line would connect to nothing).
 
@@ -152,10 +184,13 @@ def _announce_when_listening(host: str, port: int, what: str) -> None:
     import httpx
 
     probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    url = f"http://{f'[{probe}]' if ':' in probe else probe}:{port}/v2/health/live"
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://{f'[{probe}]' if ':' in probe else probe}:{port}/v2/health/live"
 
     def wait() -> None:
-        with httpx.Client(timeout=2) as client:
+        # the probe asks this process's own socket whether it listens yet; the certificate names the
+        # public host, not the loopback address, so it is not checked here (clients check it)
+        with httpx.Client(timeout=2, verify=False) as client:
             while True:
                 try:
                     if client.get(url).status_code == 200:
@@ -163,7 +198,7 @@ def _announce_when_listening(host: str, port: int, what: str) -> None:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.05)  # polling a socket that is not there yet: nothing to wait on
-        echo(f"shipyard gateway on http://{host}:{port} {what}")
+        echo(f"shipyard gateway on {scheme}://{host}:{port} {what}")
         sys.stdout.flush()
 
     threading.Thread(target=wait, name="shipyard-announce", daemon=True).start()

@@ -54,7 +54,7 @@ def server(
     # server app by name, the same way main.py's COMMANDS table loads command modules.
     create_app = importlib.import_module("shipyard.server.app").create_app
 
-    tls = _tls_files(tls_cert, tls_key)
+    tls = tls_files(tls_cert, tls_key)
     workspace = Workspace.discover()
     if get:
         import httpx
@@ -94,7 +94,7 @@ def server(
             stop.set()
 
 
-def _tls_files(cert: Path | None, key: Path | None) -> dict[str, str]:
+def tls_files(cert: Path | None, key: Path | None) -> dict[str, str]:
     """uvicorn's ssl_certfile/ssl_keyfile, after checking both are given, readable and belong together."""
     import ssl
 

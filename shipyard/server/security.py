@@ -347,6 +347,18 @@ def gateway_public_paths(*, metrics_public: bool = False) -> tuple[str, ...]:
     return (*GATEWAY_PUBLIC_PATHS, "/metrics") if metrics_public else GATEWAY_PUBLIC_PATHS
 
 
+def secure_gateway(app: Any, store: Store, project: ProjectSource, *, metrics_public: bool = False) -> None:
+    """Switch token auth on for the gateway's app (``serve.auth: token``): predictions and feedback
+    need gateway:invoke on ``project``, metadata models:read; refuses to start on an undeclared route.
+
+    Tokens are checked against the in-memory cache (``TokenCache``), refreshed from the store every
+    poll interval: no database round trip per prediction.
+    """
+    public_paths = gateway_public_paths(metrics_public=metrics_public)
+    install(app, Guard(gateway_policy(project, metrics_public=metrics_public), TokenCache(store), store=store,
+                       public_paths=public_paths))
+
+
 def check_no_auth(host: str, store_url: str) -> str:
     """Allow ``--no-auth`` only for a laptop: a loopback bind and the embedded SQLite store.
 
