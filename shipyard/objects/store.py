@@ -87,9 +87,14 @@ class ObjectStore:
 
     # -- reading -------------------------------------------------------------------------
     def get_many(self, oids: Iterable[str]) -> dict[str, bytes]:
-        """Read and verify many objects; a mismatch raises ObjectCorrupt."""
+        """Read and verify many objects; a mismatch raises ObjectCorrupt.
+
+        One object is read on the calling thread: a pool costs more than the read itself.
+        """
         oids = list(dict.fromkeys(oids))
-        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        if len(oids) == 1:
+            return {oids[0]: self.get_bytes(oids[0])}
+        with ThreadPoolExecutor(max_workers=min(_WORKERS, len(oids) or 1)) as pool:
             blobs = pool.map(lambda oid: self.backend.read(key_of(oid)), oids)
             out = dict(zip(oids, blobs, strict=True))
         for oid, blob in out.items():
@@ -97,7 +102,10 @@ class ObjectStore:
         return out
 
     def get_bytes(self, oid: str) -> bytes:
-        return self.get_many([oid])[oid]
+        """Read and verify one object (ObjectCorrupt on a mismatch)."""
+        blob = self.backend.read(key_of(oid))
+        self._verify(oid, hash_bytes(blob))
+        return blob
 
     def has_many(self, oids: Iterable[str]) -> dict[str, bool]:
         oids = list(oids)
@@ -115,7 +123,7 @@ class ObjectStore:
             if is_dir_id(oid):
                 manifest = self.manifest(oid)  # its entry paths were checked to stay inside
                 staging.mkdir(parents=True)
-                with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+                with ThreadPoolExecutor(max_workers=min(_WORKERS, len(manifest.entries) or 1)) as pool:
                     list(pool.map(lambda e: self._checkout_file(e.oid, staging / e.path, e.executable),
                                   manifest.entries))
             else:

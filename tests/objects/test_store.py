@@ -30,6 +30,20 @@ def test_corrupt_object_is_an_error_naming_it(tmp_path: Path) -> None:
     assert objects.verify_all() == [oid]
 
 
+def test_every_read_path_verifies_one_object_or_many(tmp_path: Path) -> None:
+    """get_bytes reads one object on the calling thread, get_many several in a pool: both hash."""
+    objects = ObjectStore.open(tmp_path / "objects")
+    good, bad = objects.put_bytes_many([b"kept", b"to be tampered"])
+    path = tmp_path / "objects" / key_of(bad)
+    path.chmod(0o644)
+    path.write_bytes(b"tampered")
+    assert objects.get_many([good]) == {good: b"kept"}
+    for read in (lambda: objects.get_many([good, bad]), lambda: objects.get_many([bad]), lambda: objects.get_bytes(bad)):
+        with pytest.raises(ObjectCorrupt) as err:
+            read()
+        assert bad in err.value.message
+
+
 def test_folder_round_trip(tmp_path: Path) -> None:
     src = tmp_path / "proj" / "data"
     (src / "sub").mkdir(parents=True)
