@@ -1,7 +1,7 @@
 """``shipyard server``'s own routes under the enforcement point, driven by the real MLflow client.
 
-The app is ``create_app`` as it is, with ``install(app, Guard(server_policy(...)))`` applied in the
-test: exactly the wiring create_app will get. It runs on uvicorn on 127.0.0.1.
+The app is ``create_app(project, auth_project=...)``, as ``shipyard server`` builds it, on uvicorn on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,15 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from shipyard.auth import credentials, service
-from shipyard.auth.cache import TokenCache
 from shipyard.server.app import collect_routes, create_app
-from shipyard.server.security import (
-    SERVER_PUBLIC_PATHS,
-    Guard,
-    check_routes,
-    install,
-    server_policy,
-)
+from shipyard.server.security import SERVER_PUBLIC_PATHS, check_routes, server_policy
 from tests.auth.live import serve
 
 ALL = ["runs:read", "runs:write", "models:read", "models:write", "models:promote", "deploy:write", "gateway:invoke",
@@ -39,9 +32,7 @@ def server(project) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore[no-
         service.create_user(store, name, actor="ops")
         service.grant(store, "penguins", name, role, actor="ops")
         made[role] = credentials.create_token(store, name, scopes=ALL, actor="ops")[0]
-    app = create_app(project)
-    install(app, Guard(server_policy("penguins"), TokenCache(store), public_paths=SERVER_PUBLIC_PATHS))
-    with serve(app) as url:
+    with serve(create_app(project, auth_project="penguins")) as url:
         yield url, made
 
 
