@@ -264,8 +264,8 @@ def delete_version_tag(session: Session, name: str, version: int, key: Any, acto
 # -- version sources ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Source:
-    """Where a version's files are: ``kind`` is ``model`` (a logged model), ``run`` (a run's
-    artifacts under ``path``) or ``external`` (recorded, never read)."""
+    """Where a version's files are: ``kind`` is ``model`` (a logged model, ``run_id`` its source
+    run), ``run`` (a run's artifacts under ``path``) or ``external`` (recorded, never read)."""
 
     kind: str
     model_id: str | None = None
@@ -323,8 +323,8 @@ def check_source(workspace: Any, source: str, run_id: str | None, model_id: str 
             return Source("external")   # models:/name/version: a registry reference, recorded as given
         if model_id != source_model:
             raise _invalid_source(source, "model_id")
-        _logged_model(workspace, source, model_id)
-        return Source("model", model_id=model_id)
+        _location, source_run = _logged_model(workspace, source, model_id)
+        return Source("model", model_id=model_id, run_id=source_run)
     if model_id:
         return _model_artifact_source(workspace, source, model_id)
     if parsed.scheme == "runs":
@@ -350,11 +350,13 @@ def _is_artifact_source(scheme: str, parts: list[str]) -> bool:
     return scheme.lower() in ("http", "https") and any(parts[i:i + 4] == route for i in range(len(parts) - 3))
 
 
-def _logged_model(workspace: Any, source: str, model_id: str) -> Any:
-    from shipyard.tracking.logged_models import get_logged_model
+def _logged_model(workspace: Any, source: str, model_id: str) -> tuple[str, str | None]:
+    """(artifact location, source run id) of the logged model a source names (MLflow's invalid
+    source error when there is none)."""
+    from shipyard.tracking.logged_models import locate
 
     try:
-        return get_logged_model(workspace, model_id)
+        return locate(workspace, model_id)
     except NotFound:
         raise _invalid_source(source, "model_id") from None
 
@@ -368,12 +370,12 @@ def _model_artifact_source(workspace: Any, source: str, model_id: str) -> Source
     parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
     if not _is_artifact_source(parsed.scheme, parts):
         return Source("external", model_id=model_id)
-    model = _logged_model(workspace, source, model_id)
-    root = [p for p in urllib.parse.urlparse(model.artifact_location).path.split("/") if p]
+    location, source_run = _logged_model(workspace, source, model_id)
+    root = [p for p in urllib.parse.urlparse(location).path.split("/") if p]
     tail = parts[parts.index("artifacts") + 1:] if parsed.scheme.lower() != "mlflow-artifacts" else parts
     if not root or tail[:len(root)] != root:
         raise _invalid_source(source, "model_id")
-    return Source("model", model_id=model_id, path="/".join(tail[len(root):]))
+    return Source("model", model_id=model_id, run_id=source_run, path="/".join(tail[len(root):]))
 
 
 def create_version(workspace: Any, name: str, source: str, *, run_id: str | None = None,
@@ -381,30 +383,15 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
                    tags: dict[str, str] | None = None, actor: str | None = None) -> dict[str, Any]:
     """MLflow's ``model-versions/create``: check the source, package what it points at, register.
 
-    Files are fetched and packaged before the write transaction (packaging reads and hashes
-    them); the version is then numbered and recorded in one transaction with its audit event.
+    The model is packaged before the write transaction (packaging reads, checks and loads it);
+    the version is then numbered and recorded in one transaction with its audit event.
     """
-    import tempfile
-    from pathlib import Path
-
     validate_name(name)
     checked = dict(check_tag(k, v) for k, v in (tags or {}).items())
     where = check_source(workspace, source, run_id, model_id)
     if where.kind == "model" and not run_id:
-        run_id = _logged_model(workspace, source, where.model_id or "").source_run_id   # as MLflow's store
-    packaged = mapped = None
-    lineage: dict[str, Any] | None = None
-    if where.kind != "external":
-        with tempfile.TemporaryDirectory(prefix="shipyard-mlflow-") as tmp:
-            try:
-                packaged, mapped = _package(workspace, _fetch(workspace, where, Path(tmp) / "model"))
-            except UnsafeModel:
-                raise   # a model file that would run code is refused, never stored
-            except (NotFound, InputError) as exc:
-                # MLflow accepts any source; one we cannot load is recorded (flavor external) with the reason
-                lineage = {"mlflow": {"unpackaged": exc.message}}
-        if mapped is not None:
-            lineage = {"mlflow": mapped.to_dict()}
+        run_id = where.run_id   # the logged model's source run, as MLflow's store records it
+    packaged, lineage = _package_source(workspace, where)
     with workspace.store.write() as session:
         from shipyard.store import runs as runs_repo
 
@@ -422,22 +409,35 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
         return get_version(session, name, mv.version)
 
 
-def _fetch(workspace: Any, where: Source, dest: Any) -> Any:
+def _package_source(workspace: Any, where: Source) -> tuple[Any, dict[str, Any] | None]:
+    """(the package, the version's lineage) for the MLflow model a source points at.
+
+    Its files are already in our object store (uploaded through the artifact proxy), so they
+    are read from there, each verified against its hash, and packaged from memory with the
+    flavor the MLmodel maps to. A model file that would run code is refused, never stored; a
+    source we cannot load is recorded (no package, flavor external) with the reason, since
+    MLflow accepts any source.
+    """
+    from shipyard.models.flavors.mlflow import package_mlflow_files
     from shipyard.tracking import logged_models
 
-    if where.kind == "model":
-        folder = logged_models.download_logged_model(workspace, where.model_id, dest)
-        # the path came from a URI whose '..' parts were refused (check_relative)
-        return folder / where.path if where.path else folder
-    return logged_models.download_run_artifacts(workspace, where.run_id, where.path, dest)
-
-
-def _package(workspace: Any, folder: Any) -> tuple[Any, Any]:
-    """The MLflow model in ``folder`` packaged with the flavor its MLmodel maps to (an InputError
-    when there is no MLmodel or no flavor we load)."""
-    from shipyard.models.flavors.mlflow import package_mlflow_model
-
-    return package_mlflow_model(workspace.objects, folder, untrusted_ok=True)
+    if where.kind == "external":
+        return None, None
+    try:
+        if where.kind == "model":
+            files = logged_models.logged_model_files(workspace, where.model_id or "")
+            prefix = f"{where.path}/" if where.path else ""   # '..' parts were refused (check_relative)
+            files = {p[len(prefix):]: oid for p, oid in files.items() if p.startswith(prefix)}
+            folder = f"logged model {where.model_id}" + (f" ({where.path})" if where.path else "")
+        else:
+            files = logged_models.run_artifact_files(workspace, where.run_id or "", where.path)
+            folder = f"run {where.run_id} artifact {where.path or '.'!r}"
+        packaged, mapped = package_mlflow_files(workspace.objects, files, folder, untrusted_ok=True)
+    except UnsafeModel:
+        raise
+    except (NotFound, InputError) as exc:
+        return None, {"mlflow": {"unpackaged": exc.message}}
+    return packaged, {"mlflow": mapped.to_dict()}
 
 
 def download_uri(workspace: Any, name: str, version: int) -> str:
@@ -453,7 +453,7 @@ def download_uri(workspace: Any, name: str, version: int) -> str:
         if parsed.scheme != "models" or not parts:
             return mv["source"]
         if mv.get("model_id") and parts == [mv["model_id"]]:
-            return _logged_model(workspace, mv["source"], mv["model_id"]).artifact_location
+            return _logged_model(workspace, mv["source"], mv["model_id"])[0]
         if len(parts) != 2 or not parts[1].isdigit():
             return mv["source"]
         name, version = parts[0], int(parts[1])

@@ -6,8 +6,9 @@ experiment, uploads its files through the artifact proxy under
 kept in the object store by content id (like run artifacts), so a logged model can be read back
 here, by ``models:/m-...`` resolution in the registry, without the client.
 
-``get_logged_model``, ``download_logged_model`` and ``download_run_artifacts`` are what other
-services (the registry) use to resolve ``models:/m-<id>`` and ``runs:/<run>/<path>`` sources.
+``locate``, ``logged_model_files`` and ``run_artifact_files`` are what other services (the
+registry) use to resolve ``models:/m-<id>`` and ``runs:/<run>/<path>`` sources and read their
+files from the object store (``download_*`` copy them to a folder instead).
 """
 
 from __future__ import annotations
@@ -172,6 +173,14 @@ def get_logged_model(workspace: Workspace, model_id: str) -> LoggedModel:
     return get(workspace.store, model_id)
 
 
+def locate(workspace: Workspace, model_id: str) -> tuple[str, str | None]:
+    """(artifact location, source run id) of an active logged model, in one query: what the
+    registry needs to resolve a ``models:/m-...`` source (NotFound when unknown)."""
+    with workspace.store.read() as session:
+        row = lm.get(session, model_id)
+        return row.artifact_location, row.source_run_id
+
+
 def _condition(cond: flt.Comparison) -> Any:
     from shipyard.tracking.search import _compare
 
@@ -266,36 +275,47 @@ def _checkout(objects: ObjectStore, files: Sequence[tuple[str, str]], dest: Path
     return dest
 
 
-def download_logged_model(workspace: Workspace, model_id: str, dest: Path) -> Path:
-    """Copy every artifact file of a logged model into ``dest`` (verified against its hash)."""
+def logged_model_files(workspace: Workspace, model_id: str) -> dict[str, str]:
+    """Path -> object id of every artifact file of an active logged model, read from the store
+    (NotFound when the model is unknown or none of its files are stored on this server)."""
     with workspace.store.read() as session:
         row = lm.get(session, model_id)
-        files = [(p, oid) for p, oid, _ in lm.artifacts_of(session, model_id)]
+        files = {p: oid for p, oid, _ in lm.artifacts_of(session, model_id)}
         location = row.artifact_location
     if not files:
         where = "" if location.startswith(PROXY_SCHEME) else f" (its artifact location {location} is outside this server)"
         raise NotFound(f"logged model {model_id} has no artifact files stored on this server{where}",
                        hint="log the model with the MLflow client against this server's tracking URI")
-    return _checkout(workspace.objects, files, Path(dest))
+    return files
 
 
-def download_run_artifacts(workspace: Workspace, run_id: str, path: str, dest: Path) -> Path:
-    """Copy a run's artifact file or folder ``path`` ('' = all) into ``dest`` (for ``runs:/`` sources).
+def download_logged_model(workspace: Workspace, model_id: str, dest: Path) -> Path:
+    """Copy every artifact file of a logged model into ``dest`` (verified against its hash)."""
+    return _checkout(workspace.objects, list(logged_model_files(workspace, model_id).items()), Path(dest))
 
-    A folder's files keep their paths relative to ``path``; a single file lands as ``dest/<name>``.
+
+def run_artifact_files(workspace: Workspace, run_id: str, path: str) -> dict[str, str]:
+    """A run's artifact file or folder ``path`` ('' = all) as relative path -> object id.
+
+    A folder's files keep their paths relative to ``path``; a single file is keyed by its name.
     """
     prefix = safe_relative(path) if path else ""
     with workspace.store.read() as session:
         repo.get_run(session, run_id)
         query = select(repo.Artifact.path, repo.Artifact.oid).where(repo.Artifact.run_id == run_id)
         rows = list(session.execute(query))
-    exact = [(p.rsplit("/", 1)[-1], oid) for p, oid in rows if p == prefix]
-    inside = [(p[len(prefix) + 1:] if prefix else p, oid) for p, oid in rows if not prefix or p.startswith(prefix + "/")]
+    exact = {p.rsplit("/", 1)[-1]: oid for p, oid in rows if p == prefix}
+    inside = {p[len(prefix) + 1:] if prefix else p: oid for p, oid in rows if not prefix or p.startswith(prefix + "/")}
     files = exact or inside
     if not files:
         raise NotFound(f"run {run_id} has no artifact {prefix!r}", hint=f"list them with 'shipyard runs show {run_id}'")
-    return _checkout(workspace.objects, files, Path(dest))
+    return files
 
+
+def download_run_artifacts(workspace: Workspace, run_id: str, path: str, dest: Path) -> Path:
+    """Copy a run's artifact file or folder ``path`` ('' = all) into ``dest`` (for ``runs:/`` sources),
+    laid out as ``run_artifact_files`` says."""
+    return _checkout(workspace.objects, list(run_artifact_files(workspace, run_id, path).items()), Path(dest))
 
 
 def link_run(session: Session, run_id: str, models: Sequence[tuple[str, int]], direction: str) -> None:

@@ -212,3 +212,61 @@ def test_flavor_mlflow_registers_a_saved_mlflow_folder(tmp_path: Path, objects, 
             == model.predict(frame.head(5))).all()
     with pytest.raises(InputError, match="holding an MLmodel file"):
         get_flavor("mlflow").find_file(tmp_path / "nope")
+
+
+def _stored(objects, folder: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The folder's files put in the object store, as the artifact proxy keeps them: path -> id."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    oids = objects.put_bytes_many([p.read_bytes() for p in files])
+    return {p.relative_to(folder).as_posix(): oid for p, oid in zip(files, oids, strict=True)}
+
+
+def test_files_already_in_the_store_package_as_the_folder_does(tmp_path: Path, objects, numeric) -> None:
+    """The registry packages a logged model from the store (no copy to disk): the same package as
+    from its folder, and every file read back is verified against its hash."""
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from shipyard.errors import ObjectCorrupt
+    from shipyard.models.flavors.mlflow import package_mlflow_files
+    from shipyard.objects.store import key_of
+
+    frame, species = numeric
+    model = LogisticRegression(max_iter=2000).fit(frame, species)
+    mlflow.sklearn.save_model(model, tmp_path / "m", serialization_format="skops",
+                              signature=_signature(frame, model.predict(frame)))
+    from_folder, _ = package_mlflow_model(objects, tmp_path / "m")
+    files = _stored(objects, tmp_path / "m")
+    packaged, mapped = package_mlflow_files(objects, files, "logged model m-1")
+    assert packaged == from_folder and mapped.file == "model.skops"
+    with pytest.raises(InputError, match="logged model m-2 holds no MLmodel file"):
+        package_mlflow_files(objects, {k: v for k, v in files.items() if k != "MLmodel"}, "logged model m-2")
+    with pytest.raises(InputError, match=r"names 'model\.skops', which is not in the model folder"):
+        package_mlflow_files(objects, {k: v for k, v in files.items() if k != "model.skops"}, "logged model m-3")
+    stored = Path(objects.backend.url) / key_of(files["model.skops"])
+    stored.chmod(0o644)
+    stored.write_bytes(b"tampered")
+    with pytest.raises(ObjectCorrupt, match=files["model.skops"]):
+        package_mlflow_files(objects, files, "logged model m-1")
+
+
+def test_stored_pickle_is_scanned_and_kept_untrusted(tmp_path: Path, objects, numeric) -> None:
+    """A cloudpickle model read from the store: refused without trust, stored untrusted for a
+    client that cannot say --trust (MLflow's REST API), so loading it needs trust."""
+    import mlflow.sklearn
+    from sklearn.tree import DecisionTreeClassifier
+
+    from shipyard.models.flavors.mlflow import package_mlflow_files
+
+    frame, species = numeric
+    model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(frame, species)
+    mlflow.sklearn.save_model(model, tmp_path / "m", serialization_format="cloudpickle")
+    files = _stored(objects, tmp_path / "m")
+    with pytest.raises(UnsafeModel, match="refusing without trust"):
+        package_mlflow_files(objects, files, "run r1 artifact 'model'")
+    packaged, mapped = package_mlflow_files(objects, files, "run r1 artifact 'model'", untrusted_ok=True)
+    assert (mapped.flavor, packaged.trusted) == ("pickle", False)
+    with pytest.raises(UnsafeModel):
+        load_model(objects, packaged.model_oid, "pickle")
+    assert (load_model(objects, packaged.model_oid, "pickle", trust=True).predict(frame.head(5))
+            == model.predict(frame.head(5))).all()

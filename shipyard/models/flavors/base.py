@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.errors import InputError, ObjectCorrupt, ShipyardError, UnsafeModel
@@ -136,9 +136,7 @@ class Flavor:
     def find_file(self, path: Path) -> Path:
         """The model file inside ``path`` (a file, or a folder holding exactly one such file)."""
         if path.is_file():
-            if not path.name.endswith(self.extensions):
-                raise InputError(f"{path}: a {self.name} model is a {' or '.join(self.extensions)} file, not {path.suffix or 'a file without extension'}",
-                                 hint=f"pass the {self.format_name} file, or the right --flavor")
+            self.check_file_name(path.name, str(path))
             return path
         if not path.is_dir():
             raise InputError(f"{path}: no such model file or folder", hint="train the model first (shipyard run)")
@@ -163,16 +161,32 @@ class Flavor:
         safe format holding types outside its trusted list (``needs_trust`` in the package).
         """
         file = self.find_file(path)
-        data = file.read_bytes()
+        return self.package_bytes(objects, file.name, file.read_bytes(), what=str(file), trust=trust, sample=sample,
+                                  classes=classes, signature=signature, untrusted_ok=untrusted_ok)
+
+    def check_file_name(self, name: str, what: str) -> None:
+        """Refuse a model file whose name does not end with one of this flavor's extensions."""
+        if not name.endswith(self.extensions):
+            suffix = PurePosixPath(name).suffix
+            raise InputError(f"{what}: a {self.name} model is a {' or '.join(self.extensions)} file, not {suffix or 'a file without extension'}",
+                             hint=f"pass the {self.format_name} file, or the right --flavor")
+
+    def package_bytes(self, objects: Any, name: str, data: bytes, *, what: str | None = None, trust: bool = False,
+                      sample: Any = None, classes: list[Any] | None = None, signature: Signature | None = None,
+                      untrusted_ok: bool = False) -> PackagedModel:
+        """``package`` for a model file already in memory (``name`` is its file name, ``what``
+        names it in messages): the same checks, load and signature capture, with no disk read."""
+        what = what or name
+        self.check_file_name(name, what)
         deferred = untrusted_ok and not trust and not self.safe
         if not deferred:
-            self._require_trust(trust, str(file))
-        meta: dict[str, Any] = {"format": FORMAT_VERSION, "flavor": self.name, "file": file.name,
+            self._require_trust(trust, what)
+        meta: dict[str, Any] = {"format": FORMAT_VERSION, "flavor": self.name, "file": name,
                                 "file_oid": hash_bytes(data), "size": len(data), "trusted": bool(trust and not self.safe)}
         if classes is not None:
             meta["classes"] = [_plain(c) for c in classes]
         try:
-            meta.update(self._check(data, str(file), trust))
+            meta.update(self._check(data, what, trust))
         except UnsafeModel as exc:
             # types outside a safe format's trusted list (not a pickle's denied globals) may be
             # stored untrusted for a client that cannot say --trust; loading then needs trust
@@ -183,8 +197,8 @@ class Flavor:
         if signature is not None and sample is None:
             meta["signature"] = signature.to_dict()
         if deferred:
-            return self._store(objects, file.name, data, meta, signature)
-        loaded = LoadedModel(self._load_checked(data, str(file), meta, trust), self, signature, None, meta)
+            return self._store(objects, name, data, meta, signature)
+        loaded = LoadedModel(self._load_checked(data, what, meta, trust), self, signature, None, meta)
         if signature is not None and meta.get("classes") is None and loaded.classes is not None:
             meta["classes"] = loaded.classes
             meta["signature"] = {**signature.to_dict(), "classes": loaded.classes}
@@ -196,13 +210,13 @@ class Flavor:
             except ShipyardError:
                 raise
             except Exception as exc:
-                raise InputError(f"{file}: the model cannot predict on the sample ({type(exc).__name__}: {exc})",
+                raise InputError(f"{what}: the model cannot predict on the sample ({type(exc).__name__}: {exc})",
                                  hint="check model.features and model.target in shipyard.yaml") from exc
             signature = infer_signature(frame, predictions, loaded.classes)
             meta["signature"] = signature.to_dict()
             if meta.get("classes") is None and loaded.classes is not None:
                 meta["classes"] = loaded.classes
-        return self._store(objects, file.name, data, meta, signature)
+        return self._store(objects, name, data, meta, signature)
 
     def _store(self, objects: Any, name: str, data: bytes, meta: dict[str, Any],
                signature: Signature | None) -> PackagedModel:

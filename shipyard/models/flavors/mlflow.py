@@ -22,6 +22,7 @@ is refused with a hint rather than loaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -50,20 +51,33 @@ class MLflowModel:
                 "serialization": self.serialization, "model_id": self.model_id}
 
 
+def _no_mlmodel(where: Any) -> InputError:
+    return InputError(f"{where} holds no {MLMODEL} file, so it is not an MLflow model",
+                      hint="log the model with mlflow.<flavor>.log_model, or register the model file with 'shipyard models register'")
+
+
 def read_mlmodel(folder: Path) -> dict[str, Any]:
     """The parsed MLmodel file of an MLflow model folder (a 400 naming what is wrong otherwise)."""
-    import yaml
-
     path = folder / MLMODEL
     if not path.is_file():
-        raise InputError(f"{folder} holds no {MLMODEL} file, so it is not an MLflow model",
-                         hint="log the model with mlflow.<flavor>.log_model, or register the model file with 'shipyard models register'")
+        raise _no_mlmodel(folder)
+    return parse_mlmodel(path.read_bytes(), str(path))
+
+
+def parse_mlmodel(data: bytes, where: str) -> dict[str, Any]:
+    """An MLmodel document from its bytes (``where`` names it in errors).
+
+    Safe loading only; libyaml's C loader when PyYAML has it, since the pure-Python one costs
+    milliseconds for an MLmodel file on every model version created over MLflow's API.
+    """
+    import yaml
+
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid YAML: {exc}") from exc
+        raise InputError(f"{where} is not valid YAML: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
-        raise InputError(f"{path} has no 'flavors' mapping", hint="is this an MLflow model folder?")
+        raise InputError(f"{where} has no 'flavors' mapping", hint="is this an MLflow model folder?")
     return doc
 
 
@@ -135,6 +149,30 @@ def package_mlflow_model(objects: Any, folder: Path, *, trust: bool = False, sam
     file, mapped = model_file(folder)
     packaged = get_flavor(mapped.flavor).package(objects, file, trust=trust, sample=sample, classes=classes,
                                                   signature=mapped.signature, untrusted_ok=untrusted_ok)
+    return packaged, mapped
+
+
+def package_mlflow_files(objects: Any, files: Mapping[str, str], where: str, *, trust: bool = False,
+                         untrusted_ok: bool = False) -> tuple[PackagedModel, MLflowModel]:
+    """``package_mlflow_model`` for an MLflow model whose files are already in the object store.
+
+    ``files`` maps each file's path inside the model folder to its object id (a logged model's
+    or a run's artifacts, uploaded through the artifact proxy); ``where`` names the folder in
+    errors. The MLmodel and the model file are read from the store (each verified against its
+    hash) and packaged from memory: nothing is copied to disk, and the model file, already
+    stored, is not written again.
+    """
+    from shipyard.models.flavors import get_flavor
+
+    if MLMODEL not in files:
+        raise _no_mlmodel(where)
+    mapped = map_mlmodel(parse_mlmodel(objects.get_bytes(files[MLMODEL]), f"{where}/{MLMODEL}"))
+    oid = files.get(mapped.file)
+    if oid is None:
+        raise InputError(f"the MLmodel names {mapped.file!r}, which is not in the model folder")
+    name = PurePosixPath(mapped.file).name
+    packaged = get_flavor(mapped.flavor).package_bytes(objects, name, objects.get_bytes(oid), what=f"{where}/{mapped.file}",
+                                                       trust=trust, signature=mapped.signature, untrusted_ok=untrusted_ok)
     return packaged, mapped
 
 
