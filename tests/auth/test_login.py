@@ -192,6 +192,28 @@ def test_single_sign_on_without_a_mapped_group_grants_nothing(site, provider) ->
         assert browser.get("/ui/runs").status_code == 403  # ... but with no role on the project
 
 
+def test_single_sign_on_end_to_end_on_the_wired_server(project, provider, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """shipyard server's own app (create_app with auth on) against the mock provider: the OIDC code
+    flow logs carol in with her group's role, audited; the API still refuses her cookie."""
+    from shipyard.server.app import create_app
+
+    for name, value in {"SHIPYARD_OIDC_ISSUER": provider, "SHIPYARD_OIDC_CLIENT_ID": "shipyard",
+                        "SHIPYARD_OIDC_CLIENT_SECRET": "any", "SHIPYARD_OIDC_GROUP_MAP": "ml-team=penguins:editor"}.items():
+        monkeypatch.setenv(name, value)
+    store = project.store
+    service.create_project(store, "penguins", actor="ops")
+    with serve(create_app(project, auth_project="penguins")) as url, httpx.Client(base_url=url, timeout=20) as browser:
+        start = browser.get("/login/oidc", params={"next": "/api/2.0/mlflow/experiments/search"})
+        assert start.status_code == 302 and start.headers["location"].startswith(provider)
+        back = browser.post(start.headers["location"], data={"sub": "carol"})
+        assert back.headers["location"].startswith(url + "/login/oidc/callback")
+        landed = browser.get(back.headers["location"])
+        assert landed.status_code == 303 and landed.headers["location"] == "/api/2.0/mlflow/experiments/search"
+        assert COOKIE in browser.cookies
+        assert browser.get(landed.headers["location"]).status_code == 401  # a cookie never opens the API
+    assert [e.subject for e in events(store, "auth.login")] == ["user:carol"]
+
+
 def test_one_address_is_throttled_across_user_names(store) -> None:  # type: ignore[no-untyped-def]
     service.create_user(store, "alice", password=PASSWORD, actor="ops")
     with serve(build(store, {}, throttle=Throttle(limit=3, window=3600))) as url, \
@@ -231,14 +253,12 @@ def test_the_server_app_takes_the_session_cookie_on_none_of_its_api_routes(proje
     from starlette.routing import Route as StarletteRoute
 
     from shipyard.server.app import collect_routes, create_app
-    from shipyard.server.login import secure
     from tests.auth.test_server_routes import concrete
 
     store = project.store
     service.create_project(store, "penguins", actor="ops")
     service.create_user(store, "alice", password=PASSWORD, admin=True, actor="ops")  # even an admin's cookie
-    app = create_app(project)
-    secure(app, store, "penguins", auth_settings({}))
+    app = create_app(project, auth_project="penguins")  # what shipyard server builds
     api = [r for r in collect_routes() if isinstance(r, StarletteRoute) and "health" not in r.path]
     with serve(app) as url, httpx.Client(base_url=url, timeout=20) as browser:
         assert password_login(browser, "alice", PASSWORD).status_code == 303
