@@ -49,6 +49,75 @@ step "tracking: the newest evaluate run in full"
 shipyard runs show "$(pick "metrics.accuracy IS NOT NULL" | cut -d' ' -f2)"
 step "tracking: the MLflow-compatible API answers in process (shipyard server --get)"
 shipyard server --get "/api/2.0/mlflow/experiments/search" | head -c 400; echo
+
+step "auth: 'shipyard server' with auth on (the default); its first start creates an admin and prints its token once"
+export SHIPYARD_PROJECT=penguins   # the project the server's routes (and the gateway's) belong to
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+srv_port="$(free_port)"
+srv_url="http://127.0.0.1:$srv_port"
+shipyard server --port "$srv_port" --no-monitor > server.log 2>&1 &
+srv_pid=$!
+trap 'kill $srv_pid 2>/dev/null || true' EXIT
+python3 - "$srv_url" <<'PY'
+import sys, time, httpx
+deadline = time.time() + 120
+while True:  # until the server answers its public health route
+    try:
+        if httpx.get(sys.argv[1] + "/health", timeout=2).status_code == 200:
+            break
+    except httpx.HTTPError:
+        pass
+    if time.time() > deadline:
+        sys.exit("shipyard server did not answer: see server.log")
+    time.sleep(0.2)
+PY
+admin_token="$(grep -m1 -oE 'shp_[0-9A-Za-z]+' server.log)"
+sed -E 's/(shp_[0-9A-Za-z]{8})[0-9A-Za-z]+/\1.../' server.log   # the token, shortened for the screen
+
+step "auth: a project editor token for the tracking calls and a viewer token, made with the CLI"
+shipyard users add demo-editor
+shipyard projects grant penguins demo-editor editor
+token_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
+editor_token="$(shipyard tokens create --user demo-editor --project penguins --expires 1d --name demo \
+  --scope runs:read --scope runs:write --scope models:read --scope models:write --json | token_of)"
+shipyard users add demo-viewer
+shipyard projects grant penguins demo-viewer viewer
+viewer_token="$(shipyard tokens create --user demo-viewer --project penguins --expires 1d --name demo \
+  --scope runs:read --scope models:read --scope gateway:invoke --json | token_of)"
+shipyard tokens list
+
+step "auth: the MLflow client logs a run with MLFLOW_TRACKING_TOKEN (Bearer), unchanged otherwise"
+MLFLOW_TRACKING_URI="$srv_url" MLFLOW_TRACKING_TOKEN="$editor_token" python - <<'PY'
+import mlflow
+mlflow.set_experiment("penguins-over-http")
+with mlflow.start_run(run_name="from-the-mlflow-client") as run:
+    mlflow.log_param("model", "random_forest")
+    for step, loss in enumerate((0.9, 0.5, 0.3)):
+        mlflow.log_metric("loss", loss, step=step)
+print("logged run", run.info.run_id, "with the editor's token")
+PY
+
+step "auth: Shipyard's Python API against the server: SHIPYARD_TRACKING_URI and SHIPYARD_TOKEN"
+SHIPYARD_TRACKING_URI="$srv_url" SHIPYARD_TOKEN="$editor_token" python - <<'PY'
+import shipyard
+with shipyard.start_run("from-the-shipyard-api"):
+    shipyard.log_metric("accuracy", 0.97)
+    print("logged run", shipyard.active_run().run_id)
+PY
+
+step "auth: refused calls: no token (401), a viewer's token on a write (403)"
+status() { curl -s -o refused.json -w '%{http_code}' "$@"; }
+code="$(status -X POST "$srv_url/api/2.0/mlflow/runs/create" -H 'Content-Type: application/json' -d '{"experiment_id": "1"}')"
+echo "no token: $code $(cat refused.json)"; test "$code" = 401
+code="$(status -X POST "$srv_url/api/2.0/mlflow/runs/create" -H "Authorization: Bearer $viewer_token" \
+  -H 'Content-Type: application/json' -d '{"experiment_id": "1"}')"
+echo "viewer's token: $code $(cat refused.json)"; test "$code" = 403
+code="$(status "$srv_url/api/2.0/mlflow/experiments/search?max_results=5" -H "Authorization: Bearer $viewer_token")"
+echo "viewer's token on a read: $code"; test "$code" = 200
+test -n "$admin_token"
+kill $srv_pid && wait $srv_pid 2>/dev/null || true
+trap - EXIT
+rm -f refused.json
 # --- end tracking ---
 
 # --- data ---
@@ -144,6 +213,8 @@ deploy:                      # fast steps for the demo; the defaults are 60 s in
   interval: 1s
   min_samples: 40
   rollback_when: {error_rate: "> 0.01", prediction_psi: "> 0.5"}
+serve:
+  auth: token                # predictions need a token with gateway:invoke on the project
 YAML
 register() {  # register the model folder $1 as the next version; prints the version number
   shipyard models register "$gw_model" --path "$1" --no-run --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'
@@ -155,11 +226,13 @@ gw_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0))
 shipyard serve --port "$gw_port" > gateway.log 2>&1 &
 gw_pid=$!
 trap 'kill $gw_pid 2>/dev/null || true' EXIT
+gw_auth="Authorization: Bearer $viewer_token"   # the viewer's token holds gateway:invoke and models:read
 drive() {  # send penguins rows until the rollout of $1 is finished; report client-side failures
-  python - "$gw_port" "$gw_model" <<'PY'
-import asyncio, csv, json, subprocess, sys, time
+  GW_TOKEN="$viewer_token" python - "$gw_port" "$gw_model" <<'PY'
+import asyncio, csv, json, os, subprocess, sys, time
 import httpx
 port, model = sys.argv[1], sys.argv[2]
+auth = {"Authorization": "Bearer " + os.environ["GW_TOKEN"]}
 rows = [{k: (float(v) if k not in ("species", "island", "sex") else v) for k, v in r.items()
          if k != "species" and v != ""} for r in csv.DictReader(open("data/raw.csv"))]
 rows = [r for r in rows if len(r) == 7]
@@ -167,7 +240,7 @@ url = f"http://127.0.0.1:{port}"
 deadline = time.time() + 120
 while time.time() < deadline:  # the champion (and any candidate) loaded and routed
     try:
-        if httpx.get(f"{url}/v2/models/{model}/ready").status_code == 200:
+        if httpx.get(f"{url}/v2/models/{model}/ready", headers=auth).status_code == 200:
             break
     except httpx.HTTPError:
         pass
@@ -177,7 +250,10 @@ def state():
     return json.loads(out.stdout)[0]["state"]
 async def main():
     sent, failed, versions = 0, 0, {}
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    # idle connections expire on the client (2 s) before uvicorn closes them (5 s): a request never
+    # races the server's close of a connection that waited while the rollout status was read
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=auth, limits=limits) as client:
         start = time.time()
         while time.time() - start < 120:
             batch = await asyncio.gather(*[client.post(f"/v1/models/{model}:predict",
@@ -203,6 +279,14 @@ python src/train.py
 good="$(register model/)"
 shipyard deploy "$gw_model@$good" --strategy canary --force --reason "demo: no gates configured"
 drive
+row='{"dataframe_records": [{"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5, "flipper_length_mm": 215, "body_mass_g": 5000, "sex": "female", "year": 2008}]}'
+code="$(curl -s -o refused.json -w '%{http_code}' -X POST "http://127.0.0.1:$gw_port/invocations" -H 'Content-Type: application/json' -d "$row")"
+echo "gateway without a token: $code $(cat refused.json)"; test "$code" = 401
+code="$(curl -s -o refused.json -w '%{http_code}' -X POST "http://127.0.0.1:$gw_port/invocations" -H "Authorization: Bearer $editor_token" \
+  -H 'Content-Type: application/json' -d "$row")"
+echo "gateway with a token that lacks gateway:invoke: $code $(cat refused.json)"; test "$code" = 403
+curl -s -X POST "http://127.0.0.1:$gw_port/invocations" -H "$gw_auth" -H 'Content-Type: application/json' -d "$row"; echo
+rm -f refused.json
 shipyard rollout status "$gw_model"
 test "$(shipyard rollout status "$gw_model" --json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"])')" = promoted
 
@@ -233,7 +317,7 @@ shipyard deploy "$gw_model@$bad" --strategy canary --force --reason "demo: a bad
 drive
 shipyard rollout status "$gw_model"
 test "$(shipyard rollout status "$gw_model" --json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"])')" = rolled_back
-curl -s "http://127.0.0.1:$gw_port/metrics" | grep -E '^shipyard_(candidate_errors|requests)_total' | head -8
+curl -s -H "$gw_auth" "http://127.0.0.1:$gw_port/metrics" | grep -E '^shipyard_(candidate_errors|requests)_total' | head -8
 kill $gw_pid && wait $gw_pid 2>/dev/null || true
 trap - EXIT
 mv .shipyard-yaml.before-gateway shipyard.yaml
