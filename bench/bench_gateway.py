@@ -2,7 +2,7 @@
 
 Each server runs with one uvicorn worker pinned to core 0 (``taskset -c 0``); ``wrk`` runs pinned to
 core 1 (``-t1 -c C -d D --latency``). The sides alternate within each cell, so machine load hits
-them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,iris``).
+them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,iris,auth``).
 
 - **oip**: Open Inference Protocol v2 with tritonclient's own request: the body and
   ``Inference-Header-Content-Length`` header ``tritonclient.http`` builds for ``infer`` (one FP64
@@ -17,6 +17,9 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,ir
   default), without, and ``mlflow models serve``.
 - **iris**: MLflow ``dataframe_split`` with 1 or 100 rows of iris to ``/invocations``: the gateway
   (batching on, the default, and off), FastAPI + pydantic + DataFrame, and mlflow.
+- **auth**: the iris gateway with ``serve.auth: token`` (the enforcement point, a Bearer token
+  checked against the in-memory token table) against the same gateway without auth; target: within
+  5 % in throughput and p99.
 
 The gateway is the real request path (routing table lookup, strategy, parsing, column check,
 predict + top-class score, Prometheus metrics, request log to Parquet off the path). Models are
@@ -138,7 +141,13 @@ def gateway_factory() -> Any:
                                SkopsFileLoader(os.environ["GW_MODEL"], types), poll_interval=1.0),
                       RequestLog(log_dir / "requests", log_dir / "feedback", flush_interval=1.0),
                       GatewaySettings(**batching))
-    return create_app(gateway)
+    app = create_app(gateway)
+    if os.environ.get("GW_AUTH_STATE"):  # the auth scenario: serve.auth: token, as shipyard serve installs it
+        from shipyard.server.security import secure_gateway
+        from shipyard.store import open_store
+
+        secure_gateway(app, open_store(Path(os.environ["GW_AUTH_STATE"])), AUTH_PROJECT)
+    return app
 
 
 def fastapi_factory() -> Any:
@@ -477,7 +486,51 @@ def _scenario_iris(env: dict[str, str], work: Path, models: dict[str, tuple[Path
                ["shipyard-no-batching", "fastapi", "mlflow"])
 
 
-SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris}
+AUTH_PROJECT = "bench"
+
+
+def _auth_store(work: Path) -> tuple[Path, str]:
+    """A fresh store with the project ``bench`` and a token with gateway:invoke on it (a viewer's)."""
+    from shipyard.auth import credentials, service
+    from shipyard.store import open_store
+
+    state = work / "auth-state"
+    shutil.rmtree(state, ignore_errors=True)
+    store = open_store(state)
+    try:
+        service.create_project(store, AUTH_PROJECT, actor="bench")
+        service.create_user(store, "app", actor="bench")
+        service.grant(store, AUTH_PROJECT, "app", "viewer", actor="bench")
+        token = credentials.create_token(store, "app", scopes=["gateway:invoke"], actor="bench")[0]
+    finally:
+        store.close()
+    return state, token
+
+
+def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str, n: int,
+                   seconds: int) -> None:
+    """The same gateway with ``serve.auth: token`` (Bearer token, in-memory token table) and without."""
+    skops, _ = models["iris"]
+    body = _split_body(FEATURES, [ROWS[0]])
+    body_file = work / "body-auth.json"
+    body_file.write_bytes(body)
+    state, token = _auth_store(work)
+    bearer = {**JSON, "Authorization": f"Bearer {token}"}
+    with Servers({**env, "GW_MODEL": str(skops)}) as servers:
+        servers.uvicorn("shipyard-token-auth", "gateway_factory", "/invocations", (body, bearer),
+                        {"GW_AUTH_STATE": str(state)})
+        servers.uvicorn("shipyard-no-auth", "gateway_factory", "/invocations", (body, JSON))
+        cells = _cells(servers, {"shipyard-token-auth": (body_file, bearer), "shipyard-no-auth": (body_file, JSON)},
+                       n, seconds)
+    _table("iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none (batching on)", cells,
+           "shipyard-token-auth", ["shipyard-no-auth"])
+    for conc in sorted({c for _, c in cells}):
+        on, off = cells[("shipyard-token-auth", conc)], cells[("shipyard-no-auth", conc)]
+        print(f"<!-- auth c={conc}: throughput {100 * (on[0] / off[0] - 1):+.1f} %, p99 {on[2]:.2f} vs {off[2]:.2f} ms "
+              f"({100 * (on[2] / off[2] - 1):+.1f} %); target: within 5 % -->")
+
+
+SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth}
 
 
 def run(n: int) -> None:

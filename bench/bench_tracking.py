@@ -7,8 +7,10 @@ In process (each side's own API on its default SQLite store): ``log_metric`` (20
 includes the final flush), ``log_metrics`` batches (10 x 1000 values), runs (100 x start, 2 params,
 1 metric, end) and search over 10,000 runs with a filter and an order. Over REST, MLflow's own
 client against ``shipyard server`` and ``mlflow server`` (both uvicorn on 127.0.0.1): median
-latency of ``log_metric`` calls and ``log_batch`` (10 x 1000 values). Each sample is one worker
-process (bench/tracking_worker.py) timing itself, so interpreter start-up is excluded both ways.
+latency of ``log_metric`` calls and ``log_batch`` (10 x 1000 values); the same two against
+``shipyard server`` with auth on (the client sends the first admin's token) and ``--no-auth``
+(``rest_auth``). Each sample is one worker process (bench/tracking_worker.py) timing itself, so
+interpreter start-up is excluded both ways.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from bench.harness import BENCH, PEERS, WORK, compare, ours_bin, peer_env
 WORKER = str(BENCH / "tracking_worker.py")
 
 
-def _worker(python: str, side: str, task: str, work: Path, uri: str = "") -> float:
-    env = {**os.environ, "PYTHONPATH": "", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
+def _worker(python: str, side: str, task: str, work: Path, uri: str = "", extra: dict[str, str] | None = None) -> float:
+    env = {**os.environ, "PYTHONPATH": "", "MLFLOW_ENABLE_ASYNC_LOGGING": "false", **(extra or {})}
     env.pop("SHIPYARD_TRACKING_URI", None)
     proc = subprocess.run([python, WORKER, side, task, str(work), *([uri] if uri else [])],
                           capture_output=True, text=True, env=env, timeout=1800)
@@ -110,8 +112,64 @@ class Servers:
                 proc.kill()
 
 
+class AuthServers:
+    """Two ``shipyard server`` processes on their own projects: auth on (its default; the first admin
+    token it prints is what the client sends) and ``--no-auth``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.on = self.off = self.token = ""
+
+    def __enter__(self) -> AuthServers:
+        on_port, off_port = _free_port(), _free_port()
+        on = subprocess.Popen([ours_bin(), "server", "--port", str(on_port), "--no-monitor"],
+                              cwd=_project(self.root / "rest-auth-on"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(on)
+        self.procs.append(subprocess.Popen([ours_bin(), "server", "--port", str(off_port), "--no-monitor", "--no-auth"],
+                                           cwd=_project(self.root / "rest-auth-off"), stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL))
+        self.on, self.off = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"
+        try:
+            assert on.stdout is not None
+            for raw in on.stdout:  # the token is printed before the server listens
+                line = raw.decode().strip()
+                if line.startswith("shp_"):
+                    self.token = line
+                if line.startswith("shipyard server on"):
+                    break
+            if not self.token:
+                raise RuntimeError("shipyard server printed no first admin token")
+            _wait(f"{self.on}/health", on)
+            _wait(f"{self.off}/health", self.procs[1])
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _rest_auth(root: Path, client_py: str, n: int) -> None:
+    """REST latency of the MLflow client against shipyard server with auth on (Bearer) vs --no-auth."""
+    with AuthServers(root) as servers:
+        bearer = {"MLFLOW_TRACKING_TOKEN": servers.token}
+        for task, label in (("rest_log_metric", "REST log_metric per call, auth on (token) vs --no-auth"),
+                            ("rest_log_batch", "REST 10 x log_batch(1000), auth on (token) vs --no-auth")):
+            compare(label, lambda t=task: _worker(client_py, "client", t, root, servers.on, bearer),
+                    lambda t=task: _worker(client_py, "client", t, root, servers.off),
+                    "shipyard server --no-auth", n=n)
+
+
 def run(n: int) -> None:
-    """All rows; ``BENCH_TRACKING_ONLY=runs,rest`` limits them (log_metric, log_batch, runs, search, rest)."""
+    """All rows; ``BENCH_TRACKING_ONLY=runs,rest`` limits them (log_metric, log_batch, runs, search, rest,
+    rest_auth)."""
     only = set(filter(None, os.environ.get("BENCH_TRACKING_ONLY", "").split(",")))
     root = WORK / "tracking"
     shutil.rmtree(root, ignore_errors=True)
@@ -132,9 +190,11 @@ def run(n: int) -> None:
         compare(label, lambda t=task: _worker(ours_py, "ours", t, ours_dir),
                 lambda t=task: _worker(peer_py, "mlflow", t, peer_dir), "mlflow 3.17.2", n=n)
 
+    client_py = mlflow_env()[0]
+    if not only or "rest_auth" in only:
+        _rest_auth(root, client_py, n)
     if only and "rest" not in only:
         return
-    client_py = mlflow_env()[0]
     with Servers(root) as servers:
         for task, label in (("rest_log_metric", "REST log_metric, per call (MLflow client)"),
                             ("rest_log_batch", "REST 10 x log_batch(1000) (MLflow client)")):

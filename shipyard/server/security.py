@@ -236,6 +236,12 @@ class Guard:
     realm: str = "shipyard"
     sessions: Sessions | None = None
     _compiled: list[tuple[re.Pattern[str], BaseRoute]] | None = field(default=None, repr=False)
+    # _find's answers by (root path, path, method): the routes are fixed once installed, so the
+    # answer is too; bounded, as the paths come from the network
+    _found: dict[tuple[str, str, str], tuple[Rule | None, dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+
+_FOUND_LIMIT = 4096
 
 
 def install(app: Any, guard: Guard) -> None:
@@ -416,6 +422,18 @@ def _refuse_smuggling(scope: Scope) -> None:
 
 
 def _find(router: Router, guard: Guard, scope: Scope) -> tuple[Rule | None, dict[str, Any]]:
+    """``_find_route``, remembered per (root path, path, method): every prediction of a model asks the same."""
+    key = (scope.get("root_path", ""), scope["path"], scope["method"])
+    found = guard._found.get(key)
+    if found is None:
+        found = _find_route(router, guard, scope)
+        if len(guard._found) >= _FOUND_LIMIT:
+            guard._found.clear()
+        guard._found[key] = found
+    return found[0], dict(found[1])
+
+
+def _find_route(router: Router, guard: Guard, scope: Scope) -> tuple[Rule | None, dict[str, Any]]:
     """The rule of the route Starlette will run; else that of the route the path normalises to.
 
     Like Starlette's router, a full match (path and method) wins over an earlier partial one (path
