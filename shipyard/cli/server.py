@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -61,7 +60,7 @@ def server(
 
         # one in-process request, no socket: the operator already holds the store, as every other
         # command does, so it goes without authentication (and without a first-start admin)
-        application = create_app(workspace, auth_project=None) if _wired(create_app) else create_app(workspace)
+        application = create_app(workspace, auth_project=None)
 
         from shipyard.cli.output import echo
 
@@ -118,11 +117,6 @@ def tls_files(cert: Path | None, key: Path | None) -> dict[str, str]:
     return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 
-def _wired(create_app: Callable[..., Any]) -> bool:
-    """Whether ``create_app`` takes the auth switch (``auth_project``)."""
-    return "auth_project" in inspect.signature(create_app).parameters
-
-
 def _build_app(create_app: Callable[..., Any], workspace: Workspace, host: str, no_auth: bool) -> Any:
     """The server app, with auth on unless --no-auth (allowed on a laptop only); prints the first admin's token."""
     import importlib
@@ -130,16 +124,14 @@ def _build_app(create_app: Callable[..., Any], workspace: Workspace, host: str, 
     from shipyard.cli.output import echo
 
     security = importlib.import_module("shipyard.server.security")
-    wired = _wired(create_app)
-    if no_auth or not wired:
-        # without auth (asked for, or because this build's create_app cannot enforce it yet), serve
-        # only where --no-auth is allowed: a loopback bind with the embedded store; and say so
-        why = "" if no_auth else " (this build's server app does not enforce authentication yet)"
+    if no_auth:
+        # serve without auth only where --no-auth is allowed: a loopback bind with the embedded
+        # store; and say so, on stderr (stdout is for what scripts read)
         from shipyard.store.engine import resolve_url
 
         # the URL only: a refused --no-auth must not first open (and migrate) a shared store
-        echo("warning: " + security.check_no_auth(host, resolve_url(workspace.project.state_dir)) + why, err=True)
-        return create_app(workspace, auth_project=None) if wired else create_app(workspace)
+        echo("warning: " + security.check_no_auth(host, resolve_url(workspace.project.state_dir)), err=True)
+        return create_app(workspace, auth_project=None)
     from shipyard.auth.credentials import first_start
     from shipyard.auth.settings import server_project
 

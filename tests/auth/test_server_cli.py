@@ -137,6 +137,7 @@ def test_no_auth_on_a_laptop_says_so(project, capsys) -> None:  # type: ignore[n
     _build_app(create_app, project, "127.0.0.1", True)
     said = capsys.readouterr()
     assert "authentication is OFF" in said.err and "shp_" not in said.out
+    assert "authentication" not in said.out  # stdout stays clean for what scripts read (server --get's JSON)
 
 
 def test_a_bad_ca_bundle_is_named() -> None:
