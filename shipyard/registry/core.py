@@ -218,6 +218,21 @@ def register(session: Session, name: str, *, model_oid: str, flavor: str, conten
     ``version_with_content`` can find it. Callers that want one version per content check first
     (``registry.project.register_from_project`` does).
     """
+    model, row = record_version(
+        session, name, model_oid=model_oid, flavor=flavor, content_oid=content_oid, run_id=run_id, source=source,
+        signature=signature, profile=profile, profile_oid=profile_oid, lineage=lineage, description=description,
+        size_bytes=size_bytes, trusted=trusted, tags=tags, actor=actor)
+    return _to_versions(session, {model.id: model.name}, [row])[0]
+
+
+def record_version(session: Session, name: str, *, model_oid: str, flavor: str, content_oid: str | None = None,
+                   run_id: str | None = None, source: str | None = None, signature: Signature | None = None,
+                   profile: dict | None = None, profile_oid: str | None = None, lineage: dict | None = None,
+                   description: str | None = None, size_bytes: int = 0, trusted: bool = False,
+                   tags: dict[str, str] | None = None,
+                   actor: str | None = None) -> tuple[repo.RegisteredModel, repo.ModelVersionRow]:
+    """``register`` without reading the version back: the model and the new row (for a caller
+    that answers in its own shape, such as MLflow's ``model-versions/create``)."""
     validate_name(name)
     if run_id is not None:
         runs_repo.get_run(session, run_id)
@@ -231,7 +246,7 @@ def register(session: Session, name: str, *, model_oid: str, flavor: str, conten
     audit.record(session, "model.register", f"{name}@{row.version}",
                  {"model_oid": model_oid, "content_oid": content_oid, "flavor": flavor, "run_id": run_id,
                   "trusted": trusted}, actor=who)
-    return _to_versions(session, {model.id: model.name}, [row])[0]
+    return model, row
 
 
 def set_alias(session: Session, name: str, alias: str, version: int, *, force: bool = False,

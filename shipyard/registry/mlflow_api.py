@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from shipyard import audit
 from shipyard.errors import AlreadyExists, InputError, NotFound, UnsafeModel
 from shipyard.models import EXTERNAL
-from shipyard.registry.core import register, validate_name
+from shipyard.registry.core import record_version, validate_name
 from shipyard.store import registry as repo
 from shipyard.store.registry import now_ms
 
@@ -399,14 +399,15 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
         hidden = {MODEL_ID_TAG: model_id} if model_id else {}
         if run_id and known_run is None:
             hidden[RUN_ID_TAG] = run_id   # MLflow keeps any run_id; ours must name a run we have
-        mv = register(session, name, model_oid=packaged.model_oid if packaged else "",
-                      content_oid=packaged.file_oid if packaged else None,
-                      flavor=packaged.flavor if packaged else EXTERNAL_FLAVOR, run_id=known_run, source=source,
-                      signature=packaged.signature if packaged else None,
-                      lineage=lineage, description=description,
-                      size_bytes=packaged.size_bytes if packaged else 0, trusted=bool(packaged and packaged.trusted),
-                      tags={**checked, **hidden}, actor=actor)
-        return get_version(session, name, mv.version)
+        all_tags = {**checked, **hidden}
+        model, row = record_version(
+            session, name, model_oid=packaged.model_oid if packaged else "",
+            content_oid=packaged.file_oid if packaged else None,
+            flavor=packaged.flavor if packaged else EXTERNAL_FLAVOR, run_id=known_run, source=source,
+            signature=packaged.signature if packaged else None, lineage=lineage, description=description,
+            size_bytes=packaged.size_bytes if packaged else 0, trusted=bool(packaged and packaged.trusted),
+            tags=all_tags, actor=actor)
+        return version_entity(model, row, {}, all_tags)   # a new version: no alias points at it yet
 
 
 def _package_source(workspace: Any, where: Source) -> tuple[Any, dict[str, Any] | None]:
@@ -444,17 +445,19 @@ def download_uri(workspace: Any, name: str, version: int) -> str:
     """MLflow's ``get-download-uri``: a logged model's artifact location for a ``models:/m-...``
     source, the referenced version's for ``models:/NAME/V``, else the source as given."""
     seen: set[tuple[str, int]] = set()
+    source = ""
     while (name, version) not in seen:
         seen.add((name, version))
         with workspace.store.read() as session:
-            mv = get_version(session, name, version)
-        parsed = urllib.parse.urlparse(mv["source"])
+            row = version_of(session, model_of(session, name), version)
+            source, model_id = row.source or "", repo.version_tags_many(session, [row.id])[row.id].get(MODEL_ID_TAG)
+        parsed = urllib.parse.urlparse(source)
         parts = [p for p in parsed.path.split("/") if p]
         if parsed.scheme != "models" or not parts:
-            return mv["source"]
-        if mv.get("model_id") and parts == [mv["model_id"]]:
-            return _logged_model(workspace, mv["source"], mv["model_id"])[0]
+            return source
+        if model_id and parts == [model_id]:
+            return _logged_model(workspace, source, model_id)[0]
         if len(parts) != 2 or not parts[1].isdigit():
-            return mv["source"]
+            return source
         name, version = parts[0], int(parts[1])
-    raise InvalidParameter(f"model version source {mv['source']!r} refers back to itself")
+    raise InvalidParameter(f"model version source {source!r} refers back to itself")

@@ -208,8 +208,9 @@ def create_version(session: Session, model: RegisteredModel, *, model_oid: str, 
     session.add(row)
     model.updated_at = now_ms()
     session.flush()
-    if tags:
-        set_version_tags(session, row.id, tags)
+    if tags:   # a new version has no tags yet: plain inserts
+        session.add_all([ModelVersionTag(version_id=row.id, key=k, value=str(v)) for k, v in tags.items()])
+        session.flush()
     return row
 
 

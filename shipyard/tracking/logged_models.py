@@ -75,15 +75,20 @@ def experiment_artifact_location(exp: repo.Experiment) -> str:
     return exp.artifact_location or f"{PROXY_SCHEME}/{exp.id}"
 
 
+def _record(r: lm.LoggedModel, tags: Mapping[str, str], params: Mapping[str, str],
+            metrics: Sequence[repo.MetricValue]) -> LoggedModel:
+    return LoggedModel(
+        model_id=r.id, experiment_id=r.experiment_id, name=r.name, source_run_id=r.source_run_id, status=r.status,
+        status_message=r.status_message, artifact_location=r.artifact_location, model_type=r.model_type,
+        tags=tags, params=params, creation_timestamp=r.created_at, last_updated_timestamp=r.updated_at,
+        lifecycle_stage=r.lifecycle_stage, metrics=tuple(metrics),
+    )
+
+
 def _records(session: Session, rows: Sequence[lm.LoggedModel]) -> list[LoggedModel]:
     ids = [r.id for r in rows]
     tags, params, metrics = lm.tags_of(session, ids), lm.params_of(session, ids), lm.metrics_of(session, ids)
-    return [LoggedModel(
-        model_id=r.id, experiment_id=r.experiment_id, name=r.name, source_run_id=r.source_run_id, status=r.status,
-        status_message=r.status_message, artifact_location=r.artifact_location, model_type=r.model_type,
-        tags=tags[r.id], params=params[r.id], creation_timestamp=r.created_at, last_updated_timestamp=r.updated_at,
-        lifecycle_stage=r.lifecycle_stage, metrics=tuple(metrics[r.id]),
-    ) for r in rows]
+    return [_record(r, tags[r.id], params[r.id], metrics[r.id]) for r in rows]
 
 
 def check_name(name: str | None) -> None:
@@ -115,11 +120,12 @@ def create(store: Store, experiment_id: int, *, name: str | None = None, source_
             artifact_location=f"{experiment_artifact_location(exp).rstrip('/')}/models/{model_id}/artifacts",
             lifecycle_stage="active", created_at=stamp, updated_at=stamp,
         )
+        # a new model has no tags or params yet: plain inserts, and the answer needs no read back
         session.add(row)
+        session.add_all([lm.LoggedModelTag(model_id=model_id, key=k, value=val) for k, val in clean_tags.items()])
+        session.add_all([lm.LoggedModelParam(model_id=model_id, key=k, value=val) for k, val in clean_params.items()])
         session.flush()
-        lm.set_tags(session, model_id, clean_tags)
-        lm.log_params(session, model_id, clean_params)
-        return _records(session, [row])[0]
+        return _record(row, dict(sorted(clean_tags.items())), dict(sorted(clean_params.items())), ())
 
 
 def finalize(store: Store, model_id: str, status: str) -> LoggedModel:
@@ -238,10 +244,10 @@ def store_artifact(store: Store, objects: ObjectStore, model_id: str, path: str,
     """Keep one uploaded file of a logged model; returns its object id."""
     path = safe_relative(path)
     with store.read() as session:
-        lm.get(session, model_id)
+        lm.get(session, model_id)   # checked before any byte is stored: bad input changes nothing
     oid = objects.put_bytes(data)
     with store.write() as session:
-        lm.get(session, model_id)
+        # logged models are only ever soft-deleted, so the row checked above is still there
         lm.record_artifacts(session, model_id, [(path, oid, len(data))])
     return oid
 
@@ -249,9 +255,9 @@ def store_artifact(store: Store, objects: ObjectStore, model_id: str, path: str,
 def read_artifact(store: Store, objects: ObjectStore, model_id: str, path: str) -> bytes:
     path = safe_relative(path)
     with store.read() as session:
-        lm.get(session, model_id, allow_deleted=True)
         row = session.get(lm.LoggedModelArtifact, (model_id, path))
         if row is None:
+            lm.get(session, model_id, allow_deleted=True)   # an unknown model is named as such
             raise NotFound(f"logged model {model_id} has no artifact {path!r}")
         oid = row.oid
     return objects.get_bytes(oid)
