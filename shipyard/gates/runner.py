@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipyard.config import ShipyardConfig
-from shipyard.errors import ConfigError, InputError, NotFound
+from shipyard.errors import NotFound
 from shipyard.gates.checks import Subject
 from shipyard.gates.verdict import Verdict
 
@@ -38,19 +38,9 @@ def read_eval_set(root: Path, rel: str | None) -> Any:
     """The evaluation set named by model.eval, as a pandas DataFrame (CSV or Parquet)."""
     if not rel:
         return None
-    from shipyard.project import resolve_inside
+    from shipyard.registry.project import read_table
 
-    path = resolve_inside(root, rel, "model.eval")
-    if not path.exists():
-        raise ConfigError(f"model.eval {rel} does not exist", hint="run the pipeline first (shipyard run)")
-    import pandas as pd
-
-    try:
-        if path.is_dir() or path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except Exception as exc:
-        raise InputError(f"cannot read the evaluation set {rel}: {exc}") from exc
+    return read_table(root, rel, "model.eval")
 
 
 @dataclass(frozen=True)
