@@ -11,6 +11,9 @@ $(UV):
 
 setup: $(UV)
 	$(UV) sync --locked --all-extras --group dev --compile-bytecode --quiet
+	@# uv compiles site-packages; our own package is editable, so compile it too (PYTHONDONTWRITEBYTECODE
+	@# machines would otherwise recompile every module of shipyard in every process)
+	$(RUN)/python -m compileall -q -j 0 shipyard
 
 lint: setup
 	$(RUN)/ruff check shipyard tests bench examples
