@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-from shipyard.errors import InputError, did_you_mean
+from shipyard.errors import InputError
+from shipyard.lazy_imports import lookup
 
 if TYPE_CHECKING:
     from shipyard.models.flavors.base import Flavor
@@ -22,11 +22,7 @@ FLAVORS: dict[str, str] = {
 
 def get_flavor(name: str) -> Flavor:
     """The flavor called ``name``; an unknown name lists the known ones."""
-    entry = FLAVORS.get(name)
-    if entry is None:
-        raise InputError(f"unknown model flavor {name!r}", hint=did_you_mean(name, FLAVORS))
-    module, _, attr = entry.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = lookup(FLAVORS, name, "model flavor")
     if cls.name != name:
-        raise InputError(f"flavor table entry {name!r} points at {entry}, whose name is {cls.name!r}")
+        raise InputError(f"flavor table entry {name!r} points at {FLAVORS[name]}, whose name is {cls.name!r}")
     return cls()
