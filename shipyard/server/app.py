@@ -29,6 +29,7 @@ ROUTE_MODULES: list[str] = [
     "shipyard.server.mlflow_artifacts",
     "shipyard.server.mlflow_registry",
     "shipyard.server.mlflow_logged_models",
+    "shipyard.server.operations",
 ]
 
 

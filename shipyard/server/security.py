@@ -255,6 +255,7 @@ def install(app: Any, guard: Guard) -> None:
 # without a row here makes check_routes refuse to start, and tests/auth/test_server_policy.py fail.
 _MLFLOW = "/api/2.0/mlflow"
 _MLFLOW_ARTIFACTS = ["/api/2.0/mlflow-artifacts/artifacts", "/api/2.0/mlflow-artifacts/artifacts/{path:path}"]
+_OPERATIONS = ["/api/v1/triggers/{trigger_id}/approve", "/api/v1/rollouts/{model}/{action}"]
 _READ_RUNS = ["/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/runs/{run_id}/metrics/{key:path}",
               "/api/v1/runs/{run_id}/artifacts/{path:path}"] + [_MLFLOW + p for p in (
     "/experiments/get", "/experiments/get-by-name", "/experiments/search", "/runs/get", "/runs/search",
@@ -324,6 +325,8 @@ def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_P
         ("POST",))
     add([_MLFLOW + "/registered-models/alias"], _alias_permission, ("POST", "DELETE"), body=True)
     add(_MLFLOW_ARTIFACTS, _artifact_permission, _READ_METHODS + _WRITE_METHODS)
+    # approving a retrain trigger and steering a rollout change what serves: maintainers (deploy:write)
+    add(_OPERATIONS, "deploy:write", ("POST",))
     for path in public_paths:
         table[path] = {ALL_METHODS: PUBLIC}
     return Policy(table)

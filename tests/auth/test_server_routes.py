@@ -20,7 +20,8 @@ from shipyard.server.login import LOGIN_PUBLIC_PATHS
 from shipyard.server.security import SERVER_PUBLIC_PATHS, Policy, RequestView, server_policy
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-PARAMS = {"run_id": "0" * 32, "key": "loss", "path": "model/a.txt", "model_id": "m-0", "tag_key": "k"}
+PARAMS = {"run_id": "0" * 32, "key": "loss", "path": "model/a.txt", "model_id": "m-0", "tag_key": "k", "trigger_id": "1",
+          "model": "penguin-species", "action": "abort"}
 ALL = ["runs:read", "runs:write", "models:read", "models:write", "models:promote", "deploy:write", "gateway:invoke",
        "audit:read"]
 
