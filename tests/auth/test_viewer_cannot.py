@@ -1,6 +1,7 @@
 """What a viewer cannot do over HTTP, through the wired server (``create_app(auth_project=...)``) on
 uvicorn, with the real MLflow client: move an alias (the champion or any other), upload an artifact
-(Shipyard's run route, MLflow's artifact proxy for runs and for logged models). Nothing changes.
+(Shipyard's run route, MLflow's artifact proxy for runs and for logged models), approve a retrain
+trigger or pause/promote/abort a rollout (an editor cannot either: deploy:write). Nothing changes.
 
 A token's scopes narrow its owner's role: an editor token limited to runs:write uploads a run's files
 but not a logged model's (they sit under the same proxy route; the path decides).
@@ -114,3 +115,57 @@ def test_a_logged_models_files_need_models_write(server, monkeypatch) -> None:  
     viewer = {"Authorization": f"Bearer {made['viewer']}"}
     assert httpx.put(model_file, content=b"changed", headers=viewer).status_code == 403
     assert httpx.get(model_file, headers=viewer).content == b"flavors: {}"
+
+
+def _post(url: str, path: str, token: str) -> httpx.Response:
+    return httpx.post(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def test_only_a_maintainer_approves_a_trigger(server) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.store import monitoring as repo
+
+    url, made, store = server
+    with store.write() as session:  # a retrained, gated version waiting for a person (as the monitor leaves it)
+        waiting = repo.add_trigger(session, model="penguins", kind="rule", source="rule drift",
+                                   state="awaiting_approval", reason="", fired=[], result={"version": 7}).id
+    for who in ("viewer", "editor"):
+        refused = _post(url, f"/api/v1/triggers/{waiting}/approve", made[who])
+        assert refused.status_code == 403 and "deploy:write" in refused.json()["message"], refused.text
+    with store.read() as session:
+        assert session.get(repo.Trigger, waiting).state == "awaiting_approval"  # type: ignore[union-attr]
+    approved = _post(url, f"/api/v1/triggers/{waiting}/approve", made["maintainer"])
+    # accepted, so the rollout started; it fails here as penguins@7 was never registered in this project
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "failed" and "penguins@7" in approved.json()["reason"]
+    again = _post(url, f"/api/v1/triggers/{waiting}/approve", made["maintainer"])
+    assert again.status_code == 409 and "not awaiting approval" in again.json()["message"], again.text
+    missing = _post(url, "/api/v1/triggers/999/approve", made["maintainer"])
+    assert missing.status_code == 404 and "no trigger #999" in missing.json()["message"]
+    bad = _post(url, "/api/v1/triggers/seven/approve", made["maintainer"])
+    assert bad.status_code == 400 and "trigger_id" in bad.json()["message"]
+
+
+def test_only_a_maintainer_aborts_a_rollout(server) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.store import serving as repo
+
+    url, made, store = server
+    with store.write() as session:  # a canary of version 2 against champion 1, at its first step
+        rollout = repo.create_deployment(session, model="penguin-species", candidate=2, champion=1, strategy="canary",
+                                         state="running", step=0, settings={"steps": [10, 100]}).id
+    for who in ("viewer", "editor"):
+        for action in ("abort", "pause", "promote"):
+            refused = _post(url, f"/api/v1/rollouts/penguin-species/{action}", made[who])
+            assert refused.status_code == 403 and "deploy:write" in refused.json()["message"], refused.text
+    with store.read() as session:
+        assert repo.get_deployments(session, [rollout])[rollout].state == "running"
+    wrong = _post(url, "/api/v1/rollouts/penguin-species/resume", made["maintainer"])
+    assert wrong.status_code == 409 and f"#{rollout}" in wrong.json()["message"], wrong.text
+    unknown = _post(url, "/api/v1/rollouts/penguin-species/restart", made["maintainer"])
+    assert unknown.status_code == 404 and "action" in unknown.json()["message"]
+    aborted = _post(url, "/api/v1/rollouts/penguin-species/abort", made["maintainer"])
+    assert aborted.status_code == 200, aborted.text
+    assert aborted.json()["deployment"] == rollout and aborted.json()["to"] == "aborted"
+    with store.read() as session:
+        assert repo.get_deployments(session, [rollout])[rollout].state == "aborted"
+    gone = _post(url, "/api/v1/rollouts/penguin-species/abort", made["maintainer"])
+    assert gone.status_code == 404 and "no running or paused rollout" in gone.json()["message"]
