@@ -21,15 +21,10 @@ DEFAULT_IMAGE = "shipyard-gateway:latest"
 
 def _controller(ws: Any) -> Any:
     from shipyard.config import load_config
-    from shipyard.rollout.controller import Controller
-    from shipyard.rollout.ports import RegistryAdapter, notifier_for
-    from shipyard.serving.requestlog import feedback_root, requests_root
+    from shipyard.rollout.controller import build_controller
 
     cfg = load_config(ws.project.config_path) if ws.project.config_path.is_file() else None
-    state, where = ws.project.state_dir, cfg.deploy.request_log if cfg is not None else None
-    return Controller(ws.store, RegistryAdapter(), requests_root=requests_root(state, where, ws.project.root),
-                      feedback_root=feedback_root(state, where, ws.project.root),
-                      notify=notifier_for(list(cfg.notify) if cfg else []))
+    return build_controller(ws, cfg)
 
 
 def _deploy_settings(ws: Any) -> Any:

@@ -392,3 +392,17 @@ class ControllerLoop:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+
+def build_controller(ws: Any, cfg: Any | None) -> Controller:
+    """The rollout controller of a workspace, as every interface builds it: the project's store,
+    the registry, the request log where ``deploy.request_log`` puts it, and the configured notifiers
+    (``cfg`` is the project's ShipyardConfig, or None when it has no shipyard.yaml)."""
+    from shipyard.rollout.ports import RegistryAdapter, notifier_for
+    from shipyard.serving.requestlog import feedback_root, requests_root
+
+    state, root = ws.project.state_dir, ws.project.root
+    where = cfg.deploy.request_log if cfg is not None else None
+    return Controller(ws.store, RegistryAdapter(), requests_root=requests_root(state, where, root),
+                      feedback_root=feedback_root(state, where, root),
+                      notify=notifier_for(list(cfg.notify) if cfg is not None else []))

@@ -56,14 +56,9 @@ def _approve(ws: Any, trigger_id: int) -> dict[str, Any]:
 
 def _controller(ws: Any) -> Any:
     """The rollout controller over the project's store, as ``shipyard rollout`` builds it."""
-    from shipyard.rollout.controller import Controller
-    from shipyard.rollout.ports import RegistryAdapter, notifier_for
-    from shipyard.serving.requestlog import feedback_root, requests_root
+    from shipyard.rollout.controller import build_controller
 
-    cfg = _config(ws)
-    state, where, root = ws.project.state_dir, cfg.deploy.request_log, ws.project.root
-    return Controller(ws.store, RegistryAdapter(), requests_root=requests_root(state, where, root),
-                      feedback_root=feedback_root(state, where, root), notify=notifier_for(list(cfg.notify)))
+    return build_controller(ws, _config(ws))
 
 
 def _act(ws: Any, model: str, action: str) -> dict[str, Any]:
