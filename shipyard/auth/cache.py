@@ -76,12 +76,13 @@ class TokenCache:
 
     def check(self, token: str) -> TokenCheck:
         """The principal a token stands for, or the reason it is refused."""
-        if not tokens.well_formed(token):
-            return TokenCheck(None, "the token is malformed (wrong prefix, length or checksum)")
-        if self.stale:
+        # every stored token is well formed, so a hit needs no checksum: it only names a miss's reason
+        if self.stale and tokens.well_formed(token):
             self.refresh(only_if_stale=True)
         entry = self._entries.get(tokens.token_hash(token))
         if entry is None:
+            if not tokens.well_formed(token):
+                return TokenCheck(None, "the token is malformed (wrong prefix, length or checksum)")
             return TokenCheck(None, "the token is unknown or was revoked")
         now = self._clock()
         if entry.expires_at is not None and entry.expires_at <= now:
