@@ -238,7 +238,8 @@ class Guard:
     _compiled: list[tuple[re.Pattern[str], BaseRoute]] | None = field(default=None, repr=False)
     # _find's answers by (root path, path, method): the routes are fixed once installed, so the
     # answer is too; bounded, as the paths come from the network
-    _found: dict[tuple[str, str, str], tuple[Rule | None, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _found: dict[tuple[str, str, str], tuple[Rule | None, dict[str, Any], str]] = field(default_factory=dict,
+                                                                                        repr=False)
 
 
 _FOUND_LIMIT = 4096
@@ -424,16 +425,17 @@ def _refuse_smuggling(scope: Scope) -> None:
         raise Denied(400, "INVALID_PARAMETER_VALUE", "path: '.' and '..' segments are refused")
 
 
-def _find(router: Router, guard: Guard, scope: Scope) -> tuple[Rule | None, dict[str, Any]]:
-    """``_find_route``, remembered per (root path, path, method): every prediction of a model asks the same."""
+def _find(router: Router, guard: Guard, scope: Scope) -> tuple[Rule | None, dict[str, Any], str]:
+    """``_find_route`` and the normalised path, remembered per (root path, path, method): every
+    prediction of a model asks the same."""
     key = (scope.get("root_path", ""), scope["path"], scope["method"])
     found = guard._found.get(key)
     if found is None:
-        found = _find_route(router, guard, scope)
+        found = (*_find_route(router, guard, scope), normalise(scope["path"]))
         if len(guard._found) >= _FOUND_LIMIT:
             guard._found.clear()
         guard._found[key] = found
-    return found[0], dict(found[1])
+    return found[0], dict(found[1]), found[2]
 
 
 def _find_route(router: Router, guard: Guard, scope: Scope) -> tuple[Rule | None, dict[str, Any]]:
@@ -511,7 +513,8 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
     return check.principal
 
 
-async def _view(scope: Scope, receive: Receive, rule: Rule, params: dict[str, Any]) -> tuple[RequestView, Receive]:
+async def _view(scope: Scope, receive: Receive, rule: Rule, params: dict[str, Any],
+                path: str) -> tuple[RequestView, Receive]:
     """The request as the rule sees it; with ``body``, the body is read once and replayed to the app."""
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
     data: dict[str, Any] = {}
@@ -523,7 +526,7 @@ async def _view(scope: Scope, receive: Receive, rule: Rule, params: dict[str, An
             parsed = {}  # the endpoint reports the malformed body; the rule sees no fields (fail closed)
         data = parsed if isinstance(parsed, dict) else {}
         receive = _replay(raw)
-    return RequestView(scope["method"], normalise(scope["path"]), params, query, data), receive
+    return RequestView(scope["method"], path, params, query, data), receive
 
 
 async def csrf_token_of(scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
@@ -599,7 +602,7 @@ class AuthMiddleware:
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Return the receive channel to call the app with, or raise Denied."""
         _refuse_smuggling(scope)
-        rule, params = _find(self.router, self.guard, scope)
+        rule, params, path = _find(self.router, self.guard, scope)
         if rule is not None and rule.permission is None:
             return receive  # an allowlisted public route (check_routes holds the allowlist)
         principal = await authenticate(self.guard, scope)
@@ -613,7 +616,7 @@ class AuthMiddleware:
                 raise Denied(401, "UNAUTHENTICATED", "no credentials: send 'Authorization: Bearer <token>'")
             self._hand_over(scope, principal)
             return receive
-        view, receive = await _view(scope, receive, rule, params)
+        view, receive = await _view(scope, receive, rule, params, path)
         permission, project = await _resolve(rule, view)
         decision = decide(principal, permission, project)
         if not decision.allowed:
