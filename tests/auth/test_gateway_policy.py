@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.auth import credentials, service
 from shipyard.auth.cache import TokenCache
 from shipyard.server.security import (
     Guard,
@@ -16,6 +15,7 @@ from shipyard.server.security import (
     install,
 )
 from shipyard.serving.routing import single_table
+from tests.auth.people import gateway_tokens
 from tests.serving.conftest import Harness
 from tests.serving.models import ROW, iris_classifier
 
@@ -29,17 +29,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def gateway(store, tmp_path: Path):  # type: ignore[no-untyped-def]
-    for name in ("penguins", "iris"):
-        service.create_project(store, name, actor="ops")
-    service.create_user(store, "app", actor="ops")
-    service.grant(store, "penguins", "app", "viewer", actor="ops")
-    service.create_user(store, "olga", actor="ops")
-    service.grant(store, "iris", "olga", "maintainer", actor="ops")
-    tokens = {
-        "invoke": credentials.create_token(store, "app", scopes=["gateway:invoke"], actor="ops")[0],
-        "read_only": credentials.create_token(store, "app", scopes=["models:read"], actor="ops")[0],
-        "other_project": credentials.create_token(store, "olga", scopes=["gateway:invoke"], actor="ops")[0],
-    }
+    tokens = gateway_tokens(store)
     h = Harness(tmp_path / "gw", {("iris", 1): iris_classifier()}, {"iris": single_table("iris", 1)})
     check_routes(h.app, gateway_policy("penguins"), gateway_public_paths())
     install(h.app, Guard(gateway_policy("penguins"), TokenCache(store), public_paths=gateway_public_paths()))

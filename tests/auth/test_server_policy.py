@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from shipyard.auth import credentials, service
 from shipyard.server.app import collect_routes, create_app
 from shipyard.server.security import SERVER_PUBLIC_PATHS, check_routes, server_policy
 from tests.auth.live import serve
+from tests.auth.people import role_tokens
 
 ALL = ["runs:read", "runs:write", "models:read", "models:write", "models:promote", "deploy:write", "gateway:invoke",
        "audit:read"]
@@ -26,12 +26,7 @@ def test_every_route_of_the_server_is_declared() -> None:
 @pytest.fixture
 def server(project) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
     store = project.store
-    service.create_project(store, "penguins", actor="ops")
-    made = {}
-    for name, role in (("vera", "viewer"), ("eddie", "editor"), ("mia", "maintainer")):
-        service.create_user(store, name, actor="ops")
-        service.grant(store, "penguins", name, role, actor="ops")
-        made[role] = credentials.create_token(store, name, scopes=ALL, actor="ops")[0]
+    made = role_tokens(store, ALL)
     with serve(create_app(project, auth_project="penguins")) as url:
         yield url, made
 

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from requests import HTTPError
 
-from shipyard.auth import credentials, service
+from shipyard.auth import credentials
 from shipyard.server.app import create_app
 from tests.auth.live import serve
+from tests.auth.people import role_tokens
 
 ALL = ["runs:read", "runs:write", "models:read", "models:write", "models:promote", "deploy:write", "gateway:invoke",
        "audit:read"]
@@ -28,12 +29,7 @@ ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 @pytest.fixture
 def server(project) -> Iterator[tuple[str, dict[str, str], object]]:  # type: ignore[no-untyped-def]
     store = project.store
-    service.create_project(store, "penguins", actor="ops")
-    made = {}
-    for name, role in (("vera", "viewer"), ("eddie", "editor"), ("mia", "maintainer")):
-        service.create_user(store, name, actor="ops")
-        service.grant(store, "penguins", name, role, actor="ops")
-        made[role] = credentials.create_token(store, name, scopes=ALL, actor="ops")[0]
+    made = role_tokens(store, ALL)
     made["runs_only"] = credentials.create_token(store, "eddie", scopes=["runs:read", "runs:write"], actor="ops")[0]
     with serve(create_app(project, auth_project="penguins")) as url:
         yield url, made, project.store

@@ -18,10 +18,10 @@ import httpx
 import pytest
 import trustme
 
-from shipyard.auth import credentials, service
 from shipyard.auth.settings import client_options
 from shipyard.project import Project
 from shipyard.workspace import Workspace
+from tests.auth.people import gateway_tokens
 from tests.conftest import shipyard_bin
 from tests.e2e.gateway_live import free_port, iris_rows
 from tests.serving.project_models import register_iris
@@ -51,17 +51,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
     ws = Workspace(Project(root))
     register_iris(ws, scratch, strengths=(1.0,))
     store = ws.store
-    for project in ("penguins", "iris"):
-        service.create_project(store, project, actor="ops")
-    service.create_user(store, "app", actor="ops")
-    service.grant(store, "penguins", "app", "viewer", actor="ops")
-    service.create_user(store, "olga", actor="ops")
-    service.grant(store, "iris", "olga", "maintainer", actor="ops")
-    tokens = {
-        "invoke": credentials.create_token(store, "app", scopes=["gateway:invoke"], actor="ops")[0],
-        "read_only": credentials.create_token(store, "app", scopes=["models:read"], actor="ops")[0],
-        "other_project": credentials.create_token(store, "olga", scopes=["gateway:invoke"], actor="ops")[0],
-    }
+    tokens = gateway_tokens(store)
     ws.close()
     pki = _pki(scratch)
     port = free_port()

@@ -1,0 +1,32 @@
+"""The users, roles and tokens that several auth tests start from."""
+
+from __future__ import annotations
+
+from shipyard.auth import credentials, service
+from shipyard.store import Store
+
+
+def role_tokens(store: Store, scopes: list[str]) -> dict[str, str]:
+    """Project penguins with vera (viewer), eddie (editor) and mia (maintainer): a token of each by role."""
+    service.create_project(store, "penguins", actor="ops")
+    made = {}
+    for name, role in (("vera", "viewer"), ("eddie", "editor"), ("mia", "maintainer")):
+        service.create_user(store, name, actor="ops")
+        service.grant(store, "penguins", name, role, actor="ops")
+        made[role] = credentials.create_token(store, name, scopes=scopes, actor="ops")[0]
+    return made
+
+
+def gateway_tokens(store: Store) -> dict[str, str]:
+    """Projects penguins and iris; app views penguins, olga maintains iris: the gateway's three tokens."""
+    for name in ("penguins", "iris"):
+        service.create_project(store, name, actor="ops")
+    service.create_user(store, "app", actor="ops")
+    service.grant(store, "penguins", "app", "viewer", actor="ops")
+    service.create_user(store, "olga", actor="ops")
+    service.grant(store, "iris", "olga", "maintainer", actor="ops")
+    return {
+        "invoke": credentials.create_token(store, "app", scopes=["gateway:invoke"], actor="ops")[0],
+        "read_only": credentials.create_token(store, "app", scopes=["models:read"], actor="ops")[0],
+        "other_project": credentials.create_token(store, "olga", scopes=["gateway:invoke"], actor="ops")[0],
+    }
