@@ -110,8 +110,8 @@ def eval_when(tree: Any, metrics: dict[str, Any]) -> bool | None:
     op = tree[0]
     if op == "cmp":
         value = metrics.get(tree[1])
-        if value is None or isinstance(value, bool | str):
-            return None if not isinstance(value, bool) else _OPS[tree[2]](float(value), tree[3])
+        if value is None or isinstance(value, str):
+            return None
         return _OPS[tree[2]](float(value), tree[3])
     if op == "not":
         inner = eval_when(tree[1], metrics)
