@@ -80,9 +80,7 @@ def parse_oip(body: bytes, request: Request) -> Parsed:
 
 
 def parse_mlflow_json(body: bytes, request: Request) -> Parsed:
-    doc = codec.loads(body)
-    inputs = codec.parse_mlflow(doc)
-    return Parsed(inputs, next((k for k in codec.MLFLOW_KEYS if k in doc), "body"))
+    return Parsed(*scoring.parse_json(body))
 
 
 def parse_scoring(body: bytes, request: Request) -> Parsed:

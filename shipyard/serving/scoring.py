@@ -24,9 +24,13 @@ def parse_invocation(body: bytes, content_type: str | None) -> tuple[Inputs, str
     mime = _mime(content_type)
     if mime == CSV:
         return _csv(body), "body"
+    return parse_json(body)
+
+
+def parse_json(body: bytes) -> tuple[Inputs, str]:
+    """The inputs of one MLflow JSON body and the key its rows came from."""
     doc = codec.loads(body)
-    inputs = codec.parse_mlflow(doc)
-    return inputs, next((k for k in codec.MLFLOW_KEYS if k in doc), "body")
+    return codec.parse_mlflow(doc), next((k for k in codec.MLFLOW_KEYS if k in doc), "body")
 
 
 def _mime(content_type: str | None) -> str:
