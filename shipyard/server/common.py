@@ -8,12 +8,21 @@ from typing import Any, TypeVar
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.routing import Route
 
 from shipyard.errors import InputError
 from shipyard.server.errors import MalformedRequest, RequestTooLarge
 from shipyard.tracking.validation import MAX_REQUEST_BYTES
 
 T = TypeVar("T")
+
+MLFLOW_V2_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+
+
+def mlflow_routes(endpoints: list[tuple[str, Callable[..., Any], list[str]]]) -> list[Route]:
+    """Each ``(path, endpoint, methods)`` mounted under both MLflow 2.0 prefixes (REST and ajax)."""
+    return [Route(prefix + path, endpoint, methods=methods)
+            for prefix in MLFLOW_V2_PREFIXES for path, endpoint, methods in endpoints]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

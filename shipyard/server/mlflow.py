@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from shipyard.errors import AlreadyExists, InputError, NotFound, PathEscapeError
-from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param
+from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param, mlflow_routes
 from shipyard.server.errors import json_response
 from shipyard.store import runs as repo
 from shipyard.store.runs import MetricValue, now_ms
@@ -30,7 +29,6 @@ from shipyard.tracking import logged_models, search, service
 from shipyard.tracking import validation as v
 from shipyard.tracking.paths import safe_relative
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 VIEW_TYPES = {"ACTIVE_ONLY": "active", "DELETED_ONLY": "deleted", "ALL": "all", "1": "active", "2": "deleted", "3": "all"}
 
 
@@ -691,5 +689,4 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/artifacts/list", artifacts_list, ["GET"]),
 ]
 
-routes = [Route(prefix + path, endpoint, methods=methods)
-          for prefix in PREFIXES for path, endpoint, methods in _ENDPOINTS]
+routes = mlflow_routes(_ENDPOINTS)

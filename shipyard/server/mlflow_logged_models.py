@@ -15,16 +15,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from shipyard.errors import InputError
-from shipyard.server.common import in_thread, invalid_value, json_body, mlflow_param
+from shipyard.server.common import in_thread, invalid_value, json_body, mlflow_param, mlflow_routes
 from shipyard.server.errors import json_response
 from shipyard.tracking import logged_models as service
 from shipyard.tracking.paths import safe_relative
 from shipyard.tracking.validation import json_number
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 # proto enum LoggedModelStatus <-> our status
 STATUS_NAMES = {"PENDING": "LOGGED_MODEL_PENDING", "READY": "LOGGED_MODEL_READY", "FAILED": "LOGGED_MODEL_UPLOAD_FAILED"}
 _STATUS_IN = {**{v: k for k, v in STATUS_NAMES.items()}, "1": "PENDING", "2": "READY", "3": "FAILED"}
@@ -167,5 +165,4 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/logged-models/{model_id}/artifacts/directories", list_artifacts, ["GET"]),
 ]
 
-routes = [Route(prefix + path, endpoint, methods=methods)
-          for prefix in PREFIXES for path, endpoint, methods in _ENDPOINTS]
+routes = mlflow_routes(_ENDPOINTS)

@@ -20,16 +20,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from shipyard.errors import CheckFailed
 from shipyard.registry import mlflow_api as api
 from shipyard.registry import search
 from shipyard.registry.mlflow_api import InvalidParameter, invalid_value
-from shipyard.server.common import in_thread, json_body
+from shipyard.server.common import in_thread, json_body, mlflow_routes
 from shipyard.server.errors import json_response
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 _SEE_DOCS = " See the API docs for more information about request parameters."
 
 
@@ -305,5 +303,4 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/registered-models/alias", alias_get, ["GET"]),
 ]
 
-routes = [Route(prefix + path, endpoint, methods=methods)
-          for prefix in PREFIXES for path, endpoint, methods in _ENDPOINTS]
+routes = mlflow_routes(_ENDPOINTS)
