@@ -104,12 +104,17 @@ class Servers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(self.procs)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate each server, killing one that has not exited within 20 s."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 class AuthServers:
@@ -148,12 +153,7 @@ class AuthServers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(self.procs)
 
 
 def _rest_auth(root: Path, client_py: str, n: int) -> None:
