@@ -30,6 +30,7 @@ ROUTE_MODULES: list[str] = [
     "shipyard.server.mlflow_registry",
     "shipyard.server.mlflow_logged_models",
     "shipyard.server.operations",
+    "shipyard.server.ui",
 ]
 
 
@@ -68,6 +69,7 @@ def create_app(workspace: Workspace, *, modules: list[str] | None = None, auth_p
     app = Starlette(routes=collect_routes(modules), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.workspace = workspace
     app.state.login = None
+    app.state.project = auth_project or workspace.project.root.name
     if auth_project is not None:
         from shipyard.server.login import secure
 

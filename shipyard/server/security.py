@@ -328,9 +328,19 @@ def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_P
     add(_MLFLOW_ARTIFACTS, _artifact_permission, _READ_METHODS + _WRITE_METHODS)
     # approving a retrain trigger and steering a rollout change what serves: maintainers (deploy:write)
     add(_OPERATIONS, "deploy:write", ("POST",))
+    _add_pages(table, project)
     for path in public_paths:
         table[path] = {ALL_METHODS: PUBLIC}
     return Policy(table)
+
+
+def _add_pages(table: dict[str, dict[str, Rule]], project: ProjectSource) -> None:
+    """The web UI's pages (``shipyard.server.ui``: each page module's ``permissions``), cookie allowed."""
+    from shipyard.server.ui import page_permissions
+
+    for path, per_method in page_permissions().items():
+        for method, permission in per_method.items():
+            table.setdefault(path, {})[method] = Rule(permission, project, page=True)
 
 
 # ``shipyard serve`` (the gateway) with ``serve.auth: token``. Health probes stay open for load

@@ -1,0 +1,52 @@
+// Shipyard's page script: the CSRF header on htmx requests, and charts drawn from data the server sent.
+//
+// A chart is an element <div class="chart" data-chart='{"title": ..., "x": [...], "series":
+// [{"label": ..., "y": [...]}], "xlabel": ..., "ylabel": ..., "log": false}'></div>: the server has
+// already downsampled the series, the browser only draws. null in a y array is a gap.
+(function () {
+  "use strict";
+  const palette = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d",
+                   "#364fc7", "#a61e4d"];
+
+  function csrf() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function draw(el) {
+    if (el.dataset.drawn || !window.uPlot) return;
+    const spec = JSON.parse(el.dataset.chart);
+    const series = [{label: spec.xlabel || "step"}].concat(spec.series.map(function (s, i) {
+      return {label: s.label, stroke: s.color || palette[i % palette.length], width: 1.5, spanGaps: false,
+              points: {show: spec.x.length < 60}};
+    }));
+    const data = [spec.x].concat(spec.series.map(function (s) { return s.y; }));
+    const opts = {
+      title: spec.title || "", width: Math.max(300, el.clientWidth || 600), height: spec.height || 220,
+      series: series, scales: {x: {time: !!spec.time}, y: spec.log ? {distr: 3} : {}},
+      axes: [{label: spec.xlabel || ""}, {label: spec.ylabel || ""}],
+    };
+    el.dataset.drawn = "1";
+    new uPlot(opts, data, el);
+  }
+
+  function drawAll(root) {
+    (root || document).querySelectorAll(".chart[data-chart]").forEach(draw);
+  }
+
+  // the links the MLflow client prints after every run: /#/experiments/<id>/runs/<run id>
+  const mlflowLink = /^#\/experiments\/([^/]+)(?:\/runs\/([^/?]+))?/.exec(location.hash);
+  if (location.pathname === "/" && mlflowLink) {
+    location.replace(mlflowLink[2] ? "/runs/" + encodeURIComponent(mlflowLink[2])
+                                   : "/runs?experiment=" + encodeURIComponent(mlflowLink[1]));
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.body.addEventListener("htmx:configRequest", function (event) {
+      event.detail.headers["X-CSRF-Token"] = csrf();
+    });
+    document.body.addEventListener("htmx:afterSettle", function (event) { drawAll(event.target); });
+    drawAll(document);
+  });
+  window.Shipyard = {drawCharts: drawAll};
+})();
