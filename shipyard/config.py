@@ -33,6 +33,7 @@ from shipyard.conditions import parse_condition, parse_when, when_metrics
 from shipyard.cron import parse_cron, zone_of
 from shipyard.durations import parse_duration
 from shipyard.errors import ConfigError, did_you_mean
+from shipyard.features.config import FeaturesSection, StageFeatures
 from shipyard.validation_errors import explain_validation
 from shipyard.yaml_positions import LoadedYaml, dotted_key, load_yaml
 
@@ -93,6 +94,8 @@ class Stage(Frozen):
     matrix: dict[str, list[Any] | str] | None = None
     do: dict[str, Any] | None = None
     desc: str | None = None
+    # feature views read before the stage runs (shipyard.features; docs/guide/features.md)
+    features: StageFeatures | None = None
 
     @model_validator(mode="after")
     def _has_a_body(self) -> Stage:
@@ -485,6 +488,7 @@ class ShipyardConfig(Frozen):
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     notify: list[Notifier] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
+    features: FeaturesSection | None = None
 
 
 def interpolate_env(value: Any, loaded: LoadedYaml, loc: tuple[str | int, ...] = ()) -> Any:
