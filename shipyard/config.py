@@ -74,6 +74,39 @@ class OutOptions(Frozen):
     desc: str | None = None
 
 
+class StageResources(Frozen):
+    """What a stage asks of the machine that runs it, handed to orchestrators (``shipyard export``).
+
+    ``cpu`` in cores (``2``, ``0.5`` or ``"500m"``), ``memory`` as Kubernetes writes it (``"4Gi"``,
+    ``"512M"``), ``gpu`` a count. The local executor runs a stage in the current machine as is.
+    """
+
+    cpu: int | float | str | None = None
+    memory: str | None = None
+    gpu: int | None = Field(None, ge=0)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: int | float | str | None) -> int | float | str | None:
+        if value is None:
+            return None
+        text = str(value)
+        number = text[:-1] if text.endswith("m") else text
+        try:
+            if float(number) <= 0:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"cpu must be a positive number of cores (2, 0.5) or millicores ('500m'), got {value!r}") from None
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?", value):
+            raise ValueError(f"memory must be a size such as '4Gi' or '512M', got {value!r}")
+        return value
+
+
 class Stage(Frozen):
     """One pipeline stage, as written in ``pipeline.stages``.
 
@@ -96,6 +129,9 @@ class Stage(Frozen):
     desc: str | None = None
     # feature views read before the stage runs (shipyard.features; docs/guide/features.md)
     features: StageFeatures | None = None
+    # for orchestrators that run each stage as a step (shipyard export kfp|airflow)
+    resources: StageResources | None = None
+    retries: int = Field(0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _has_a_body(self) -> Stage:
