@@ -1,0 +1,176 @@
+"""``/models``: registered models; ``/models/{model}``: versions, aliases (and their history), every
+gate verdict with each check's value, threshold and reason; ``/models/{model}/{version}``: the model
+card, the lineage graph (data versions -> run -> commit -> model version -> deployments) and the
+version's verdicts in full. ``{version}`` is a number or an alias (``/models/iris/champion``).
+
+Everything is read through the registry (``resolve``, ``find_versions``, ``lineage``, ``render_card``)
+as ``shipyard models`` and ``shipyard gate`` print it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from shipyard.errors import InputError, NotFound
+from shipyard.gates.verdict import _fmt as fmt_value
+from shipyard.registry import find_versions, resolve
+from shipyard.registry.core import CHAMPION, ModelVersion
+from shipyard.server.ui.pages._graph import Node, layered_svg
+from shipyard.server.ui.render import not_found, render
+from shipyard.store import registry as repo
+from shipyard.store import serving as serving_repo
+
+DEPLOY_CLASS = {"promoted": "ok", "rolled_back": "bad", "aborted": "bad", "running": "warn", "paused": "warn"}
+
+
+@cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt  # rich's own dependency: always installed
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def markdown(text: str) -> Markup:
+    """Markdown (a model card, a verdict) as HTML; raw HTML in the text is escaped, not passed."""
+    return Markup(_markdown().render(text))
+
+
+def when(ms: int | None) -> str:
+    """Milliseconds since the epoch as a UTC timestamp."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else ""
+
+
+def gate_label(mv: ModelVersion) -> tuple[str, str]:
+    """(label, css class) of a version's latest verdict, as ``shipyard models list`` says it."""
+    if mv.verdict is None:
+        return "not gated", "muted"
+    return ("passed", "ok") if mv.passed_gate else ("failed", "bad")
+
+
+def verdict_view(row: repo.VerdictRow) -> dict[str, Any]:
+    """One stored verdict with every check's value, threshold and reason formatted for a page."""
+    body = json.loads(row.body)
+    checks = [{**c, "value_text": fmt_value(c.get("value")), "threshold_text": fmt_value(c.get("threshold")),
+               "cls": {"pass": "ok", "FAIL": "bad"}.get(c.get("status", ""), "muted")}
+              for c in body.get("checks", [])]
+    return {"id": row.id, "passed": row.passed, "champion_version": row.champion_version, "when": when(row.created_at),
+            "checks": checks, "notes": body.get("notes", []), "candidate": body.get("candidate")}
+
+
+def verdicts_by_version(session: Session, model: repo.RegisteredModel) -> dict[int, list[dict[str, Any]]]:
+    """Every verdict of every version of ``model``, newest first."""
+    rows = repo.list_versions(session, [model.id])
+    number = {r.id: r.version for r in rows}
+    stored = repo.verdicts_of(session, list(number))
+    return {number[vid]: [verdict_view(v) for v in reversed(found)] for vid, found in stored.items()}
+
+
+def models_page(request: Request) -> HTMLResponse:
+    """Each registered model: versions, aliases, its champion and the champion's gate."""
+    with request.app.state.workspace.store.read() as session:
+        versions = find_versions(session)
+    models: dict[str, dict[str, Any]] = {}
+    for mv in versions:
+        entry = models.setdefault(mv.name, {"name": mv.name, "versions": 0, "latest": None, "champion": None,
+                                            "aliases": {}})
+        entry["versions"] += 1
+        entry["latest"] = mv
+        entry["aliases"].update({a: mv.version for a in mv.aliases})
+        if CHAMPION in mv.aliases:
+            entry["champion"] = mv
+    for entry in models.values():
+        entry["champion_gate"] = gate_label(entry["champion"]) if entry["champion"] else None
+        entry["latest_gate"] = gate_label(entry["latest"])
+    return render(request, "models.html", {"models": list(models.values())}, nav="/models")
+
+
+def model_page(request: Request) -> HTMLResponse:
+    """One model: its versions with aliases and every gate verdict, and the alias history."""
+    name = request.path_params["model"]
+    with request.app.state.workspace.store.read() as session:
+        model = repo.find_model(session, name)
+        if model is None:
+            return not_found(request, f"model {name!r}")
+        versions = find_versions(session, name)
+        verdicts = verdicts_by_version(session, model)
+        history = [{"alias": h.alias, "version": h.version, "previous": h.previous_version, "actor": h.actor,
+                    "forced": h.forced, "reason": h.reason, "when": when(h.at)}
+                   for h in reversed(repo.alias_history(session, model))]
+    rows = [{"mv": mv, "gate": gate_label(mv), "when": when(mv.created_at), "verdicts": verdicts.get(mv.version, [])}
+            for mv in reversed(versions)]
+    aliases = sorted((a, mv.version) for mv in versions for a in mv.aliases)
+    return render(request, "models_model.html", {"name": name, "description": model.description, "rows": rows,
+                                                 "aliases": aliases, "history": history}, nav="/models")
+
+
+def lineage_svg(mv: ModelVersion, tree: dict[str, Any], deployments: list[Any]) -> Markup:
+    """data versions -> run -> git commit -> model version -> deployments, as a layered graph."""
+    from shipyard.registry.lineage import datasets_of
+
+    nodes: list[Node] = []
+    edges: list[tuple[str, str]] = []
+    run = tree.get("run") or {}
+    commit = run.get("git_commit") or (tree.get("pipeline") or {}).get("git_commit")
+    model_key = f"model:{mv.ref}"
+    run_key = f"run:{run['id']}" if run.get("id") else None
+    commit_key = f"commit:{commit}" if commit else None
+    for d in datasets_of(tree):
+        name, _, version = str(d["name"]).partition("@")
+        href = f"/data/{name}/{version}" if version.isdigit() else None
+        key = f"data:{d['name']}:{d['digest']}"
+        nodes.append(Node(key, str(d["name"]), d.get("context") or "dataset", href=href))
+        edges.append((key, run_key or commit_key or model_key))
+    if run_key:
+        label = run.get("stage") or run.get("name") or "run"
+        nodes.append(Node(run_key, f"run {label}", run["id"][:12], href=f"/runs/{run['id']}",
+                          cls="bad" if run.get("missing") else ""))
+        edges.append((run_key, commit_key or model_key))
+    if commit_key:
+        nodes.append(Node(commit_key, f"commit {commit[:10]}", "dirty work tree" if run.get("git_dirty") else "git"))
+        edges.append((commit_key, model_key))
+    nodes.append(Node(model_key, mv.ref, mv.flavor, href=f"/models/{mv.name}/{mv.version}", cls="ok"))
+    for d in deployments:
+        key = f"deploy:{d.id}"
+        nodes.append(Node(key, f"deployment #{d.id}", f"{d.strategy} · {d.state}", href="/rollouts",
+                          cls=DEPLOY_CLASS.get(d.state, "")))
+        edges.append((model_key, key))
+    return layered_svg(nodes, edges, element_id="model-lineage", title=f"lineage of {mv.ref}")
+
+
+def version_page(request: Request) -> HTMLResponse:
+    """One version: model card, lineage graph, deployments and every gate verdict in full."""
+    from shipyard.gates.runner import run_metrics
+    from shipyard.registry.card import render_card
+    from shipyard.registry.lineage import lineage
+
+    name, version = request.path_params["model"], request.path_params["version"]
+    with request.app.state.workspace.store.read() as session:
+        try:
+            mv = resolve(session, f"{name}@{version}")
+        except (NotFound, InputError):
+            return not_found(request, f"version {version!r} of model {name!r}")
+        tree = lineage(session, mv)
+        card = render_card(mv, tree, run_metrics(session, mv.run_id))
+        model = repo.get_model(session, name)
+        verdicts = verdicts_by_version(session, model).get(mv.version, [])
+        deployments = [d for d in serving_repo.latest_deployments(session, name, limit=200) if d.candidate == mv.version]
+    views = [{"id": d.id, "strategy": d.strategy, "state": d.state, "step": d.step, "champion": d.champion,
+              "reason": d.reason or "", "cls": DEPLOY_CLASS.get(d.state, "")} for d in deployments]
+    return render(request, "models_version.html", {
+        "mv": mv, "gate": gate_label(mv), "card": markdown(card), "svg": lineage_svg(mv, tree, deployments),
+        "verdicts": verdicts, "deployments": views, "when": when(mv.created_at)}, nav="/models")
+
+
+routes = [Route("/models", models_page, methods=["GET"]),
+          Route("/models/{model}", model_page, methods=["GET"]),
+          Route("/models/{model}/{version}", version_page, methods=["GET"])]
+permissions = {"/models": "models:read", "/models/{model}": "models:read", "/models/{model}/{version}": "models:read"}
