@@ -1,0 +1,245 @@
+"""Read queries behind the web UI's run pages: keyset pages of runs, chosen columns only, metric keys
+page by page, one metric's history with a cap.
+
+A run may hold 12,000 metric keys (MLflow's UI fell over at that, mlflow#11927), so nothing here
+loads a run's whole data: a page of runs reads the ``runs`` rows, then only the columns the viewer
+chose, for only that page's run ids. Pages are keyset pages (a cursor holding the last row's sort
+value and id), never OFFSET, so page 200 costs what page 1 costs.
+
+Columns are named as in the page's URL: ``params.<key>``, ``tags.<key>``, ``metrics.<key>`` (newest
+value), ``metrics_min.<key>`` / ``metrics_max.<key>`` (over the history), and the attributes in
+``ATTRIBUTES`` (``start_time``, ``duration``, ``git_commit``, ``cpu``, ``memory``...).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
+from sqlalchemy.orm import Session, aliased
+
+from shipyard.errors import InputError
+from shipyard.store.runs import Experiment, LatestMetric, Metric, Param, Run, Tag
+
+NAN = float("nan")
+CPU_KEY = "system/cpu_seconds"
+MEMORY_KEY = "system/peak_memory_mb"
+# attribute columns: name -> (label, numeric)
+ATTRIBUTES: dict[str, tuple[str, bool]] = {
+    "start_time": ("started", True), "duration": ("duration", True), "name": ("name", False),
+    "status": ("status", False), "user": ("user", False), "git_commit": ("git commit", False),
+    "git_branch": ("git branch", False), "cpu": ("CPU s", True), "memory": ("peak memory MB", True),
+}
+KINDS = ("params", "tags", "metrics", "metrics_min", "metrics_max")
+MAX_HISTORY = 200_000  # points read for one chart series; a longer history is read as its first 200k
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the runs table: ``kind`` is an entity of ``KINDS`` or ``attributes``."""
+
+    kind: str
+    key: str
+
+    @property
+    def token(self) -> str:
+        return self.key if self.kind == "attributes" else f"{self.kind}.{self.key}"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "attributes":
+            return ATTRIBUTES[self.key][0]
+        suffix = {"metrics_min": " (min)", "metrics_max": " (max)"}.get(self.kind, "")
+        return self.key + suffix
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind.startswith("metrics") or (self.kind == "attributes" and ATTRIBUTES[self.key][1])
+
+
+def parse_column(token: str) -> Column:
+    """``metrics_min.loss`` -> Column("metrics_min", "loss"); InputError naming the token otherwise."""
+    if token in ATTRIBUTES:
+        return Column("attributes", token)
+    kind, dot, key = token.partition(".")
+    if dot and kind in KINDS and key and len(key) <= 250:
+        return Column(kind, key)
+    raise InputError(f"column {token!r} is not one the runs table knows",
+                     hint="use params.<key>, tags.<key>, metrics.<key>, metrics_min.<key>, metrics_max.<key> or one of "
+                          + ", ".join(ATTRIBUTES))
+
+
+def _sort_expr(column: Column, query: Any) -> tuple[Any, Any]:
+    """The query joined to what ``column`` sorts by, and that expression (NULL where a run has none)."""
+    if column.kind == "attributes":
+        simple = {"start_time": Run.start_time, "name": Run.name, "status": Run.status, "user": Run.user,
+                  "git_commit": Run.git_commit, "git_branch": Run.git_branch}
+        if column.key in simple:
+            return query, simple[column.key]
+        if column.key == "duration":
+            return query, Run.end_time - Run.start_time
+        column = Column("metrics", CPU_KEY if column.key == "cpu" else MEMORY_KEY)
+    if column.kind in ("metrics_min", "metrics_max"):
+        agg = func.min if column.kind == "metrics_min" else func.max
+        sub = (select(Metric.run_id.label("run_id"), agg(Metric.value).label("value"))
+               .where(Metric.key == column.key, Metric.is_nan == false()).group_by(Metric.run_id).subquery())
+        return query.outerjoin(sub, sub.c.run_id == Run.id), sub.c.value
+    table = {"metrics": LatestMetric, "params": Param, "tags": Tag}[column.kind]
+    alias = aliased(table)
+    query = query.outerjoin(alias, and_(alias.run_id == Run.id, alias.key == column.key))
+    if column.kind == "metrics":
+        return query, case((alias.is_nan == true(), None), else_=alias.value)
+    return query, alias.value
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """The URL-safe cursor of a page's last row: (has no value, value, run id)."""
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, numeric: bool) -> tuple[int, Any, str]:
+    """A cursor made by ``encode_cursor`` for a column of this type; InputError for anything else."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        missing, value, run_id = raw
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"cursor {cursor!r} is not one this page made", hint="start again from the first page") from exc
+    kind_ok = value is None or (isinstance(value, int | float) if numeric else isinstance(value, str))
+    if missing not in (0, 1) or not isinstance(run_id, str) or not kind_ok or (missing == 1) != (value is None):
+        raise InputError(f"cursor {cursor!r} is not one this page made for this sort",
+                         hint="start again from the first page")
+    return missing, value, run_id
+
+
+def page_runs(session: Session, *, where: ColumnElement[bool] | None, sort: Column, ascending: bool,
+              cursor: str | None, limit: int) -> tuple[list[Run], str | None]:
+    """One keyset page of active runs matching ``where``, ordered by ``sort`` (runs without a value
+    last in either direction, then by run id), and the next page's cursor (None on the last page)."""
+    query, value = _sort_expr(sort, select(Run))
+    missing = case((value.is_(None), 1), else_=0)
+    query = query.add_columns(missing.label("missing"), value.label("value"))
+    conditions: list[ColumnElement[bool]] = [Run.lifecycle_stage == "active"]
+    if where is not None:
+        conditions.append(where)
+    if cursor:
+        c_missing, c_value, c_id = decode_cursor(cursor, sort.numeric)
+        beyond = value > c_value if ascending else value < c_value
+        if c_missing == 0:
+            conditions.append(or_(value.is_(None), and_(value.is_not(None), beyond),
+                                  and_(value == c_value, Run.id > c_id)))
+        else:
+            conditions.append(and_(value.is_(None), Run.id > c_id))
+    query = query.where(*conditions).order_by(missing, value.asc() if ascending else value.desc(), Run.id.asc())
+    rows = list(session.execute(query.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        last_value = last.value if not isinstance(last.value, float) or math.isfinite(last.value) else None
+        next_cursor = encode_cursor([0 if last_value is not None else 1, last_value, last.Run.id])
+    return [row.Run for row in rows], next_cursor
+
+
+def column_values(session: Session, run_ids: Sequence[str], columns: Sequence[Column]) -> dict[str, dict[str, Any]]:
+    """run id -> column token -> value, for only these runs and only these columns (a handful of queries)."""
+    out: dict[str, dict[str, Any]] = {rid: {} for rid in run_ids}
+    if not run_ids:
+        return out
+    ids = list(run_ids)
+    wanted: dict[str, set[str]] = {}
+    for column in columns:
+        if column.kind == "attributes" and column.key in ("cpu", "memory"):
+            wanted.setdefault("metrics", set()).add(CPU_KEY if column.key == "cpu" else MEMORY_KEY)
+        elif column.kind != "attributes":
+            wanted.setdefault(column.kind, set()).add(column.key)
+    for kind, table in (("params", Param), ("tags", Tag)):
+        if wanted.get(kind):
+            query = select(table.run_id, table.key, table.value).where(table.run_id.in_(ids), table.key.in_(wanted[kind]))
+            for rid, key, value in session.execute(query):
+                out[rid][f"{kind}.{key}"] = value
+    if wanted.get("metrics"):
+        query = (select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value, LatestMetric.is_nan)
+                 .where(LatestMetric.run_id.in_(ids), LatestMetric.key.in_(wanted["metrics"])))
+        for rid, key, value, is_nan in session.execute(query):
+            out[rid][f"metrics.{key}"] = NAN if is_nan else value
+    bounds = wanted.get("metrics_min", set()) | wanted.get("metrics_max", set())
+    if bounds:
+        query = (select(Metric.run_id, Metric.key, func.min(Metric.value), func.max(Metric.value))
+                 .where(Metric.run_id.in_(ids), Metric.key.in_(bounds), Metric.is_nan == false())
+                 .group_by(Metric.run_id, Metric.key))
+        for rid, key, low, high in session.execute(query):
+            out[rid][f"metrics_min.{key}"] = low
+            out[rid][f"metrics_max.{key}"] = high
+    for values in out.values():
+        values["cpu"] = values.get(f"metrics.{CPU_KEY}")
+        values["memory"] = values.get(f"metrics.{MEMORY_KEY}")
+    return out
+
+
+def keys_page(session: Session, kind: str, *, contains: str = "", after: str = "", limit: int = 50,
+              run_ids: Sequence[str] | None = None) -> tuple[list[str], str | None]:
+    """Distinct keys of ``kind`` (params, tags, metrics) in name order, ``contains`` a text, after
+    ``after``: one page of at most ``limit`` and the key to continue after (None on the last page)."""
+    table = {"params": Param, "tags": Tag, "metrics": LatestMetric}.get(kind)
+    if table is None:
+        raise InputError(f"key kind {kind!r} is not params, tags or metrics")
+    query = select(table.key).distinct().where(table.key > after)
+    if contains:
+        escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(func.lower(table.key).like(f"%{escaped.lower()}%", escape="\\"))
+    if run_ids is not None:
+        query = query.where(table.run_id.in_(list(run_ids)))
+    keys = list(session.scalars(query.order_by(table.key).limit(limit + 1)))
+    return keys[:limit], (keys[limit - 1] if len(keys) > limit else None)
+
+
+def count_keys(session: Session, kind: str, run_ids: Sequence[str]) -> int:
+    """How many distinct keys of ``kind`` these runs hold."""
+    table = {"params": Param, "tags": Tag, "metrics": LatestMetric}[kind]
+    inner = select(table.key).distinct().where(table.run_id.in_(list(run_ids))).subquery()
+    return session.scalar(select(func.count()).select_from(inner)) or 0
+
+
+def values_of(session: Session, kind: str, run_ids: Sequence[str], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """key -> run id -> value of ``kind`` (params, tags, metrics as newest value) for these keys only."""
+    table = {"params": Param, "tags": Tag, "metrics": LatestMetric}[kind]
+    out: dict[str, dict[str, Any]] = {key: {} for key in keys}
+    if not keys or not run_ids:
+        return out
+    columns = [table.run_id, table.key, table.value] + ([LatestMetric.is_nan] if kind == "metrics" else [])
+    for row in session.execute(select(*columns).where(table.run_id.in_(list(run_ids)), table.key.in_(list(keys)))):
+        out[row[1]][row[0]] = NAN if kind == "metrics" and row[3] else row[2]
+    return out
+
+
+def metric_series(session: Session, run_id: str, key: str,
+                  limit: int = MAX_HISTORY) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric of one run in step order, at most ``limit`` points (NaN kept as NaN)."""
+    query = (select(Metric.step, Metric.value, Metric.is_nan).where(Metric.run_id == run_id, Metric.key == key)
+             .order_by(Metric.step, Metric.id).limit(limit))
+    steps: list[int] = []
+    values: list[float] = []
+    for step, value, is_nan in session.execute(query):
+        steps.append(step)
+        values.append(NAN if is_nan else value)
+    return steps, values
+
+
+def experiment_ids(session: Session, given: str) -> list[int]:
+    """The experiment ids ``given`` names: an id (as MLflow's links carry) or a name."""
+    if given.isdigit():
+        return [int(given)]
+    return list(session.scalars(select(Experiment.id).where(Experiment.name == given)))
+
+
+def experiment_names(session: Session, ids: Sequence[int]) -> dict[int, str]:
+    """id -> name of these experiments."""
+    if not ids:
+        return {}
+    return dict(session.execute(select(Experiment.id, Experiment.name).where(Experiment.id.in_(set(ids)))).all())

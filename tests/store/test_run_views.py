@@ -1,0 +1,62 @@
+"""Keyset pages of runs (shipyard.store.run_views) on SQLite and PostgreSQL: ties, runs without the
+sort value, every direction; one metric's history read alone with a cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipyard.errors import InputError
+from shipyard.store import run_views as views
+from shipyard.store import runs as repo
+from shipyard.store.runs import MetricValue
+from shipyard.tracking import service
+
+
+def walk(store, sort: views.Column, ascending: bool, limit: int = 4) -> list[str]:  # type: ignore[no-untyped-def]
+    seen, cursor = [], None
+    while True:
+        with store.read() as s:
+            runs, cursor = views.page_runs(s, where=None, sort=sort, ascending=ascending, cursor=cursor, limit=limit)
+        seen += [r.id for r in runs]
+        if cursor is None:
+            return seen
+
+
+def test_keyset_pages_with_ties_and_missing_values(store) -> None:  # type: ignore[no-untyped-def]
+    ids = {}
+    with store.write() as s:
+        for i in range(11):
+            rid = service.create_run(s, experiment="e", name=f"r{i}", start_time=1000 + i // 3)  # ties in threes
+            if i % 4:
+                repo.log_metrics(s, rid, [MetricValue("acc", float(i % 3)), MetricValue("acc", 9.0 + i, step=-1)])
+                repo.log_params(s, rid, {"p": f"v{i % 2}"})
+            ids[rid] = i
+    for column in (views.Column("attributes", "start_time"), views.Column("metrics", "acc"),
+                   views.Column("params", "p"), views.Column("metrics_max", "acc"), views.Column("attributes", "name")):
+        for ascending in (True, False):
+            seen = walk(store, column, ascending)
+            assert sorted(seen) == sorted(ids), (column, ascending)  # every run once, none twice
+            with store.read() as s:
+                whole, cursor = views.page_runs(s, where=None, sort=column, ascending=ascending, cursor=None, limit=100)
+            assert cursor is None and [r.id for r in whole] == seen
+    by_acc = walk(store, views.Column("metrics", "acc"), True)
+    missing = [rid for rid, i in ids.items() if i % 4 == 0]
+    assert sorted(by_acc[-len(missing):]) == sorted(missing)  # runs without the metric come last
+
+
+def test_a_cursor_of_another_sort_or_a_forged_one_is_refused(store) -> None:  # type: ignore[no-untyped-def]
+    cursor = views.encode_cursor([0, "text", "abc"])
+    with store.read() as s, pytest.raises(InputError, match="for this sort"):
+        views.page_runs(s, where=None, sort=views.Column("metrics", "acc"), ascending=True, cursor=cursor, limit=5)
+    with pytest.raises(InputError, match="not one this page made"):
+        views.decode_cursor("%%%", True)
+
+
+def test_metric_series_reads_one_key_in_step_order_with_a_cap(store) -> None:  # type: ignore[no-untyped-def]
+    with store.write() as s:
+        rid = service.create_run(s, experiment="e")
+        repo.log_metrics(s, rid, [MetricValue("loss", float(9 - i), step=9 - i) for i in range(10)]
+                         + [MetricValue("other", 1.0)])
+    with store.read() as s:
+        steps, values = views.metric_series(s, rid, "loss", limit=5)
+    assert steps == [0, 1, 2, 3, 4] and values == [0.0, 1.0, 2.0, 3.0, 4.0]
