@@ -46,11 +46,13 @@ ACTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def _when(at: float | None) -> str:
+def when(at: float | None) -> str:
+    """A stored time (epoch seconds) as the pages show it: UTC, to the second."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) if at else ""
 
 
-def _actor(request: Request) -> str:
+def actor_of(request: Request) -> str:
+    """Who the audit events of a page action name: the principal, or NO_AUTH_ACTOR without auth."""
     principal = principal_of(request)
     return principal.actor if principal is not None else NO_AUTH_ACTOR
 
@@ -117,7 +119,7 @@ def _weights_chart(d: Any, decisions: list[Any], steps: list[dict[str, Any]], no
 def _decision(decision: Any) -> dict[str, Any]:
     import json
 
-    return {"id": decision.id, "at": _when(decision.at), "from": decision.from_state, "to": decision.to_state,
+    return {"id": decision.id, "at": when(decision.at), "from": decision.from_state, "to": decision.to_state,
             "status": decision.status, "reason": decision.reason, "cause": decision.cause,
             "fired": json.loads(decision.fired), "metrics": sorted(json.loads(decision.metrics).items())}
 
@@ -126,8 +128,8 @@ def _deployment(d: Any) -> dict[str, Any]:
     from shipyard.rollout.controller import state_of
 
     return {"id": d.id, "model": d.model, "candidate": d.candidate, "champion": d.champion, "strategy": d.strategy,
-            "state": d.state, "where": state_of(d), "step": d.step, "created": _when(d.created_at),
-            "updated": _when(d.updated_at), "reason": d.reason or "", "active": d.state in ("running", "paused")}
+            "state": d.state, "where": state_of(d), "step": d.step, "created": when(d.created_at),
+            "updated": when(d.updated_at), "reason": d.reason or "", "active": d.state in ("running", "paused")}
 
 
 def _overview(ws: Any) -> dict[str, Any]:
@@ -231,7 +233,7 @@ async def rollout_action(request: Request) -> Response:
     if request.method == "GET":
         return render(request, "rollouts_confirm.html", {**data, "action": action}, nav="/rollouts")
     try:
-        await in_thread(_steer, ws, model, action, _actor(request))
+        await in_thread(_steer, ws, model, action, actor_of(request))
     except NotFound as exc:  # the model has rollouts, just none this action applies to
         return _refused(request, f"cannot {action}: {exc.message}")
     except WrongState as exc:
