@@ -8,15 +8,10 @@ from typing import Any
 
 from shipyard.errors import UnsafeModel, require_extra
 from shipyard.models.flavors.base import Flavor
+from shipyard.supply.allowlist import untrusted_skops_types
 
-# Types outside skops' own default list that we accept: anything from these packages' modules.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.", "collections.OrderedDict",
-                    "collections.defaultdict", "builtins.slice", "builtins.frozenset", "builtins.set")
-
-
-def untrusted(types: list[str]) -> list[str]:
-    """The types on ``types`` that are not on our trusted list."""
-    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
+# Types outside skops' own default list that we accept: one list, shared with ``shipyard scan``.
+untrusted = untrusted_skops_types
 
 
 def _allowed(types: list[str], trust: bool) -> list[str]:
