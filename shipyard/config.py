@@ -34,6 +34,7 @@ from shipyard.cron import parse_cron, zone_of
 from shipyard.durations import parse_duration
 from shipyard.errors import ConfigError, did_you_mean
 from shipyard.features.config import FeaturesSection, StageFeatures
+from shipyard.supply.config import SupplySection
 from shipyard.validation_errors import explain_validation
 from shipyard.yaml_positions import LoadedYaml, dotted_key, load_yaml
 
@@ -525,6 +526,7 @@ class ShipyardConfig(Frozen):
     notify: list[Notifier] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
     features: FeaturesSection | None = None
+    supply: SupplySection = Field(default_factory=SupplySection)  # docs/guide/security.md
 
 
 def interpolate_env(value: Any, loaded: LoadedYaml, loc: tuple[str | int, ...] = ()) -> Any:

@@ -1,0 +1,46 @@
+"""The ``supply:`` section of shipyard.yaml (pydantic models only: nothing heavy imported here).
+
+::
+
+    supply:
+      scan: refuse                   # at registration: refuse a model with findings, or "record" them
+      allow_globals: [mypkg.MyTransformer, mypkg.features.*]   # your own classes in pickles
+      sbom: true                     # a CycloneDX SBOM of the training environment per version
+      vulnerability_service: https://api.osv.dev   # what `shipyard scan --deps` asks (OSV API)
+      signing_key: keys/model-signing.pem          # sign every new version with this private key
+      verify_keys: [keys/model-signing.pub, keys/old.pub]   # public keys accepted when loading
+      require_signature: false       # refuse to load an unsigned version
+
+``shipyard.config`` imports this module, so it may import nothing above the foundations.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_GLOBAL = re.compile(r"[A-Za-z_][\w.]*\.(\*|[A-Za-z_]\w*)")
+
+
+class SupplySection(BaseModel):
+    """``supply``: scanning, SBOM, vulnerability audit and signing policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scan: Literal["refuse", "record", "off"] = "refuse"
+    allow_globals: list[str] = Field(default_factory=list)
+    sbom: bool = True
+    vulnerability_service: str = "https://api.osv.dev"
+    signing_key: str | None = None
+    verify_keys: list[str] = Field(default_factory=list)
+    require_signature: bool = False
+
+    @field_validator("allow_globals")
+    @classmethod
+    def _dotted(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _GLOBAL.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not module.Name or module.*")
+        return value
