@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("shipyard.cli.audit:app", "Show and verify the hash-chained audit log."),
     "models": ("shipyard.cli.models:app", "Register model versions, move aliases, print cards and lineage."),
     "gate": ("shipyard.cli.gate:app", "Judge a model version against thresholds and the champion (exit 0/1/2)."),
+    "scan": ("shipyard.cli.scan:app", "Scan a model (file, folder or NAME@VERSION) for code that runs on load; --deps audits its SBOM."),
     "run": ("shipyard.cli.pipeline:run_cmd", "Run the pipeline: only changed stages; restore the rest from the run cache."),
     "status": ("shipyard.cli.pipeline:status_cmd", "Show which pipeline stages would run and why."),
     "dag": ("shipyard.cli.pipeline:dag_cmd", "Show the pipeline's stages and edges (text, --mermaid, --dot)."),
