@@ -136,8 +136,9 @@ def stage_page(request: Request) -> HTMLResponse:
     try:
         ctx = context(request)
     except ShipyardError as exc:
-        return render(request, "error.html", {"status": 500, "title": "Pipeline config", "message": exc.message},
-                      status=500, nav="/pipeline")
+        # the project's config, not the request, is wrong: 409 says so without claiming a crash
+        return render(request, "error.html", {"status": 409, "title": "The pipeline's config does not load",
+                                              "message": exc.message}, status=409, nav="/pipeline")
     if name not in ctx.dag.stages:
         return not_found(request, f"stage {name!r} in this pipeline")
     spec = ctx.dag.stages[name]
