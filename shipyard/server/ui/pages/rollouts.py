@@ -110,6 +110,8 @@ def _weights_chart(d: Any, decisions: list[Any], steps: list[dict[str, Any]], no
         weight.append(current[0])
         shadow.append(current[1])
     series = [{"label": f"candidate v{d.candidate} %", "y": weight}]
+    if d.champion is not None:  # the rest of the primary traffic (shadow copies come on top of it)
+        series.append({"label": f"champion v{d.champion} %", "y": [100.0 - w for w in weight]})
     if any(shadow):
         series.append({"label": "shadow %", "y": shadow})
     return {"title": "Traffic to the candidate", "x": xs, "series": series, "time": True, "xlabel": "time (UTC)",
