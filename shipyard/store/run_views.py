@@ -243,3 +243,36 @@ def experiment_names(session: Session, ids: Sequence[int]) -> dict[int, str]:
     if not ids:
         return {}
     return dict(session.execute(select(Experiment.id, Experiment.name).where(Experiment.id.in_(set(ids)))).all())
+
+
+def run_links(session: Session, run_id: str, *, limit: int = 200) -> dict[str, Any]:
+    """What a run page shows beside its data: dataset inputs, artifacts (at most ``limit``, and their
+    count), models it wrote, model versions registered from it, its stage execution (with the log's
+    object id) and its child runs (a pipeline run's stages)."""
+    from shipyard.store.logged_models import LoggedModel, RunModelIO
+    from shipyard.store.pipeline import StageExecution
+    from shipyard.store.registry import ModelVersionRow, RegisteredModel
+    from shipyard.store.runs import Artifact, DatasetInput
+
+    inputs = [{"name": d.name, "digest": d.digest, "context": d.context, "source": d.source}
+              for d in session.scalars(select(DatasetInput).where(DatasetInput.run_id == run_id)
+                                       .order_by(DatasetInput.name).limit(limit))]
+    artifacts = [{"path": p, "oid": o, "size": s} for p, o, s in session.execute(
+        select(Artifact.path, Artifact.oid, Artifact.size).where(Artifact.run_id == run_id)
+        .order_by(Artifact.path).limit(limit))]
+    n_artifacts = session.scalar(select(func.count()).select_from(Artifact).where(Artifact.run_id == run_id)) or 0
+    written = select(RunModelIO.model_id).where(RunModelIO.run_id == run_id, RunModelIO.direction == "output")
+    outputs = [{"id": m.id, "name": m.name, "status": m.status} for m in session.scalars(
+        select(LoggedModel).where(or_(LoggedModel.source_run_id == run_id, LoggedModel.id.in_(written)))
+        .order_by(LoggedModel.created_at).limit(limit))]
+    versions = [{"model": name, "version": version} for name, version in session.execute(
+        select(RegisteredModel.name, ModelVersionRow.version).join(RegisteredModel, RegisteredModel.id == ModelVersionRow.model_id)
+        .where(ModelVersionRow.run_id == run_id).order_by(RegisteredModel.name, ModelVersionRow.version).limit(limit))]
+    stage = session.scalar(select(StageExecution).where(StageExecution.run_id == run_id)
+                           .order_by(StageExecution.id.desc()).limit(1))
+    children = list(session.execute(select(Run.id, Run.name, Run.status).where(Run.parent_run_id == run_id)
+                                    .order_by(Run.start_time).limit(limit)))
+    return {"inputs": inputs, "artifacts": artifacts, "n_artifacts": n_artifacts, "outputs": outputs,
+            "versions": versions, "children": children,
+            "stage": None if stage is None else {"name": stage.stage, "status": stage.status, "log_oid": stage.log_oid,
+                                                 "pipeline_run_id": stage.pipeline_run_id}}

@@ -2,7 +2,8 @@
 //
 // A chart is an element <div class="chart" data-chart='{"title": ..., "x": [...], "series":
 // [{"label": ..., "y": [...]}], "xlabel": ..., "ylabel": ..., "log": false}'></div>: the server has
-// already downsampled the series, the browser only draws. null in a y array is a gap.
+// already downsampled the series, the browser only draws. null in a y array is a gap. A series may
+// carry its own "x" (then the top-level "x" may be []): the series are aligned on the union of steps.
 (function () {
   "use strict";
   const palette = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d",
@@ -16,11 +17,15 @@
   function draw(el) {
     if (el.dataset.drawn || !window.uPlot) return;
     const spec = JSON.parse(el.dataset.chart);
+    // series with their own "x" (runs that logged different steps) are aligned by uPlot.join: a step
+    // one run lacks is undefined there (the line spans it), a null the server sent stays a gap
+    const data = spec.series.some(function (s) { return s.x; })
+      ? uPlot.join(spec.series.map(function (s) { return [s.x || spec.x, s.y]; }))
+      : [spec.x].concat(spec.series.map(function (s) { return s.y; }));
     const series = [{label: spec.xlabel || "step"}].concat(spec.series.map(function (s, i) {
       return {label: s.label, stroke: s.color || palette[i % palette.length], width: 1.5, spanGaps: false,
-              points: {show: spec.x.length < 60}};
+              points: {show: data[0].length < 60}};
     }));
-    const data = [spec.x].concat(spec.series.map(function (s) { return s.y; }));
     const opts = {
       title: spec.title || "", width: Math.max(300, el.clientWidth || 600), height: spec.height || 220,
       series: series, scales: {x: {time: !!spec.time}, y: spec.log ? {distr: 3} : {}},
