@@ -28,6 +28,9 @@ def load_model(objects: Any, model_oid: str, flavor: str, trust: bool = False) -
         raise InputError("this version only records its model's source (flavor external): there is no model to load",
                          hint="see why in 'shipyard models show NAME@VERSION --json' (lineage.mlflow); log the model "
                               "with mlflow.<flavor>.log_model against this server, or use 'shipyard models register'")
+    from shipyard.supply.signing import verify_package
+
+    verify_package(objects, model_oid)   # a signed package must verify before a byte of it is loaded
     return get_flavor(flavor).load(objects, model_oid, trust=trust)
 
 

@@ -135,6 +135,7 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
                   description: str | None, tags: dict[str, str] | None, new: bool) -> Registration:
     """Package the model, capture signature and profile, and create the next version."""
     from shipyard.models import package_model
+    from shipyard.supply.registration import at_registration, project_settings
 
     notes: list[str] = []
     sample = classes = profile = None
@@ -160,6 +161,8 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
     else:
         notes.append("no model.train in shipyard.yaml: no signature or reference profile captured")
     packaged = package_model(objects, model_path, flavor, trust=trust, sample=sample, classes=classes)
+    model_oid, lineage["supply"] = at_registration(objects, packaged.model_oid, flavor, project_settings(root),
+                                                   root=root, target=f"{name} ({path})")
     profile_oid = None
     if profile is not None:
         profile_oid = objects.put_bytes(json.dumps(profile, sort_keys=True).encode())
@@ -174,7 +177,7 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
                 notes.append(f"linked run {run_id} (the run that produced this {packaged.file}); pass --run to choose")
             else:
                 notes.append("no run logged this model file: none linked (pass --run RUN to link one)")
-        mv = register(session, name, model_oid=packaged.model_oid, content_oid=packaged.file_oid, flavor=flavor,
+        mv = register(session, name, model_oid=model_oid, content_oid=packaged.file_oid, flavor=flavor,
                       run_id=run_id, source=path,
                       signature=packaged.signature, profile=profile, profile_oid=profile_oid, lineage=lineage,
                       description=description, size_bytes=packaged.size_bytes, trusted=packaged.trusted, tags=tags)

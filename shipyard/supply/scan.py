@@ -37,7 +37,7 @@ from shipyard.supply.pickles import Finding, scan_pickle
 
 SCANNER_VERSION = 1
 _MAX_DEPTH = 4
-_PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".dill", ".sav")
+_PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".dill", ".sav")
 _LAMBDA = re.compile(rb'"class_name"\s*:\s*"Lambda"')
 _ST_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
              "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
