@@ -176,7 +176,9 @@ def load_definitions(repo: Path) -> RepoDefinitions:
                 raise ConfigError(f"feature view {fv.name!r}: entity {name!r} is not defined in {repo}")
             keys.append(entities[name].join_key)
         digest = xxhash.xxh3_128()
-        digest.update(fv.to_proto().spec.SerializeToString(deterministic=True))
+        spec = fv.to_proto().spec
+        spec.batch_source.ClearField("meta")  # when the object was built, not what it is
+        digest.update(spec.SerializeToString(deterministic=True))
         for name in sorted(fv.entities):
             digest.update(entities[name].to_proto().spec.SerializeToString(deterministic=True))
         path = Path(source.path)

@@ -126,6 +126,12 @@ def point_in_time(entities: pd.DataFrame, views: list[tuple[ViewDef, list[str]]]
         if missing:
             raise InputError(f"feature view {view.name!r} joins on {', '.join(view.join_keys)}; the entity table has "
                              f"no {', '.join(missing)} column", hint="add the entity key column to the entity table")
+        for key in view.join_keys:
+            blank = out[key].isna().to_numpy()
+            if blank.any():
+                rows = ", ".join(str(i + 1) for i in blank.nonzero()[0][:SHOW_ROWS])
+                raise InputError(f"the entity table has {int(blank.sum())} row(s) without {key} (rows {rows})",
+                                 hint=f"every entity row needs its {key} to be joined to {view.name}")
         right = _source_frame(view, features, sources)
         left = left_all.copy()
         for key in view.join_keys:

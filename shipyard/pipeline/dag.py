@@ -48,6 +48,16 @@ class ParamDep:
 
 
 @dataclass(frozen=True)
+class FeatureUse:
+    """A stage's ``features``: feature refs retrieved into ``out`` for the entity table ``entities``
+    (both root-relative) before the stage runs (shipyard.features)."""
+
+    refs: tuple[str, ...]
+    entities: str
+    out: str
+
+
+@dataclass(frozen=True)
 class StageSpec:
     """A resolved stage: templates expanded, every path relative to the project root."""
 
@@ -66,6 +76,7 @@ class StageSpec:
     # top-level ``metrics:``/``plots:`` (e.g. eval/metrics.json inside the out eval/). They are
     # not outs of their own (outs may not overlap); the runner logs their values after the stage.
     reports: tuple[tuple[str, str], ...] = ()
+    features: FeatureUse | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +86,8 @@ class StageSpec:
             "env": [list(kv) for kv in self.env], "always_changed": self.always_changed,
             "frozen": self.frozen, "desc": self.desc, "origin": self.origin,
             "reports": [list(r) for r in self.reports],
+            "features": ([list(self.features.refs), self.features.entities, self.features.out]
+                         if self.features else None),
         }
 
     @classmethod
@@ -86,6 +99,7 @@ class StageSpec:
             env=tuple((k, v) for k, v in d["env"]), always_changed=d["always_changed"],
             frozen=d["frozen"], desc=d["desc"], origin=d["origin"],
             reports=tuple((k, p) for k, p in d.get("reports", ())),
+            features=FeatureUse(tuple(d["features"][0]), d["features"][1], d["features"][2]) if d.get("features") else None,
         )
 
     @property
@@ -371,8 +385,18 @@ def resolve(name: str, origin: str, body: Mapping[str, Any], params_of: Callable
     outs = [*_outs(body.get("outs") or [], "outs", wdir, here), *_outs(body.get("metrics") or [], "metrics", wdir, here),
             *_outs(body.get("plots") or [], "plots", wdir, here)]
     env = tuple(sorted((str(k), str(v)) for k, v in (body.get("env") or {}).items()))
+    features = None
+    if body.get("features"):
+        # the entity table is a dep (an upstream stage may write it); the retrieved rows are an out
+        spec = body["features"]
+        loc = where(("pipeline", "stages", origin, "features"))
+        features = FeatureUse(tuple(spec["refs"]), _norm(spec["entities"], wdir, "features.entities", loc),
+                              _norm(spec["out"], wdir, "features.out", loc))
+        deps = tuple(dict.fromkeys((*deps, features.entities)))
+        if features.out not in (o.path for o in outs):
+            outs.append(Out(features.out))
     return StageSpec(
         name=name, cmd=cmd_t, wdir=wdir, deps=deps, params=tuple(dict.fromkeys(params)), outs=tuple(outs), env=env,
         always_changed=bool(body.get("always_changed")), frozen=bool(body.get("frozen")), desc=body.get("desc"),
-        origin=origin,
+        origin=origin, features=features,
     )

@@ -90,13 +90,18 @@ class Inputs:
     env: Mapping[str, str]
     stage_env: Mapping[str, str]
     outs: tuple[tuple[str, bool, bool], ...]
+    # a stage that reads features: refs, view definition hashes, source content ids (features/stage.py)
+    features: Mapping[str, Any] | None = None
 
     def document(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": FORMAT_VERSION, "cmd": self.cmd, "wdir": self.wdir, "deps": dict(sorted(self.deps.items())),
             "params": self.params, "env": dict(sorted(self.env.items())), "stage_env": dict(sorted(self.stage_env.items())),
             "outs": sorted([list(o) for o in self.outs]),
         }
+        if self.features is not None:  # absent otherwise: every other stage keeps its fingerprint
+            doc["features"] = self.features
+        return doc
 
     @property
     def fingerprint(self) -> str:
@@ -109,11 +114,11 @@ def fingerprint_of(document: Mapping[str, Any]) -> str:
 
 
 def stage_inputs(stage: StageSpec, dep_ids: Mapping[str, str | None], params: Mapping[str, Mapping[str, Any]],
-                 env: Mapping[str, str]) -> Inputs:
+                 env: Mapping[str, str], features: Mapping[str, Any] | None = None) -> Inputs:
     return Inputs(
         cmd=normalize_cmd(stage.cmd), wdir=stage.wdir, deps={d: dep_ids.get(d) for d in stage.deps},
         params=params_values(stage, params), env=env, stage_env=dict(stage.env),
-        outs=tuple((o.path, o.cache, o.persist) for o in stage.outs),
+        outs=tuple((o.path, o.cache, o.persist) for o in stage.outs), features=features,
     )
 
 
@@ -121,7 +126,7 @@ def stage_inputs(stage: StageSpec, dep_ids: Mapping[str, str | None], params: Ma
 class Change:
     """One input that differs from the last recorded run: what, and old and new value."""
 
-    kind: str  # cmd | dep | params | env | stage_env | wdir | outs | format
+    kind: str  # cmd | dep | params | env | stage_env | wdir | outs | format | features
     name: str
     old: Any
     new: Any
@@ -159,6 +164,15 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
         for key in sorted(set(a) | set(b)):
             if key not in a or key not in b or a[key] != b[key]:
                 changes.append(Change("params", f"{file}:{key}", a.get(key), b.get(key)))
+    a_feat, b_feat = old.get("features") or {}, new.get("features") or {}
+    for part in ("views", "sources"):  # per view: the definition, then the source's content
+        a, b = a_feat.get(part) or {}, b_feat.get(part) or {}
+        for name in sorted(set(a) | set(b)):
+            if a.get(name) != b.get(name) or (name in a) != (name in b):
+                label = "definition" if part == "views" else "source"
+                changes.append(Change("features", f"{name} {label}", a.get(name), b.get(name)))
+    if a_feat.get("refs") != b_feat.get("refs"):
+        changes.append(Change("features", "refs", a_feat.get("refs"), b_feat.get("refs")))
     if sorted(map(list, old.get("outs") or [])) != sorted(map(list, new.get("outs") or [])):
         changes.append(Change("outs", "declared outs", old.get("outs"), new.get("outs")))
     return changes

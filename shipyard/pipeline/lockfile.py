@@ -59,6 +59,8 @@ def make_entry(inputs: Inputs, deps: Mapping[str, PathHash | None], outs: Mappin
     entry["env"] = dict(sorted(inputs.env.items()))
     if inputs.stage_env:
         entry["stage_env"] = dict(sorted(inputs.stage_env.items()))
+    if inputs.features is not None:
+        entry["features"] = dict(inputs.features)
     if outs:
         rows = []
         for path in sorted(outs):
@@ -76,6 +78,7 @@ def document_of(entry: Mapping[str, Any]) -> dict[str, Any]:
         "deps": {d["path"]: d.get("hash") for d in entry.get("deps") or []},
         "params": entry.get("params") or {}, "env": entry.get("env") or {}, "stage_env": entry.get("stage_env") or {},
         "outs": sorted([o["path"], o.get("cache", True), o.get("persist", False)] for o in entry.get("outs") or []),
+        **({"features": entry["features"]} if entry.get("features") is not None else {}),
     }
 
 

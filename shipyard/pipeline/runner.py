@@ -76,6 +76,7 @@ class Context:
         self.lock = lockmod.Lockfile(self.root, self.state_dir)
         self._env: dict[str, str] | None = None
         self._objects: Any = None
+        self._features: Any = None  # the Feast repo's definitions, read when a stage uses features
 
     @property
     def env(self) -> dict[str, str]:
@@ -91,6 +92,24 @@ class Context:
         if self.pipeline.source != "dvc.yaml" and not (self.root / ".dvc").is_dir():
             return {}
         return {"DVC_ROOT": os.environ.get("DVC_ROOT") or str(self.root), "DVC_STAGE": stage.name}
+
+    @property
+    def features(self) -> Any:
+        """The feature repository's definitions (shipyard.features; imports nothing of Feast while the
+        repository's files are unchanged since they were last read)."""
+        if self._features is None:
+            from shipyard.features.stage import load
+
+            self._features = load(self.root, self.state_dir)
+        return self._features
+
+    def feature_inputs(self, stage: StageSpec) -> dict[str, Any] | None:
+        """The feature part of a stage's fingerprint, or None for a stage without ``features:``."""
+        if stage.features is None:
+            return None
+        from shipyard.features.stage import fingerprint_part
+
+        return fingerprint_part(self.features, self.root, stage.features.refs, self.hashes.hash_many)
 
     @property
     def objects(self) -> Any:
@@ -121,7 +140,8 @@ class Context:
     def check(self, stage: StageSpec, upstream_stale: Iterable[str] = ()) -> StageStatus:
         """Compare a stage's current inputs and outs with its lock entry."""
         deps = self.hashes.hash_many(list(stage.deps))
-        inputs = stage_inputs(stage, {p: (h.oid if h else None) for p, h in deps.items()}, self.pipeline.params, self.env)
+        inputs = stage_inputs(stage, {p: (h.oid if h else None) for p, h in deps.items()}, self.pipeline.params, self.env,
+                              self.feature_inputs(stage))
         entry = self.lock.get(stage.name)
         status = StageStatus(stage.name, "up-to-date", [], inputs, deps)
         ups = list(upstream_stale)
@@ -195,6 +215,11 @@ class RunLock:
 
 # -- recording ----------------------------------------------------------------------------------
 
+# set by ``shipyard sweep`` for each trial's ``shipyard run``: the sweep's run and the trial number
+SWEEP_RUN_ENV = "SHIPYARD_SWEEP_RUN_ID"
+SWEEP_TRIAL_ENV = "SHIPYARD_SWEEP_TRIAL"
+
+
 class Recorder:
     """Writes the pipeline run, stage executions and tracking runs; opens the store on first use."""
 
@@ -224,7 +249,7 @@ class Recorder:
             closed = repo.mark_interrupted(session)
             experiment = runs.experiment_by_name(session, runs.DEFAULT_EXPERIMENT)
             runs.create_run(session, experiment_id=experiment.id, run_id=run_id, name="pipeline", source="pipeline",
-                            tags={"shipyard.pipeline": self.ctx.pipeline.source}, **self.git)
+                            parent_run_id=os.environ.get(SWEEP_RUN_ENV) or None, tags=self._tags(), **self.git)
             repo.start_pipeline_run(session, run_id, targets=self.targets, executor=self.executor, jobs=self.jobs,
                                     pid=os.getpid())
         if closed:
@@ -232,6 +257,12 @@ class Recorder:
         self.run_id = run_id
         self.experiment_id = experiment.id
         return run_id
+
+    def _tags(self) -> dict[str, str]:
+        tags = {"shipyard.pipeline": self.ctx.pipeline.source}
+        if os.environ.get(SWEEP_RUN_ENV):  # a sweep's trial: a child run of the sweep's run
+            tags["shipyard.sweep.trial"] = os.environ.get(SWEEP_TRIAL_ENV, "")
+        return tags
 
     def start_stage(self, name: str, fingerprint: str, params: dict[str, dict[str, Any]], restored: bool,
                     deps: dict[str, PathHash | None] | None = None) -> str:
@@ -510,6 +541,10 @@ def _submit(ctx: Context, stage: StageSpec, status: StageStatus, options: RunOpt
     child = recorder.start_stage(stage.name, status.inputs.fingerprint, status.inputs.params, restored=False,
                                  deps=status.deps)
     _remove_outs(ctx.root, stage)
+    if stage.features is not None:
+        failed = _retrieve_features(ctx, stage, recorder, child)
+        if failed is not None:
+            return failed
     job = StageJob(
         name=stage.name, cmds=stage.cmd, root=str(ctx.root), cwd=str(ctx.root / stage.wdir),
         env={**ctx.dvc_env(stage), **dict(stage.env), "SHIPYARD_RUN_ID": child, "SHIPYARD_STAGE": stage.name,
@@ -519,6 +554,25 @@ def _submit(ctx: Context, stage: StageSpec, status: StageStatus, options: RunOpt
         hash_dir=str(ctx.hashes.folder) if ctx.hashes.folder else None,
     )
     return executor.submit(job, sink if executor.streams_live else None)
+
+
+def _retrieve_features(ctx: Context, stage: StageSpec, recorder: Recorder, child: str) -> Future | None:
+    """Retrieve the stage's features into its ``features.out`` and version them; on an error (rows
+    lost, a bad entity table) a failed future, so the stage fails like one whose command failed."""
+    from shipyard.features.stage import record_for_stage, retrieve_for_stage
+
+    use = stage.features
+    assert use is not None
+    try:
+        got = retrieve_for_stage(ctx.features, ctx.root, use.refs, use.entities, use.out)
+        ctx.echo(f"Stage {stage.name!r}: {got.rows} rows of features {', '.join(use.refs)} -> {use.out}"
+                 + "".join(f" ({n} without {f})" for f, n in got.nulls.items() if n))
+        record_for_stage(recorder.store, ctx.objects, ctx.root, child, use.out, got.to_dict())
+    except ShipyardError as exc:
+        failed: Future = Future()
+        failed.set_exception(exc)
+        return failed
+    return None
 
 
 def _line_sink() -> Callable[[str, str, str], None]:
@@ -555,7 +609,12 @@ def _restore(ctx: Context, stage: StageSpec, status: StageStatus, recorder: Reco
     ctx.lock.update(stage.name, entry_lock, keep=set(ctx.dag.stages))
     from shipyard.store.pipeline import StageOutcome
 
-    recorder.start_stage(stage.name, fingerprint, status.inputs.params, restored=True, deps=status.deps)
+    child = recorder.start_stage(stage.name, fingerprint, status.inputs.params, restored=True, deps=status.deps)
+    if stage.features is not None and status.inputs.features is not None:
+        from shipyard.features.stage import record_for_stage
+
+        record_for_stage(recorder.store, ctx.objects, ctx.root, child, stage.features.out,
+                         {**status.inputs.features, "restored": True})
     recorder.finish_stage(stage.name, StageOutcome("RESTORED", reason="restored from the run cache"), cache_hit=True,
                           metrics=_declared_metrics(ctx.root, stage, restored_only=True))
     ctx.echo(f"Stage {stage.name!r} restored from the run cache, not run: these exact inputs ({fingerprint[:20]}...) "
@@ -569,6 +628,10 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
 
     try:
         result = future.result()
+    except ShipyardError as exc:  # before the command ran (e.g. its features could not be retrieved)
+        ctx.echo(f"Stage {stage.name!r} failed: {exc}")
+        recorder.finish_stage(stage.name, StageOutcome("FAILED", reason=exc.message), cache_hit=False)
+        return False
     except Exception as exc:  # the executor itself failed (e.g. a Dask worker died)
         ctx.echo(f"Stage {stage.name!r} failed in the executor: {type(exc).__name__}: {exc}")
         recorder.finish_stage(stage.name, StageOutcome("FAILED", reason=f"executor error: {exc}"), cache_hit=False)
@@ -598,7 +661,8 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
     outs = {o.path: PathHash(o.oid, o.size, o.nfiles) for o in result.outs}
     # Deps are hashed again: a stage that rewrote its own input must not be recorded as up to date.
     deps_now = ctx.hashes.hash_many(list(stage.deps))
-    inputs = stage_inputs(stage, {p: (h.oid if h else None) for p, h in deps_now.items()}, ctx.pipeline.params, ctx.env)
+    inputs = stage_inputs(stage, {p: (h.oid if h else None) for p, h in deps_now.items()}, ctx.pipeline.params, ctx.env,
+                          status.inputs.features)
     if _cacheable(stage):
         runcache.save(ctx.objects, inputs.fingerprint, stage.name, _outs_rows(stage, outs))
     flags = {o.path: (o.cache, o.persist) for o in stage.outs}

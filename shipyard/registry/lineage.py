@@ -13,6 +13,7 @@ from shipyard.store import runs as runs_repo
 
 FINGERPRINT_TAGS = ("shipyard.fingerprint", "shipyard.stage.fingerprint", "fingerprint")
 STAGE_TAGS = ("shipyard.stage", "stage")
+FEATURES_TAG = "shipyard.features"  # the feature views a stage read (shipyard.features.stage)
 
 
 def _run_info(session: Session, run: runs_repo.Run) -> dict[str, Any]:
@@ -22,9 +23,10 @@ def _run_info(session: Session, run: runs_repo.Run) -> dict[str, Any]:
                 for d in session.scalars(select(runs_repo.DatasetInput).where(runs_repo.DatasetInput.run_id == run.id))]
     stage = next((tags[k] for k in STAGE_TAGS if k in tags), None)
     fingerprint = next((tags[k] for k in FINGERPRINT_TAGS if k in tags), None)
+    features = json.loads(tags[FEATURES_TAG]) if FEATURES_TAG in tags else None
     return {"id": run.id, "name": run.name, "status": run.status, "stage": stage, "fingerprint": fingerprint,
             "git_commit": run.git_commit, "git_branch": run.git_branch, "git_dirty": run.git_dirty,
-            "params": params, "datasets": datasets}
+            "params": params, "datasets": datasets, **({"features": features} if features else {})}
 
 
 def lineage(session: Session, mv: ModelVersion) -> dict[str, Any]:
@@ -85,6 +87,12 @@ def render_tree(tree: dict[str, Any]) -> list[str]:
     for i, d in enumerate(datasets):
         branch = "└──" if i == len(datasets) - 1 else "├──"
         lines.append(f"│   {branch} {d['name']} @ {d['digest']}" + (f" [{d['context']}]" if d.get("context") else ""))
+    views = {name: digest for s in tree.get("stages") or [] for name, digest in
+             ((s.get("features") or {}).get("views") or {}).items()}
+    if views:
+        lines.append("├── feature views:")
+        for i, (name, digest) in enumerate(sorted(views.items())):
+            lines.append(f"│   {'└──' if i == len(views) - 1 else '├──'} {name} @ {digest}")
     stages = tree.get("stages") or []
     lines.append("└── stages:" if stages else "└── stages: none recorded")
     for i, s in enumerate(stages):
