@@ -2,7 +2,7 @@
 by Starlette's ``TestClient`` (cookie jar, no network).
 
 ``ui_app`` (module scope, auth on, project ``penguins``): ``ui_app.client`` is logged in as the
-global admin ``ada`` through the browser login (session cookie + CSRF token), ``ui_app.viewer()`` as
+global admin ``ada`` with the browser's session cookie (and its CSRF token), ``ui_app.viewer()`` as
 ``vera`` (viewer on the project), ``ui_app.outsider()`` as ``otto`` (no role on the project: 403
 everywhere), ``ui_app.anonymous()`` has no cookie (a page sends it to /login, other routes 401). ``ui_app_noauth`` is the
 same project served with ``--no-auth``. Seed data through ``ui_app.workspace`` / ``ui_app.store``;
@@ -11,14 +11,16 @@ both fixtures share one project per test module, so tests add their own rows and
 
 from __future__ import annotations
 
-import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from shipyard.project import Project
@@ -26,7 +28,6 @@ from shipyard.store import Store
 from shipyard.workspace import Workspace
 
 PROJECT = "penguins"
-PASSWORD = "correct horse battery staple"
 USERS = {"admin": "ada", "viewer": "vera", "outsider": "otto"}
 
 
@@ -45,17 +46,25 @@ class UIApp:
         return self.workspace.store
 
     def login(self, name: str) -> TestClient:
-        """A new client logged in as ``name`` (password login, as a browser does it); cached per name."""
+        """A new client holding ``name``'s session cookie (cached per name).
+
+        The cookie is the one the login form sets after a password login (``SessionCookies.save``
+        with a fresh CSRF token): each page looks the user up again, as for a real browser. The form
+        itself is tested in tests/auth/test_login.py; skipping it here skips two password hashes
+        (about a second each on a loaded two-core machine) per user and module.
+        """
         if name in self._clients:
             return self._clients[name]
         client = TestClient(self.app, raise_server_exceptions=True, follow_redirects=False)
         client.__enter__()
-        form = client.get("/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-        assert token, form.text
-        done = client.post("/login", data={"csrf_token": token.group(1), "username": name, "password": PASSWORD,
-                                           "next": "/"})
-        assert done.status_code == 303, done.text
+        response = Response()
+        scope = {"type": "http", "scheme": "http", "server": ("testserver", 80), "path": "/login",
+                 "query_string": b"", "headers": []}
+        self.app.state.login.sessions.save(response, Request(scope), {"user": {"name": name, "via": "password"},
+                                                                      "csrf": secrets.token_urlsafe(32)})
+        cookie = SimpleCookie(response.headers["set-cookie"])
+        for key, morsel in cookie.items():
+            client.cookies.set(key, morsel.value)
         self._clients[name] = client
         return client
 
@@ -93,7 +102,6 @@ def make_ui_app(root: Path, *, auth: bool) -> UIApp:
     """Serve a fresh empty project under ``root`` (with the users above when ``auth``)."""
     from shipyard.auth import service
     from shipyard.server.app import create_app
-    from shipyard.server.login import Throttle
 
     root.mkdir(parents=True)
     (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\n")
@@ -101,13 +109,11 @@ def make_ui_app(root: Path, *, auth: bool) -> UIApp:
     if auth:
         store = workspace.store
         service.create_project(store, PROJECT, actor="ops")
-        service.create_user(store, USERS["admin"], password=PASSWORD, admin=True, actor="ops")
+        service.create_user(store, USERS["admin"], admin=True, actor="ops")
         for name in (USERS["viewer"], USERS["outsider"]):
-            service.create_user(store, name, password=PASSWORD, actor="ops")
+            service.create_user(store, name, actor="ops")
         service.grant(store, PROJECT, USERS["viewer"], "viewer", actor="ops")
     app = create_app(workspace, auth_project=PROJECT if auth else None)
-    if auth:
-        app.state.login.throttle = Throttle(limit=10_000)  # tests log in more often than a person would
     client = TestClient(app, raise_server_exceptions=True, follow_redirects=False)
     client.__enter__()
     ui = UIApp(app=app, workspace=workspace, client=client, auth=auth)
