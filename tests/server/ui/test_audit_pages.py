@@ -28,7 +28,10 @@ def test_filters_and_keyset_pages(ui_app) -> None:  # type: ignore[no-untyped-de
     assert first.status_code == 200, first.text
     shown = seqs(first.text)
     assert len(shown) == 50 and shown == sorted(shown, reverse=True)  # newest first, one page
-    assert 'data-ok="true"' in first.text and "Chain verified" in first.text
+    assert 'hx-get="/audit/chain" hx-trigger="load"' in first.text  # the chain's state comes after the events
+    chain = ui_app.client.get("/audit/chain", headers={"HX-Request": "true"})
+    assert chain.status_code == 200 and "<html" not in chain.text
+    assert 'data-ok="true"' in chain.text and "Chain verified" in chain.text
     older = re.search(r'href="([^"]+)" id="audit-older"', first.text)
     assert older and f"before={shown[-1]}" in older.group(1)
     second = ui_app.client.get(older.group(1).replace("&amp;", "&"))
@@ -53,6 +56,7 @@ def test_bad_paging_is_a_400_and_audit_needs_audit_read(ui_app) -> None:  # type
     assert ui_app.client.get("/audit?actor=" + "a" * 300).status_code == 400
     refused = ui_app.viewer().get("/audit")
     assert refused.status_code == 403 and "audit:read" in refused.text
+    assert ui_app.viewer().get("/audit/chain").status_code == 403
     assert ui_app.outsider().get("/audit").status_code == 403
 
 
@@ -62,7 +66,7 @@ def test_an_edited_event_breaks_the_chain_where_it_was_edited(ui_app_noauth) -> 
         target = audit.events(session, kind="test.ui.chain")[2].seq
     with ui_app_noauth.store.write() as session:
         session.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = :seq"), {"seq": target})
-    page = ui_app_noauth.client.get("/audit")
-    assert page.status_code == 200 and 'data-ok="false"' in page.text
+    page = ui_app_noauth.client.get("/audit/chain")  # a whole page when opened on its own
+    assert page.status_code == 200 and "<html" in page.text and 'data-ok="false"' in page.text
     assert f'data-verified="{target - 1}" data-broken="{target}"' in page.text
     assert f"event {target} (test.ui.chain thing/2) was edited" in page.text

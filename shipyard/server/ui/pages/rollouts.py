@@ -141,7 +141,9 @@ def _overview(ws: Any) -> dict[str, Any]:
         active = [_deployment(d) for d in repo.active_deployments(session)]
         recent = [_deployment(d) for d in repo.latest_deployments(session, limit=RECENT)]
         tables = repo.routing_tables(session)
+    rolled = {d["model"] for d in recent} | {d["model"] for d in active}
     serving = [{"model": name, "strategy": t.get("strategy", "single"), "champion": t.get("champion"),
+                "rollouts": name in rolled,
                 "candidate": t.get("candidate"), "weight": t.get("weight"), "shadow": t.get("shadow_percent")}
                for name, t in sorted(tables.items())]
     return {"active": active, "recent": recent, "serving": serving}
