@@ -20,6 +20,10 @@ from shipyard.store import Store
 from shipyard.store import auth as repo
 
 DEFAULT_INTERVAL_S = 30.0
+# a well-formed token the cache does not know may be one made since the last load (shipyard tokens
+# create on another process): reload for it, but at most this often, so unknown tokens cannot turn
+# every request into two queries
+MISS_RELOAD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ class TokenCache:
     @property
     def stale(self) -> bool:
         return self._loaded_at is None or self._clock() - self._loaded_at >= self.interval
+
+    def expire(self) -> None:
+        """Reload on the next lookup (this process changed tokens, roles or users: see it at once)."""
+        self._loaded_at = None
+
+    def may_reload_for(self, token: str) -> bool:
+        """True when ``token`` missed, is well formed and the last load is over ``MISS_RELOAD_S`` old."""
+        loaded = self._loaded_at
+        return (loaded is not None and self._clock() - loaded >= MISS_RELOAD_S and tokens.well_formed(token)
+                and tokens.token_hash(token) not in self._entries)
 
     def refresh(self, *, only_if_stale: bool = False) -> None:
         """Write pending last-use times, then reload every live token (two queries)."""

@@ -17,18 +17,19 @@ def verify(json_out: bool = typer.Option(False, "--json", help="Print the result
 
     Example: shipyard audit verify
     """
-    from shipyard import audit
+    from shipyard.auth.audit_log import verify_chain
+    from shipyard.cli.remote import remote
 
-    ws = Workspace.discover()
-    with ws.store.read() as session:
-        result = audit.verify(session)
+    server = remote()
+    result = (server.get("/api/v1/audit/verify", "verify the audit log") if server is not None
+              else verify_chain(Workspace.discover().store))
     if json_out:
-        print_json({"ok": result.ok, "events": result.events, "problem": result.problem, "seq": result.seq})
-    if not result.ok:
-        raise CheckFailed(f"audit log is broken: {result.problem}",
+        print_json(result)
+    if not result["ok"]:
+        raise CheckFailed(f"audit log is broken: {result['problem']}",
                           hint="the store was modified outside Shipyard; restore it from a backup")
     if not json_out:
-        echo(f"audit log intact: {result.events} events")
+        echo(f"audit log intact: {result['events']} events")
 
 
 @app.command("log")
@@ -45,13 +46,16 @@ def log(
 
     Example: shipyard audit log --actor alice --kind auth.token_created
     """
-    from shipyard import audit
+    from shipyard.auth.audit_log import EVENT_FIELDS, event_rows
+    from shipyard.cli.remote import remote
 
-    ws = Workspace.discover()
-    with ws.store.read() as session:
-        rows = [(e.seq, e.at.isoformat(timespec="seconds"), e.actor, e.kind, e.subject, e.payload)
-                for e in audit.events(session, kind, subject, limit, actor=actor)]
-    if json_out:
-        print_json([dict(zip(("seq", "at", "actor", "kind", "subject", "payload"), r, strict=True)) for r in rows])
+    server = remote()
+    if server is not None:
+        events = server.get("/api/v1/audit/events", "audit log", kind=kind, subject=subject, actor=actor,
+                            limit=limit)["events"]
     else:
-        table(["seq", "at", "actor", "kind", "subject", "payload"], rows)
+        events = event_rows(Workspace.discover().store, kind, subject, limit, actor=actor)
+    if json_out:
+        print_json(events)
+    else:
+        table(list(EVENT_FIELDS), [[e[f] for f in EVENT_FIELDS] for e in events])

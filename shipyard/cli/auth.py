@@ -1,7 +1,8 @@
 """``shipyard users``, ``shipyard tokens`` and ``shipyard projects``: accounts, API tokens, roles.
 
 These commands act on the project's store directly, as its operator (the audit log names
-``SHIPYARD_ACTOR`` or user@host). Passwords are read from a hidden prompt or ``--password-stdin``,
+``SHIPYARD_ACTOR`` or user@host); with ``SHIPYARD_SERVER_URL`` they ask that server instead, as the
+admin whose token ``SHIPYARD_TOKEN`` holds (``shipyard.server.api``; the audit log names that admin). Passwords are read from a hidden prompt or ``--password-stdin``,
 never from an argument; a token is printed once, when it is made.
 """
 
@@ -27,6 +28,19 @@ _STDIN = typer.Option(False, "--password-stdin", help="Read the password from th
 
 def _store():  # type: ignore[no-untyped-def]
     return Workspace.discover().store
+
+
+def _server():  # type: ignore[no-untyped-def]
+    """The server of SHIPYARD_SERVER_URL, None to act on the local store."""
+    from shipyard.cli.remote import remote
+
+    return remote()
+
+
+def _path(*parts: str) -> str:
+    from urllib.parse import quote
+
+    return "/api/v1/" + "/".join(quote(p, safe="") for p in parts)
 
 
 def _actor() -> str:
@@ -74,24 +88,31 @@ def users_add(
     """
     from shipyard.auth import credentials, service
 
-    store, actor = _store(), _actor()
+    if service_account and (not project or admin or password or password_stdin):
+        raise InputError("--service-account needs --project and takes no --admin or password",
+                         hint="shipyard users add ci-bot --service-account --project penguins --role editor")
+    secret = _read_password(password_stdin) if (password or password_stdin) else None
+    server = _server()
+    if server is not None:  # the server has its admin already (the one calling): no first-admin token
+        info = server.call("POST", _path("users"), f"add user {name}", json={
+            "name": name, "admin": admin, "password": secret, "service_account": service_account,
+            "project": project, "role": role})
     if service_account:
-        if not project or admin or password or password_stdin:
-            raise InputError("--service-account needs --project and takes no --admin or password",
-                             hint="shipyard users add ci-bot --service-account --project penguins --role editor")
-        info = service.create_service_account(store, name, project=project, role=role, actor=actor)
+        if server is None:
+            info = service.create_service_account(_store(), name, project=project, role=role, actor=_actor())
         if json_out:
             print_json(info)
         else:
             echo(f"service account {name} ({role} on {project}); "
                  f"make a token: shipyard tokens create --user {name} --scope runs:write")
         return
-    secret = _read_password(password_stdin) if (password or password_stdin) else None
-    first = credentials.bootstrap_admin(store, name, password=secret, actor=actor) if admin else None
-    if first is not None:
-        _show_token(*first, json_out)
-        return
-    info = service.create_user(store, name, password=secret, admin=admin, actor=actor)
+    if server is None:
+        store, actor = _store(), _actor()
+        first = credentials.bootstrap_admin(store, name, password=secret, actor=actor) if admin else None
+        if first is not None:
+            _show_token(*first, json_out)
+            return
+        info = service.create_user(store, name, password=secret, admin=admin, actor=actor)
     if json_out:
         print_json(info)
     else:
@@ -107,7 +128,8 @@ def users_list(json_out: bool = _JSON) -> None:
     """
     from shipyard.auth import service
 
-    rows = service.list_users(_store())
+    server = _server()
+    rows = server.get(_path("users"), "list users")["users"] if server is not None else service.list_users(_store())
     if json_out:
         print_json(rows)
         return
@@ -124,7 +146,11 @@ def users_disable(name: str = typer.Argument(..., help="User or service account 
     """
     from shipyard.auth import service
 
-    service.disable_user(_store(), name, actor=_actor())
+    server = _server()
+    if server is not None:
+        server.call("POST", _path("users", name, "disable"), f"disable {name}")
+    else:
+        service.disable_user(_store(), name, actor=_actor())
     echo(f"{name} disabled; servers and gateways drop its tokens within their poll interval")
 
 
@@ -136,7 +162,11 @@ def users_passwd(name: str = typer.Argument(..., help="User name."), password_st
     """
     from shipyard.auth import service
 
-    service.set_password(_store(), name, _read_password(password_stdin), actor=_actor())
+    secret, server = _read_password(password_stdin), _server()
+    if server is not None:
+        server.call("POST", _path("users", name, "password"), f"set the password of {name}", json={"password": secret})
+    else:
+        service.set_password(_store(), name, secret, actor=_actor())
     echo(f"password of {name} set")
 
 
@@ -162,8 +192,14 @@ def tokens_create(
     except ValueError as exc:
         raise InputError(f"--expires: {exc}", hint="e.g. --expires 30d, --expires 12h or --expires never") from exc
     scopes = [s for item in scope for s in item.replace(",", " ").split()]
-    secret, info = credentials.create_token(_store(), user, scopes=scopes, project=project, expires_in=lifetime,
-                                            name=name, actor=_actor())
+    server = _server()
+    if server is not None:
+        info = server.call("POST", _path("tokens"), f"create a token for {user}", json={
+            "user": user, "scopes": scopes, "project": project, "expires_in": lifetime, "name": name})
+        secret = info.pop("token")
+    else:
+        secret, info = credentials.create_token(_store(), user, scopes=scopes, project=project, expires_in=lifetime,
+                                                name=name, actor=_actor())
     _show_token(secret, info, json_out)
 
 
@@ -176,7 +212,9 @@ def tokens_list(user: str | None = typer.Option(None, "--user", help="Only this 
     """
     from shipyard.auth import credentials
 
-    rows = credentials.list_tokens(_store(), user)
+    server = _server()
+    rows = (server.get(_path("tokens"), "list tokens", user=user)["tokens"] if server is not None
+            else credentials.list_tokens(_store(), user))
     if json_out:
         print_json(rows)
         return
@@ -199,8 +237,12 @@ def tokens_revoke(ref: str = typer.Argument(..., help="The token's id or prefix 
     Example: shipyard tokens revoke shp_AbCd1234
     """
     from shipyard.auth import credentials
+    from shipyard.auth.tokens import display_prefix, looks_like_token
 
-    info = credentials.revoke_token(_store(), ref, actor=_actor())
+    server = _server()
+    shown = display_prefix(ref) if looks_like_token(ref) else ref  # a secret never goes into a URL
+    info = (server.call("DELETE", _path("tokens", shown), f"revoke token {shown}") if server is not None
+            else credentials.revoke_token(_store(), ref, actor=_actor()))
     if json_out:
         print_json(info)
     else:
@@ -215,7 +257,9 @@ def projects_create(name: str = typer.Argument(..., help="Project name (lower ca
     """
     from shipyard.auth import service
 
-    info = service.create_project(_store(), name, actor=_actor())
+    server = _server()
+    info = (server.call("POST", _path("projects"), f"create project {name}", json={"name": name})
+            if server is not None else service.create_project(_store(), name, actor=_actor()))
     if json_out:
         print_json(info)
     else:
@@ -230,7 +274,9 @@ def projects_list(json_out: bool = _JSON) -> None:
     """
     from shipyard.auth import service
 
-    rows = service.list_projects(_store())
+    server = _server()
+    rows = (server.get(_path("projects"), "list projects")["projects"] if server is not None
+            else service.list_projects(_store()))
     if json_out:
         print_json(rows)
         return
@@ -248,7 +294,10 @@ def projects_grant(project: str = typer.Argument(..., help="Project name."),
     """
     from shipyard.auth import service
 
-    before = service.grant(_store(), project, user, role, actor=_actor())
+    server = _server()
+    before = (server.call("PUT", _path("projects", project, "members", user), f"grant {role} on {project} to {user}",
+                          json={"role": role})["before"] if server is not None
+              else service.grant(_store(), project, user, role, actor=_actor()))
     echo(f"{user} is now {role} on {project}" + (f" (was {before})" if before and before != role else ""))
 
 
@@ -261,5 +310,7 @@ def projects_revoke(project: str = typer.Argument(..., help="Project name."),
     """
     from shipyard.auth import service
 
-    before = service.revoke(_store(), project, user, actor=_actor())
+    server = _server()
+    before = (server.call("DELETE", _path("projects", project, "members", user), f"revoke {user}'s role on {project}")
+              ["before"] if server is not None else service.revoke(_store(), project, user, actor=_actor()))
     echo(f"{user} no longer has a role on {project}" if before else f"{user} had no role on {project}")

@@ -43,12 +43,13 @@ def _parse_ref(ref: str) -> tuple[str, int]:
     return name, int(digits)
 
 
-def _show(outcome: Any, json_out: bool) -> None:
+def _show(outcome: dict[str, Any], json_out: bool) -> None:
+    """A rollout decision (``Outcome.to_dict``, from the controller here or from the server)."""
     if json_out:
-        print_json(outcome.to_dict())
+        print_json(outcome)
         return
-    echo(f"rollout #{outcome.deployment_id} of {outcome.model}: {outcome.from_state} -> {outcome.to_state} "
-         f"[{outcome.status}] {outcome.reason}")
+    echo(f"rollout #{outcome['deployment']} of {outcome['model']}: {outcome['from']} -> {outcome['to']} "
+         f"[{outcome['status']}] {outcome['reason']}")
 
 
 @app.command()
@@ -99,18 +100,26 @@ def deploy(
                                         check_load=loader.load)
     finally:
         ws.close()
-    _show(outcome, json_out)
+    _show(outcome.to_dict(), json_out)
 
 
 def _act(action: str, model: str, json_out: bool) -> None:
+    from urllib.parse import quote
+
+    from shipyard.cli.remote import remote
     from shipyard.workspace import Workspace
 
+    server = remote()
+    if server is not None:
+        _show(server.call("POST", f"/api/v1/rollouts/{quote(model, safe='')}/{action}", f"{action} the rollout of {model}"),
+              json_out)
+        return
     ws = Workspace.discover()
     try:
         outcome = _controller(ws).act(model, action)
     finally:
         ws.close()
-    _show(outcome, json_out)
+    _show(outcome.to_dict(), json_out)
 
 
 # One command under two names: 'shipyard triggers approve' is the same function (cli/monitor.py).
@@ -129,13 +138,18 @@ def status(
 
     Example: shipyard rollout status iris --json
     """
+    from shipyard.cli.remote import remote
     from shipyard.workspace import Workspace
 
-    ws = Workspace.discover()
-    try:
-        rows = _controller(ws).status(model, limit)
-    finally:
-        ws.close()
+    server = remote()
+    if server is not None:
+        rows = server.get("/api/v1/rollouts", "rollout status", model=model, limit=limit)["rollouts"]
+    else:
+        ws = Workspace.discover()
+        try:
+            rows = _controller(ws).status(model, limit)
+        finally:
+            ws.close()
     show_rows(rows, json_out, ["id", "model", "candidate", "champion", "strategy", "state", "weight", "last decision"],
               lambda r: (r["id"], r["model"], r["candidate"], r["champion"], r["strategy"], r["state"],
                          (r["routing"] or {}).get("weight") if r["state"] not in ("promoted", "rolled_back", "aborted") else "",

@@ -91,22 +91,29 @@ def list_(
 
     Example: shipyard models list penguin-species
     """
+    from shipyard.cli.remote import remote
     from shipyard.registry import find_versions
 
-    ws = _ws()
-    with ws.store.read() as session:
-        versions = find_versions(session, name)
+    server = remote()
+    if server is not None:
+        versions = server.get("/api/v1/models", "list models", name=name)["versions"]
+    else:
+        ws = _ws()
+        with ws.store.read() as session:
+            versions = [v.to_dict() for v in find_versions(session, name)]
     if json_out:
-        print_json([v.to_dict() for v in versions])
+        print_json(versions)
         return
     table(["model", "version", "flavor", "aliases", "gate", "run"],
-          [(v.name, v.version, v.flavor, ",".join(v.aliases), _gate(v), v.run_id or "") for v in versions])
+          [(v["name"], v["version"], v["flavor"], ",".join(v["aliases"]), _gate(v), v["run_id"] or "")
+           for v in versions])
 
 
-def _gate(v) -> str:  # type: ignore[no-untyped-def]
-    if v.verdict is None:
+def _gate(v: dict) -> str:  # type: ignore[type-arg]
+    """A version's (``ModelVersion.to_dict``) latest gate verdict in one word."""
+    if v["verdict"] is None:
         return "not gated"
-    return "passed" if v.passed_gate else "failed"
+    return "passed" if v["verdict"].get("passed") else "failed"
 
 
 @app.command()
@@ -118,21 +125,29 @@ def show(
 
     Example: shipyard models show penguin-species@champion
     """
+    from urllib.parse import quote
+
+    from shipyard.cli.remote import remote
     from shipyard.registry import resolve
 
-    ws = _ws()
-    with ws.store.read() as session:
-        mv = resolve(session, ref)
+    server = remote()
+    if server is not None:
+        mv = server.get(f"/api/v1/models/{quote(ref, safe='@')}", f"model {ref}")["version"]
+    else:
+        ws = _ws()
+        with ws.store.read() as session:
+            mv = resolve(session, ref).to_dict()
     if json_out:
-        print_json(mv.to_dict())
+        print_json(mv)
         return
-    rows = [("version", mv.ref), ("flavor", mv.flavor), ("model object", mv.model_oid),
-            ("model file hash", mv.content_oid or "not recorded"),
-            ("size", f"{mv.size_bytes:,} bytes"), ("aliases", ", ".join(mv.aliases) or "none"),
-            ("run", mv.run_id or "none"), ("gate", _gate(mv)), ("description", mv.description or ""),
-            ("signature", ", ".join(f"{c.name}:{c.type}" for c in mv.signature.inputs) if mv.signature else "none"),
-            ("reference profile", mv.profile_oid or "none")]
-    rows += [(f"tag {k}", v) for k, v in sorted(mv.tags.items())]
+    signature = mv["signature"]
+    rows = [("version", mv["ref"]), ("flavor", mv["flavor"]), ("model object", mv["model_oid"]),
+            ("model file hash", mv["content_oid"] or "not recorded"),
+            ("size", f"{mv['size_bytes']:,} bytes"), ("aliases", ", ".join(mv["aliases"]) or "none"),
+            ("run", mv["run_id"] or "none"), ("gate", _gate(mv)), ("description", mv["description"] or ""),
+            ("signature", ", ".join(f"{c['name']}:{c['type']}" for c in signature["inputs"]) if signature else "none"),
+            ("reference profile", mv["profile_oid"] or "none")]
+    rows += [(f"tag {k}", v) for k, v in sorted(mv["tags"].items())]
     table(["field", "value"], rows)
 
 
@@ -151,20 +166,12 @@ def alias(
     Example: shipyard models alias penguin-species champion 3
     """
     from shipyard.errors import UsageError
-    from shipyard.registry import delete_alias, set_alias
 
-    ws = _ws()
-    if delete:
-        with ws.store.write() as session:
-            previous = delete_alias(session, name, alias_name)
-        result = {"model": name, "alias": alias_name, "version": None, "previous": previous}
-    else:
-        if version is None:
-            raise UsageError("give the VERSION to point the alias at (or --delete)",
-                             hint=f"shipyard models alias {name} {alias_name} 3")
-        with ws.store.write() as session:
-            previous = set_alias(session, name, alias_name, version, force=force, reason=reason)
-        result = {"model": name, "alias": alias_name, "version": version, "previous": previous, "forced": force}
+    if not delete and version is None:
+        raise UsageError("give the VERSION to point the alias at (or --delete)",
+                         hint=f"shipyard models alias {name} {alias_name} 3")
+    result = _move_alias(name, alias_name, None if delete else version, force, reason)
+    previous = result["previous"]
     if json_out:
         print_json(result)
     elif delete:
@@ -172,6 +179,29 @@ def alias(
     else:
         moved = f" (was version {previous})" if previous is not None else ""
         echo(f"{name}@{alias_name} -> version {version}{moved}" + (" [forced, audited]" if force else ""))
+
+
+def _move_alias(name: str, alias_name: str, version: int | None, force: bool, reason: str | None) -> dict:  # type: ignore[type-arg]
+    """Point ``alias_name`` at ``version`` (None: delete it) on SHIPYARD_SERVER_URL, else in the store."""
+    from urllib.parse import quote
+
+    from shipyard.cli.remote import remote
+    from shipyard.registry import delete_alias, set_alias
+
+    server = remote()
+    if server is not None:
+        path = f"/api/v1/models/{quote(name, safe='')}/aliases/{quote(alias_name, safe='')}"
+        if version is None:
+            return server.call("DELETE", path, f"delete {name}@{alias_name}")  # type: ignore[no-any-return]
+        return server.call("PUT", path, f"move {name}@{alias_name}",  # type: ignore[no-any-return]
+                           json={"version": version, "force": force, "reason": reason})
+    ws = _ws()
+    with ws.store.write() as session:
+        if version is None:
+            return {"model": name, "alias": alias_name, "version": None,
+                    "previous": delete_alias(session, name, alias_name)}
+        previous = set_alias(session, name, alias_name, version, force=force, reason=reason)
+    return {"model": name, "alias": alias_name, "version": version, "previous": previous, "forced": force}
 
 
 @app.command()

@@ -100,36 +100,18 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print as JSON."))
 
     Example: shipyard triggers list
     """
-    from shipyard.monitoring import build_monitor
-    from shipyard.store import monitoring as repo
+    from shipyard.cli.remote import remote
+    from shipyard.monitoring.listing import trigger_rows
 
-    ws, config = _setup()
-    mon = build_monitor(ws, config, run_retrains=False)
-    retrain = config.monitor.retrain
-    rows = []
-    try:
-        with ws.store.read() as session:
-            for model in mon.models():
-                for rule in config.monitor.rules:
-                    if "retrain" in rule.actions:
-                        state = session.get(repo.RuleState, (model, rule.label))
-                        rows.append({"model": model, "trigger": "rule", "what": f"{rule.when} for {rule.for_windows}",
-                                     "state": f"streak {state.streak if state else 0}"})
-                for rel in retrain.watch:
-                    rows.append({"model": model, "trigger": "new_data", "what": f"path {rel}",
-                                 "state": (repo.get_watch(session, model, f"path:{rel}") or "not seen yet")[:24]})
-                if retrain.on_new_data:
-                    rows.append({"model": model, "trigger": "new_data", "what": "dataset versions",
-                                 "state": repo.get_watch(session, model, "datasets") or "not seen yet"})
-                if retrain.every or retrain.cron:
-                    last = repo.get_watch(session, model, "schedule")
-                    rows.append({"model": model, "trigger": "schedule",
-                                 "what": f"every {retrain.every}" if retrain.every else f"cron {retrain.cron}",
-                                 "state": f"last check {_fmt_time(float(last))}" if last else "not started"})
-                for t in repo.active_triggers(session, model):
-                    rows.append({"model": model, "trigger": f"#{t.id} {t.kind}", "what": t.source, "state": t.state})
-    finally:
-        ws.close()
+    server = remote()
+    if server is not None:
+        rows = server.get("/api/v1/triggers", "list triggers")["triggers"]
+    else:
+        ws, config = _setup()
+        try:
+            rows = trigger_rows(ws, config)
+        finally:
+            ws.close()
     show_rows(rows, json_out, ["model", "trigger", "what", "state"],
               lambda r: (r["model"], r["trigger"], r["what"], r["state"]),
               empty="no triggers: add monitor.rules with 'actions: \\[retrain]', monitor.retrain.watch or "
@@ -217,15 +199,20 @@ def approve(
     Example: shipyard triggers approve 7
     """
     from shipyard import notify
+    from shipyard.cli.remote import remote
     from shipyard.monitoring import build_monitor
 
-    ws, config = _setup()
-    mon = build_monitor(ws, config)
-    try:
-        out = mon.approve(trigger_id)  # the monitoring policy decides; this only translates
-        notify.flush(30)
-    finally:
-        ws.close()
+    server = remote()
+    if server is not None:
+        out = server.call("POST", f"/api/v1/triggers/{trigger_id}/approve", f"approve trigger #{trigger_id}")
+    else:
+        ws, config = _setup()
+        mon = build_monitor(ws, config)
+        try:
+            out = mon.approve(trigger_id)  # the monitoring policy decides; this only translates
+            notify.flush(30)
+        finally:
+            ws.close()
     if json_out:
         print_json(out)
     else:

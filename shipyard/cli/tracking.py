@@ -41,6 +41,54 @@ def _workspace() -> Any:
     return Workspace.discover()
 
 
+def _record(data: dict[str, Any], steps: dict[str, Any] | None = None) -> RunRecord:
+    """A run as the server sent it (``RunRecord.to_dict`` and its metric steps), to render as a local one."""
+    from shipyard.tracking.service import RunRecord
+
+    return RunRecord(**data, metric_steps={k: tuple(v) for k, v in (steps or {}).items()})
+
+
+def _resolve(run: str, *, full: bool) -> RunRecord:
+    """The run ``run`` names (id, prefix, 'latest', git revision): from SHIPYARD_SERVER_URL, else the store.
+
+    ``full`` reads it again with its inputs and artifacts (a resolved reference may carry fewer).
+    """
+    from urllib.parse import quote
+
+    from shipyard.cli.remote import remote
+    from shipyard.tracking.diff import resolve_ref
+    from shipyard.tracking.service import get_run
+
+    server = remote()
+    if server is not None:
+        answer = server.get(f"/api/v1/run-refs/{quote(run, safe='')}", f"run {run}")
+        return _record(answer["run"], answer.get("metric_steps"))
+    ws = _workspace()
+    with ws.store.read() as session:
+        record = resolve_ref(session, run, ws.project.root)
+        return get_run(session, record.run_id) if full else record
+
+
+def _search(filter_: str | None, order_by: list[str], limit: int, experiment: list[str], deleted: bool) -> list[RunRecord]:
+    """``runs list``'s runs: from the server's GET /api/v1/runs with SHIPYARD_SERVER_URL, else the store."""
+    from shipyard.cli.remote import remote
+    from shipyard.errors import UsageError
+    from shipyard.tracking.search import search_runs
+
+    server = remote()
+    if server is not None:
+        if deleted:
+            raise UsageError("--deleted lists the local store only", hint="unset SHIPYARD_SERVER_URL for it")
+        answer = server.get("/api/v1/runs", "list runs", filter=filter_, order_by=order_by or None,
+                            max_results=limit, experiment=experiment or None)
+        return [_record(r) for r in answer["runs"]]
+    ws = _workspace()
+    with ws.store.read() as session:
+        runs, _ = search_runs(session, filter_string=filter_, order_by=order_by, max_results=limit,
+                              experiment_names=experiment or None, lifecycle="deleted" if deleted else "active")
+    return runs
+
+
 @runs_app.command("list")
 def runs_list(
     filter_: str = typer.Option(None, "--filter", "-f", help="Filter, e.g. \"metrics.acc > 0.9 and params.depth = '3'\" (OR and parentheses work)."),
@@ -55,12 +103,8 @@ def runs_list(
     Example: shipyard runs list --filter "metrics.accuracy > 0.9 or params.model = 'svm'" --order-by "metrics.accuracy DESC"
     """
     from shipyard.cli.output import print_json, table
-    from shipyard.tracking.search import search_runs
 
-    ws = _workspace()
-    with ws.store.read() as session:
-        runs, _ = search_runs(session, filter_string=filter_, order_by=order_by or [], max_results=limit,
-                              experiment_names=experiment or None, lifecycle="deleted" if deleted else "active")
+    runs = _search(filter_, order_by or [], limit, experiment or [], deleted)
     if as_json:
         print_json([r.to_dict() for r in runs])
         return
@@ -82,12 +126,8 @@ def runs_show(
     Example: shipyard runs show 3f2a9c1e
     """
     from shipyard.cli.output import echo, print_json, table
-    from shipyard.tracking.diff import resolve_ref
-    from shipyard.tracking.service import get_run
 
-    ws = _workspace()
-    with ws.store.read() as session:
-        record = get_run(session, resolve_ref(session, run, ws.project.root).run_id)
+    record = _resolve(run, full=True)
     if as_json:
         print_json(record.to_dict())
         return
@@ -170,11 +210,8 @@ def metrics_show(
     Example: shipyard metrics show
     """
     from shipyard.cli.output import print_json, table
-    from shipyard.tracking.diff import resolve_ref
 
-    ws = _workspace()
-    with ws.store.read() as session:
-        record = resolve_ref(session, run, ws.project.root)
+    record = _resolve(run, full=False)
     if as_json:
         print_json({"run_id": record.run_id, "metrics": record.metrics})
         return

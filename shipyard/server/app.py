@@ -30,6 +30,7 @@ ROUTE_MODULES: list[str] = [
     "shipyard.server.mlflow_registry",
     "shipyard.server.mlflow_logged_models",
     "shipyard.server.operations",
+    "shipyard.server.api",
     "shipyard.server.ui",
 ]
 

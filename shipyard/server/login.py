@@ -301,6 +301,7 @@ def secure(app: Any, store: Store, project: str, settings: AuthSettings | None =
 
     login = WebLogin(store, settings or auth_settings())
     app.router.routes.extend(login.routes())
-    install(app, Guard(server_policy(project), TokenCache(store), store=store,
+    app.state.tokens = TokenCache(store)  # the admin routes (shipyard.server.api) expire it after a change
+    install(app, Guard(server_policy(project), app.state.tokens, store=store,
                        public_paths=(*SERVER_PUBLIC_PATHS, *LOGIN_PUBLIC_PATHS), sessions=login.sessions))
     return login

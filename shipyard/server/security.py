@@ -298,10 +298,21 @@ def _alias_permission(view: RequestView) -> str:
     """Moving or deleting the champion alias is a promotion; other aliases are model writes."""
     from shipyard.auth.model import permission_for_alias
 
-    return permission_for_alias(str(view.json.get("alias") or view.query.get("alias") or ""))
+    return permission_for_alias(str(view.path_params.get("alias") or view.json.get("alias") or view.query.get("alias")
+                                    or ""))
 
 
 SERVER_PUBLIC_PATHS = (*DEFAULT_PUBLIC_PATHS, "/api/v1/health")
+
+# shipyard.server.api: what remote ``shipyard`` commands read in the project, and the admin routes
+# (accounts, tokens, roles: server-wide, so admins only)
+_API_READS = {"/api/v1/run-refs/{ref}": "runs:read", "/api/v1/models": "models:read",
+              "/api/v1/models/{ref}": "models:read", "/api/v1/rollouts": "models:read",
+              "/api/v1/triggers": "models:read", "/api/v1/audit/events": "audit:read",
+              "/api/v1/audit/verify": "audit:read"}
+_API_ADMIN = {"/api/v1/tokens": ("GET", "POST"), "/api/v1/tokens/{ref}": ("DELETE",),
+              "/api/v1/users": ("GET", "POST"), "/api/v1/users/{name}/{action}": ("POST",),
+              "/api/v1/projects": ("GET", "POST"), "/api/v1/projects/{project}/members/{user}": ("PUT", "DELETE")}
 
 
 def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_PUBLIC_PATHS) -> Policy:
@@ -328,6 +339,11 @@ def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_P
     add(_MLFLOW_ARTIFACTS, _artifact_permission, _READ_METHODS + _WRITE_METHODS)
     # approving a retrain trigger and steering a rollout change what serves: maintainers (deploy:write)
     add(_OPERATIONS, "deploy:write", ("POST",))
+    for path, permission in _API_READS.items():
+        add([path], permission, _READ_METHODS)
+    add(["/api/v1/models/{name}/aliases/{alias}"], _alias_permission, ("PUT", "DELETE"))
+    for path, methods in _API_ADMIN.items():
+        table[path] = {method: Rule("admin", None) for method in methods}
     _add_pages(table, project)
     for path in public_paths:
         table[path] = {ALL_METHODS: PUBLIC}
@@ -518,6 +534,9 @@ async def authenticate(guard: Guard, scope: Scope) -> Principal | None:
     if guard.tokens.stale:
         await run_in_threadpool(guard.tokens.refresh, only_if_stale=True)  # off the event loop
     check = guard.tokens.check(secret)
+    if check.principal is None and guard.tokens.may_reload_for(secret):  # a token made since the last load?
+        await run_in_threadpool(guard.tokens.refresh)
+        check = guard.tokens.check(secret)
     if check.principal is None:
         raise Denied(401, "UNAUTHENTICATED", check.reason)
     return check.principal

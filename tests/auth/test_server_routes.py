@@ -22,7 +22,7 @@ from shipyard.server.security import SERVER_PUBLIC_PATHS, Policy, RequestView, s
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 PARAMS = {"run_id": "0" * 32, "key": "loss", "path": "model/a.txt", "model_id": "m-0", "tag_key": "k", "trigger_id": "1",
           "model": "penguin-species", "action": "abort", "name": "shipyard.css", "stage": "train", "dataset": "penguins",
-          "version": "1"}
+          "version": "1", "ref": "penguin-species@1", "alias": "champion", "user": "vera", "project": "penguins"}
 ALL = ["runs:read", "runs:write", "models:read", "models:write", "models:promote", "deploy:write", "gateway:invoke",
        "audit:read"]
 
