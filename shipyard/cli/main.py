@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokens": ("shipyard.cli.auth:tokens_app", "Create, list and revoke API tokens (shown once, stored hashed)."),
     "projects": ("shipyard.cli.auth:projects_app", "Create projects; grant and revoke roles (viewer, editor, maintainer)."),
     "export": ("shipyard.cli.export:app", "Hand the pipeline to Kubeflow Pipelines (YAML) or Airflow (a DAG file)."),
+    "features": ("shipyard.cli.features:app", "List, show and diff feature views (Feast); materialize them online."),
 }
 
 

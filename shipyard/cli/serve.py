@@ -59,7 +59,12 @@ def build_gateway(root: str | None = None, *, batching: bool | None = None, cont
         ctl = Controller(ws.store, RegistryAdapter(), requests_root=req_root, feedback_root=fb_root,
                          notify=notifier_for(list(cfg.notify) if cfg else []))
         background.append(ControllerLoop(ctl, period=min(1.0, deploy.interval_s / 4)))
-    gateway = Gateway(follower, log, settings, background=background)
+    enricher = None
+    if cfg is not None and cfg.features is not None and cfg.features.serve is not None:
+        from shipyard.serving.features import enricher_for
+
+        enricher = enricher_for(ws.project.root, cfg.features.repo, cfg.features.serve)
+    gateway = Gateway(follower, log, settings, background=background, enricher=enricher)
     gateway.metrics.track_routing(follower)
     return gateway
 

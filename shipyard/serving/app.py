@@ -66,8 +66,9 @@ class Gateway:
     """Request handling; owns the follower, the request log and the metrics of one replica."""
 
     def __init__(self, follower: Follower, request_log: RequestLog | None, settings: GatewaySettings | None = None,
-                 background: list[Any] | None = None) -> None:
+                 background: list[Any] | None = None, enricher: Any = None) -> None:
         self.follower = follower
+        self.enricher = enricher  # serving/features.py: online features merged into keyed requests
         self.log = request_log
         self.settings = settings or GatewaySettings()
         self.metrics = GatewayMetrics()
@@ -233,6 +234,8 @@ class Gateway:
         ``version`` pins the request to one served version (OIP's versioned routes): no strategy,
         no fallback. Otherwise the model's strategy assigns it."""
         started = time.perf_counter()
+        if self.enricher is not None:
+            inputs = self.enricher.enrich(inputs)
         if version is not None:
             served = route.versions[version]
             rows = self.rows_for(route, served, inputs, field)

@@ -11,7 +11,7 @@ import pandas as pd
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
-STORE_YAML = """project: drivers
+STORE_YAML = """project: {project}
 registry: data/registry.db
 provider: local
 online_store:
@@ -22,6 +22,9 @@ entity_key_serialization_version: 3
 """
 
 SQLITE_ONLINE = "  type: sqlite\n  path: data/online.db"
+REDIS_ONLINE = "  type: redis\n  connection_string: 127.0.0.1:6379"
+POSTGRES_ONLINE = ("  type: postgres\n  host: 127.0.0.1\n  port: 5432\n  database: test\n  user: root\n"
+                   "  password: ''\n  sslmode: disable\n  db_schema: {schema}")
 
 DEFINITIONS = '''from datetime import timedelta
 
@@ -85,11 +88,11 @@ def ranks(drivers: int, seed: int = 0) -> pd.DataFrame:
 
 
 def write_repo(folder: Path, *, drivers: int = 50, hours: int = 24, ttl_hours: int = 2,
-               online: str = SQLITE_ONLINE, seed: int = 0) -> Path:
+               online: str = SQLITE_ONLINE, seed: int = 0, project: str = "drivers") -> Path:
     """The repository folder (feature_store.yaml, definitions.py, data/driver_stats.parquet and
     data/driver_rank.parquet)."""
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    (folder / "feature_store.yaml").write_text(STORE_YAML.format(online=online))
+    (folder / "feature_store.yaml").write_text(STORE_YAML.format(online=online, project=project))
     write_definitions(folder, ttl_hours=ttl_hours)
     stats(drivers, hours, seed).to_parquet(folder / "data" / "driver_stats.parquet", index=False)
     ranks(drivers, seed).to_parquet(folder / "data" / "driver_rank.parquet", index=False)
