@@ -115,13 +115,15 @@ def upgrade(store: Store, lock_dir: Path | None = None) -> None:
     with store.engine.connect() as conn:
         if current(conn) == wanted:
             return
-    with _lock(store, lock_dir), store.engine.begin() as conn:
+    with schema_lock(store, lock_dir), store.engine.begin() as conn:
         if current(conn) != wanted:
             command.upgrade(_config(conn), "heads")
 
 
 @contextmanager
-def _lock(store: Store, lock_dir: Path | None) -> Iterator[None]:
+def schema_lock(store: Store, lock_dir: Path | None = None) -> Iterator[None]:
+    """The lock every schema change of the store's database runs under (ours, and Optuna's tables
+    for sweeps): concurrent first opens wait for one another instead of racing on CREATE TABLE."""
     if store.dialect == "postgresql":
         with store.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})

@@ -1,0 +1,1 @@
+"""Sweeps: search spaces, Optuna's samplers and pruning, and trials run as pipeline runs."""
