@@ -154,17 +154,50 @@ def first_start(store: Store, project: str, *, actor: str = "shipyard server") -
     return bootstrap_admin(store, "admin", actor=actor)
 
 
-def session_user(store: Store, name: str) -> Principal | None:
-    """The current Principal of a user logged in by password (None once deleted or disabled).
+def start_session(store: Store, name: str, via: str, lifetime: float) -> str:
+    """A new browser session of ``name`` (logged in ``via`` password or oidc): the id its cookie carries.
 
-    Browser sessions look the user up on each page, so disabling a user or changing a role takes
-    effect at the next page, not when the cookie expires.
+    Only the id's SHA-256 is stored; ``end_session`` (logout), a disabled user or a new password end
+    it on the server, so a copy of the cookie is refused at once, by every server process.
+    """
+    import secrets
+
+    sid, now = secrets.token_urlsafe(32), time.time()
+    with store.write() as session:
+        session.add(repo.AuthSession(hash=tokens.token_hash(sid), name=name, via=via, created_at=now,
+                                     expires_at=now + lifetime))
+    return sid
+
+
+def end_session(store: Store, sid: str, *, actor: str) -> bool:
+    """Log a browser session out (audited); False when it had ended already."""
+    with store.write() as session:
+        ended = repo.end_sessions(session, time.time(), digest=tokens.token_hash(sid)) > 0
+        if ended:
+            audit.record(session, "auth.logout", f"user:{actor}", {}, actor=actor)
+    return ended
+
+
+def session_user(store: Store, name: str, sid: str | None = None) -> Principal | None:
+    """The current Principal of a user logged in by password (None once deleted or disabled, or when
+    the session ``sid`` has ended).
+
+    Browser sessions look the user up on each page, so disabling a user, changing a role or logging
+    out takes effect at the next page, not when the cookie expires.
     """
     with store.read() as session:
+        if sid is not None and repo.live_session(session, tokens.token_hash(sid), time.time()) is None:
+            return None
         row = repo.principal_by_name(session, name)
         if row is None or row.disabled or row.kind != "user":
             return None
         return to_principal(row, repo.roles(session, [row.id])[row.id])
+
+
+def session_alive(store: Store, sid: str) -> bool:
+    """Whether the browser session ``sid`` is live (not logged out, not expired)."""
+    with store.read() as session:
+        return repo.live_session(session, tokens.token_hash(sid), time.time()) is not None
 
 
 def record_sso_login(store: Store, principal: Principal, issuer: str) -> None:

@@ -158,7 +158,8 @@ def set_password(store: Store, name: str, password: str, *, actor: str) -> None:
             raise InputError(f"{name!r} is a service account; it authenticates with tokens only",
                              hint=f"shipyard tokens create --user {name}")
         row.password_hash, row.failed_logins, row.locked_until = hashed, 0, None
-        audit.record(session, "auth.password_set", f"user:{name}", {}, actor=actor)
+        ended = repo.end_sessions(session, time.time(), name=name)  # a stolen session ends with the old password
+        audit.record(session, "auth.password_set", f"user:{name}", {"sessions_ended": ended}, actor=actor)
 
 
 def disable_user(store: Store, name: str, *, actor: str) -> None:
@@ -166,7 +167,8 @@ def disable_user(store: Store, name: str, *, actor: str) -> None:
     with store.write() as session:
         row = principal_row(session, name, for_update=True)
         row.disabled = True
-        audit.record(session, "auth.user_disabled", f"{row.kind}:{name}", {}, actor=actor)
+        ended = repo.end_sessions(session, time.time(), name=name)
+        audit.record(session, "auth.user_disabled", f"{row.kind}:{name}", {"sessions_ended": ended}, actor=actor)
 
 
 def grant(store: Store, project: str, name: str, role: str, *, actor: str) -> str | None:

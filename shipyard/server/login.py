@@ -107,10 +107,12 @@ class SessionCookies:
         """The logged-in principal and the session's CSRF token (for ``AuthMiddleware``, on pages only)."""
         data = self.load(scope)
         user = data.get("user")
-        if not isinstance(user, dict) or not isinstance(user.get("name"), str):
-            return None, None
+        if not isinstance(user, dict) or not isinstance(user.get("name"), str) or not isinstance(user.get("sid"), str):
+            return None, None  # no session, or a cookie without a server-side session: log in again
         if user.get("via") == "password":
-            found = await run_in_threadpool(credentials.session_user, self.store, user["name"])
+            found = await run_in_threadpool(credentials.session_user, self.store, user["name"], user["sid"])
+        elif not await run_in_threadpool(credentials.session_alive, self.store, user["sid"]):
+            found = None  # logged out (this cookie may be a copy): refused at once, by every server process
         else:
             found = Principal(name=user["name"], admin=bool(user.get("admin")),
                               roles=MappingProxyType(dict(user.get("roles") or {})), via="oidc")
@@ -229,11 +231,14 @@ class WebLogin:
             principal = await run_in_threadpool(credentials.login, self.store, username, password)
         except LoginFailed as exc:
             return self._page(request, data, next_path=next_path, status=401, message=exc.message)
-        return self._start_session(request, principal, "password", next_path)
+        return await self._start_session(request, principal, "password", next_path)
 
-    def _start_session(self, request: Request, principal: Principal, via: str, next_path: str) -> Response:
-        # a fresh session and CSRF token at login: a token planted before login is worth nothing after
-        user: dict[str, Any] = {"name": principal.name, "via": via}
+    async def _start_session(self, request: Request, principal: Principal, via: str, next_path: str) -> Response:
+        # a fresh session and CSRF token at login: a token planted before login is worth nothing after;
+        # the session id is also kept on the server, so logging out ends it for every copy of the cookie
+        sid = await run_in_threadpool(credentials.start_session, self.store, principal.name, via,
+                                      self.sessions.max_age)
+        user: dict[str, Any] = {"name": principal.name, "via": via, "sid": sid}
         if via != "password":
             user.update(admin=principal.admin, roles=dict(principal.roles))
         response = RedirectResponse(next_path, status_code=303)
@@ -246,6 +251,9 @@ class WebLogin:
         form = await _form(request)
         if data.get("user") and not _csrf_matches(data, form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")):
             return HTMLResponse(f"<p>{CSRF_FIELD}: logging out needs the page's CSRF token</p>", status_code=403)
+        user = data.get("user")
+        if isinstance(user, dict) and isinstance(user.get("sid"), str):
+            await run_in_threadpool(credentials.end_session, self.store, user["sid"], actor=str(user.get("name")))
         response = RedirectResponse("/login", status_code=303)
         self.sessions.clear(response, request)
         return response
@@ -286,7 +294,7 @@ class WebLogin:
         except InputError as exc:
             return self._page(request, {}, next_path="/", status=401, message=f"single sign-on failed: {exc.message}")
         await run_in_threadpool(credentials.record_sso_login, self.store, principal, oidc.issuer)
-        return self._start_session(request, principal, "oidc", safe_next(data.get("next")))
+        return await self._start_session(request, principal, "oidc", safe_next(data.get("next")))
 
 
 def secure(app: Any, store: Store, project: str, settings: AuthSettings | None = None) -> WebLogin:

@@ -1,4 +1,4 @@
-"""Auth tables and their queries: principals, projects, roles per project, API tokens.
+"""Auth tables and their queries: principals, projects, roles per project, API tokens, browser sessions.
 
 Plain rows and batch queries only; the rules (who may do what, password and token checks, the
 audit event of every write) live in ``shipyard.auth``. Tokens are kept as SHA-256 hashes.
@@ -75,6 +75,19 @@ class AuthToken(Base):
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuthSession(Base):
+    """A browser session: the SHA-256 of the id its cookie carries, who, how, until when, and its end."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    via: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
@@ -170,3 +183,16 @@ def touch_tokens(session: Session, last_used: Mapping[int, float]) -> None:
     statement = update(table).where(table.c.id == bindparam("b_id"), newer).values(last_used_at=bindparam("b_at"))
     session.execute(statement, [{"b_id": token_id, "b_at": at} for token_id, at in last_used.items()])
 
+
+def live_session(session: Session, digest: str, now: float) -> AuthSession | None:
+    """The unrevoked, unexpired session whose id hashes to ``digest``."""
+    return session.scalars(select(AuthSession).where(AuthSession.hash == digest, AuthSession.revoked_at.is_(None),
+                                                     AuthSession.expires_at > now)).first()
+
+
+def end_sessions(session: Session, now: float, *, digest: str | None = None, name: str | None = None) -> int:
+    """Revoke the session with ``digest``, or every live session of ``name``; returns how many ended."""
+    table = AuthSession.__table__
+    which = table.c.hash == digest if digest is not None else table.c.name == name
+    result = session.execute(update(table).where(which, table.c.revoked_at.is_(None)).values(revoked_at=now))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -121,6 +121,25 @@ def test_password_login_csrf_and_logout(site, store) -> None:  # type: ignore[no
         assert browser.get("/ui/runs").status_code == 401
 
 
+def test_logout_ends_the_session_for_every_copy_of_the_cookie_on_every_server(site, store) -> None:  # type: ignore[no-untyped-def]
+    with serve(build(store, {})) as other, httpx.Client(base_url=site, follow_redirects=True, timeout=20) as browser:
+        answered = password_login(browser, "alice", PASSWORD)
+        assert answered.status_code == 200
+        stolen = {COOKIE: browser.cookies[COOKIE]}  # a copy of the cookie, used from elsewhere
+        for url in (site, other):  # a second server process on the same store takes it too
+            assert httpx.get(url + "/ui/runs", cookies=stolen).status_code == 200
+        assert browser.post("/logout", data={"csrf_token": answered.json()["csrf"]}).url.path == "/login"
+        for url in (site, other):  # refused at once, everywhere: the session ended on the server
+            assert httpx.get(url + "/ui/runs", cookies=stolen).status_code == 401
+        assert [e.actor for e in events(store, "auth.logout")] == ["alice"]
+        # a new password ends every session of the user too
+        assert password_login(browser, "alice", PASSWORD).status_code == 200
+        again = {COOKIE: browser.cookies[COOKIE]}
+        assert httpx.get(other + "/ui/runs", cookies=again).status_code == 200
+        service.set_password(store, "alice", PASSWORD + "!", actor="ops")
+        assert httpx.get(other + "/ui/runs", cookies=again).status_code == 401
+
+
 def test_one_answer_for_unknown_user_and_wrong_password_then_lockout(site, store) -> None:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=site, follow_redirects=True, timeout=20) as browser:
         wrong = password_login(browser, "alice", "not the password")
