@@ -15,10 +15,6 @@ from collections.abc import Sequence
 DEFAULT_LIMIT = 1000
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 def downsample(xs: Sequence[float], ys: Sequence[float | None],
                limit: int = DEFAULT_LIMIT) -> tuple[list[float], list[float | None]]:
     """``(xs, ys)`` reduced to at most ``limit`` points (min and max per bucket), order kept.
@@ -30,23 +26,26 @@ def downsample(xs: Sequence[float], ys: Sequence[float | None],
         raise ValueError(f"xs has {len(xs)} points and ys {len(ys)}; they must match")
     if limit < 2:
         raise ValueError(f"limit must be at least 2, got {limit}")
-    clean = [y if _finite(y) else None for y in ys]
+    clean = [y if y is not None and math.isfinite(y) else None for y in ys]
     if len(xs) <= limit:
         return list(xs), clean
     buckets = limit // 2
     out_x: list[float] = []
     out_y: list[float | None] = []
     n = len(xs)
+    get = clean.__getitem__
     for b in range(buckets):
         lo, hi = b * n // buckets, (b + 1) * n // buckets
-        finite = [i for i in range(lo, hi) if clean[i] is not None]
-        if not finite:
-            out_x.append(xs[lo])
-            out_y.append(None)
-            continue
-        low = min(finite, key=lambda i: clean[i])  # type: ignore[arg-type, return-value]
-        high = max(finite, key=lambda i: clean[i])  # type: ignore[arg-type, return-value]
-        for i in sorted({low, high}):
+        if None in clean[lo:hi]:  # the slow path only for buckets with gaps
+            indices = [i for i in range(lo, hi) if clean[i] is not None]
+            if not indices:
+                out_x.append(xs[lo])
+                out_y.append(None)
+                continue
+        else:
+            indices = range(lo, hi)  # type: ignore[assignment]
+        low, high = min(indices, key=get), max(indices, key=get)
+        for i in sorted({low, high}):  # in their original order, once when they coincide
             out_x.append(xs[i])
             out_y.append(clean[i])
     return out_x, out_y
