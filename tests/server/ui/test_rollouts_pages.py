@@ -63,7 +63,8 @@ def test_no_rollouts_yet_is_an_empty_page(ui_app_noauth) -> None:  # type: ignor
     page = ui_app_noauth.client.get("/rollouts")
     assert page.status_code == 200
     assert "No rollout in progress" in page.text and "No rollouts yet" in page.text
-    assert 'aria-current="page"' in page.text
+    assert 'aria-current="page"' in page.text and "hx-trigger" not in page.text  # nothing to follow
+    assert ui_app_noauth.client.get("/rollouts", headers={"HX-Request": "true"}).status_code == 286
 
 
 def test_a_moving_rollout_shows_weights_analyses_and_steps(ui_app) -> None:  # type: ignore[no-untyped-def]
@@ -79,6 +80,7 @@ def test_a_moving_rollout_shows_weights_analyses_and_steps(ui_app) -> None:  # t
     assert "action-resume" not in page.text
     listing = ui_app.client.get("/rollouts")
     assert 'href="/rollouts/iris"' in listing.text and "canary[0]" in listing.text
+    assert 'id="rollouts-live" hx-get="/rollouts" hx-trigger="every 2s"' in listing.text
 
     controller.tick(force=True)  # no traffic yet: the analysis waits, with its reason
     serve_requests(ui_app, "iris")

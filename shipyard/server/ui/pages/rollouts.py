@@ -2,6 +2,7 @@
 actions a person may take on it (pause, resume, promote, abort, rollback).
 
     GET  /rollouts                    what each model serves, rollouts in progress, recent rollouts
+                                      (polled like a rollout's page while one is in progress)
     GET  /rollouts/{model}            the model's newest rollout (``?deployment=ID`` another one);
                                       an htmx poll of the same URL gets only the live part, every 2 s
                                       while the rollout runs (286 stops the poll once it has ended)
@@ -185,7 +186,9 @@ def _rollout(ws: Any, model: str, deployment_id: int | None) -> dict[str, Any] |
 async def rollouts_page(request: Request) -> Response:
     """GET /rollouts: what each model serves, rollouts in progress and the newest ones."""
     data = await in_thread(_overview, request.app.state.workspace)
-    return render(request, "rollouts.html", data, nav="/rollouts")
+    polled = request.headers.get("HX-Request") == "true"
+    return render(request, "rollouts.html", {**data, "poll": POLL_SECONDS}, nav="/rollouts",
+                  fragment="rollouts_list.html", status=STOP_POLLING if polled and not data["active"] else 200)
 
 
 async def rollout_page(request: Request) -> Response:
