@@ -176,7 +176,7 @@ class ModelSection(Frozen):
         return value
 
 
-GATE_KINDS = ("metric", "fairness", "latency", "max_size_mb", "signature", "behavioral", "replay")
+GATE_KINDS = ("metric", "fairness", "latency", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed")
 _GATE_OPTIONS = {
     "metric": {"min", "max", "vs", "max_drop", "min_gain", "confidence", "resamples"},
     "fairness": {"group", "max"},
@@ -185,12 +185,14 @@ _GATE_OPTIONS = {
     "signature": set(),
     "behavioral": set(),
     "replay": {"max_disagreement"},
+    "scan": set(),
+    "signed": set(),
 }
 
 
 class Gate(Frozen):
     """One entry of ``gates``: exactly one kind key (metric, fairness, latency_p50_ms/latency_p99_ms,
-    max_size_mb, signature, behavioral, replay) plus that kind's options."""
+    max_size_mb, signature, behavioral, replay, scan, signed) plus that kind's options."""
 
     name: str | None = None
     metric: str | None = None
@@ -211,6 +213,8 @@ class Gate(Frozen):
     behavioral: str | None = None
     replay: str | None = None
     max_disagreement: float | None = Field(default=None, ge=0, le=1)
+    scan: Literal["clean"] | None = None      # the model's files pass `shipyard scan` (docs/guide/security.md)
+    signed: Literal[True] | None = None       # the version's signature verifies with an accepted key
 
     @property
     def kind(self) -> str:
@@ -218,7 +222,7 @@ class Gate(Frozen):
         return found[0] if found else ""
 
     def _kinds(self) -> list[str]:
-        present = [k for k in ("metric", "fairness", "max_size_mb", "signature", "behavioral", "replay")
+        present = [k for k in ("metric", "fairness", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed")
                    if getattr(self, k) is not None]
         if self.latency_p50_ms is not None or self.latency_p99_ms is not None:
             present.append("latency")
@@ -228,7 +232,7 @@ class Gate(Frozen):
     def _one_kind(self) -> Gate:
         kinds = self._kinds()
         if not kinds:
-            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay")
+            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay, scan, signed")
         if len(kinds) > 1:
             raise PydanticCustomError("gate_kind", "one gate has one kind, this one has {kinds}: write them as separate gates", {"kinds": " and ".join(kinds)})
         kind = kinds[0]
@@ -271,6 +275,10 @@ class Gate(Frozen):
             return "signature compatible with champion"
         if kind == "behavioral":
             return f"behavioural tests {self.behavioral}"
+        if kind == "scan":
+            return "model scan clean"
+        if kind == "signed":
+            return "signed with an accepted key"
         return f"replay {self.replay}"
 
 

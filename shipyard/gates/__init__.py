@@ -27,6 +27,8 @@ CHECKS: dict[str, str] = {
     "signature": "shipyard.gates.checks:signature",
     "behavioral": "shipyard.gates.checks:behavioral",
     "replay": "shipyard.gates.checks:replay",
+    "scan": "shipyard.gates.checks:scan",
+    "signed": "shipyard.gates.checks:signed",
 }
 
 

@@ -24,6 +24,7 @@ class Subject:
     model: Any
     size_bytes: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    supply: dict[str, Any] = field(default_factory=dict)   # {"scan": summary, "signature": facts or None}
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -192,6 +193,25 @@ def signature(gate: Gate, ctx: Context) -> Check:
     return Check(gate.label(), "signature", not problems, None, None,
                  "; ".join(problems) if problems else f"accepts every input {ctx.champion.ref} accepts",
                  {"problems": problems})
+
+
+def scan(gate: Gate, ctx: Context) -> Check:
+    """``scan: clean``: the candidate's files, scanned now (by the current scanner), have no findings."""
+    report = ctx.candidate.supply.get("scan")
+    if report is None:
+        return Check(gate.label(), "scan", False, reason="the candidate was not scanned")
+    findings = report["findings"]
+    return Check(gate.label(), "scan", report["clean"], len(findings), 0,
+                 "no findings" if report["clean"] else f"{len(findings)} findings, first: {findings[0]}",
+                 {"findings": findings})
+
+
+def signed(gate: Gate, ctx: Context) -> Check:
+    """``signed: true``: the candidate carries a signature that verifies with an accepted key."""
+    facts = ctx.candidate.supply.get("signature")
+    if not facts:
+        return Check(gate.label(), "signed", False, reason="the version is not signed (configure supply.signing_key)")
+    return Check(gate.label(), "signed", True, facts.get("key"), None, f"verified with key {facts.get('key')}")
 
 
 def behavioral(gate: Gate, ctx: Context) -> Check:

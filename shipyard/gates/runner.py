@@ -49,6 +49,21 @@ class GateRun:
     stored: bool
 
 
+def _needs_supply(config: ShipyardConfig) -> bool:
+    return any(g.kind in ("scan", "signed") for g in config.gates)
+
+
+def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path) -> dict[str, Any]:
+    """What the scan and signed gates judge: a fresh scan of the package and its verified signature
+    (a signature that does not verify raises here, as it does wherever the version is loaded)."""
+    from shipyard.supply.scan import scan_package
+    from shipyard.supply.signing import keys_from_settings, verify_package
+
+    report = scan_package(objects, mv.model_oid, flavor=mv.flavor, extra=config.supply.allow_globals, target=mv.ref)
+    signature = verify_package(objects, mv.model_oid, keys_from_settings(config.supply, root), what=mv.ref)
+    return {"scan": report.summary(), "signature": signature}
+
+
 def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: Path, *,
              trust: bool = False, record: bool = True) -> GateRun:
     """Judge ``ref`` with the gates in ``config`` against the current champion; store the verdict."""
@@ -72,8 +87,9 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     model_cfg = config.model
     frame = read_eval_set(root, model_cfg.eval if model_cfg else None)
     target = model_cfg.target if model_cfg else None
+    supply = _supply_facts(objects, candidate_mv, config, root) if _needs_supply(config) else {}
     candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust),
-                        candidate_mv.size_bytes, candidate_metrics)
+                        candidate_mv.size_bytes, candidate_metrics, supply)
     champion = None
     if champion_mv is not None:
         champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust),

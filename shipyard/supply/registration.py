@@ -26,6 +26,25 @@ def project_settings(root: Path) -> SupplySection:
     return load_config(path).supply
 
 
+_by_project: dict[tuple[str, int], SupplySection] = {}
+
+
+def current_settings() -> tuple[SupplySection, Path | None]:
+    """The ``supply`` section of the project in the working directory (defaults outside a project),
+    read once per project and edit of its shipyard.yaml: for loaders that are not handed a config."""
+    from shipyard.errors import ShipyardError
+    from shipyard.project import find_project
+
+    try:
+        root = find_project().root
+        stamp = (str(root), (root / "shipyard.yaml").stat().st_mtime_ns)
+    except (ShipyardError, OSError):
+        return SupplySection(), None
+    if stamp not in _by_project:
+        _by_project[stamp] = project_settings(root)
+    return _by_project[stamp], root
+
+
 def at_registration(objects: Any, model_oid: str, flavor: str, settings: SupplySection, *, root: Path,
                     target: str) -> tuple[str, dict[str, Any]]:
     """Scan, record an SBOM and sign a freshly packaged model; returns (package id, lineage facts)."""

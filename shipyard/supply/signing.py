@@ -15,6 +15,7 @@ no version signed with it is still served (docs/guide/security.md).
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,17 +56,14 @@ def current_keys() -> Keys:
     """The configured keys, else those of the project found from the working directory, else none."""
     if _configured is not None:
         return _configured
-    from shipyard.errors import ShipyardError
-    from shipyard.project import find_project
-    from shipyard.supply.registration import project_settings
+    from shipyard.supply.registration import current_settings
 
-    try:
-        root = find_project().root
-        stamp = (str(root), (root / "shipyard.yaml").stat().st_mtime_ns)
-    except (ShipyardError, OSError):
+    settings, root = current_settings()
+    if root is None:
         return Keys()
-    if stamp not in _by_project:   # read once per project and config edit, not on every load
-        _by_project[stamp] = keys_from_settings(project_settings(root), root)
+    stamp = (str(root), id(settings))
+    if stamp not in _by_project:   # key files are read once per project settings, not on every load
+        _by_project[stamp] = keys_from_settings(settings, root)
     return _by_project[stamp]
 
 
@@ -147,10 +145,19 @@ def verify_package(objects: Any, model_oid: str, keys: Keys | None = None, *, wh
             try:
                 verifying.Config().use_elliptic_key_verifier(public_key=key_file).verify(folder, sig)
             except Exception as exc:   # the library raises ValueError and others; any failure refuses
-                errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                errors.append(_why(exc))
                 continue
             return {"verified": True, "key": fingerprint(pem)}
     raise UnsafeModel(f"{what}: the signature does not verify with any of {len(keys.public)} accepted keys "
-                      f"({errors[-1]}); refusing to load it",
+                      f"({'; '.join(dict.fromkeys(errors))}); refusing to load it",
                       hint="the model bytes or the signature were changed after signing; register the model again "
                            "from its source, and check who can write to the object store")
+
+
+def _why(exc: Exception) -> str:
+    """model-signing's reason in a line: which file changed, or the library's first words."""
+    text = str(exc)
+    changed = re.findall(r"Hash mismatch for '([^']+)'", text.replace("\\'", "'"))
+    if changed:
+        return f"{', '.join(changed)} differs from what was signed"
+    return f"{type(exc).__name__}: {text[:160]}"
