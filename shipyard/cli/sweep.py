@@ -66,7 +66,10 @@ def app() -> None:
 def start_cmd(stage: str, params: tuple[str, ...], metric: str, direction: str, trials: int, jobs: int, sampler: str,
               seed: int | None, executor: str | None, name: str | None, apply_best: bool, register: bool,
               json_out: bool) -> None:
-    """Start a sweep of STAGE."""
+    """Start a sweep of STAGE.
+
+    Example: shipyard sweep train -p train.C=loguniform(1e-3,1e2) --metric accuracy --trials 20
+    """
     from shipyard.sweep.driver import SweepSpec, check_stage
 
     if register and not apply_best:
@@ -121,7 +124,10 @@ def _show(report: Any) -> None:
 @click.argument("name", required=False)
 @click.option("--json", "json_out", is_flag=True, help="Print JSON.")
 def status_cmd(name: str | None, json_out: bool) -> None:
-    """Show a sweep (or every sweep): trials by state and the best so far."""
+    """Show a sweep (or every sweep): trials by state and the best so far.
+
+    Example: shipyard sweep status train-20261205-031500 --json
+    """
     sweep, _ = _sweep()
     names = [name] if name else sweep.names()
     reports = [sweep.report(n) for n in names]
@@ -137,7 +143,10 @@ def status_cmd(name: str | None, json_out: bool) -> None:
 @app.command("stop")
 @click.argument("name")
 def stop_cmd(name: str) -> None:
-    """Ask a running sweep to start no new trial (the running ones finish)."""
+    """Ask a running sweep to start no new trial (the running ones finish).
+
+    Example: shipyard sweep stop train-20261205-031500
+    """
     sweep, _ = _sweep()
     sweep.request_stop(name)
     echo(f"sweep {name}: asked to stop; running trials finish")
@@ -151,7 +160,10 @@ def stop_cmd(name: str) -> None:
 @click.option("--register", is_flag=True, help="With --apply: run the pipeline with them and register the model.")
 @click.option("--json", "json_out", is_flag=True, help="Print the report as JSON at the end.")
 def resume_cmd(name: str, jobs: int | None, trials: int | None, apply_best: bool, register: bool, json_out: bool) -> None:
-    """Go on with a stopped or killed sweep until its trials are done (cut-short trials run again)."""
+    """Go on with a stopped or killed sweep until its trials are done (cut-short trials run again).
+
+    Example: shipyard sweep resume train-20261205-031500 --jobs 4
+    """
     sweep, ws = _sweep()
     _, spec, _ = sweep.find(name)
     spec.jobs = jobs or spec.jobs
