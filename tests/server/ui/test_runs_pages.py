@@ -120,6 +120,12 @@ def test_htmx_gets_only_the_table_fragment(ui_app, seeded) -> None:  # type: ign
     page = ui_app.client.get("/runs?experiment=exp-b", headers={"HX-Request": "true"})
     assert page.status_code == 200
     assert "<html" not in page.text and 'id="runs-table"' in page.text and len(row_ids(page.text)) == 3
+    sorted_page = ui_app.client.get("/runs?sort=metrics.acc&dir=asc", headers={"HX-Request": "true"}).text
+    # the swapped fragment carries the sort for the filter form, and the CSV link of the current view
+    assert '<input type="hidden" name="sort" form="runs-form" value="metrics.acc">' in sorted_page
+    assert 'id="csv-link" href="/runs.csv?sort=metrics.acc&amp;dir=asc"' in sorted_page
+    restore = ui_app.client.get("/runs", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    assert "<html" in restore.text  # a history restore gets the whole page
 
 
 def test_12000_metric_keys_the_picker_pages_and_searches_them(ui_app, seeded) -> None:  # type: ignore[no-untyped-def]
