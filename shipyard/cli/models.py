@@ -147,6 +147,9 @@ def show(
             ("run", mv["run_id"] or "none"), ("gate", _gate(mv)), ("description", mv["description"] or ""),
             ("signature", ", ".join(f"{c['name']}:{c['type']}" for c in signature["inputs"]) if signature else "none"),
             ("reference profile", mv["profile_oid"] or "none")]
+    from shipyard.supply.registration import describe
+
+    rows += describe(mv.get("lineage") or {})
     rows += [(f"tag {k}", v) for k, v in sorted(mv["tags"].items())]
     table(["field", "value"], rows)
 

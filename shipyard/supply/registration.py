@@ -71,3 +71,22 @@ def at_registration(objects: Any, model_oid: str, flavor: str, settings: SupplyS
 
         model_oid, facts["signature"] = sign_package(objects, model_oid, Path(root) / settings.signing_key)
     return model_oid, facts
+
+
+def describe(lineage: dict[str, Any]) -> list[tuple[str, str]]:
+    """``models show`` rows for what registration recorded: scan, SBOM, signature, classified columns."""
+    facts = lineage.get("supply") or {}
+    rows: list[tuple[str, str]] = []
+    scan = facts.get("scan")
+    if scan is not None:
+        rows.append(("scan", "clean" if scan["clean"] else f"{len(scan['findings'])} findings: {scan['findings'][0]}"))
+    sbom = facts.get("sbom")
+    if sbom is not None:
+        rows.append(("SBOM", sbom.get("skipped") or f"{sbom['format']}, {sbom['components']} components, "
+                                                   f"Python {sbom['python']} ({sbom['oid']})"))
+    signature = facts.get("signature")
+    rows.append(("signed", f"yes, key {signature['key']}" if signature else "no"))
+    classified = facts.get("classified") or {}
+    for label, columns in sorted(classified.items()):
+        rows.append(("trained on", f"columns classified {label}: {', '.join(columns)}"))
+    return rows
