@@ -48,8 +48,9 @@ class UIApp:
     def login(self, name: str) -> TestClient:
         """A new client holding ``name``'s session cookie (cached per name).
 
-        The cookie is the one the login form sets after a password login (``SessionCookies.save``
-        with a fresh CSRF token): each page looks the user up again, as for a real browser. The form
+        The cookie is the one the login form sets after a password login (a server-side session from
+        ``credentials.start_session``, saved by ``SessionCookies.save`` with a fresh CSRF token): each
+        page looks the user and the session up again, as for a real browser. The form
         itself is tested in tests/auth/test_login.py; skipping it here skips two password hashes
         (about a second each on a loaded two-core machine) per user and module.
         """
@@ -57,11 +58,15 @@ class UIApp:
             return self._clients[name]
         client = TestClient(self.app, raise_server_exceptions=True, follow_redirects=False)
         client.__enter__()
+        from shipyard.auth import credentials
+
+        sessions = self.app.state.login.sessions
+        sid = credentials.start_session(self.store, name, "password", sessions.max_age)  # kept server-side, as at login
         response = Response()
         scope = {"type": "http", "scheme": "http", "server": ("testserver", 80), "path": "/login",
                  "query_string": b"", "headers": []}
-        self.app.state.login.sessions.save(response, Request(scope), {"user": {"name": name, "via": "password"},
-                                                                      "csrf": secrets.token_urlsafe(32)})
+        sessions.save(response, Request(scope), {"user": {"name": name, "via": "password", "sid": sid},
+                                                 "csrf": secrets.token_urlsafe(32)})
         cookie = SimpleCookie(response.headers["set-cookie"])
         for key, morsel in cookie.items():
             client.cookies.set(key, morsel.value)
