@@ -41,6 +41,10 @@ class OnlineReader:
         except Exception as exc:  # an unapplied registry or an unreachable online store
             raise ConfigError(f"{repo}: the online store cannot be read: {type(exc).__name__}: {exc}",
                               hint="run 'shipyard features materialize' first (it applies the definitions)") from exc
+        try:  # Feast loads its registry and connects on the first read: pay that at start, not per request
+            self.store.get_online_features(features=self.refs, entity_rows=[{entity_key: 0}])
+        except Exception:  # a warm-up read of a key that may not exist or not be an int
+            pass
 
     def read(self, keys: list[Any]) -> dict[str, list[Value]]:
         """{feature name: [Value per key]} for the given entity keys, in order."""
