@@ -72,6 +72,7 @@ def test_drift_quality_accuracy_alerts_and_the_trigger_timeline(ui_app) -> None:
     assert "action-approve" in page.text and 'id="monitor-iris"' not in page.text
     everything = ui_app.client.get("/monitoring").text
     assert 'id="monitor-iris"' in everything and "No live accuracy yet" in everything
+    assert "<strong>detected</strong>" not in everything and "?model=iris#trigger-" in everything  # timelines: one model's page
     assert ui_app.client.get("/monitoring?model=nope").status_code == 404
 
 

@@ -1,7 +1,8 @@
 """Monitoring: per monitored model, drift and data quality over the monitor's windows, live accuracy
 once labels arrive, the alerts its rules raised, and each retrain trigger's timeline.
 
-    GET  /monitoring                                  every model (``?model=NAME`` one of them)
+    GET  /monitoring                                  every model; ``?model=NAME`` one of them, with
+                                                      the timelines of its newest retrain triggers
     GET  /monitoring/triggers/{trigger_id}/approve    the confirmation step of an approval
     POST /monitoring/triggers/{trigger_id}/approve    approve (deploy:write), then back (303)
 
@@ -33,6 +34,7 @@ TABLE_WINDOWS = 20   # of which the newest are listed
 FEATURES = 12        # per-feature drift chart: the features that drifted most
 ALERTS = 50
 TRIGGERS = 20
+TIMELINES = 10       # of which the newest show their timeline (on one model's page)
 FEATURE = "feature."
 QUALITY = ("null_share", "out_of_range_share", "unseen_category_share")
 ACCURACY = ("accuracy", "f1", "estimated_accuracy", "rmse", "mae")
@@ -94,15 +96,17 @@ def _models(session: Any, only: str | None) -> list[str]:
     return sorted(session.scalars(query))
 
 
-def _model(session: Any, model: str) -> dict[str, Any]:
+def _model(session: Any, model: str, timelines: int) -> dict[str, Any]:
+    """One model's section; the ``timelines`` newest triggers get their timeline (each one reads the
+    notification deliveries again, so the page of all models shows none)."""
     from shipyard.monitoring.timeline import timeline
     from shipyard.store import monitoring as repo
 
     windows = [_window(w) for w in reversed(repo.windows(session, model, limit=WINDOWS))]
     alerts = [{**f.to_dict(), "when": when(f.at)} for f in repo.firings(session, model, limit=ALERTS)]
     triggers = []
-    for t in repo.triggers(session, model, limit=TRIGGERS):
-        events = [{**e, "when": when(e["at"])} for e in timeline(session, t)]
+    for i, t in enumerate(repo.triggers(session, model, limit=TRIGGERS)):
+        events = [{**e, "when": when(e["at"])} for e in timeline(session, t)] if i < timelines else None
         triggers.append({**t.to_dict(), "created": when(t.created_at), "timeline": events,
                          "awaiting": t.state == AWAITING})
     return {"name": model, "windows": list(reversed(windows[-TABLE_WINDOWS:])), "charts": _charts(windows),
@@ -111,7 +115,7 @@ def _model(session: Any, model: str) -> dict[str, Any]:
 
 def _overview(ws: Any, only: str | None) -> list[dict[str, Any]]:
     with ws.store.read() as session:
-        return [_model(session, name) for name in _models(session, only)]
+        return [_model(session, name, TIMELINES if only else 0) for name in _models(session, only)]
 
 
 async def monitoring_page(request: Request) -> Response:
