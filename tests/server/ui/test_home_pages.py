@@ -69,15 +69,16 @@ def test_rollouts_monitors_and_alerts(ui_app) -> None:  # type: ignore[no-untype
 
 
 TRAIN = """import json, os
-import pandas as pd, yaml
+import numpy as np, yaml
 from sklearn.tree import DecisionTreeClassifier
 from shipyard.models import save_model
-frame = pd.read_csv("data/points.csv")
+table = np.loadtxt("data/points.csv", delimiter=",", skiprows=1)  # numpy, not pandas: a second less to start
+features, label = table[:, :2], table[:, 2].astype(int)
 depth = yaml.safe_load(open("params.yaml"))["train"]["depth"]
-model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(frame[["x", "y"]], frame["label"])
+model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(features, label)
 os.makedirs("model", exist_ok=True)
 save_model(model, "model", "sklearn")
-json.dump({"accuracy": float(model.score(frame[["x", "y"]], frame["label"]))}, open("metrics.json", "w"))
+json.dump({"accuracy": float(model.score(features, label))}, open("metrics.json", "w"))
 """
 CONFIG = f"""pipeline:
   stages:

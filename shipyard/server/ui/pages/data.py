@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from shipyard.errors import InputError, NotFound, ShipyardError
+from shipyard.server.ui.pages._charts import as_attribute
 from shipyard.server.ui.render import bad_request, not_found, render
 from shipyard.store import datasets as repo
 
@@ -62,7 +63,7 @@ def column_chart(name: str, reference: Any, current: Any, labels: tuple[str, str
     spec = {"title": name, "x": [round(float(PROBS[i]) * 100, 3) for i in keep], "xlabel": "percentile", "ylabel": name,
             "series": [{"label": labels[0], "y": [_number(ref.quantiles[i]) for i in keep]},
                        {"label": labels[1], "y": [_number(cur.quantiles[i]) for i in keep]}]}
-    return json.dumps(spec, allow_nan=False)
+    return as_attribute(spec)
 
 
 def category_shares(name: str, reference: Any, current: Any) -> list[dict[str, Any]]:
@@ -98,7 +99,7 @@ def dataset_page(request: Request) -> HTMLResponse:
     chart = {"title": "rows per version", "x": [v.version for v in versions], "xlabel": "version", "ylabel": "rows",
              "series": [{"label": "rows", "y": [v.rows for v in versions]}]}
     return render(request, "data_dataset.html", {"name": name, "versions": list(reversed(versions)),
-                                                 "chart": json.dumps(chart)}, nav="/data")
+                                                 "chart": as_attribute(chart)}, nav="/data")
 
 
 def validation_stages(request: Request, path: str) -> list[dict[str, Any]]:

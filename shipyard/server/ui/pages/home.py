@@ -5,7 +5,6 @@ linking to its page. A project with nothing yet says which command starts it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -20,16 +19,12 @@ from shipyard.rollout.controller import state_of
 from shipyard.rules import ACCEPT
 from shipyard.server.ui.pages.models import gate_label
 from shipyard.server.ui.pages.pipeline import last_run
+from shipyard.server.ui.pages.rollouts import when
 from shipyard.server.ui.render import render
 from shipyard.store import monitoring as monitoring_repo
 from shipyard.store import serving as serving_repo
 
 RECENT_ALERTS = 10
-
-
-def stamp(seconds: float | None) -> str:
-    """Float seconds since the epoch (monitoring's clock) as a UTC timestamp."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if seconds else ""
 
 
 def champions(session: Session) -> list[dict[str, Any]]:
@@ -60,14 +55,14 @@ def firing_monitors(session: Session) -> list[dict[str, Any]]:
     """Monitor rules whose condition held in the last window they saw (their streak is running)."""
     rows = session.scalars(select(monitoring_repo.RuleState).where(monitoring_repo.RuleState.streak > 0)
                            .order_by(monitoring_repo.RuleState.model, monitoring_repo.RuleState.rule))
-    return [{"model": r.model, "rule": r.rule, "streak": r.streak, "last_fired": stamp(r.last_fired_at)} for r in rows]
+    return [{"model": r.model, "rule": r.rule, "streak": r.streak, "last_fired": when(r.last_fired_at)} for r in rows]
 
 
 def alerts(session: Session) -> list[dict[str, Any]]:
     """The newest rule firings the policy accepted (those are what alerted, rolled back or retrained)."""
     found = [f for f in monitoring_repo.firings(session, limit=RECENT_ALERTS * 3) if f.status == ACCEPT]
     return [{"id": f.id, "model": f.model, "rule": f.rule, "severity": f.severity, "reason": f.reason,
-             "when": stamp(f.at)} for f in found[:RECENT_ALERTS]]
+             "when": when(f.at)} for f in found[:RECENT_ALERTS]]
 
 
 def home_page(request: Request) -> HTMLResponse:

@@ -10,7 +10,6 @@ as ``shipyard models`` and ``shipyard gate`` print it.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -25,6 +24,7 @@ from shipyard.gates.verdict import _fmt as fmt_value
 from shipyard.registry import find_versions, resolve
 from shipyard.registry.core import CHAMPION, ModelVersion
 from shipyard.server.ui.pages._graph import Node, layered_svg
+from shipyard.server.ui.pages.runs import when
 from shipyard.server.ui.render import not_found, render
 from shipyard.store import registry as repo
 from shipyard.store import serving as serving_repo
@@ -42,11 +42,6 @@ def _markdown() -> Any:
 def markdown(text: str) -> Markup:
     """Markdown (a model card, a verdict) as HTML; raw HTML in the text is escaped, not passed."""
     return Markup(_markdown().render(text))
-
-
-def when(ms: int | None) -> str:
-    """Milliseconds since the epoch as a UTC timestamp."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else ""
 
 
 def gate_label(mv: ModelVersion) -> tuple[str, str]:
@@ -140,7 +135,7 @@ def lineage_svg(mv: ModelVersion, tree: dict[str, Any], deployments: list[Any]) 
     nodes.append(Node(model_key, mv.ref, mv.flavor, href=f"/models/{mv.name}/{mv.version}", cls="ok"))
     for d in deployments:
         key = f"deploy:{d.id}"
-        nodes.append(Node(key, f"deployment #{d.id}", f"{d.strategy} · {d.state}", href="/rollouts",
+        nodes.append(Node(key, f"deployment #{d.id}", f"{d.strategy} · {d.state}", href=f"/rollouts/{mv.name}",
                           cls=DEPLOY_CLASS.get(d.state, "")))
         edges.append((model_key, key))
     return layered_svg(nodes, edges, element_id="model-lineage", title=f"lineage of {mv.ref}")
