@@ -108,6 +108,23 @@ class StageResources(Frozen):
         return value
 
 
+class StageEnvironment(Frozen):
+    """A stage's own Python environment, built with uv (shipyard.pipeline.envs).
+
+    ``requirements`` is resolved with ``uv pip compile``; ``lock`` is a pinned file used as is.
+    """
+
+    python: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")  # default: Shipyard's own
+    requirements: str | None = None
+    lock: str | None = None
+
+    @model_validator(mode="after")
+    def _one_file(self) -> StageEnvironment:
+        if (self.requirements is None) == (self.lock is None):
+            raise ValueError("give exactly one of requirements (resolved by uv) or lock (a pinned file)")
+        return self
+
+
 class Stage(Frozen):
     """One pipeline stage, as written in ``pipeline.stages``.
 
@@ -130,6 +147,8 @@ class Stage(Frozen):
     desc: str | None = None
     # feature views read before the stage runs (shipyard.features; docs/guide/features.md)
     features: StageFeatures | None = None
+    # its own Python environment, built with uv and cached by its lock's hash (shipyard.pipeline.envs)
+    environment: StageEnvironment | None = None
     # for orchestrators that run each stage as a step (shipyard export kfp|airflow)
     resources: StageResources | None = None
     retries: int = Field(0, ge=0, le=10)
@@ -176,7 +195,8 @@ class ModelSection(Frozen):
         return value
 
 
-GATE_KINDS = ("metric", "fairness", "latency", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed")
+GATE_KINDS = ("metric", "fairness", "latency", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed",
+              "forbid_classified")
 _GATE_OPTIONS = {
     "metric": {"min", "max", "vs", "max_drop", "min_gain", "confidence", "resamples"},
     "fairness": {"group", "max"},
@@ -187,12 +207,13 @@ _GATE_OPTIONS = {
     "replay": {"max_disagreement"},
     "scan": set(),
     "signed": set(),
+    "forbid_classified": set(),
 }
 
 
 class Gate(Frozen):
     """One entry of ``gates``: exactly one kind key (metric, fairness, latency_p50_ms/latency_p99_ms,
-    max_size_mb, signature, behavioral, replay, scan, signed) plus that kind's options."""
+    max_size_mb, signature, behavioral, replay, scan, signed, forbid_classified) plus that kind's options."""
 
     name: str | None = None
     metric: str | None = None
@@ -215,6 +236,7 @@ class Gate(Frozen):
     max_disagreement: float | None = Field(default=None, ge=0, le=1)
     scan: Literal["clean"] | None = None      # the model's files pass `shipyard scan` (docs/guide/security.md)
     signed: Literal[True] | None = None       # the version's signature verifies with an accepted key
+    forbid_classified: str | None = None      # no feature classified so (e.g. pii) may train the model
 
     @property
     def kind(self) -> str:
@@ -222,7 +244,8 @@ class Gate(Frozen):
         return found[0] if found else ""
 
     def _kinds(self) -> list[str]:
-        present = [k for k in ("metric", "fairness", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed")
+        present = [k for k in ("metric", "fairness", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed",
+                                "forbid_classified")
                    if getattr(self, k) is not None]
         if self.latency_p50_ms is not None or self.latency_p99_ms is not None:
             present.append("latency")
@@ -232,7 +255,7 @@ class Gate(Frozen):
     def _one_kind(self) -> Gate:
         kinds = self._kinds()
         if not kinds:
-            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay, scan, signed")
+            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay, scan, signed, forbid_classified")
         if len(kinds) > 1:
             raise PydanticCustomError("gate_kind", "one gate has one kind, this one has {kinds}: write them as separate gates", {"kinds": " and ".join(kinds)})
         kind = kinds[0]
@@ -279,6 +302,8 @@ class Gate(Frozen):
             return "model scan clean"
         if kind == "signed":
             return "signed with an accepted key"
+        if kind == "forbid_classified":
+            return f"no feature classified {self.forbid_classified}"
         return f"replay {self.replay}"
 
 

@@ -29,6 +29,7 @@ CHECKS: dict[str, str] = {
     "replay": "shipyard.gates.checks:replay",
     "scan": "shipyard.gates.checks:scan",
     "signed": "shipyard.gates.checks:signed",
+    "forbid_classified": "shipyard.gates.checks:forbid_classified",
 }
 
 

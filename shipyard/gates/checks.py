@@ -214,6 +214,18 @@ def signed(gate: Gate, ctx: Context) -> Check:
     return Check(gate.label(), "signed", True, facts.get("key"), None, f"verified with key {facts.get('key')}")
 
 
+def forbid_classified(gate: Gate, ctx: Context) -> Check:
+    """``forbid_classified: pii``: none of the candidate's features carries that classification."""
+    classified = ctx.candidate.supply.get("classified")
+    if classified is None:
+        return Check(gate.label(), "forbid_classified", False,
+                     reason="the version records no column classification (register it with model.train set)")
+    columns = classified.get(gate.forbid_classified or "", [])
+    return Check(gate.label(), "forbid_classified", not columns, columns, [],
+                 f"features classified {gate.forbid_classified}: {', '.join(columns)}" if columns
+                 else f"no feature classified {gate.forbid_classified}")
+
+
 def behavioral(gate: Gate, ctx: Context) -> Check:
     from shipyard.gates.behavior import load_suite, run_suite
 

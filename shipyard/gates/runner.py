@@ -50,7 +50,7 @@ class GateRun:
 
 
 def _needs_supply(config: ShipyardConfig) -> bool:
-    return any(g.kind in ("scan", "signed") for g in config.gates)
+    return any(g.kind in ("scan", "signed", "forbid_classified") for g in config.gates)
 
 
 def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path) -> dict[str, Any]:
@@ -61,7 +61,8 @@ def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path) -> 
 
     report = scan_package(objects, mv.model_oid, flavor=mv.flavor, extra=config.supply.allow_globals, target=mv.ref)
     signature = verify_package(objects, mv.model_oid, keys_from_settings(config.supply, root), what=mv.ref)
-    return {"scan": report.summary(), "signature": signature}
+    return {"scan": report.summary(), "signature": signature,
+            "classified": (mv.lineage or {}).get("supply", {}).get("classified")}
 
 
 def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: Path, *,

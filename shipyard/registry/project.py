@@ -161,8 +161,13 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
     else:
         notes.append("no model.train in shipyard.yaml: no signature or reference profile captured")
     packaged = package_model(objects, model_path, flavor, trust=trust, sample=sample, classes=classes)
-    model_oid, lineage["supply"] = at_registration(objects, packaged.model_oid, flavor, project_settings(root),
+    settings = project_settings(root)
+    model_oid, lineage["supply"] = at_registration(objects, packaged.model_oid, flavor, settings,
                                                    root=root, target=f"{name} ({path})")
+    if sample is not None:
+        from shipyard.supply.governance import classify_columns
+
+        lineage["supply"]["classified"] = classify_columns(sample, settings.classified)
     profile_oid = None
     if profile is not None:
         profile_oid = objects.put_bytes(json.dumps(profile, sort_keys=True).encode())

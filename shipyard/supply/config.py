@@ -10,6 +10,7 @@
       signing_key: keys/model-signing.pem          # sign every new version with this private key
       verify_keys: [keys/model-signing.pub, keys/old.pub]   # public keys accepted when loading
       require_signature: false       # refuse to load an unsigned version
+      classified: {pii: [name], confidential: [salary]}   # declared column classes (the PII scan adds its own)
 
 ``shipyard.config`` imports this module, so it may import nothing above the foundations.
 """
@@ -36,6 +37,7 @@ class SupplySection(BaseModel):
     signing_key: str | None = None
     verify_keys: list[str] = Field(default_factory=list)
     require_signature: bool = False
+    classified: dict[str, list[str]] = Field(default_factory=dict)   # {pii: [name], confidential: [salary]}
 
     @field_validator("allow_globals")
     @classmethod
