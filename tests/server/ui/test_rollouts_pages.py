@@ -94,8 +94,8 @@ def test_a_moving_rollout_shows_weights_analyses_and_steps(ui_app) -> None:  # t
     assert "inconclusive: 0 of 10 candidate samples so far" in analyses
     assert 'data-status="ACCEPT"' in analyses and "candidate_n=20" in analyses
     chart = re.search(r"data-chart='([^']+)'", polled.text)
-    # start, the waiting analysis, then a step up at the accepted one, held to now
-    assert chart and '"y": [10.0, 10.0, 10.0, 50.0, 50.0]' in chart.group(1)
+    # from the start, held through the waiting analysis, a step up at the accepted one, held to now
+    assert chart and '"y": [10.0, 10.0, 50.0, 50.0]' in chart.group(1)
 
 
 def test_pause_and_abort_from_the_page_are_audited_as_the_user(ui_app) -> None:  # type: ignore[no-untyped-def]

@@ -36,6 +36,7 @@ NO_AUTH_ACTOR = "anonymous (no auth)"
 POLL_SECONDS = 2
 STOP_POLLING = 286  # htmx stops an ``every`` poll when the answer has this status
 RECENT = 50
+ANALYSES = 50  # newest analyses listed (the page is polled every 2 s: it stays small)
 # action -> (button label, what it does, shown while the deployment is in one of these states)
 ACTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "pause": ("Pause", "stop moving traffic; the current weights stay until resumed", ("running",)),
@@ -98,7 +99,9 @@ def _weights_chart(d: Any, decisions: list[Any], steps: list[dict[str, Any]], no
     current = (0.0, 0.0)
     for decision in decisions:
         new = _weight(_effect(decision), steps, current)
-        if xs and new != current:  # hold the old value up to the change: a step, not a ramp
+        if xs and new == current:
+            continue  # a wait or a pause: no point, the line holds (a long rollout has thousands)
+        if xs:  # hold the old value up to the change: a step, not a ramp
             xs.append(decision.at)
             weight.append(current[0])
             shadow.append(current[1])
@@ -169,7 +172,9 @@ def _rollout(ws: Any, model: str, deployment_id: int | None) -> dict[str, Any] |
         view = _deployment(d)
         now = time.time()
         chart = _weights_chart(d, decisions, steps, now)
-        rows = [_decision(x) for x in decisions]
+        analyses = [x for x in reversed(decisions) if x.cause == "analysis"]
+        shown = [_decision(x) for x in analyses[:ANALYSES]]  # only these need their metrics parsed
+        manual = [_decision(x) for x in reversed(decisions) if x.cause != "analysis"]
         routing = repo.routing_tables(session, [model]).get(model)
         others = [_deployment(x) for x in history]
     current = view["step"] if view["active"] else (len(steps) - 1 if d.state == "promoted" else -1)
@@ -178,8 +183,8 @@ def _rollout(ws: Any, model: str, deployment_id: int | None) -> dict[str, Any] |
                      for i, s in enumerate(steps)]
     view["weight"] = chart["series"][0]["y"][-1] if chart["x"] else 0.0
     actions = [name for name, (_, _, states) in ACTIONS.items() if d.state in states] if d.id == newest else []
-    return {"d": view, "chart": chart, "analyses": [r for r in reversed(rows) if r["cause"] == "analysis"],
-            "history": [r for r in reversed(rows) if r["cause"] != "analysis"], "routing": routing,
+    return {"d": view, "chart": chart, "analyses": shown, "analyses_total": len(analyses), "history": manual,
+            "routing": routing,
             "deployments": others, "actions": actions, "labels": ACTIONS, "poll": POLL_SECONDS}
 
 
