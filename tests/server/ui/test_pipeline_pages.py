@@ -3,6 +3,7 @@ input changed afterwards, and what ``explain`` says about it; empty, 404, 403 an
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -91,6 +92,10 @@ def test_dag_last_executions_and_explain_after_a_real_run(ui_app) -> None:  # ty
     assert stage.text.count('class="stage-execution"') == 1
     train_page = ui_app.client.get("/pipeline/stages/train").text
     assert 'href="/pipeline/stages/prepare"' in train_page and "params.yaml:train" in train_page
+    params = re.search(r'<tr class="stage-change" data-kind="params".*?</tr>', train_page, re.S)
+    assert params, train_page
+    old_value, new_value = re.findall(r'class="mono change-(?:old|new)">(.*?)</td>', params.group(0))
+    assert "0.1" in html.unescape(old_value) and "0.2" in html.unescape(new_value)
 
 
 def test_a_broken_config_is_shown_not_a_5xx(ui_app) -> None:  # type: ignore[no-untyped-def]

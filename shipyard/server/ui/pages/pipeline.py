@@ -8,6 +8,7 @@ it); executions come from the store. A config that does not load is shown on the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -44,6 +45,13 @@ def seconds(value: float | None) -> str:
     if value < 60:
         return f"{value:.1f} s"
     return f"{int(value // 60)} min {int(value % 60):02d} s"
+
+
+def shown(value: Any) -> str | None:
+    """An input's value for a page: strings as they are, anything else as JSON (None stays None)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def megabytes(value: int | None) -> str:
@@ -147,6 +155,8 @@ def stage_page(request: Request) -> HTMLResponse:
     except ShipyardError as exc:
         report = {"state": "unknown", "reasons": [exc.message], "changes": [], "recorded_fingerprint": None,
                   "current_fingerprint": None}
+    # a param's old and new value as JSON (what params.yaml would say), a hash or a path as it is
+    report["changes"] = [{**c, "old": shown(c["old"]), "new": shown(c["new"])} for c in report["changes"]]
     with request.app.state.workspace.store.read() as session:
         rows = list(session.scalars(select(repo.StageExecution).where(repo.StageExecution.stage == name)
                                     .order_by(repo.StageExecution.id.desc()).limit(RECENT)))
