@@ -128,8 +128,8 @@ def page_runs(session: Session, *, where: ColumnElement[bool] | None, sort: Colu
         conditions.append(where)
     if cursor:
         c_missing, c_value, c_id = decode_cursor(cursor, sort.numeric)
-        beyond = value > c_value if ascending else value < c_value
         if c_missing == 0:
+            beyond = value > c_value if ascending else value < c_value
             conditions.append(or_(value.is_(None), and_(value.is_not(None), beyond),
                                   and_(value == c_value, Run.id > c_id)))
         else:

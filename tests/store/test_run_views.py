@@ -39,6 +39,8 @@ def test_keyset_pages_with_ties_and_missing_values(store) -> None:  # type: igno
             with store.read() as s:
                 whole, cursor = views.page_runs(s, where=None, sort=column, ascending=ascending, cursor=None, limit=100)
             assert cursor is None and [r.id for r in whole] == seen
+    for limit in (1, 2, 3):  # page ends on a run with the value, without it, and across the boundary
+        assert sorted(walk(store, views.Column("metrics", "acc"), False, limit)) == sorted(ids)
     by_acc = walk(store, views.Column("metrics", "acc"), True)
     missing = [rid for rid, i in ids.items() if i % 4 == 0]
     assert sorted(by_acc[-len(missing):]) == sorted(missing)  # runs without the metric come last

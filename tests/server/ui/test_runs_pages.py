@@ -166,3 +166,44 @@ def test_who_may_see_the_runs_pages(ui_app, seeded) -> None:  # type: ignore[no-
         assert ui_app.viewer().get(path).status_code == 200, path
         assert ui_app.outsider().get(path).status_code == 403, path
         assert ui_app.anonymous().get(path).status_code in (302, 303, 307, 401), path
+
+
+@pytest.mark.postgres
+def test_the_run_pages_on_postgresql(pg_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same pages on a PostgreSQL store: OR filter, keyset pages over a sort with missing values,
+    the key search (LIKE with an escaped '_'), CSV, one run, compare."""
+    from shipyard.server.ui.pages import runs as runs_module
+    from tests.server.ui.conftest import make_ui_app
+
+    monkeypatch.setenv("SHIPYARD_STORE", pg_url)
+    monkeypatch.setattr(runs_module, "PAGE_SIZE", 3)  # 7 runs: three pages
+    ui = make_ui_app(tmp_path / "proj", auth=False)
+    try:
+        ids = []
+        with ui.store.write() as s:
+            for i in range(7):
+                rid = service.create_run(s, experiment="pg", name=f"p{i}", start_time=1_000 + i // 2)
+                repo.log_params(s, rid, {"c": "x" if i % 2 else "y"})
+                if i % 3:
+                    repo.log_metrics(s, rid, [MetricValue("my_acc", i / 10), MetricValue("myXacc", 1.0)])
+                ids.append(rid)
+        url: str | None = "/runs?experiment=pg&sort=metrics.my_acc&dir=desc&col=metrics.my_acc"
+        seen: list[str] = []
+        pages = 0
+        while url:
+            page = ui.client.get(url)
+            assert page.status_code == 200, page.text
+            seen += row_ids(page.text)
+            pages += 1
+            url = next_url(page.text)
+        assert sorted(seen) == sorted(ids) and pages == 3
+        assert seen[-3:] == sorted([ids[0], ids[3], ids[6]])  # without the metric: last, in run id order
+        text = "metrics.my_acc = 0.5 OR (metrics.my_acc > 0.3 AND params.c = 'y')"
+        assert sorted(row_ids(ui.client.get("/runs", params={"filter": text}).text)) == sorted([ids[4], ids[5]])
+        keys = ui.client.get("/runs-columns?kind=metrics&q=my_").text
+        assert re.findall(r'value="metrics\.([\w]+)"', keys) == ["my_acc"]  # '_' is a character, not a wildcard
+        assert ui.client.get("/runs.csv?experiment=pg").text.count("\n") == 8
+        assert ui.client.get(f"/runs/{ids[1]}").status_code == 200
+        assert ui.client.get(f"/compare?runs={ids[1]},{ids[2]}").status_code == 200
+    finally:
+        ui.close()

@@ -198,12 +198,15 @@ def _csv_rows(request: Request, query: RunsQuery) -> Iterator[str]:
 
 async def runs_csv(request: Request) -> Response:
     """Every run of the current filter as CSV, streamed (the page's columns; the default set if none)."""
-    try:
-        query = parse_query(request)
+    def check(query: RunsQuery) -> None:
         with request.app.state.workspace.store.read() as session:
             where_of(session, query)  # a malformed filter is a 400 before the first byte is sent
             if not query.chosen:
                 query.columns = _default_columns(session)
+
+    try:
+        query = parse_query(request)
+        await in_thread(check, query)
     except InputError as exc:
         return Response(f"bad request: {exc.message}\n", status_code=400, media_type="text/plain")
     return StreamingResponse(_csv_rows(request, query), media_type="text/csv; charset=utf-8",
