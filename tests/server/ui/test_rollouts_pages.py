@@ -122,10 +122,20 @@ def test_pause_and_abort_from_the_page_are_audited_as_the_user(ui_app) -> None: 
 
 
 def test_a_viewer_sees_no_buttons_and_a_forged_post_changes_nothing(ui_app) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.store import monitoring
+
     deploy(ui_app, "penguin-species")
+    with ui_app.store.write() as session:  # a retrained version waiting for a person (deploy.approval: required)
+        waiting = monitoring.add_trigger(session, model="penguin-species", kind="rule", source="rule drift",
+                                         state="awaiting_approval", reason="waiting for a person", fired=[],
+                                         result={"version": 3}).id
+    for path in ("/rollouts", "/rollouts/penguin-species"):
+        shown = ui_app.client.get(path).text
+        assert f'data-trigger="{waiting}"' in shown and f'action="/monitoring/triggers/{waiting}/approve"' in shown
     viewer = ui_app.viewer()
     page = viewer.get("/rollouts/penguin-species")
     assert page.status_code == 200 and "action-abort" not in page.text and 'id="rollout-actions"' not in page.text
+    assert f'data-trigger="{waiting}"' in page.text and "action-approve" not in page.text
     before = len(events(ui_app, "", "penguin-species"))
     forged = viewer.post("/rollouts/penguin-species/abort", data={"csrf_token": ui_app.csrf(viewer)})
     assert forged.status_code == 403 and "deploy:write" in forged.text

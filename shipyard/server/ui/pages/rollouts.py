@@ -138,6 +138,19 @@ def _deployment(d: Any) -> dict[str, Any]:
             "updated": when(d.updated_at), "reason": d.reason or "", "active": d.state in ("running", "paused")}
 
 
+def _waiting(session: Any, model: str | None = None) -> list[dict[str, Any]]:
+    """Retrained versions waiting for a person's approval before their rollout starts (deploy.approval)."""
+    from sqlalchemy import select
+
+    from shipyard.store import monitoring as triggers
+
+    query = select(triggers.Trigger).where(triggers.Trigger.state == "awaiting_approval").order_by(triggers.Trigger.id)
+    if model is not None:
+        query = query.where(triggers.Trigger.model == model)
+    return [{"id": t.id, "model": t.model, "version": t.result_dict.get("version"), "reason": t.reason,
+             "created": when(t.created_at)} for t in session.scalars(query.limit(RECENT))]
+
+
 def _overview(ws: Any) -> dict[str, Any]:
     from shipyard.store import serving as repo
 
@@ -145,12 +158,13 @@ def _overview(ws: Any) -> dict[str, Any]:
         active = [_deployment(d) for d in repo.active_deployments(session)]
         recent = [_deployment(d) for d in repo.latest_deployments(session, limit=RECENT)]
         tables = repo.routing_tables(session)
+        waiting = _waiting(session)
     rolled = {d["model"] for d in recent} | {d["model"] for d in active}
     serving = [{"model": name, "strategy": t.get("strategy", "single"), "champion": t.get("champion"),
                 "rollouts": name in rolled,
                 "candidate": t.get("candidate"), "weight": t.get("weight"), "shadow": t.get("shadow_percent")}
                for name, t in sorted(tables.items())]
-    return {"active": active, "recent": recent, "serving": serving}
+    return {"active": active, "recent": recent, "serving": serving, "waiting": waiting}
 
 
 def _rollout(ws: Any, model: str, deployment_id: int | None) -> dict[str, Any] | None:
@@ -177,6 +191,7 @@ def _rollout(ws: Any, model: str, deployment_id: int | None) -> dict[str, Any] |
         manual = [_decision(x) for x in reversed(decisions) if x.cause != "analysis"]
         routing = repo.routing_tables(session, [model]).get(model)
         others = [_deployment(x) for x in history]
+        waiting = _waiting(session, model)
     current = view["step"] if view["active"] else (len(steps) - 1 if d.state == "promoted" else -1)
     view["steps"] = [{"index": i, "weight": s["weight"], "shadow": s["shadow_percent"],
                       "done": i < current or d.state == "promoted", "current": i == current and view["active"]}
@@ -185,7 +200,7 @@ def _rollout(ws: Any, model: str, deployment_id: int | None) -> dict[str, Any] |
     actions = [name for name, (_, _, states) in ACTIONS.items() if d.state in states] if d.id == newest else []
     return {"d": view, "chart": chart, "analyses": shown, "analyses_total": len(analyses), "history": manual,
             "routing": routing,
-            "deployments": others, "actions": actions, "labels": ACTIONS, "poll": POLL_SECONDS}
+            "deployments": others, "waiting": waiting, "actions": actions, "labels": ACTIONS, "poll": POLL_SECONDS}
 
 
 async def rollouts_page(request: Request) -> Response:
