@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT, GAP_X, GAP_Y, PAD = 180, 44, 60, 18, 12
-MAX_LABEL = 24
+WIDTH, HEIGHT, GAP_X, GAP_Y, PAD = 200, 44, 60, 18, 12
+MAX_LABEL = 28
 # inside the <svg> so the graph draws the same wherever a page puts it
 STYLE = ("<style>.graph .edge{fill:none;stroke:#98a2b3;stroke-width:1.5}"
          ".graph rect{fill:#fff;stroke:#98a2b3;stroke-width:1.2}.graph .label{font:600 13px system-ui,sans-serif;fill:#1d2330}"

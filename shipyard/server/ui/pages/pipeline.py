@@ -97,12 +97,15 @@ def last_run(session: Session) -> dict[str, Any] | None:
             "stages": [execution_facts(row) for row in repo.stage_executions(session, run.id)]}
 
 
-def dag_svg(order: Sequence[str], upstream: dict[str, Sequence[str]], facts: dict[str, dict[str, Any]]) -> Any:
-    """The DAG as SVG: one node per stage, coloured by its last status, linked to its page."""
+def dag_svg(order: Sequence[str], upstream: dict[str, Sequence[str]], facts: dict[str, dict[str, Any]],
+            stale: set[str]) -> Any:
+    """The DAG as SVG: one node per stage, coloured by its last status, linked to its page; a stage
+    that ``shipyard run`` would run now says so."""
     nodes = []
     for name in order:
         fact = facts.get(name)
         sub = f"{fact['status'].lower()} · {fact['cache']}" if fact else "never run"
+        sub += " · would run" if name in stale and fact else ""
         nodes.append(Node(name, name, sub, href=f"/pipeline/stages/{name}", cls=fact["cls"] if fact else "muted"))
     edges = [(up, name) for name in order for up in upstream[name]]
     return layered_svg(nodes, edges, element_id="pipeline-dag", title="pipeline stages and what feeds what")
@@ -131,7 +134,8 @@ def pipeline_page(request: Request) -> HTMLResponse:
             state = now.get(name)
             stages.append({"name": name, "upstream": list(dag.upstream[name]), "last": facts.get(name),
                            "state": state.state if state else "", "reasons": state.reasons if state else []})
-        svg = dag_svg(dag.order, dict(dag.upstream), facts) if dag.order else None
+        stale = {name for name, state in now.items() if state.stale}
+        svg = dag_svg(dag.order, dict(dag.upstream), facts, stale) if dag.order else None
     return render(request, "pipeline.html", {"stages": stages, "svg": svg, "run": run, "problem": problem},
                   nav="/pipeline")
 
