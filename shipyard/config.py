@@ -125,6 +125,23 @@ class StageEnvironment(Frozen):
         return self
 
 
+class StageEnvironment(Frozen):
+    """A stage's own Python environment, built with uv (shipyard.pipeline.envs).
+
+    ``requirements`` is resolved with ``uv pip compile``; ``lock`` is a pinned file used as is.
+    """
+
+    python: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")  # default: Shipyard's own
+    requirements: str | None = None
+    lock: str | None = None
+
+    @model_validator(mode="after")
+    def _one_file(self) -> StageEnvironment:
+        if (self.requirements is None) == (self.lock is None):
+            raise ValueError("give exactly one of requirements (resolved by uv) or lock (a pinned file)")
+        return self
+
+
 class Stage(Frozen):
     """One pipeline stage, as written in ``pipeline.stages``.
 
@@ -147,6 +164,8 @@ class Stage(Frozen):
     desc: str | None = None
     # feature views read before the stage runs (shipyard.features; docs/guide/features.md)
     features: StageFeatures | None = None
+    # its own Python environment, built with uv and cached by its lock's hash (shipyard.pipeline.envs)
+    environment: StageEnvironment | None = None
     # its own Python environment, built with uv and cached by its lock's hash (shipyard.pipeline.envs)
     environment: StageEnvironment | None = None
     # for orchestrators that run each stage as a step (shipyard export kfp|airflow)

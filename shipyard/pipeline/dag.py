@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.errors import ConfigError, NotFound, PathEscapeError, did_you_mean
+from shipyard.pipeline.envs import EnvUse, default_python
 
 DEFAULT_PARAMS = "params.yaml"
 TEMPLATE = re.compile(r"\$\{\s*([A-Za-z_][\w.-]*)\s*\}")
@@ -77,6 +78,7 @@ class StageSpec:
     # not outs of their own (outs may not overlap); the runner logs their values after the stage.
     reports: tuple[tuple[str, str], ...] = ()
     features: FeatureUse | None = None
+    environment: EnvUse | None = None  # its own Python environment (shipyard.pipeline.envs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,8 @@ class StageSpec:
             "reports": [list(r) for r in self.reports],
             "features": ([list(self.features.refs), self.features.entities, self.features.out]
                          if self.features else None),
+            "environment": ([self.environment.python, self.environment.file, self.environment.locked]
+                            if self.environment else None),
         }
 
     @classmethod
@@ -100,6 +104,7 @@ class StageSpec:
             frozen=d["frozen"], desc=d["desc"], origin=d["origin"],
             reports=tuple((k, p) for k, p in d.get("reports", ())),
             features=FeatureUse(tuple(d["features"][0]), d["features"][1], d["features"][2]) if d.get("features") else None,
+            environment=EnvUse(*d["environment"]) if d.get("environment") else None,
         )
 
     @property
@@ -395,8 +400,15 @@ def resolve(name: str, origin: str, body: Mapping[str, Any], params_of: Callable
         deps = tuple(dict.fromkeys((*deps, features.entities)))
         if features.out not in (o.path for o in outs):
             outs.append(Out(features.out))
+    environment = None
+    if body.get("environment"):
+        spec = body["environment"]
+        loc = where(("pipeline", "stages", origin, "environment"))
+        locked = spec.get("lock") is not None
+        environment = EnvUse(str(spec.get("python") or default_python()), _norm(spec["lock"] if locked else spec["requirements"], wdir,
+                                                        "environment file", loc), locked)
     return StageSpec(
         name=name, cmd=cmd_t, wdir=wdir, deps=deps, params=tuple(dict.fromkeys(params)), outs=tuple(outs), env=env,
         always_changed=bool(body.get("always_changed")), frozen=bool(body.get("frozen")), desc=body.get("desc"),
-        origin=origin, features=features,
+        origin=origin, features=features, environment=environment,
     )

@@ -92,6 +92,8 @@ class Inputs:
     outs: tuple[tuple[str, bool, bool], ...]
     # a stage that reads features: refs, view definition hashes, source content ids (features/stage.py)
     features: Mapping[str, Any] | None = None
+    # a stage with its own Python environment: its resolved lock's hash (shipyard.pipeline.envs)
+    environment: str | None = None
 
     def document(self) -> dict[str, Any]:
         doc = {
@@ -101,6 +103,8 @@ class Inputs:
         }
         if self.features is not None:  # absent otherwise: every other stage keeps its fingerprint
             doc["features"] = self.features
+        if self.environment is not None:  # likewise
+            doc["environment"] = self.environment
         return doc
 
     @property
@@ -114,11 +118,12 @@ def fingerprint_of(document: Mapping[str, Any]) -> str:
 
 
 def stage_inputs(stage: StageSpec, dep_ids: Mapping[str, str | None], params: Mapping[str, Mapping[str, Any]],
-                 env: Mapping[str, str], features: Mapping[str, Any] | None = None) -> Inputs:
+                 env: Mapping[str, str], features: Mapping[str, Any] | None = None,
+                 environment: str | None = None) -> Inputs:
     return Inputs(
         cmd=normalize_cmd(stage.cmd), wdir=stage.wdir, deps={d: dep_ids.get(d) for d in stage.deps},
         params=params_values(stage, params), env=env, stage_env=dict(stage.env),
-        outs=tuple((o.path, o.cache, o.persist) for o in stage.outs), features=features,
+        outs=tuple((o.path, o.cache, o.persist) for o in stage.outs), features=features, environment=environment,
     )
 
 
@@ -173,6 +178,8 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
                 changes.append(Change("features", f"{name} {label}", a.get(name), b.get(name)))
     if a_feat.get("refs") != b_feat.get("refs"):
         changes.append(Change("features", "refs", a_feat.get("refs"), b_feat.get("refs")))
+    if old.get("environment") != new.get("environment"):
+        changes.append(Change("environment", "resolved lock", old.get("environment"), new.get("environment")))
     if sorted(map(list, old.get("outs") or [])) != sorted(map(list, new.get("outs") or [])):
         changes.append(Change("outs", "declared outs", old.get("outs"), new.get("outs")))
     return changes

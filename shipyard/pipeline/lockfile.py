@@ -61,6 +61,8 @@ def make_entry(inputs: Inputs, deps: Mapping[str, PathHash | None], outs: Mappin
         entry["stage_env"] = dict(sorted(inputs.stage_env.items()))
     if inputs.features is not None:
         entry["features"] = dict(inputs.features)
+    if inputs.environment is not None:
+        entry["environment"] = inputs.environment
     if outs:
         rows = []
         for path in sorted(outs):
@@ -79,6 +81,7 @@ def document_of(entry: Mapping[str, Any]) -> dict[str, Any]:
         "params": entry.get("params") or {}, "env": entry.get("env") or {}, "stage_env": entry.get("stage_env") or {},
         "outs": sorted([o["path"], o.get("cache", True), o.get("persist", False)] for o in entry.get("outs") or []),
         **({"features": entry["features"]} if entry.get("features") is not None else {}),
+        **({"environment": entry["environment"]} if entry.get("environment") is not None else {}),
     }
 
 

@@ -77,6 +77,7 @@ class Context:
         self._env: dict[str, str] | None = None
         self._objects: Any = None
         self._features: Any = None  # the Feast repo's definitions, read when a stage uses features
+        self._environments: dict[str, Any] = {}  # stage -> its resolved environment (envs.Resolved)
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,6 +112,17 @@ class Context:
 
         return fingerprint_part(self.features, self.root, stage.features.refs, self.hashes.hash_many)
 
+    def environment_of(self, stage: StageSpec) -> Any:
+        """The stage's resolved environment (shipyard.pipeline.envs.Resolved), or None without one."""
+        if stage.environment is None:
+            return None
+        if stage.name not in self._environments:
+            from shipyard.pipeline import envs
+
+            where = f"{self.pipeline.source}: stage {stage.name}: environment"
+            self._environments[stage.name] = envs.resolve(self.root, self.state_dir, stage.environment, where)
+        return self._environments[stage.name]
+
     @property
     def objects(self) -> Any:
         if self._objects is None:
@@ -140,8 +152,9 @@ class Context:
     def check(self, stage: StageSpec, upstream_stale: Iterable[str] = ()) -> StageStatus:
         """Compare a stage's current inputs and outs with its lock entry."""
         deps = self.hashes.hash_many(list(stage.deps))
+        environment = self.environment_of(stage)
         inputs = stage_inputs(stage, {p: (h.oid if h else None) for p, h in deps.items()}, self.pipeline.params, self.env,
-                              self.feature_inputs(stage))
+                              self.feature_inputs(stage), environment.key if environment is not None else None)
         entry = self.lock.get(stage.name)
         status = StageStatus(stage.name, "up-to-date", [], inputs, deps)
         ups = list(upstream_stale)
@@ -399,6 +412,8 @@ def run(ctx: Context, options: RunOptions) -> RunSummary:
     """Run what is out of date; returns what happened. Raises CheckFailed when a stage failed."""
     dag = ctx.dag.select(options.targets, downstream=options.downstream)
     ctx.check_missing_deps(dag)
+    for name in dag.order:  # an environment that does not resolve stops the run before any stage runs
+        ctx.environment_of(dag.stages[name])
     summary = RunSummary()
     if options.dry_run:
         return _dry_run(ctx, dag, options, summary)
@@ -552,8 +567,15 @@ def _submit(ctx: Context, stage: StageSpec, status: StageStatus, options: RunOpt
              "SHIPYARD_HOME": str(ctx.state_dir)},
         outs=stage.out_paths, objects_url=ctx.objects_url,
         hash_dir=str(ctx.hashes.folder) if ctx.hashes.folder else None,
+        environment=_environment_of(ctx, stage),
     )
     return executor.submit(job, sink if executor.streams_live else None)
+
+
+def _environment_of(ctx: Context, stage: StageSpec) -> tuple[str, str] | None:
+    """(python, pinned requirements) for the job: the worker builds or reuses the environment."""
+    resolved = ctx.environment_of(stage)
+    return None if resolved is None else (resolved.python, resolved.lock)
 
 
 def _retrieve_features(ctx: Context, stage: StageSpec, recorder: Recorder, child: str) -> Future | None:
@@ -662,7 +684,7 @@ def _finish(ctx: Context, stage: StageSpec, status: StageStatus, future: Future,
     # Deps are hashed again: a stage that rewrote its own input must not be recorded as up to date.
     deps_now = ctx.hashes.hash_many(list(stage.deps))
     inputs = stage_inputs(stage, {p: (h.oid if h else None) for p, h in deps_now.items()}, ctx.pipeline.params, ctx.env,
-                          status.inputs.features)
+                          status.inputs.features, status.inputs.environment)
     if _cacheable(stage):
         runcache.save(ctx.objects, inputs.fingerprint, stage.name, _outs_rows(stage, outs))
     flags = {o.path: (o.cache, o.persist) for o in stage.outs}

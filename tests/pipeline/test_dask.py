@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,22 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     write_config(root, {"s": {"cmd": "true", "outs": ["x"]}})
     with pytest.raises(ShipyardError, match="Dask scheduler"):
         run(Context(root, root / ".shipyard"), RunOptions(executor="dask://127.0.0.1:1"))
+
+
+@pytest.mark.slow
+def test_dask_workers_build_and_use_the_stage_environment(cluster, tmp_path, monkeypatch):
+    # the workers were started before this test: they build into their own (default) cache
+    monkeypatch.setenv("SHIPYARD_OBJECTS", str(tmp_path / "shared-objects"))
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "requirements.txt").write_text("six==1.16.0\n")
+    probe = "import json, os, six, sys; json.dump([sys.prefix, six.__version__, os.getpid()], open('where.json', 'w'))"
+    write_config(root, {"probe": {"cmd": f"python -c {json.dumps(probe)}", "outs": ["where.json"],
+                                  "environment": {"requirements": "requirements.txt"}}})
+    ctx = Context(root, root / ".shipyard")
+    ctx.echo = lambda line: None
+    summary = run(ctx, RunOptions(jobs=1, executor=cluster.scheduler_address.replace("tcp://", "dask://")))
+    assert summary.ran == ["probe"]
+    prefix, version, _ = json.loads((root / "where.json").read_text())
+    assert version == "1.16.0" and (Path(prefix) / ".shipyard-env-complete").exists()
+    assert Path(prefix).parent.name == "envs"

@@ -41,6 +41,8 @@ class StageJob:
     outs: tuple[str, ...]  # root-relative
     objects_url: str
     hash_dir: str | None = None
+    # (python, pinned requirements): the stage runs in that environment, built here when missing
+    environment: tuple[str, str] | None = None
 
 
 @dataclass
@@ -207,6 +209,28 @@ def commit_outs(root: Path, outs: tuple[str, ...], objects_url: str, hash_dir: s
     return found, missing
 
 
+def _activate(job: StageJob, env: dict[str, str], log: list[str], sink: LineSink | None
+              ) -> tuple[dict[str, str], str | None]:
+    """The stage's own environment, built on this worker when missing: (env with it active, error)."""
+    from shipyard.errors import ShipyardError
+    from shipyard.pipeline import envs
+
+    assert job.environment is not None
+    try:
+        folder = envs.ensure(envs.Resolved(*job.environment), echo=lambda line: _say(job, line, log, sink))
+    except ShipyardError as exc:
+        return env, f"environment: {exc.message}"
+    log.append(f"env| {folder}")
+    return envs.activate(folder, env), None
+
+
+def _say(job: StageJob, line: str, log: list[str], sink: LineSink | None) -> None:
+    """A line of the stage's own making (not its command's): into its log, and live when streaming."""
+    log.append(f"env| {line}")
+    if sink is not None:
+        sink(job.name, "err", line)
+
+
 def execute_stage(job: StageJob, sink: LineSink | None = None) -> StageResult:
     """Run a stage's command lines in order (stopping at the first failure), then commit its outs."""
     from shipyard.objects import ObjectStore
@@ -218,7 +242,10 @@ def execute_stage(job: StageJob, sink: LineSink | None = None) -> StageResult:
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     code, cpu, peak = 0, 0.0, 0
     error = None
-    for cmd in job.cmds:
+    if job.environment is not None:
+        env, error = _activate(job, env, log, sink)
+        code = 1 if error else 0
+    for cmd in job.cmds if error is None else ():
         log.append(f"cmd| {cmd}")
         try:
             code, used, top = _run_line(cmd, job, env, sink, log, log_lock, tail)
