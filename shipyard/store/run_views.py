@@ -246,7 +246,8 @@ def experiment_names(session: Session, ids: Sequence[int]) -> dict[int, str]:
 
 
 def run_links(session: Session, run_id: str, *, limit: int = 200) -> dict[str, Any]:
-    """What a run page shows beside its data: dataset inputs, artifacts (at most ``limit``, and their
+    """What a run page shows beside its data: dataset inputs (as logged, and the dataset versions it
+    read), artifacts (at most ``limit``, and their
     count), models it wrote, model versions registered from it, its stage execution (with the log's
     object id) and its child runs (a pipeline run's stages)."""
     from shipyard.store.logged_models import LoggedModel, RunModelIO
@@ -272,7 +273,13 @@ def run_links(session: Session, run_id: str, *, limit: int = 200) -> dict[str, A
                            .order_by(StageExecution.id.desc()).limit(1))
     children = list(session.execute(select(Run.id, Run.name, Run.status).where(Run.parent_run_id == run_id)
                                     .order_by(Run.start_time).limit(limit)))
-    return {"inputs": inputs, "artifacts": artifacts, "n_artifacts": n_artifacts, "outputs": outputs,
+    from shipyard.store.datasets import DatasetRunLink, DatasetVersion
+
+    datasets = [{"name": name, "version": version, "context": context} for name, version, context in session.execute(
+        select(DatasetVersion.name, DatasetVersion.version, DatasetRunLink.context)
+        .join(DatasetVersion, DatasetVersion.id == DatasetRunLink.dataset_version_id)
+        .where(DatasetRunLink.run_id == run_id).order_by(DatasetVersion.name, DatasetVersion.version).limit(limit))]
+    return {"inputs": inputs, "datasets": datasets, "artifacts": artifacts, "n_artifacts": n_artifacts, "outputs": outputs,
             "versions": versions, "children": children,
             "stage": None if stage is None else {"name": stage.stage, "status": stage.status, "log_oid": stage.log_oid,
                                                  "pipeline_run_id": stage.pipeline_run_id}}

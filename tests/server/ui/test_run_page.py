@@ -10,6 +10,7 @@ import re
 import pytest
 
 from shipyard.server.ui.pages._artifacts import PREVIEW_BYTES
+from shipyard.store import datasets
 from shipyard.store import pipeline as pipe
 from shipyard.store import registry as reg
 from shipyard.store import runs as repo
@@ -32,6 +33,9 @@ def seeded(ui_app):  # type: ignore[no-untyped-def]
         history[2_345] = MetricValue("loss", 99.0, step=2_345)
         repo.log_metrics(s, rid, [*history, MetricValue("acc", 0.9), MetricValue("system/cpu_seconds", 1.5)])
         repo.log_inputs(s, rid, [{"name": "penguins.csv", "digest": "d1g3st", "context": "training", "source": "data/"}])
+        version, _ = datasets.add_version(s, name="penguins", path="data/penguins.csv", format="csv", oid="xxh3:0",
+                                          size_bytes=10, rows=2, columns=[], schema="", profile_oid=None)
+        datasets.link_runs(s, rid, [version.id])
         log_oid = ws.objects.put_bytes(b"x" * 100_000 + b"\nepoch 9 done\n")
         pipe.start_pipeline_run(s, parent, targets=["train"], executor="local", jobs=1, pid=1)
         execution = pipe.start_stages(s, parent, [("train", rid, "fp")])["train"]
@@ -55,7 +59,7 @@ def test_the_run_page_shows_what_the_run_recorded(ui_app, seeded) -> None:  # ty
     assert page.status_code == 200, page.text
     text = page.text
     for needle in ("0123456789abcdef0123", "depth", "birds", "penguins.csv", "d1g3st", "notes/readme.txt",
-                   f'href="/runs/{seeded["parent"]}"', "epoch 9 done", "system/cpu_seconds"):
+                   f'href="/runs/{seeded["parent"]}"', "epoch 9 done", "system/cpu_seconds", 'href="/data/penguins/1"'):
         assert needle in text, needle
     assert 'href="/models/penguin-species/1"' in text
     specs = chart_specs(text)
