@@ -85,8 +85,11 @@ class RequestLog:
     """Bounded, batched, off-the-request-path Parquet writer for requests and feedback."""
 
     def __init__(self, root: Path | LogFolder, feedback: Path | LogFolder, *, flush_interval: float = 1.0, max_queue: int = 100_000,
-                 on_drop: Callable[[int], None] | None = None) -> None:
-        self.root = log_location(root)  # a local Path, or a LogFolder for an fsspec URL
+                 on_drop: Callable[[int], None] | None = None, redact: tuple[str, ...] = (),
+                 hashed: tuple[str, ...] = ()) -> None:
+        self.root = log_location(root)
+        # supply.request_log: features written as nulls or keyed digests, so raw values never reach a file
+        self.redact, self.hashed = tuple(redact), tuple(hashed)  # a local Path, or a LogFolder for an fsspec URL
         self.feedback_dir = log_location(feedback)
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -158,6 +161,10 @@ class RequestLog:
         total = 0
         for (model, date, hour, columns, labels), group in groups.items():
             table = request_table(group, list(columns), labels)
+            if self.redact or self.hashed:
+                from shipyard.supply.governance import apply_log_policy
+
+                table = apply_log_policy(table, self.redact, self.hashed)
             folder = self.root / f"model={model}" / f"date={date}" / f"hour={hour}"
             _write_parquet(table, folder)
             total += table.num_rows

@@ -11,6 +11,7 @@
       verify_keys: [keys/model-signing.pub, keys/old.pub]   # public keys accepted when loading
       require_signature: false       # refuse to load an unsigned version
       classified: {pii: [name], confidential: [salary]}   # declared column classes (the PII scan adds its own)
+      request_log: {redact: [email], hash: [customer_id], retention: 30d}   # the gateway's request log
 
 ``shipyard.config`` imports this module, so it may import nothing above the foundations.
 """
@@ -23,6 +24,26 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _GLOBAL = re.compile(r"[A-Za-z_][\w.]*\.(\*|[A-Za-z_]\w*)")
+
+
+class RequestLogPolicy(BaseModel):
+    """``supply.request_log``: personal data in the gateway's request log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redact: list[str] = Field(default_factory=list)    # feature names written as nulls
+    hash: list[str] = Field(default_factory=list)      # feature names written as keyed SHA-256 digests
+    retention: str | None = None                       # "30d": older hour partitions are deleted (audited)
+
+    @field_validator("retention")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from shipyard.durations import parse_duration
+
+            if parse_duration(value) <= 0:
+                raise ValueError("retention must be a positive duration such as 30d")
+        return value
 
 
 class SupplySection(BaseModel):
@@ -38,6 +59,7 @@ class SupplySection(BaseModel):
     verify_keys: list[str] = Field(default_factory=list)
     require_signature: bool = False
     classified: dict[str, list[str]] = Field(default_factory=dict)   # {pii: [name], confidential: [salary]}
+    request_log: RequestLogPolicy = Field(default_factory=RequestLogPolicy)
 
     @field_validator("allow_globals")
     @classmethod

@@ -41,3 +41,56 @@ def test_models_show_and_the_gate_follow_the_classification(project: Any) -> Non
     verdict = run_gate(project.store, project.objects, f"m@{version.version}", load_config(project.project.config_path),
                        root, record=False).verdict
     assert verdict.passed, verdict.to_dict()
+
+
+def test_request_log_redacts_and_hashes_at_write_time(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from shipyard.serving.requestlog import LogEntry, RequestLog
+    from shipyard.supply.governance import ENV_HASH_KEY
+
+    monkeypatch.setenv(ENV_HASH_KEY, "k1")
+    log = RequestLog(tmp_path / "requests", tmp_path / "feedback", redact=("email",), hashed=("customer",))
+    frame = pd.DataFrame({"email": ["ann@example.com", "bob@example.com"], "customer": ["c-1", "c-2"], "x": [1.0, 2.0]})
+    log.append(LogEntry("r1", 1_700_000_000.0, "m", 1, "champion", "ok", 1.0, None, frame, np.asarray(["a", "b"]),
+                        None, True))
+    log.flush()
+    files = list((tmp_path / "requests").rglob("*.parquet"))
+    table = pq.read_table(files[0])
+    raw = b"".join(f.read_bytes() for f in files)
+    assert table.column("feature.email").null_count == 2 and b"example.com" not in raw
+    digests = table.column("feature.customer").to_pylist()
+    assert len(set(digests)) == 2 and all(len(d) == 32 for d in digests) and b"c-1" not in raw
+    assert table.column("feature.x").to_pylist() == [1.0, 2.0]
+
+
+def test_retention_deletes_old_partitions_and_audits_each(project: Any) -> None:
+    import time
+
+    from shipyard import audit
+    from shipyard.supply.governance import prune_request_log
+
+    root = project.project.state_dir / "requests"
+    now = time.time()
+    recent = time.strftime("date=%Y-%m-%d/hour=%H", time.gmtime(now))
+    for rel in ("model=m/date=2020-01-01/hour=00", "model=m/date=2020-01-01/hour=01", f"model=m/{recent}"):
+        (root / rel).mkdir(parents=True)
+        (root / rel / "part-1.parquet").write_bytes(b"x")
+    deleted = prune_request_log(project.store, root, "30d", now=now)
+    assert deleted == ["model=m/date=2020-01-01/hour=00", "model=m/date=2020-01-01/hour=01"]
+    assert not (root / "model=m/date=2020-01-01").exists() or not any((root / "model=m/date=2020-01-01").iterdir())
+    assert (root / f"model=m/{recent}/part-1.parquet").exists()
+    with project.store.read() as session:
+        events = audit.events(session, kind="request_log.delete")
+        assert sorted(e.subject for e in events) == deleted
+        assert json_payload(events[0])["retention"] == "30d"
+        assert audit.verify(session).ok
+    assert prune_request_log(project.store, root, "30d", now=now) == []
+
+
+def json_payload(event: Any) -> dict[str, Any]:
+    import json
+
+    return json.loads(event.payload)
