@@ -457,9 +457,10 @@ WINDOW_METRICS = {
     "accuracy": "realized accuracy on labelled requests", "f1": "realized macro F1 on labelled requests",
     "rmse": "realized RMSE on labelled requests", "mae": "realized MAE on labelled requests",
     "estimated_accuracy": "CBPE estimate of accuracy from calibrated confidence (no labels needed)",
+    "feature_skew": "largest share of sampled entities whose online feature differs from the offline value",
 }
 FEATURE_STATS = ("wasserstein", "psi", "jensen_shannon", "drift", "null_rate", "out_of_range_share",
-                 "unseen_share", "mean")
+                 "unseen_share", "mean", "skew")
 def check_metric(name: str, features: list[str] | None = None) -> None:
     """Raise ValueError when ``name`` is not a window metric (``feature.<name>.<stat>`` included)."""
     if name in WINDOW_METRICS:

@@ -100,8 +100,26 @@ class Monitor:
         self._references = references  # (model, version) -> Profile | None; default: the registry
         self._threads: list[threading.Thread] = []
         self.sent: list[dict[str, Any]] = []
+        self._skew_check: Any = None  # shipyard.features.skew.SkewCheck, opened on first use
 
     # -- helpers ------------------------------------------------------------------------------------
+    def _skew(self) -> dict[str, Any]:
+        """Training/serving skew of the served features (``feature_skew``, ``feature.<name>.skew``)
+        when shipyard.yaml has ``features.serve``; a failing check is reported, never fatal."""
+        features = self.config.features
+        if features is None or features.serve is None:
+            return {}
+        from shipyard.errors import ShipyardError
+
+        try:
+            if self._skew_check is None:
+                from shipyard.features.skew import SkewCheck
+
+                self._skew_check = SkewCheck(self.root, features.repo, features.serve)
+            return self._skew_check.metrics()
+        except ShipyardError as exc:
+            return {"skew_error": exc.message}
+
     def models(self) -> list[str]:
         if self.settings.models:
             return list(self.settings.models)
@@ -174,6 +192,8 @@ class Monitor:
                 win.frame, reference, min_rows=s.min_rows, thresholds=s.thresholds, drift_share=s.drift_share,
                 expected=self._expected_features(model, reference), target=self._target(model), labels=labels,
                 drift_rows=s.drift_rows)
+            if verdict != "empty":
+                values.update(self._skew())
             firings, triggers, actions = self._commit_window(model, version, win, verdict, values, now)
             out_windows.append({"model": model, "version": version, "start": win.start, "end": win.end,
                                 "rows": win.frame.height, "verdict": verdict,
