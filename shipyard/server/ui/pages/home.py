@@ -13,11 +13,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from shipyard.registry import find_versions
-from shipyard.registry.core import CHAMPION
 from shipyard.rollout.controller import state_of
 from shipyard.rules import ACCEPT
-from shipyard.server.ui.pages.models import gate_label
+from shipyard.server.ui.pages.models import model_summaries
 from shipyard.server.ui.pages.pipeline import last_run
 from shipyard.server.ui.pages.rollouts import when
 from shipyard.server.ui.render import render
@@ -25,17 +23,6 @@ from shipyard.store import monitoring as monitoring_repo
 from shipyard.store import serving as serving_repo
 
 RECENT_ALERTS = 10
-
-
-def champions(session: Session) -> list[dict[str, Any]]:
-    """Per model: its champion (or none) with the champion's gate, and its newest version."""
-    models: dict[str, dict[str, Any]] = {}
-    for mv in find_versions(session):  # oldest first: the last one seen per name is the newest
-        entry = models.setdefault(mv.name, {"name": mv.name, "champion": None, "gate": None})
-        entry["newest"] = mv
-        if CHAMPION in mv.aliases:
-            entry.update(champion=mv, gate=gate_label(mv))
-    return list(models.values())
 
 
 def rollouts(session: Session) -> list[dict[str, Any]]:
@@ -68,7 +55,7 @@ def alerts(session: Session) -> list[dict[str, Any]]:
 def home_page(request: Request) -> HTMLResponse:
     """The project's loop on one screen."""
     with request.app.state.workspace.store.read() as session:
-        context = {"run": last_run(session), "models": champions(session), "rollouts": rollouts(session),
+        context = {"run": last_run(session), "models": model_summaries(session), "rollouts": rollouts(session),
                    "firing": firing_monitors(session), "alerts": alerts(session)}
     context["empty"] = context["run"] is None and not context["models"]
     return render(request, "home.html", context, nav="/")

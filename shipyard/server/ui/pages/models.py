@@ -3,8 +3,9 @@ gate verdict with each check's value, threshold and reason; ``/models/{model}/{v
 card, the lineage graph (data versions -> run -> commit -> model version -> deployments) and the
 version's verdicts in full. ``{version}`` is a number or an alias (``/models/iris/champion``).
 
-Everything is read through the registry (``resolve``, ``find_versions``, ``lineage``, ``render_card``)
-as ``shipyard models`` and ``shipyard gate`` print it.
+One version is read through the registry (``resolve``, ``lineage``, ``render_card``) as ``shipyard
+models show|card|lineage`` print it; lists read only the columns they show from the registry's
+tables (a version's stored training profile can be large, and ``find_versions`` parses each one).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from markupsafe import Markup
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -21,7 +23,7 @@ from starlette.routing import Route
 
 from shipyard.errors import InputError, NotFound
 from shipyard.gates.verdict import _fmt as fmt_value
-from shipyard.registry import find_versions, resolve
+from shipyard.registry import resolve
 from shipyard.registry.core import CHAMPION, ModelVersion
 from shipyard.server.ui.pages._graph import Node, layered_svg
 from shipyard.server.ui.pages.runs import when
@@ -61,31 +63,69 @@ def verdict_view(row: repo.VerdictRow) -> dict[str, Any]:
             "checks": checks, "notes": body.get("notes", []), "candidate": body.get("candidate")}
 
 
-def verdicts_by_version(session: Session, model: repo.RegisteredModel) -> dict[int, list[dict[str, Any]]]:
-    """Every verdict of every version of ``model``, newest first."""
-    rows = repo.list_versions(session, [model.id])
-    number = {r.id: r.version for r in rows}
-    stored = repo.verdicts_of(session, list(number))
-    return {number[vid]: [verdict_view(v) for v in reversed(found)] for vid, found in stored.items()}
+def version_rows(session: Session, model: repo.RegisteredModel) -> list[dict[str, Any]]:
+    """Every live version of ``model``, newest first, with its aliases and all its verdicts (newest
+    first). Only the columns a page shows are read: a version's stored training profile can be
+    hundreds of kilobytes, and ``find_versions`` would parse each one."""
+    columns = (repo.ModelVersionRow.id, repo.ModelVersionRow.version, repo.ModelVersionRow.flavor,
+               repo.ModelVersionRow.run_id, repo.ModelVersionRow.created_at)
+    found = session.execute(select(*columns).where(repo.ModelVersionRow.model_id == model.id,
+                                                   repo.ModelVersionRow.status != repo.DELETED)
+                            .order_by(repo.ModelVersionRow.version.desc())).all()
+    stored = repo.verdicts_of(session, [r.id for r in found])
+    aliases = repo.aliases_many(session, [model.id])[model.id]
+    rows = []
+    for r in found:
+        verdicts = [verdict_view(v) for v in reversed(stored[r.id])]
+        gate = ("not gated", "muted") if not verdicts else (("passed", "ok") if verdicts[0]["passed"] else ("failed", "bad"))
+        rows.append({"version": r.version, "ref": f"{model.name}@{r.version}", "flavor": r.flavor, "run_id": r.run_id,
+                     "when": when(r.created_at), "gate": gate, "verdicts": verdicts,
+                     "aliases": sorted(a for a, v in aliases.items() if v == r.version)})
+    return rows
+
+
+def model_summaries(session: Session) -> list[dict[str, Any]]:
+    """Per model: number of versions, newest version, aliases, the champion, and the latest gate
+    verdict of the champion and of the newest version, in five queries whatever the number of
+    versions (``find_versions`` would parse every version's stored training profile)."""
+    models = {m.id: m.name for m in repo.list_models(session, limit=None)}
+    if not models:
+        return []
+    live = repo.ModelVersionRow.status != repo.DELETED
+    counts = {model_id: (count, newest) for model_id, count, newest in session.execute(
+        select(repo.ModelVersionRow.model_id, func.count(), func.max(repo.ModelVersionRow.version))
+        .where(live).group_by(repo.ModelVersionRow.model_id))}
+    aliases = repo.aliases_many(session, list(models))
+    wanted = {(i, v) for i, (_, newest) in counts.items() for v in (newest, aliases[i].get(CHAMPION)) if v is not None}
+    ids = {(model_id, version): vid for vid, model_id, version in session.execute(
+        select(repo.ModelVersionRow.id, repo.ModelVersionRow.model_id, repo.ModelVersionRow.version)
+        .where(live, repo.ModelVersionRow.model_id.in_({i for i, _ in wanted})))
+        if (model_id, version) in wanted}
+    verdicts = repo.verdicts_of(session, list(ids.values()))
+
+    def gate(model_id: int, version: int | None) -> tuple[str, str] | None:
+        if version is None or (model_id, version) not in ids:
+            return None
+        found = verdicts[ids[(model_id, version)]]
+        if not found:
+            return "not gated", "muted"
+        return ("passed", "ok") if found[-1].passed else ("failed", "bad")
+
+    out = []
+    for model_id, name in models.items():
+        count, newest = counts.get(model_id, (0, None))
+        champion = aliases[model_id].get(CHAMPION)
+        out.append({"name": name, "versions": count, "newest": newest, "aliases": aliases[model_id],
+                    "champion": champion, "champion_gate": gate(model_id, champion),
+                    "newest_gate": gate(model_id, newest)})
+    return out
 
 
 def models_page(request: Request) -> HTMLResponse:
     """Each registered model: versions, aliases, its champion and the champion's gate."""
     with request.app.state.workspace.store.read() as session:
-        versions = find_versions(session)
-    models: dict[str, dict[str, Any]] = {}
-    for mv in versions:
-        entry = models.setdefault(mv.name, {"name": mv.name, "versions": 0, "latest": None, "champion": None,
-                                            "aliases": {}})
-        entry["versions"] += 1
-        entry["latest"] = mv
-        entry["aliases"].update({a: mv.version for a in mv.aliases})
-        if CHAMPION in mv.aliases:
-            entry["champion"] = mv
-    for entry in models.values():
-        entry["champion_gate"] = gate_label(entry["champion"]) if entry["champion"] else None
-        entry["latest_gate"] = gate_label(entry["latest"])
-    return render(request, "models.html", {"models": list(models.values())}, nav="/models")
+        models = model_summaries(session)
+    return render(request, "models.html", {"models": models}, nav="/models")
 
 
 def model_page(request: Request) -> HTMLResponse:
@@ -95,14 +135,11 @@ def model_page(request: Request) -> HTMLResponse:
         model = repo.find_model(session, name)
         if model is None:
             return not_found(request, f"model {name!r}")
-        versions = find_versions(session, name)
-        verdicts = verdicts_by_version(session, model)
+        rows = version_rows(session, model)
         history = [{"alias": h.alias, "version": h.version, "previous": h.previous_version, "actor": h.actor,
                     "forced": h.forced, "reason": h.reason, "when": when(h.at)}
                    for h in reversed(repo.alias_history(session, model))]
-    rows = [{"mv": mv, "gate": gate_label(mv), "when": when(mv.created_at), "verdicts": verdicts.get(mv.version, [])}
-            for mv in reversed(versions)]
-    aliases = sorted((a, mv.version) for mv in versions for a in mv.aliases)
+    aliases = sorted((a, r["version"]) for r in rows for a in r["aliases"])
     return render(request, "models_model.html", {"name": name, "description": model.description, "rows": rows,
                                                  "aliases": aliases, "history": history}, nav="/models")
 
@@ -155,8 +192,8 @@ def version_page(request: Request) -> HTMLResponse:
             return not_found(request, f"version {version!r} of model {name!r}")
         tree = lineage(session, mv)
         card = render_card(mv, tree, run_metrics(session, mv.run_id))
-        model = repo.get_model(session, name)
-        verdicts = verdicts_by_version(session, model).get(mv.version, [])
+        row = repo.get_version(session, repo.get_model(session, name), mv.version)
+        verdicts = [verdict_view(v) for v in reversed(repo.verdicts_of(session, [row.id])[row.id])]
         deployments = [d for d in serving_repo.latest_deployments(session, name, limit=200) if d.candidate == mv.version]
     views = [{"id": d.id, "strategy": d.strategy, "state": d.state, "step": d.step, "champion": d.champion,
               "reason": d.reason or "", "cls": DEPLOY_CLASS.get(d.state, "")} for d in deployments]
