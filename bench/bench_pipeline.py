@@ -28,10 +28,25 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import WORK, compare, ours_bin, peer_bin
+from bench.harness import PEERS, WORK, compare, ours_bin, peer_bin
 
 ROOT = WORK / "pipeline"
 ENV = {"DVC_NO_ANALYTICS": "1", "CI": "true"}
+
+
+
+def dvc_bin() -> str:
+    """DVC 3.67.1: the peer venv when it is installed (or uv can install it), else this venv's own
+    copy (dvc is a dev dependency of Shipyard; same version, checked)."""
+    if (PEERS / "dvc" / ".installed").exists() or shutil.which("uv"):
+        return peer_bin("dvc")
+    own = ours_bin("dvc")
+    pinned = (Path(__file__).parent / "peers" / "dvc.txt").read_text().strip().partition("==")[2]
+    found = subprocess.run([own, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    if found != pinned:
+        raise SystemExit(f"bench: dvc {found} in this venv, {pinned} pinned in bench/peers/dvc.txt; install uv")
+    return own
+
 
 PREPARE = """import yaml
 n = yaml.safe_load(open('params.yaml'))['prepare']['n']
@@ -121,7 +136,7 @@ def _fresh(name: str) -> tuple[Path, Path]:
 
 
 def _dvc_init(root: Path) -> Path:
-    dvc = peer_bin("dvc")
+    dvc = dvc_bin()
     run_measured([dvc, "init", "--no-scm", "-q"], root)
     site = root / ".dvc-site-cache"
     run_measured([dvc, "config", "core.site_cache_dir", str(site)], root)
@@ -157,7 +172,7 @@ def two_stage(n: int) -> None:
     (ours / "shipyard.yaml").write_text(TWO_STAGE_SHIPYARD.format(py=py))
     (peer / "dvc.yaml").write_text(TWO_STAGE_DVC.format(py=py))
     _dvc_init(peer)
-    shipyard, dvc = ours_bin(), peer_bin("dvc")
+    shipyard, dvc = ours_bin(), dvc_bin()
     for k in (4, 3):  # two run-cache entries per side: k=3 and k=4
         for root in (ours, peer):
             _params(root, 1000, k)
@@ -201,7 +216,7 @@ def many(count: int, n: int) -> None:
     (ours / "shipyard.yaml").write_text(MANY_SHIPYARD.format(py=py))
     (peer / "dvc.yaml").write_text(MANY_DVC.format(py=py))
     site = _dvc_init(peer)
-    shipyard, dvc = ours_bin(), peer_bin("dvc")
+    shipyard, dvc = ours_bin(), dvc_bin()
     _age(ours)
     _age(peer)
     t_ours = run_measured([shipyard, "run"], ours)
@@ -251,7 +266,7 @@ def dvc_example(n: int) -> None:
     # Ours is a DVC project too (.dvc/, as the example is): without one, dvclive's Live() runs
     # `dvc init` at the enclosing git root, which here is the Shipyard checkout itself.
     _dvc_init(ours)
-    shipyard, dvc = ours_bin(), peer_bin("dvc")
+    shipyard, dvc = ours_bin(), dvc_bin()
 
     def ours_run() -> tuple[float, float]:
         return run_measured([shipyard, "run"], ours, extra_env=env)

@@ -241,23 +241,62 @@ class Recorder:
         self.targets = targets
         self.executor = executor
         self.jobs = jobs
-        self.store: Any = None
+        self._store: Any = None
+        # Restore records go through sqlite3 (store.lite) until something needs the full store:
+        # importing SQLAlchemy would cost more than the restore itself.
+        self._lite: Any = None
+        self._lite_tried = False
         self.run_id: str | None = None
         self.executions: dict[str, int] = {}
         self.child_runs: dict[str, str] = {}
         self.git: dict[str, Any] = {}
 
-    def open(self) -> str:
+    @property
+    def store(self) -> Any:
+        """The full store (SQLAlchemy), opened on first use; from then on every record goes through it."""
+        if self._store is None:
+            from shipyard.store import open_store
+
+            self._store = open_store(self.ctx.state_dir)
+            if self._lite is not None:
+                self._lite.close()
+                self._lite = None
+            self._lite_tried = True
+        return self._store
+
+    def _lite_store(self) -> Any:
+        """The sqlite3 writer of restore records while the full store is not open, else None."""
+        if not self._lite_tried:
+            from shipyard.store.lite import open_lite
+
+            self._lite_tried = True
+            self._lite = open_lite(self.ctx.state_dir)
+        return self._lite
+
+    def open(self, lite: bool = False) -> str:
         if self.run_id is not None:
             return self.run_id
-        from shipyard.store import open_store, runs
-        from shipyard.store import pipeline as repo
         from shipyard.tracking.gitinfo import git_info
 
-        self.store = open_store(self.ctx.state_dir)
         git = git_info(self.ctx.root)
         self.git = {"git_commit": git.get("commit"), "git_branch": git.get("branch"), "git_dirty": git.get("dirty")}
         run_id = uuid.uuid4().hex
+        writer = self._lite_store() if lite else None
+        if writer is not None:
+            from shipyard.store import lite as records
+
+            with writer.write() as conn:
+                closed = records.mark_interrupted(conn)
+                records.create_run(conn, run_id=run_id, experiment_id=writer.default_experiment_id, name="pipeline",
+                                   parent_run_id=os.environ.get(SWEEP_RUN_ENV) or None, source="pipeline",
+                                   tags=self._tags(), git=self.git)
+                records.start_pipeline_run(conn, run_id, targets=self.targets, executor=self.executor, jobs=self.jobs,
+                                           pid=os.getpid())
+            self._opened(run_id, writer.default_experiment_id, closed)
+            return run_id
+        from shipyard.store import pipeline as repo
+        from shipyard.store import runs
+
         with self.store.write() as session:
             closed = repo.mark_interrupted(session)
             experiment = runs.experiment_by_name(session, runs.DEFAULT_EXPERIMENT)
@@ -265,11 +304,14 @@ class Recorder:
                             parent_run_id=os.environ.get(SWEEP_RUN_ENV) or None, tags=self._tags(), **self.git)
             repo.start_pipeline_run(session, run_id, targets=self.targets, executor=self.executor, jobs=self.jobs,
                                     pid=os.getpid())
+        self._opened(run_id, experiment.id, closed)
+        return run_id
+
+    def _opened(self, run_id: str, experiment_id: int, closed: list[str]) -> None:
         if closed:
             self.ctx.echo(f"note: {len(closed)} earlier pipeline run(s) were interrupted; marked KILLED")
         self.run_id = run_id
-        self.experiment_id = experiment.id
-        return run_id
+        self.experiment_id = experiment_id
 
     def _tags(self) -> dict[str, str]:
         tags = {"shipyard.pipeline": self.ctx.pipeline.source}
@@ -280,21 +322,34 @@ class Recorder:
     def start_stage(self, name: str, fingerprint: str, params: dict[str, dict[str, Any]], restored: bool,
                     deps: dict[str, PathHash | None] | None = None) -> str:
         """Open the stage's child run with its params, and link the dataset versions it reads."""
-        from shipyard.data.versions import record_run_inputs, versions_for_paths
-        from shipyard.store import pipeline as repo
-        from shipyard.store import runs
-
-        pipeline_run = self.open()
+        pipeline_run = self.open(lite=restored)
         child = uuid.uuid4().hex
         flat: dict[str, Any] = {}
         for file, values in params.items():
             flat.update(flatten(values, "" if file == "params.yaml" else f"{file}:"))
+        read = {path: h.oid for path, h in (deps or {}).items() if h is not None}
+        lite = self._lite_store() if restored else None
+        if lite is not None and not lite.links_datasets(list(read.values())):
+            from shipyard.store import lite as records
+
+            with lite.write() as conn:
+                records.create_run(conn, run_id=child, experiment_id=self.experiment_id, name=name,
+                                   parent_run_id=pipeline_run, source="pipeline", git=self.git,
+                                   tags={"shipyard.stage": name, "shipyard.fingerprint": fingerprint,
+                                         "shipyard.restored": str(restored).lower()})
+                records.log_params(conn, child, {k[:250]: v for k, v in flat.items()})
+                self.executions[name] = records.start_stage(conn, pipeline_run, name, child, fingerprint)
+            self.child_runs[name] = child
+            return child
+        from shipyard.data.versions import record_run_inputs, versions_for_paths
+        from shipyard.store import pipeline as repo
+        from shipyard.store import runs
+
         with self.store.write() as session:
             runs.create_run(session, experiment_id=self.experiment_id, run_id=child, name=name, parent_run_id=pipeline_run,
                             source="pipeline", tags={"shipyard.stage": name, "shipyard.fingerprint": fingerprint,
                                                      "shipyard.restored": str(restored).lower()}, **self.git)
             runs.log_params(session, child, {k[:250]: v for k, v in flat.items()})
-            read = {path: h.oid for path, h in (deps or {}).items() if h is not None}
             record_run_inputs(session, child, versions_for_paths(session, read))
             ids = repo.start_stages(session, pipeline_run, [(name, child, fingerprint)])
         self.executions[name] = ids[name]
@@ -304,6 +359,16 @@ class Recorder:
     def finish_stage(self, name: str, outcome: Any, *, cache_hit: bool,
                      metrics: list[tuple[str, float, int]] | None = None) -> None:
         """Close the stage's execution and child run; log its metrics as (key, value, step) points."""
+        status = "FINISHED" if outcome.status in ("SUCCEEDED", "RESTORED") else "FAILED"
+        if self._lite is not None:  # a restored stage, recorded through sqlite3 (its run has no metrics yet)
+            from shipyard.store import lite as records
+
+            with self._lite.write() as conn:
+                records.finish_stage(conn, self.executions[name], outcome, cache_hit=cache_hit)
+                if metrics:
+                    records.log_new_metrics(conn, self.child_runs[name], [(k[:250], v, s) for k, v, s in metrics])
+                records.finish_run(conn, self.child_runs[name], status)
+            return
         from shipyard.store import pipeline as repo
         from shipyard.store import runs
 
@@ -312,7 +377,6 @@ class Recorder:
             if metrics:
                 runs.log_metrics(session, self.child_runs[name], [runs.MetricValue(k[:250], v, step)
                                                                   for k, v, step in metrics])
-            status = "FINISHED" if outcome.status in ("SUCCEEDED", "RESTORED") else "FAILED"
             runs.finish_run(session, self.child_runs[name], status)
 
     def skipped(self, name: str, fingerprint: str, reason: str) -> None:
@@ -325,13 +389,21 @@ class Recorder:
     def finish(self, status: str) -> None:
         if self.run_id is None:
             return
+        run_status = "FINISHED" if status == "SUCCEEDED" else ("KILLED" if status == "KILLED" else "FAILED")
+        if self._lite is not None:
+            from shipyard.store import lite as records
+
+            with self._lite.write() as conn:
+                records.finish_pipeline_run(conn, self.run_id, status)
+                records.finish_run(conn, self.run_id, run_status)
+            self._lite.close()
+            return
         from shipyard.store import pipeline as repo
         from shipyard.store import runs
 
         with self.store.write() as session:
             repo.finish_pipeline_run(session, self.run_id, status)
-            runs.finish_run(session, self.run_id, "FINISHED" if status == "SUCCEEDED" else
-                            ("KILLED" if status == "KILLED" else "FAILED"))
+            runs.finish_run(session, self.run_id, run_status)
         self.store.close()
 
 
@@ -629,7 +701,8 @@ def _restore(ctx: Context, stage: StageSpec, status: StageStatus, recorder: Reco
     flags = {o.path: (o.cache, o.persist) for o in stage.outs}
     entry_lock = lockmod.make_entry(status.inputs, status.deps, hashes, flags, stage.cmd)
     ctx.lock.update(stage.name, entry_lock, keep=set(ctx.dag.stages))
-    from shipyard.store.pipeline import StageOutcome
+    # store.lite's, not store.pipeline's: a restore does not import SQLAlchemy
+    from shipyard.store.lite import StageOutcome
 
     child = recorder.start_stage(stage.name, fingerprint, status.inputs.params, restored=True, deps=status.deps)
     if stage.features is not None and status.inputs.features is not None:

@@ -13,10 +13,7 @@ back to alembic, which decides.
 
 from __future__ import annotations
 
-import ast
 import fcntl
-import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -29,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.errors import ShipyardError
 from shipyard.store.engine import Store, resolve_url, translate_db_error
+from shipyard.store.lite import file_heads  # the reader the runner's restore records use too
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -36,9 +34,6 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x5317_9A2D  # arbitrary, stable: "shipyard migrations"
-
-
-_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 @cache
@@ -60,29 +55,6 @@ def _config(connection: Connection) -> Config:
 def heads() -> set[str]:
     """The newest revision of every migration branch."""
     return set(_script().get_heads())
-
-
-def file_heads(folder: Path = MIGRATIONS / "versions") -> frozenset[str] | None:
-    """The heads read from the migration files without alembic; None when a file is not understood.
-
-    Each file must assign ``revision`` and ``down_revision`` literals (alembic's template does);
-    a head is a revision that no other file names as its ``down_revision``.
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    try:
-        names = [n for n in os.listdir(folder) if n.endswith(".py") and not n.startswith(("_", "."))]
-        for name in names:
-            found = dict(m.groups() for m in _REVISION_LINE.finditer((folder / name).read_text(encoding="utf-8")))
-            revision = ast.literal_eval(found["revision"])
-            down = ast.literal_eval(found["down_revision"])
-            if not isinstance(revision, str):
-                return None
-            revisions.add(revision)
-            parents.update([down] if isinstance(down, str) else (down or ()))
-    except (OSError, KeyError, ValueError, SyntaxError, TypeError):
-        return None
-    return frozenset(revisions - parents) if revisions else None
 
 
 def _at_heads_without_alembic(store: Store) -> bool:

@@ -9,13 +9,13 @@ object id of the stage's log. Times are integer milliseconds since the epoch, li
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import InputError, NotFound
 from shipyard.store.base import Base
+from shipyard.store.lite import StageOutcome  # defined without SQLAlchemy, for restores
 from shipyard.store.runs import Run, now_ms
 
 PIPELINE_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "KILLED")
@@ -50,18 +50,6 @@ class StageExecution(Base):
     peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     log_oid: Mapped[str | None] = mapped_column(String(80), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    """How one stage execution ended, as the runner reports it."""
-
-    status: str
-    exit_code: int | None = None
-    cpu_seconds: float | None = None
-    peak_memory_bytes: int | None = None
-    log_oid: str | None = None
-    reason: str | None = None
 
 
 def start_pipeline_run(session: Session, run_id: str, *, targets: Sequence[str], executor: str, jobs: int,
