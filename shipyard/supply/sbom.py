@@ -1,11 +1,11 @@
 """What a model was built with: a CycloneDX SBOM of the Python environment, and its audit.
 
 ``build_sbom`` lists every installed distribution (``importlib.metadata``: name, version, licence,
-PyPI purl) and serializes CycloneDX 1.6 JSON with cyclonedx-python-lib. ``store_sbom`` puts it in
-the object store once per environment and process (the environment does not change under a running
-process). ``audit_sbom`` asks an OSV-compatible service (pip-audit's OSV client, any URL) about each
-component; when the service cannot be reached it raises, so an audit that did not run never reads as
-"no known vulnerabilities" (pip-audit itself exits 0 in that case unless --strict).
+PyPI purl) and serializes CycloneDX 1.6 JSON with cyclonedx-python-lib. ``store_sbom`` builds it
+once per process (the environment does not change under a running process) and puts it in the
+object store. ``audit_sbom`` asks an OSV-compatible service (pip-audit's OSV client, any URL) about
+each component; when the service cannot be reached it raises, so an audit that did not run never
+reads as "no known vulnerabilities" (pip-audit itself exits 0 in that case unless --strict).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from shipyard.errors import InputError, require_extra
 
-_STORED: dict[tuple[str, int], dict[str, Any]] = {}
+_BUILT: dict[str, tuple[bytes, int]] = {}   # per interpreter: the environment does not change under a process
 
 
 def _distributions() -> list[tuple[str, str, str | None]]:
@@ -59,14 +59,13 @@ def build_sbom() -> bytes:
 
 
 def store_sbom(objects: Any) -> dict[str, Any]:
-    """Store this environment's SBOM (once per process and object store); returns its summary."""
-    key = (sys.prefix, id(objects))
-    if key not in _STORED:
+    """Store this environment's SBOM (built once per process; the put is content-addressed)."""
+    if sys.prefix not in _BUILT:
         data = build_sbom()
-        components = len(json.loads(data).get("components", []))
-        _STORED[key] = {"oid": objects.put_bytes(data), "format": "CycloneDX 1.6", "components": components,
-                        "python": sys.version.split()[0]}
-    return dict(_STORED[key])
+        _BUILT[sys.prefix] = (data, len(json.loads(data).get("components", [])))
+    data, count = _BUILT[sys.prefix]
+    return {"oid": objects.put_bytes(data), "format": "CycloneDX 1.6", "components": count,
+            "python": sys.version.split()[0]}
 
 
 def components(sbom: bytes) -> list[tuple[str, str]]:
