@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from shipyard.server.ui.pages.compare import points_per_series
 from shipyard.store import runs as repo
 from shipyard.store.runs import MetricValue
 from shipyard.tracking import service
@@ -86,3 +87,7 @@ def test_who_may_compare(ui_app, seeded) -> None:  # type: ignore[no-untyped-def
     assert ui_app.viewer().get(path).status_code == 200
     assert ui_app.outsider().get(path).status_code == 403
     assert ui_app.anonymous().get(path).status_code in (302, 303, 307, 401)
+
+
+def test_many_runs_share_a_charts_point_budget() -> None:
+    assert points_per_series(3) == 1000 and points_per_series(50) == 400 and points_per_series(10_000) == 200

@@ -1,6 +1,7 @@
 """``/compare?runs=a,b,c``: 2 to 50 runs side by side. Params (only those that differ unless
 ``?all=1``), newest metric values (searchable, capped), overlay charts of chosen metrics (one series
-per run, each downsampled on the server to ~1,000 points keeping each bucket's min and max) and
+per run, each downsampled on the server to at most 1,000 points, fewer when many runs share a
+chart, keeping each bucket's min and max) and
 parallel coordinates over chosen axes (an SVG drawn by the server).
 
 The URL holds every choice: ``runs`` (comma-separated or repeated, as the runs table's checkboxes
@@ -23,6 +24,7 @@ from shipyard.server.ui.pages import _charts, _parallel
 from shipyard.server.ui.render import bad_request, not_found, render
 from shipyard.store import run_views as views
 from shipyard.store.runs import Run
+from shipyard.tracking.downsample import DEFAULT_LIMIT
 
 MIN_RUNS, MAX_RUNS = 2, 50
 MAX_KEYS = 200
@@ -30,6 +32,12 @@ MAX_CHARTS = 6
 DEFAULT_CHARTS = 3
 MAX_AXES = 12
 DEFAULT_AXES = 6
+
+
+def points_per_series(n_runs: int) -> int:
+    """Points a chart keeps per run: 1,000 for a few runs, fewer for many (50 runs: 400), so one
+    chart stays near 20,000 points and a page of charts well under a few MB."""
+    return max(200, min(DEFAULT_LIMIT, 20_000 // max(1, n_runs)))
 
 
 def run_ids(request: Request) -> list[str]:
@@ -80,7 +88,7 @@ def load(request: Request, ids: list[str]) -> dict[str, Any]:
         chosen = [m for m in dict.fromkeys(qp.getlist("metric")) if m][:MAX_CHARTS]
         if not chosen:
             chosen = [k for k in metric_keys if not k.startswith("system/")][:DEFAULT_CHARTS]
-        charts = [_charts.metric_chart(session, key, runs) for key in chosen]
+        charts = [_charts.metric_chart(session, key, runs, limit=points_per_series(len(runs))) for key in chosen]
         axes = _axes(request, differing, metric_keys)
         axis_values: dict[str, dict[str, Any]] = {}
         for kind in ("params", "metrics"):
