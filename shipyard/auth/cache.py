@@ -57,6 +57,9 @@ class TokenCache:
         self._loaded_at: float | None = None
         self._used: dict[int, float] = {}
         self._lock = threading.Lock()
+        # bumped at every reload and expire(): a decision remembered under an older generation may
+        # rest on a revoked token or an old role, so callers that memoise decisions compare it
+        self.generation = 0
 
     @property
     def stale(self) -> bool:
@@ -65,6 +68,22 @@ class TokenCache:
     def expire(self) -> None:
         """Reload on the next lookup (this process changed tokens, roles or users: see it at once)."""
         self._loaded_at = None
+        self.generation += 1
+
+    def entry(self, token: str) -> _Entry | None:
+        """The loaded entry of ``token`` (None when unknown), for a caller that remembers it."""
+        return self._entries.get(tokens.token_hash(token))
+
+    def still(self, generation: int, entry: _Entry) -> bool:
+        """Whether a decision made for ``entry`` at ``generation`` still stands: no reload since, none
+        due, the token unexpired; then its use is recorded (written at the next reload)."""
+        now, loaded = self._clock(), self._loaded_at
+        if generation != self.generation or loaded is None or now - loaded >= self.interval:
+            return False
+        if entry.expires_at is not None and entry.expires_at <= now:
+            return False
+        self._used[entry.token_id] = now
+        return True
 
     def may_reload_for(self, token: str) -> bool:
         """True when ``token`` missed, is well formed and the last load is over ``MISS_RELOAD_S`` old."""
@@ -87,6 +106,7 @@ class TokenCache:
             self._entries = {tok.hash: _Entry(tok.id, to_principal(who, roles[who.id], tok), tok.expires_at)
                              for tok, who in rows}
             self._loaded_at = self._clock()
+            self.generation += 1
 
     def check(self, token: str) -> TokenCheck:
         """The principal a token stands for, or the reason it is refused."""

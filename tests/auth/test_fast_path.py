@@ -1,0 +1,87 @@
+"""The enforcement point's fast path: a request like one it admitted before costs a few lookups, and
+is still refused at once when the token cache reloads (revocation, role change) or the token expires;
+anything the full path would refuse or read never takes the short way."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from shipyard.auth import credentials, service
+from shipyard.auth.cache import TokenCache
+from shipyard.server.security import Guard, gateway_policy, gateway_public_paths, install
+from tests.auth.people import gateway_tokens
+
+
+class Clock:
+    """A clock the test moves (the token cache's reload interval and the tokens' expiry read it)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gateway(store, clock: Clock, interval: float = 30.0) -> tuple[TestClient, Guard]:  # type: ignore[no-untyped-def]
+    async def invoke(request: Request) -> JSONResponse:
+        return JSONResponse({"who": request.state.principal.actor})
+
+    app = Starlette(routes=[Route("/invocations", invoke, methods=["POST"])])
+    guard = Guard(gateway_policy("penguins"), TokenCache(store, interval=interval, clock=clock),
+                  public_paths=gateway_public_paths())
+    install(app, guard)
+    return TestClient(app), guard
+
+
+def test_a_remembered_decision_ends_with_the_next_reload(store) -> None:  # type: ignore[no-untyped-def]
+    made, clock = gateway_tokens(store), Clock()
+    client, guard = gateway(store, clock)
+    bearer = {"Authorization": f"Bearer {made['invoke']}"}
+    first = client.post("/invocations", headers=bearer)
+    assert first.status_code == 200 and first.json()["who"].startswith("app via shp_")
+    assert len(guard._admitted) == 1  # remembered: the next identical request takes the short way
+    assert client.post("/invocations", headers=bearer).json() == first.json()
+    assert client.post("/invocations", headers={"Authorization": f"Bearer {made['read_only']}"}).status_code == 403
+    assert len(guard._admitted) == 1  # a refusal is never remembered
+    service.revoke(store, "penguins", "app", actor="ops")  # the role goes: seen at the next reload
+    assert client.post("/invocations", headers=bearer).status_code == 200  # within the poll interval
+    clock.now += 30
+    refused = client.post("/invocations", headers=bearer)
+    assert refused.status_code == 403 and "no role" in refused.json()["message"], refused.json()
+    service.grant(store, "penguins", "app", "viewer", actor="ops")
+    guard.tokens.expire()  # this process changed something (as the admin routes do): at once
+    assert client.post("/invocations", headers=bearer).status_code == 200
+    credentials.revoke_token(store, made["invoke"], actor="ops")
+    guard.tokens.expire()
+    assert client.post("/invocations", headers=bearer).status_code == 401
+
+
+def test_an_expired_token_is_refused_even_when_remembered(store) -> None:  # type: ignore[no-untyped-def]
+    gateway_tokens(store)
+    token = credentials.create_token(store, "app", scopes=["gateway:invoke"], expires_in=60, actor="ops")[0]
+    clock = Clock()
+    client, _ = gateway(store, clock, interval=3600)  # no reload: the memo's own expiry check decides
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.post("/invocations", headers=bearer).status_code == 200
+    clock.now += 61
+    expired = client.post("/invocations", headers=bearer)
+    assert expired.status_code == 401 and "expired" in expired.json()["message"]
+
+
+@pytest.mark.parametrize(("path", "extra"), [
+    ("/invocations?access_token=x", {}),
+    ("/invocations", {"X-HTTP-Method-Override": "DELETE"}),
+])
+def test_what_the_full_path_refuses_never_takes_the_short_way(store, path: str, extra: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    made = gateway_tokens(store)
+    client, _ = gateway(store, Clock())
+    bearer = {"Authorization": f"Bearer {made['invoke']}"}
+    assert client.post("/invocations", headers=bearer).status_code == 200  # remembered
+    assert client.post(path, headers={**bearer, **extra}).status_code == 400
