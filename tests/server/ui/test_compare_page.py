@@ -33,8 +33,15 @@ def seeded(ui_app):  # type: ignore[no-untyped-def]
     return {"ids": ids, "lone": lone}
 
 
-def specs(text: str) -> dict[str, dict]:
-    return {k: json.loads(html.unescape(v)) for k, v in re.findall(r'data-metric="([^"]+)" data-chart="([^"]+)"', text)}
+def specs(client, text: str) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """The charts of a compare page: each slot loads its chart fragment when revealed."""
+    out = {}
+    for key, url in re.findall(r'class="card chart-slot" data-metric="([^"]+)" hx-get="([^"]+)"', text):
+        fragment = client.get(html.unescape(url), headers={"HX-Request": "true"})
+        assert fragment.status_code == 200 and "<html" not in fragment.text
+        found = re.search(r'data-chart="([^"]+)"', fragment.text)
+        out[key] = json.loads(html.unescape(found.group(1))) if found else {}
+    return out
 
 
 def test_compare_shows_differing_params_metrics_charts_and_parallel_coordinates(ui_app, seeded) -> None:  # type: ignore[no-untyped-def]
@@ -45,7 +52,7 @@ def test_compare_shows_differing_params_metrics_charts_and_parallel_coordinates(
     assert 'data-key="lr"' in params and 'data-key="model"' in params and 'data-key="seed"' not in params
     everything = ui_app.client.get("/compare?runs=" + ",".join(ids) + "&all=1").text
     assert 'data-key="seed"' in everything.split('id="compare-params"', 1)[1].split("</table>", 1)[0]
-    loss = specs(page.text)["loss"]
+    loss = specs(ui_app.client, page.text)["loss"]
     assert [s["label"] for s in loss["series"]] == ["c0", "c1", "c2"]
     assert all(len(s["x"]) <= 1000 for s in loss["series"])  # steps differ per run: each series has its own x
     assert 77.0 in loss["series"][1]["y"]
@@ -59,7 +66,7 @@ def test_chosen_axes_and_metrics_and_repeated_runs_parameters(ui_app, seeded) ->
     query = "&".join(f"runs={r}" for r in ids) + "&metric=acc&axis=params.model&axis=metrics.loss&axis=params.nope"
     page = ui_app.client.get("/compare?" + query)
     assert page.status_code == 200
-    assert set(specs(page.text)) == {"acc"}
+    assert set(specs(ui_app.client, page.text)) == {"acc"}
     svg = page.text.split('id="parallel-coordinates"', 1)[1].split("</svg>", 1)[0]
     assert ">params.model<" in svg and ">metrics.loss<" in svg and ">params.nope<" in svg
     assert svg.count("<polyline") == 3  # the axis no run has breaks no line into nothing: model-loss segment stays
@@ -80,13 +87,19 @@ def test_fifty_runs_without_data_and_an_unknown_run(ui_app, seeded) -> None:  # 
     assert "No metrics." in fifty.text
     missing = ui_app.client.get(f"/compare?runs={seeded['lone']},{'e' * 32}")
     assert missing.status_code == 404 and "e" * 32 in missing.text
+    ids = seeded["ids"]
+    assert ui_app.client.get(f"/compare/chart?runs={ids[0]},{'e' * 32}&metric=loss").status_code == 404
+    assert ui_app.client.get(f"/compare/chart?runs={ids[0]}&metric=loss").status_code == 400
+    assert ui_app.client.get(f"/compare/chart?runs={ids[0]},{ids[1]}").status_code == 400
+    nothing = ui_app.client.get(f"/compare/chart?runs={ids[0]},{ids[1]}&metric=nope")
+    assert nothing.status_code == 200 and "No run of these logged nope" in nothing.text
 
 
 def test_who_may_compare(ui_app, seeded) -> None:  # type: ignore[no-untyped-def]
-    path = "/compare?runs=" + ",".join(seeded["ids"])
-    assert ui_app.viewer().get(path).status_code == 200
-    assert ui_app.outsider().get(path).status_code == 403
-    assert ui_app.anonymous().get(path).status_code in (302, 303, 307, 401)
+    for path in ("/compare?runs=" + ",".join(seeded["ids"]), "/compare/chart?metric=loss&runs=" + ",".join(seeded["ids"])):
+        assert ui_app.viewer().get(path).status_code == 200, path
+        assert ui_app.outsider().get(path).status_code == 403, path
+        assert ui_app.anonymous().get(path).status_code in (302, 303, 307, 401), path
 
 
 def test_many_runs_share_a_charts_point_budget() -> None:

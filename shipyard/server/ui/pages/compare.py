@@ -15,6 +15,7 @@ import math
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -68,9 +69,7 @@ def _axes(request: Request, differing: list[str], metric_keys: list[str]) -> lis
 
 
 def load(request: Request, ids: list[str]) -> dict[str, Any]:
-    """Everything the page shows (in a worker thread); ``missing`` lists ids no run has."""
-    from sqlalchemy import select
-
+    """Everything the page shows but the charts (in a worker thread); ``missing`` lists unknown ids."""
     qp = request.query_params
     contains = qp.get("mq", "")[:250]
     with request.app.state.workspace.store.read() as session:
@@ -88,7 +87,6 @@ def load(request: Request, ids: list[str]) -> dict[str, Any]:
         chosen = [m for m in dict.fromkeys(qp.getlist("metric")) if m][:MAX_CHARTS]
         if not chosen:
             chosen = [k for k in metric_keys if not k.startswith("system/")][:DEFAULT_CHARTS]
-        charts = [_charts.metric_chart(session, key, runs, limit=points_per_series(len(runs))) for key in chosen]
         axes = _axes(request, differing, metric_keys)
         axis_values: dict[str, dict[str, Any]] = {}
         for kind in ("params", "metrics"):
@@ -101,8 +99,9 @@ def load(request: Request, ids: list[str]) -> dict[str, Any]:
         "missing": [], "runs": runs, "rows": rows, "show_all": show_all, "n_params": len(param_keys),
         "params": [(k, [_text(params[k].get(rid)) for rid in ids], k in differing) for k in shown_params],
         "metrics": [(k, [_text(metrics[k].get(rid)) for rid in ids]) for k in metric_keys],
-        "n_metrics": n_metrics, "mq": contains, "charts": charts, "chosen": chosen, "axes": axes,
-        "parallel": _parallel.parallel(axes, runs, axis_values), "chart_json": _charts.as_attribute,
+        "n_metrics": n_metrics, "mq": contains, "chosen": chosen, "axes": axes,
+        "chart_urls": [(key, "/compare/chart?" + urlencode([("runs", ",".join(ids)), ("metric", key)])) for key in chosen],
+        "parallel": _parallel.parallel(axes, runs, axis_values),
         "palette": _parallel.PALETTE, "toggle_url": _toggle(request, not show_all),
     }
 
@@ -126,5 +125,27 @@ async def compare_page(request: Request) -> Response:
     return render(request, "compare.html", data, nav="/runs")
 
 
-routes = [Route("/compare", compare_page, methods=["GET"])]
-permissions = {"/compare": "runs:read"}
+async def compare_chart(request: Request) -> Response:
+    """One overlay chart (``?runs=a,b&metric=loss``) as a fragment: the page loads each chart when it
+    scrolls into view, so reading 50 long histories never holds up the tables."""
+    ids = run_ids(request)
+    key = request.query_params.get("metric", "")
+    if not MIN_RUNS <= len(ids) <= MAX_RUNS or not key or len(key) > 250:
+        return bad_request(request, f"a chart takes 2 to 50 runs and one metric; got {len(ids)} runs and metric {key!r}")
+
+    def work() -> dict[str, Any] | None:
+        with request.app.state.workspace.store.read() as session:
+            names = dict(session.execute(select(Run.id, Run.name).where(Run.id.in_(ids))).all())
+            if len(names) != len(ids):
+                return None
+            runs = [(rid, names[rid] or rid[:8]) for rid in ids]
+            return _charts.metric_chart(session, key, runs, limit=points_per_series(len(runs)))
+
+    chart = await in_thread(work)
+    if chart is None:
+        return not_found(request, "run among " + ", ".join(repr(i) for i in ids))
+    return render(request, "compare_chart.html", {"chart": chart, "chart_json": _charts.as_attribute})
+
+
+routes = [Route("/compare", compare_page, methods=["GET"]), Route("/compare/chart", compare_chart, methods=["GET"])]
+permissions = {"/compare": "runs:read", "/compare/chart": "runs:read"}
