@@ -9,6 +9,8 @@ runs to the models they read (``log-inputs``) and wrote (``log-outputs``). Times
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -19,14 +21,16 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     delete,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import NotFound
 from shipyard.store.base import Base
-from shipyard.store.runs import NAN, MetricValue, finite, now_ms
+from shipyard.store.runs import NAN, UNION_TEXTS, MetricValue, finite, now_ms, union_part
 
 STATUSES = ("PENDING", "READY", "FAILED")
 
@@ -104,22 +108,41 @@ def get(session: Session, model_id: str, *, allow_deleted: bool = False) -> Logg
     return found
 
 
-def _key_values(session: Session, table: type[LoggedModelTag] | type[LoggedModelParam],
-                model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {m: {} for m in model_ids}
-    if model_ids:
-        query = select(table.model_id, table.key, table.value).where(table.model_id.in_(list(model_ids)))
-        for mid, key, value in session.execute(query):
-            out[mid][key] = value
-    return out
+@cache
+def _model_data_query() -> Any:
+    """Tags, params and metric points of some logged models as one UNION ALL, built once."""
+    ids = bindparam("ids", expanding=True)
+    t, p, m = LoggedModelTag, LoggedModelParam, LoggedModelMetric
+    return union_all(
+        union_part(0, t.model_id, [t.key, t.value]).where(t.model_id.in_(ids)),
+        union_part(1, p.model_id, [p.key, p.value]).where(p.model_id.in_(ids)),
+        union_part(2, m.model_id, [m.key, m.run_id, m.dataset_name, m.dataset_digest], m.value, m.step, m.timestamp,
+                   m.is_nan).where(m.model_id.in_(ids)),
+    )
 
 
-def tags_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    return _key_values(session, LoggedModelTag, model_ids)
-
-
-def params_of(session: Session, model_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    return _key_values(session, LoggedModelParam, model_ids)
+def model_data(session: Session, model_ids: Sequence[str]) -> tuple[dict[str, dict[str, str]],
+                                                                   dict[str, dict[str, str]],
+                                                                   dict[str, list[MetricValue]]]:
+    """(tags, params, metric points in (key, step, timestamp) order) of each model, in one query."""
+    tags: dict[str, dict[str, str]] = {m: {} for m in model_ids}
+    params: dict[str, dict[str, str]] = {m: {} for m in model_ids}
+    metrics: dict[str, list[MetricValue]] = {m: [] for m in model_ids}
+    if not model_ids:
+        return tags, params, metrics
+    for row in session.connection().execute(_model_data_query(), {"ids": list(model_ids)}):
+        kind, owner, t = row[0], row[1], row[2:2 + UNION_TEXTS]
+        value, step, timestamp, is_nan = row[2 + UNION_TEXTS:]
+        if kind == 0:
+            tags[owner][t[0]] = t[1]
+        elif kind == 1:
+            params[owner][t[0]] = t[1]
+        else:
+            metrics[owner].append(MetricValue(t[0], NAN if is_nan else value, step, timestamp, model_id=owner,
+                                              dataset_name=t[2], dataset_digest=t[3], run_id=t[1]))
+    for points in metrics.values():
+        points.sort(key=lambda p: (p.key, p.step, p.timestamp))
+    return tags, params, metrics
 
 
 def set_tags(session: Session, model_id: str, tags: Mapping[str, str]) -> None:
@@ -145,11 +168,30 @@ def log_params(session: Session, model_id: str, params: Mapping[str, str]) -> No
         session.execute(LoggedModelParam.__table__.insert(), fresh)
 
 
+@cache
+def _artifact_upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (model, path) DO UPDATE of a model's file rows, built once per dialect."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = LoggedModelArtifact.__table__
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(index_elements=[table.c.model_id, table.c.path],
+                                      set_={"oid": stmt.excluded.oid, "size": stmt.excluded.size})
+
+
+_TOUCH = LoggedModel.__table__.update().where(LoggedModel.id == bindparam("model")).values(updated_at=bindparam("at"))
+
+
 def record_artifacts(session: Session, model_id: str, files: Iterable[tuple[str, str, int]]) -> None:
-    """Record (path, object id, size) of files already in the object store."""
-    for path, oid, size in files:
-        session.merge(LoggedModelArtifact(model_id=model_id, path=path, oid=oid, size=size))
-    session.execute(LoggedModel.__table__.update().where(LoggedModel.id == model_id).values(updated_at=now_ms()))
+    """Record (path, object id, size) of files already in the object store: one upsert (a file
+    uploaded again replaces its row) and the model's update time."""
+    rows = [{"model_id": model_id, "path": path, "oid": oid, "size": size} for path, oid, size in files]
+    conn = session.connection()
+    if rows:
+        conn.execute(_artifact_upsert(conn.dialect.name), rows)
+    conn.execute(_TOUCH, {"model": model_id, "at": now_ms()})
 
 
 def artifacts_of(session: Session, model_id: str) -> list[tuple[str, str, int]]:
@@ -197,16 +239,3 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
                      "dataset_name": m.dataset_name, "dataset_digest": m.dataset_digest})
     if rows:
         session.execute(LoggedModelMetric.__table__.insert(), rows)
-
-
-def metrics_of(session: Session, model_ids: Sequence[str]) -> dict[str, list[MetricValue]]:
-    """The metric points logged against each model, in (key, step, timestamp) order."""
-    out: dict[str, list[MetricValue]] = {m: [] for m in model_ids}
-    if model_ids:
-        query = select(LoggedModelMetric).where(LoggedModelMetric.model_id.in_(list(model_ids)))
-        for row in session.scalars(query.order_by(LoggedModelMetric.key, LoggedModelMetric.step,
-                                                  LoggedModelMetric.timestamp)):
-            out[row.model_id].append(MetricValue(
-                row.key, NAN if row.is_nan else row.value, row.step, row.timestamp, model_id=row.model_id,
-                dataset_name=row.dataset_name, dataset_digest=row.dataset_digest, run_id=row.run_id))
-    return out

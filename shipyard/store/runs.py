@@ -443,14 +443,15 @@ class RunData:
     artifacts: list[tuple[str, str, int]]
 
 
-_TEXTS = 8  # text columns of the run-data union: the widest row (a dataset input) has eight
+UNION_TEXTS = 8  # text columns of union_part rows: the widest (a run's dataset input) has eight
 
 
-def _part(kind: int, run_id: Any, texts: Sequence[Any] = (), number: Any = None, step: Any = None,
-          timestamp: Any = None, flag: Any = None) -> Any:
-    """One table's rows in the run-data union's shape: kind, run id, 8 texts, a float, 2 ints, a flag."""
-    padded = [*texts, *[null()] * (_TEXTS - len(texts))]
-    return select(literal_column(str(kind), Integer).label("kind"), run_id.label("run_id"),
+def union_part(kind: int, owner: Any, texts: Sequence[Any] = (), number: Any = None, step: Any = None,
+               timestamp: Any = None, flag: Any = None) -> Any:
+    """One table's rows in a union of differently shaped tables (``run_data``, ``logged_models.model_data``):
+    kind, owner id, 8 texts, a float, 2 ints, a flag; NULL (typed, as PostgreSQL needs) where it has none."""
+    padded = [*texts, *[null()] * (UNION_TEXTS - len(texts))]
+    return select(literal_column(str(kind), Integer).label("kind"), owner.label("owner"),
                   *[cast(t, Text).label(f"t{i}") for i, t in enumerate(padded)],
                   cast(number if number is not None else null(), Float).label("number"),
                   cast(step if step is not None else null(), BigInteger).label("step"),
@@ -465,15 +466,15 @@ def _run_data_query(with_files: bool) -> Any:
     ids = bindparam("ids", expanding=True)
     d = DatasetInput
     parts = [
-        _part(0, Param.run_id, [Param.key, Param.value]).where(Param.run_id.in_(ids)),
-        _part(1, Tag.run_id, [Tag.key, Tag.value]).where(Tag.run_id.in_(ids)),
-        _part(2, LatestMetric.run_id, [LatestMetric.key], LatestMetric.value, LatestMetric.step,
-              LatestMetric.timestamp, LatestMetric.is_nan).where(LatestMetric.run_id.in_(ids)),
+        union_part(0, Param.run_id, [Param.key, Param.value]).where(Param.run_id.in_(ids)),
+        union_part(1, Tag.run_id, [Tag.key, Tag.value]).where(Tag.run_id.in_(ids)),
+        union_part(2, LatestMetric.run_id, [LatestMetric.key], LatestMetric.value, LatestMetric.step,
+                   LatestMetric.timestamp, LatestMetric.is_nan).where(LatestMetric.run_id.in_(ids)),
     ]
     if with_files:
-        parts.append(_part(3, d.run_id, [d.name, d.digest, d.context, d.source, d.source_type, d.schema, d.profile,
-                                         d.tags]).where(d.run_id.in_(ids)))
-        parts.append(_part(4, Artifact.run_id, [Artifact.path, Artifact.oid], step=Artifact.size)
+        parts.append(union_part(3, d.run_id, [d.name, d.digest, d.context, d.source, d.source_type, d.schema,
+                                              d.profile, d.tags]).where(d.run_id.in_(ids)))
+        parts.append(union_part(4, Artifact.run_id, [Artifact.path, Artifact.oid], step=Artifact.size)
                      .where(Artifact.run_id.in_(ids)))
     return union_all(*parts)
 
@@ -488,8 +489,8 @@ def run_data(session: Session, run_ids: Sequence[str], *, with_files: bool = Tru
     for start in range(0, len(ids), 500):
         rows = conn.execute(_run_data_query(with_files), {"ids": ids[start:start + 500]})
         for row in rows:
-            kind, data, t = row[0], out[row[1]], row[2:2 + _TEXTS]
-            number, step, ts, flag = row[2 + _TEXTS:]
+            kind, data, t = row[0], out[row[1]], row[2:2 + UNION_TEXTS]
+            number, step, ts, flag = row[2 + UNION_TEXTS:]
             if kind == 0:
                 data.params[t[0]] = t[1]
             elif kind == 1:

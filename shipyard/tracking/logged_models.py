@@ -87,7 +87,7 @@ def _record(r: lm.LoggedModel, tags: Mapping[str, str], params: Mapping[str, str
 
 def _records(session: Session, rows: Sequence[lm.LoggedModel]) -> list[LoggedModel]:
     ids = [r.id for r in rows]
-    tags, params, metrics = lm.tags_of(session, ids), lm.params_of(session, ids), lm.metrics_of(session, ids)
+    tags, params, metrics = lm.model_data(session, ids)
     return [_record(r, tags[r.id], params[r.id], metrics[r.id]) for r in rows]
 
 

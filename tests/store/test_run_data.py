@@ -34,3 +34,29 @@ def test_run_data_reads_every_table_of_many_runs_in_one_union(store) -> None:  #
     assert data[empty] == runs.RunData({}, {}, {}, [], [])
     assert lean.params == got.params and lean.metrics.keys() == got.metrics.keys()
     assert lean.inputs == [] and lean.artifacts == []
+
+
+def test_model_data_and_artifact_upsert(store) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.store import logged_models as lm
+
+    with store.write() as session:
+        exp = runs.experiment_by_name(session, "e")
+        run = runs.create_run(session, experiment_id=exp.id, name="r").id
+        for mid in ("m-1", "m-2"):
+            session.add(lm.LoggedModel(id=mid, experiment_id=exp.id, name=mid, artifact_location="x"))
+        session.flush()
+        lm.set_tags(session, "m-1", {"t": "1"})
+        lm.log_params(session, "m-1", {"p": "2"})
+        lm.log_metrics(session, run, [runs.MetricValue("acc", 0.5, 2, 20, model_id="m-1", dataset_name="d"),
+                                      runs.MetricValue("acc", float("nan"), 1, 10, model_id="m-1")])
+        lm.record_artifacts(session, "m-1", [("MLmodel", "o1", 1), ("model.pkl", "o2", 2)])
+    with store.write() as session:
+        lm.record_artifacts(session, "m-1", [("MLmodel", "o3", 3)])  # uploaded again: replaces its row
+    with store.read() as session:
+        tags, params, metrics = lm.model_data(session, ["m-1", "m-2"])
+        files = lm.artifacts_of(session, "m-1")
+    assert tags == {"m-1": {"t": "1"}, "m-2": {}} and params == {"m-1": {"p": "2"}, "m-2": {}}
+    assert [(m.step, m.timestamp, m.dataset_name, m.run_id) for m in metrics["m-1"]] == [(1, 10, None, run),
+                                                                                          (2, 20, "d", run)]
+    assert math.isnan(metrics["m-1"][0].value) and metrics["m-1"][1].value == 0.5 and metrics["m-2"] == []
+    assert files == [("MLmodel", "o3", 3), ("model.pkl", "o2", 2)]
