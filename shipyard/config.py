@@ -108,21 +108,34 @@ class StageResources(Frozen):
         return value
 
 
-class StageEnvironment(Frozen):
-    """A stage's own Python environment, built with uv (shipyard.pipeline.envs).
+class CostSection(Frozen):
+    """The price table (``cost:``): what an hour of CPU, of a GB of memory, of a GPU costs.
 
-    ``requirements`` is resolved with ``uv pip compile``; ``lock`` is a pinned file used as is.
+    A price left out is *unpriced*: runs say so instead of counting it as zero.
     """
 
-    python: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")  # default: Shipyard's own
-    requirements: str | None = None
-    lock: str | None = None
+    cpu_hour: float | None = Field(None, ge=0)
+    memory_gb_hour: float | None = Field(None, ge=0)
+    gpu_hour: float | None = Field(None, ge=0)
+    storage_gb_month: float | None = Field(None, ge=0)
+    currency: str = Field("USD", min_length=1, max_length=8)
 
-    @model_validator(mode="after")
-    def _one_file(self) -> StageEnvironment:
-        if (self.requirements is None) == (self.lock is None):
-            raise ValueError("give exactly one of requirements (resolved by uv) or lock (a pinned file)")
-        return self
+
+class BudgetSection(Frozen):
+    """Budgets (``budget:``): alerts through ``notify:`` at each ``alert_at`` share, and a sweep or a
+    scheduled retrain that would exceed one does not start."""
+
+    per_run: float | None = Field(None, gt=0)
+    per_day: float | None = Field(None, gt=0)
+    per_month: float | None = Field(None, gt=0)
+    alert_at: list[float] = Field(default_factory=lambda: [0.8, 1.0])
+
+    @field_validator("alert_at")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < share <= 10 for share in value):
+            raise ValueError("alert_at lists shares of the budget above 0, such as [0.8, 1.0]")
+        return sorted(value)
 
 
 class StageEnvironment(Frozen):
@@ -164,8 +177,6 @@ class Stage(Frozen):
     desc: str | None = None
     # feature views read before the stage runs (shipyard.features; docs/guide/features.md)
     features: StageFeatures | None = None
-    # its own Python environment, built with uv and cached by its lock's hash (shipyard.pipeline.envs)
-    environment: StageEnvironment | None = None
     # its own Python environment, built with uv and cached by its lock's hash (shipyard.pipeline.envs)
     environment: StageEnvironment | None = None
     # for orchestrators that run each stage as a step (shipyard export kfp|airflow)
@@ -227,12 +238,13 @@ _GATE_OPTIONS = {
     "scan": set(),
     "signed": set(),
     "forbid_classified": set(),
+    "max_cost": {"vs", "max_increase"},
 }
 
 
 class Gate(Frozen):
     """One entry of ``gates``: exactly one kind key (metric, fairness, latency_p50_ms/latency_p99_ms,
-    max_size_mb, signature, behavioral, replay, scan, signed, forbid_classified) plus that kind's options."""
+    max_size_mb, signature, behavioral, replay, scan, signed, forbid_classified, max_cost) plus that kind's options."""
 
     name: str | None = None
     metric: str | None = None
@@ -256,6 +268,22 @@ class Gate(Frozen):
     scan: Literal["clean"] | None = None      # the model's files pass `shipyard scan` (docs/guide/security.md)
     signed: Literal[True] | None = None       # the version's signature verifies with an accepted key
     forbid_classified: str | None = None      # no feature classified so (e.g. pii) may train the model
+    max_cost: float | None = Field(default=None, ge=0)  # the training run's cost (cost: table), docs/guide/cost.md
+    max_increase: float | str | None = None   # with vs: champion: at most this much above the champion's ("50%")
+
+    @field_validator("max_increase")
+    @classmethod
+    def _increase(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"max_increase is a share such as 0.5 or '50%', got {value!r}") from None
+        if share < 0:
+            raise ValueError(f"max_increase cannot be negative, got {value!r}")
+        return share
 
     @property
     def kind(self) -> str:
@@ -264,7 +292,7 @@ class Gate(Frozen):
 
     def _kinds(self) -> list[str]:
         present = [k for k in ("metric", "fairness", "max_size_mb", "signature", "behavioral", "replay", "scan", "signed",
-                                "forbid_classified")
+                                "forbid_classified", "max_cost")
                    if getattr(self, k) is not None]
         if self.latency_p50_ms is not None or self.latency_p99_ms is not None:
             present.append("latency")
@@ -274,7 +302,7 @@ class Gate(Frozen):
     def _one_kind(self) -> Gate:
         kinds = self._kinds()
         if not kinds:
-            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay, scan, signed, forbid_classified")
+            raise PydanticCustomError("gate_kind", "a gate needs one of: metric, fairness, latency_p50_ms, latency_p99_ms, max_size_mb, signature, behavioral, replay, scan, signed, forbid_classified, max_cost")
         if len(kinds) > 1:
             raise PydanticCustomError("gate_kind", "one gate has one kind, this one has {kinds}: write them as separate gates", {"kinds": " and ".join(kinds)})
         kind = kinds[0]
@@ -323,6 +351,9 @@ class Gate(Frozen):
             return "signed with an accepted key"
         if kind == "forbid_classified":
             return f"no feature classified {self.forbid_classified}"
+        if kind == "max_cost":
+            more = f", at most +{float(self.max_increase):.0%} vs champion" if self.max_increase is not None else ""
+            return f"training cost <= {self.max_cost:g}{more}"
         return f"replay {self.replay}"
 
 
@@ -580,6 +611,8 @@ class ShipyardConfig(Frozen):
     data: dict[str, Any] = Field(default_factory=dict)
     features: FeaturesSection | None = None
     supply: SupplySection = Field(default_factory=SupplySection)  # docs/guide/security.md
+    cost: CostSection | None = None  # docs/guide/cost.md
+    budget: BudgetSection | None = None
 
 
 def interpolate_env(value: Any, loaded: LoadedYaml, loc: tuple[str | int, ...] = ()) -> Any:

@@ -108,6 +108,15 @@ class PlotRef:
 
 
 @dataclass
+class CostRow:
+    """What this change's pipeline run cost, and its base's (texts as ``Cost.text`` gives them)."""
+
+    current: str
+    base: str | None = None
+    change: float | None = None  # relative: +0.2 is 20 % more than the base
+
+
+@dataclass
 class Report:
     """Everything the report says, as plain values."""
 
@@ -129,6 +138,7 @@ class Report:
     validation: list[ValidationRow] = field(default_factory=list)
     stages: list[StageRow] = field(default_factory=list)
     plots: list[PlotRef] = field(default_factory=list)
+    cost: CostRow | None = None
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -338,6 +348,15 @@ def _md_validation(report: Report) -> list[str]:
     return [*out, ""]
 
 
+def _cost_line(cost: CostRow) -> str:
+    line = f"Cost of this run: {cost.current}"
+    if cost.base is not None:
+        line += f"; base: {cost.base}"
+        if cost.change is not None:
+            line += f" ({cost.change:+.0%})"
+    return line + "."
+
+
 def _md_stages(report: Report) -> list[str]:
     if not report.stages:
         return []
@@ -348,8 +367,10 @@ def _md_stages(report: Report) -> list[str]:
     summary = f"{len(ran)} of {len(report.stages)} stages ran, {len(cached)} came from the cache"
     if current:
         summary += f", {len(current)} were already up to date"
-    out = ["### Pipeline", "", f"{summary} ({_seconds(total)} in stages).", "",
-           "| stage | | time | why |", "|---|---|---|---|"]
+    out = ["### Pipeline", "", f"{summary} ({_seconds(total)} in stages).", ""]
+    if report.cost is not None:
+        out += [_cost_line(report.cost), ""]
+    out += ["| stage | | time | why |", "|---|---|---|---|"]
     for s in report.stages:
         out.append(f"| {_md_cell(s.name)} | {STATUS_ICON.get(s.status, s.status)} | {_seconds(s.seconds)} | "
                    f"{_md_cell(s.reason)} |")
@@ -457,7 +478,10 @@ def to_html(report: Report, folder: Path) -> str:
             + "</li>" for v in report.validation)
         parts += ["<h2>Data validation</h2>", f"<ul>{items}</ul>"]
     if report.stages:
-        parts += ["<h2>Pipeline</h2>", table(
+        parts.append("<h2>Pipeline</h2>")
+        if report.cost is not None:
+            parts.append(f"<p>{e(_cost_line(report.cost))}</p>")
+        parts += [table(
             ["stage", "", "time", "why"],
             [[e(s.name), e(STATUS_ICON.get(s.status, s.status)), e(_seconds(s.seconds)), e(s.reason)]
              for s in report.stages])]
@@ -523,7 +547,9 @@ def load(folder: Path) -> Report:
         row.pop("delta_base", None)
         row.pop("delta_champion", None)
     return Report(
-        **{k: v for k, v in data.items() if k not in {"gates", "metrics", "params", "data", "validation", "stages", "plots"}},
+        **{k: v for k, v in data.items()
+           if k not in {"gates", "metrics", "params", "data", "validation", "stages", "plots", "cost"}},
+        cost=CostRow(**data["cost"]) if data.get("cost") else None,
         gates=[GateRow(**g) for g in data.get("gates", [])],
         metrics=[MetricRow(**m) for m in data.get("metrics", [])],
         params=[ParamChange(**p) for p in data.get("params", [])],

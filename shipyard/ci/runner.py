@@ -24,7 +24,7 @@ from typing import Any
 
 from shipyard.ci import collect, git
 from shipyard.ci.env import CIEnv, detect
-from shipyard.ci.report import GateRow, PlotRef, Report, StageRow, ValidationRow
+from shipyard.ci.report import CostRow, GateRow, PlotRef, Report, StageRow, ValidationRow
 from shipyard.ci.report import write as write_report
 from shipyard.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, ShipyardError, UsageError
 from shipyard.lazy_imports import load
@@ -325,9 +325,24 @@ def fill_report(ws: Workspace, config: Any, report: Report, run_id: str | None, 
             champion = collect.run_metrics(session, champion_mv.run_id)
         histories = collect.metric_histories(session, run_id) if run_id else {}
         base_histories = collect.metric_histories(session, base_run) if base_run else {}
+        report.cost = _cost(session, config, run_id, base_run)
     report.metrics = collect.metric_rows(current, base, champion)
     if options.plots:
         _plots(ws, config, report, candidate_mv, champion_mv, histories, base_histories, options)
+
+
+def _cost(session: Any, config: Any, run_id: str | None, base_run: str | None) -> CostRow | None:
+    """This run's cost and its base's, priced by shipyard.yaml's cost: table ("unpriced" without one)."""
+    from shipyard.tracking.cost import PriceTable, run_costs
+
+    if run_id is None:
+        return None
+    costs = run_costs(session, [r for r in (run_id, base_run) if r], PriceTable.of(config.cost))
+    now, before = costs[run_id], costs.get(base_run) if base_run else None
+    change = None
+    if before is not None and now.amount is not None and before.amount:
+        change = now.amount / before.amount - 1
+    return CostRow(now.text(), before.text() if before is not None else None, change)
 
 
 def _champion(session: Any, config: Any, report: Report) -> tuple[Any, Any]:

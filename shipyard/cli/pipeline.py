@@ -75,10 +75,29 @@ def run_cmd(stages: tuple[str, ...], force: bool, jobs: int | None, dry_run: boo
         except Exception as exc:  # the stages' results are kept whatever went wrong: say so
             failure = _registration_failed(exc, summary.run_id)
             registration = {"error": failure.message}
+    if not dry_run and summary.ran:  # something ran: it cost something
+        _budget_alerts(ctx, summary.run_id)
     if json_out:
         _json({**summary.to_dict(), "registration": registration})
     if failure is not None:
         raise failure from failure.__cause__
+
+
+def _budget_alerts(ctx, run_id: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Alert through notify: when this run (or today's, this month's runs) reached a budget threshold."""
+    raw = _raw_section(ctx.root / "shipyard.yaml", "budget")
+    if not raw:  # most projects: no budget, no pydantic
+        return
+    from shipyard.config import load_config
+    from shipyard.store import open_store
+    from shipyard.tracking.budget import alert
+
+    store = open_store(ctx.state_dir)
+    try:
+        for event in alert(store, load_config(ctx.root / "shipyard.yaml"), run_id):
+            ctx.echo(f"budget: {event['message']} (alert sent)")
+    finally:
+        store.close()
 
 
 def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -89,6 +108,17 @@ def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-unt
     return [name for name in ctx.dag.order
             if any(out == wanted or wanted.startswith(out + "/") or out.startswith(wanted + "/")
                    for out in ctx.dag.stages[name].out_paths)]
+
+
+def _raw_section(config_path, key: str) -> object:  # type: ignore[no-untyped-def]
+    """One top-level section of shipyard.yaml by a cheap look at the YAML (None when absent or unreadable)."""
+    import yaml
+
+    try:
+        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError):
+        return None
+    return raw.get(key) if isinstance(raw, dict) else None
 
 
 def _raw_model(config_path) -> object:  # type: ignore[no-untyped-def]

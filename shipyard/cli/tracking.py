@@ -69,6 +69,23 @@ def _resolve(run: str, *, full: bool) -> RunRecord:
         return get_run(session, record.run_id) if full else record
 
 
+def _costs(run_ids: list[str]) -> dict[str, Any]:
+    """Each run's cost (tracking.cost.Cost) priced by this project's ``cost:`` table; empty when the
+    runs come from a remote server (its price table is the server's: not known here)."""
+    from shipyard.cli.remote import remote
+
+    if remote() is not None or not run_ids:
+        return {}
+    from shipyard.config import load_config
+    from shipyard.tracking.cost import PriceTable, run_costs
+
+    ws = _workspace()
+    path = ws.project.config_path
+    prices = PriceTable.of(load_config(path).cost if path.is_file() else None)
+    with ws.store.read() as session:
+        return run_costs(session, run_ids, prices)
+
+
 def _search(filter_: str | None, order_by: list[str], limit: int, experiment: list[str], deleted: bool) -> list[RunRecord]:
     """``runs list``'s runs: from the server's GET /api/v1/runs with SHIPYARD_SERVER_URL, else the store."""
     from shipyard.cli.remote import remote
@@ -105,15 +122,19 @@ def runs_list(
     from shipyard.cli.output import print_json, table
 
     runs = _search(filter_, order_by or [], limit, experiment or [], deleted)
+    costs = _costs([r.run_id for r in runs])
     if as_json:
-        print_json([r.to_dict() for r in runs])
+        print_json([{**r.to_dict(), **({"cost": costs[r.run_id].to_dict()} if r.run_id in costs else {})}
+                    for r in runs])
         return
     rows = []
     for r in runs:
         shown = [f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()) if not k.startswith("system/")][:4]
+        cost = costs.get(r.run_id)
         rows.append([r.run_id[:8], r.name or "", r.experiment, r.status, _when(r.start_time), _duration(r),
-                     (r.git_commit or "")[:7] + ("*" if r.git_dirty else ""), " ".join(shown)])
-    table(["run", "name", "experiment", "status", "started (UTC)", "took", "commit", "metrics"], rows)
+                     (r.git_commit or "")[:7] + ("*" if r.git_dirty else ""),
+                     cost.short() if cost is not None else "-", " ".join(shown)])
+    table(["run", "name", "experiment", "status", "started (UTC)", "took", "commit", "cost", "metrics"], rows)
 
 
 @runs_app.command("show")
@@ -128,8 +149,9 @@ def runs_show(
     from shipyard.cli.output import echo, print_json, table
 
     record = _resolve(run, full=True)
+    cost = _costs([record.run_id]).get(record.run_id)
     if as_json:
-        print_json(record.to_dict())
+        print_json({**record.to_dict(), **({"cost": cost.to_dict()} if cost is not None else {})})
         return
     echo(f"run {record.run_id}" + (f" ({record.name})" if record.name else ""))
     echo(f"  experiment  {record.experiment}")
@@ -139,6 +161,8 @@ def runs_show(
     if record.git_commit:
         echo(f"  git         {record.git_commit[:12]} {record.git_branch or ''}{' (dirty)' if record.git_dirty else ''}")
     echo(f"  user/host   {record.user or '-'}@{record.host or '-'}   source {record.source}")
+    if cost is not None:
+        echo(f"  cost        {cost.text()}")
     if record.params:
         table(["param", "value"], sorted(record.params.items()), title="params")
     if record.metrics:

@@ -30,6 +30,7 @@ CHECKS: dict[str, str] = {
     "scan": "shipyard.gates.checks:scan",
     "signed": "shipyard.gates.checks:signed",
     "forbid_classified": "shipyard.gates.checks:forbid_classified",
+    "max_cost": "shipyard.gates.checks:max_cost",
 }
 
 

@@ -25,6 +25,7 @@ class Subject:
     size_bytes: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     supply: dict[str, Any] = field(default_factory=dict)   # {"scan": summary, "signature": facts or None}
+    cost: Any = None  # shipyard.tracking.cost.Cost of the run that trained it (None: not known)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -287,3 +288,25 @@ def _inside(root: Path, rel: str, what: str) -> Path:
     if not path.exists():
         raise ConfigError(f"{what} gate: {rel} does not exist (relative to {root})")
     return path
+
+
+def max_cost(gate: Gate, ctx: Context) -> Check:
+    """``max_cost: 2.0`` (and ``vs: champion, max_increase: 50%``): the training run's cost, priced by
+    the project's cost table. An unpriced run fails the gate: a budget nobody can check is not met."""
+    cost = ctx.candidate.cost
+    if cost is None or cost.amount is None:
+        why = ", ".join(cost.unpriced) if cost is not None else "no training run recorded"
+        return Check(gate.label(), "max_cost", False, reason=f"the candidate's training cost is unpriced ({why})")
+    bounds: dict[str, Any] = {"max": gate.max_cost}
+    ok = cost.amount <= (gate.max_cost or 0)
+    reasons = [f"trained for {cost.text()}, allowed {gate.max_cost:g} {cost.currency}"]
+    if gate.vs == "champion" and gate.max_increase is not None:
+        theirs = ctx.champion.cost if ctx.champion is not None else None
+        if theirs is None or theirs.amount is None:
+            reasons.append("no priced champion to compare with")
+        else:
+            limit = theirs.amount * (1 + float(gate.max_increase))
+            bounds["vs_champion"] = round(limit, 6)
+            ok = ok and cost.amount <= limit
+            reasons.append(f"champion {theirs.text()}, at most +{float(gate.max_increase):.0%}: {limit:.4g}")
+    return Check(gate.label(), "max_cost", ok, round(cost.amount, 6), bounds, "; ".join(reasons))

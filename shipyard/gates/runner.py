@@ -65,6 +65,24 @@ def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path) -> 
             "classified": (mv.lineage or {}).get("supply", {}).get("classified")}
 
 
+def _needs_cost(config: ShipyardConfig) -> bool:
+    return any(g.kind == "max_cost" for g in config.gates)
+
+
+def _training_costs(session: Any, config: ShipyardConfig, versions: list[Any]) -> dict[str, Any]:
+    """Each version's training cost: the pipeline run that made it (its own run's parent, for a stage run)."""
+    from sqlalchemy import select
+
+    from shipyard.store.runs import Run
+    from shipyard.tracking.cost import PriceTable, run_costs
+
+    runs = {mv.ref: mv.run_id for mv in versions if mv is not None and mv.run_id}
+    parents = dict(session.execute(select(Run.id, Run.parent_run_id).where(Run.id.in_(list(runs.values())))).all())
+    training = {ref: parents.get(rid) or rid for ref, rid in runs.items()}
+    costs = run_costs(session, list(training.values()), PriceTable.of(config.cost))
+    return {ref: costs[rid] for ref, rid in training.items()}
+
+
 def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: Path, *,
              trust: bool = False, record: bool = True) -> GateRun:
     """Judge ``ref`` with the gates in ``config`` against the current champion; store the verdict."""
@@ -81,6 +99,7 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
             champion_mv = None
         candidate_metrics = run_metrics(session, candidate_mv.run_id)
         champion_metrics = run_metrics(session, champion_mv.run_id) if champion_mv else {}
+        costs = _training_costs(session, config, [candidate_mv, champion_mv]) if _needs_cost(config) else {}
     note = None
     if champion_mv is not None and champion_mv.version == candidate_mv.version:
         note = f"{candidate_mv.ref} is the champion itself: compared with thresholds only"
@@ -90,11 +109,11 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     target = model_cfg.target if model_cfg else None
     supply = _supply_facts(objects, candidate_mv, config, root) if _needs_supply(config) else {}
     candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust),
-                        candidate_mv.size_bytes, candidate_metrics, supply)
+                        candidate_mv.size_bytes, candidate_metrics, supply, costs.get(candidate_mv.ref))
     champion = None
     if champion_mv is not None:
         champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust),
-                           champion_mv.size_bytes, champion_metrics)
+                           champion_mv.size_bytes, champion_metrics, cost=costs.get(champion_mv.ref))
     verdict = gates_mod.evaluate(config.gates, candidate, champion, frame=frame, target=target, root=root,
                                  champion_note=note)
     if record:

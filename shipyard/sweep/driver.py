@@ -133,6 +133,19 @@ class Sweep:
         with self.store.write() as session:
             runs.set_tags(session, run_id, {TAG + "stop": "requested by shipyard sweep stop"})
 
+    def _over_budget(self) -> str:
+        """Why a new trial would exceed the project's daily or monthly budget ("" when it would not)."""
+        from shipyard.project import CONFIG_NAME
+
+        path = self.root / CONFIG_NAME
+        if not path.is_file() or "budget" not in path.read_text():
+            return ""
+        from shipyard.config import load_config
+        from shipyard.tracking.budget import guard
+
+        why = guard(self.store, load_config(path))
+        return f"over budget: {why}" if why else ""
+
     def _stop_requested(self, run_id: str) -> str:
         from sqlalchemy import select
 
@@ -175,7 +188,7 @@ class Sweep:
             with self._lock:
                 if state.error is not None or state.started >= state.todo:
                     return
-                stop = self._stop_requested(run_id)
+                stop = self._stop_requested(run_id) or self._over_budget()
                 if stop:
                     state.stop_reason = stop
                     return
@@ -284,7 +297,11 @@ class Sweep:
     def _finish(self, run_id: str, report: SweepReport, state: _Progress) -> None:
         from shipyard.store import runs
 
+        if state.stop_reason and not report.stop_reason:  # stopped by itself (a budget): say why, once
+            self.echo(f"sweep {report.name}: no new trial: {state.stop_reason}")
         with self.store.write() as session:
+            if state.stop_reason:
+                runs.set_tags(session, run_id, {TAG + "stop": state.stop_reason})
             if report.best_value is not None:
                 runs.set_tags(session, run_id, {TAG + "best_trial": str(report.best_trial),
                                                 TAG + "best_params": json.dumps(report.best_params)})

@@ -180,3 +180,11 @@ def test_eight_workers_opening_a_fresh_study_all_succeed(tmp_path: Path, backend
     results = [worker.communicate(timeout=180) for worker in workers]
     assert [w.returncode for w in workers] == [0] * 8, [err[-400:] for _, err in results if err]
     assert all(out.strip() == "ok" for out, _ in results)
+
+
+def test_a_spent_daily_budget_starts_no_new_trial(tiny: Path) -> None:
+    config = tiny / "shipyard.yaml"
+    config.write_text(config.read_text() + "cost: {cpu_hour: 100}\nbudget: {per_day: 0.000001}\n")
+    report = _sweep(tiny, "--trials", "3", "--jobs", "1", "--name", "thrifty")
+    assert report["complete"] + report["pruned"] == 1  # the first trial spent the day's budget
+    assert report["stop_reason"].startswith("over budget: per_day budget: spent")
