@@ -108,11 +108,13 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     frame = read_eval_set(root, model_cfg.eval if model_cfg else None)
     target = model_cfg.target if model_cfg else None
     supply = _supply_facts(objects, candidate_mv, config, root) if _needs_supply(config) else {}
-    candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust),
+    candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust,
+                                                             what=candidate_mv.ref),
                         candidate_mv.size_bytes, candidate_metrics, supply, costs.get(candidate_mv.ref))
     champion = None
     if champion_mv is not None:
-        champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust),
+        champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust,
+                                                            what=champion_mv.ref),
                            champion_mv.size_bytes, champion_metrics, cost=costs.get(champion_mv.ref))
     verdict = gates_mod.evaluate(config.gates, candidate, champion, frame=frame, target=target, root=root,
                                  champion_note=note)

@@ -19,8 +19,9 @@ __all__ = ["load_model", "package_model", "save_model"]
 EXTERNAL = "external"   # a version that only records where its model is (MLflow's REST API, a source we do not read)
 
 
-def load_model(objects: Any, model_oid: str, flavor: str, trust: bool = False) -> LoadedModel:
-    """Load a packaged model from the object store (verified; unsafe flavors need ``trust``)."""
+def load_model(objects: Any, model_oid: str, flavor: str, trust: bool = False, what: str | None = None) -> LoadedModel:
+    """Load a packaged model from the object store (verified; unsafe flavors need ``trust``);
+    ``what`` names it in errors (``NAME@VERSION``)."""
     from shipyard.errors import InputError
     from shipyard.models.flavors import get_flavor
 
@@ -30,7 +31,7 @@ def load_model(objects: Any, model_oid: str, flavor: str, trust: bool = False) -
                               "with mlflow.<flavor>.log_model against this server, or use 'shipyard models register'")
     from shipyard.supply.signing import verify_package
 
-    verify_package(objects, model_oid)   # a signed package must verify before a byte of it is loaded
+    verify_package(objects, model_oid, what=what)   # a signed package must verify before a byte of it is loaded
     return get_flavor(flavor).load(objects, model_oid, trust=trust)
 
 

@@ -33,7 +33,7 @@ class RegistryLoader:
         with self.store.read() as session:
             mv = registry.resolve(session, f"{name}@{version}")
         try:
-            return load_model(self.objects, mv.model_oid, mv.flavor, trust=mv.trusted)
+            return load_model(self.objects, mv.model_oid, mv.flavor, trust=mv.trusted, what=mv.ref)
         except ShipyardError:
             raise
         except Exception as exc:

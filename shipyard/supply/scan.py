@@ -82,6 +82,8 @@ def sniff(name: str, data: bytes) -> str:
         return "compressed"
     if name.endswith(_PICKLE_EXT):
         return "pickle"   # protocol 0/1 pickles have no magic byte
+    if name.endswith(".sig"):
+        return "signature"
     if name.endswith((".ubj", ".json", ".txt", ".model", ".yaml", ".yml", "MLmodel", ".md")):
         return "data"
     return "other"
