@@ -23,6 +23,7 @@ def test_pii_scan_and_declared_classes() -> None:
         "confidential": ["salary"], "pii": ["email"]}
 
 
+@pytest.mark.slow
 def test_models_show_and_the_gate_follow_the_classification(project: Any) -> None:
     from shipyard.config import load_config
     from shipyard.gates.runner import run_gate

@@ -114,6 +114,7 @@ def _gateway(ws: Any, tmp: Path) -> Any:
     return gateway, source, create_app(gateway)
 
 
+@pytest.mark.slow
 async def test_gateway_serves_signed_and_refuses_flipped_byte_and_swapped_signature(signed: dict[str, Any],
                                                                                     tmp_path: Path) -> None:
     ws, first, second = signed["ws"], signed["first"], signed["second"]
