@@ -138,6 +138,19 @@ class BudgetSection(Frozen):
         return sorted(value)
 
 
+class SweepSection(Frozen):
+    """A sweep declared in shipyard.yaml (``sweeps: {STAGE: ...}``): ``shipyard sweep STAGE`` takes
+    these as defaults; the command line's options win."""
+
+    params: dict[str, str] = Field(default_factory=dict)  # train.lr: loguniform(1e-4,1e-1)
+    metric: str | None = None
+    direction: Literal["maximize", "minimize"] = "maximize"
+    trials: int = Field(20, ge=1)
+    jobs: int = Field(1, ge=1)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    seed: int | None = None
+
+
 class StageEnvironment(Frozen):
     """A stage's own Python environment, built with uv (shipyard.pipeline.envs).
 
@@ -611,6 +624,7 @@ class ShipyardConfig(Frozen):
     data: dict[str, Any] = Field(default_factory=dict)
     features: FeaturesSection | None = None
     supply: SupplySection = Field(default_factory=SupplySection)  # docs/guide/security.md
+    sweeps: dict[str, SweepSection] = Field(default_factory=dict)  # by stage; docs/guide/pipeline.md#sweeps
     cost: CostSection | None = None  # docs/guide/cost.md
     budget: BudgetSection | None = None
 

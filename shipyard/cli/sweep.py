@@ -52,21 +52,21 @@ def app() -> None:
 @click.argument("stage")
 @click.option("-p", "--param", "params", multiple=True, metavar="PARAM=DIST",
               help="A swept param: uniform(a,b), loguniform(a,b), int(a,b), logint(a,b), choice(x,y), [x,y] (repeatable).")
-@click.option("--metric", required=True, help="The metric to optimise (logged by the stage or a stage before it).")
-@click.option("--direction", default="maximize", show_default=True, help="maximize or minimize.")
-@click.option("--trials", default=20, show_default=True, type=int, help="Trials in all (a resumed sweep counts earlier ones).")
-@click.option("--jobs", default=1, show_default=True, type=int, help="Trials at once.")
-@click.option("--sampler", default="tpe", show_default=True, help="tpe, random or grid.")
+@click.option("--metric", default=None, help="The metric to optimise (logged by the stage or a stage before it).")
+@click.option("--direction", default=None, help="maximize (default) or minimize.")
+@click.option("--trials", default=None, type=int, help="Trials in all (default 20; a resumed sweep counts earlier ones).")
+@click.option("--jobs", default=None, type=int, help="Trials at once (default 1).")
+@click.option("--sampler", default=None, help="tpe (default), random or grid.")
 @click.option("--seed", default=None, type=int, help="Seed of the sampler (repeatable sweeps).")
 @click.option("--executor", default=None, metavar="SPEC", help="Where each trial's stages run: local or dask://host:port.")
 @click.option("--name", default=None, help="The sweep's name (default: STAGE-<date>-<time>).")
 @click.option("--apply", "apply_best", is_flag=True, help="Write the best trial's params into params.yaml.")
 @click.option("--register", is_flag=True, help="With --apply: run the pipeline with them and register the model.")
 @click.option("--json", "json_out", is_flag=True, help="Print the sweep's report as JSON at the end.")
-def start_cmd(stage: str, params: tuple[str, ...], metric: str, direction: str, trials: int, jobs: int, sampler: str,
-              seed: int | None, executor: str | None, name: str | None, apply_best: bool, register: bool,
-              json_out: bool) -> None:
-    """Start a sweep of STAGE.
+def start_cmd(stage: str, params: tuple[str, ...], metric: str | None, direction: str | None, trials: int | None,
+              jobs: int | None, sampler: str | None, seed: int | None, executor: str | None, name: str | None,
+              apply_best: bool, register: bool, json_out: bool) -> None:
+    """Start a sweep of STAGE (its sweeps: entry in shipyard.yaml gives the defaults; options win).
 
     Example: shipyard sweep train -p train.C=loguniform(1e-3,1e2) --metric accuracy --trials 20
     """
@@ -74,15 +74,31 @@ def start_cmd(stage: str, params: tuple[str, ...], metric: str, direction: str, 
 
     if register and not apply_best:
         raise UsageError("--register needs --apply (the model is built from the params written to params.yaml)")
-    spec = SweepSpec(name=name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}", stage=stage, metric=metric,
-                     direction=direction, space=params, trials=trials, jobs=jobs, sampler=sampler, seed=seed,
-                     executor=executor)
-    spec.check()
     sweep, ws = _sweep()
+    declared = _declared(ws, stage)
+    space = params or tuple(f"{k}={v}" for k, v in declared.params.items())
+    metric = metric or declared.metric
+    if not metric:
+        raise UsageError(f"sweep of {stage!r}: which metric? give --metric, or sweeps.{stage}.metric in shipyard.yaml")
+    spec = SweepSpec(name=name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}", stage=stage, metric=metric,
+                     direction=direction or declared.direction, space=space, trials=trials or declared.trials,
+                     jobs=jobs or declared.jobs, sampler=sampler or declared.sampler,
+                     seed=seed if seed is not None else declared.seed, executor=executor)
+    spec.check()
+    trials, jobs, sampler, direction = spec.trials, spec.jobs, spec.sampler, spec.direction
     check_stage(ws.project.root, ws.project.state_dir, stage, spec.dims)
     echo(f"sweep {spec.name}: {trials} trial(s) of stage {stage!r}, {jobs} at once, {sampler} sampler, "
          f"{direction} {metric}", err=True)
     _finish(sweep, ws, sweep.run(spec), apply_best, register, json_out)
+
+
+def _declared(ws: Any, stage: str) -> Any:
+    """The stage's ``sweeps:`` entry of shipyard.yaml, or the defaults."""
+    from shipyard.config import SweepSection, load_config
+
+    path = ws.project.config_path
+    declared = load_config(path).sweeps.get(stage) if path.is_file() else None
+    return declared or SweepSection()
 
 
 def _finish(sweep: Any, ws: Any, report: Any, apply_best: bool, register: bool, json_out: bool) -> None:

@@ -188,3 +188,16 @@ def test_a_spent_daily_budget_starts_no_new_trial(tiny: Path) -> None:
     report = _sweep(tiny, "--trials", "3", "--jobs", "1", "--name", "thrifty")
     assert report["complete"] + report["pruned"] == 1  # the first trial spent the day's budget
     assert report["stop_reason"].startswith("over budget: per_day budget: spent")
+
+
+def test_a_sweep_declared_in_shipyard_yaml_needs_only_its_stage(tiny: Path) -> None:
+    config = tiny / "shipyard.yaml"
+    config.write_text(config.read_text() + "sweeps:\n  train:\n    params: {train.x: '[2,3]', train.depth: '[1,2]'}\n"
+                                           "    metric: score\n    sampler: grid\n    trials: 4\n    jobs: 2\n")
+    done = run_cli("sweep", "train", "--json", "--name", "declared", cwd=tiny, timeout=240)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["spec"]["space"] == ["train.x=[2,3]", "train.depth=[1,2]"] and report["spec"]["trials"] == 4
+    assert report["best_params"] == {"train.x": 3, "train.depth": 1}
+    missing = run_cli("sweep", "prepare", "-p", "prepare.n=int(1,9)", cwd=tiny)
+    assert missing.returncode == 2 and "which metric?" in missing.stderr
