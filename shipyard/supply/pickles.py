@@ -73,7 +73,6 @@ _VALUE_OPS = frozenset({
     "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "UNICODE",
     "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8",
 })
-_CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _MAX_DEPTH = 8
 _DESCR = re.compile(r"[<>|=]?([?bBiufcVSaUMmO])(\d*)")
 
@@ -95,13 +94,34 @@ class _Walker:
 
     def run(self) -> bool:
         """Walk to STOP; False when the stream could not be read to its end (a finding says why)."""
-        pos = self.stream.tell()
+        stream, stack, memo = self.stream, self.stack, self.memo
+        read, tell, code2op, handlers = stream.read, stream.tell, pickletools.code2op, _HANDLERS
+        pos = tell()
         try:
-            for op, arg, at in pickletools.genops(self.stream):
-                pos = at if at is not None else pos
-                if op.name == "STOP":
+            # pickletools.genops without its generator: the ops most files are made of inline
+            while True:
+                pos = tell()
+                code = read(1)
+                if not code:
+                    break
+                op = code2op.get(code.decode("latin-1"))
+                if op is None:
+                    raise ValueError(f"opcode {code!r} unknown")
+                name = op.name
+                arg = None if op.arg is None else op.arg.reader(stream)
+                if name in _VALUE_OPS:
+                    stack.append(arg)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = stack[-1]
+                elif name in ("BINGET", "LONG_BINGET", "GET"):
+                    stack.append(memo[int(arg)])
+                elif name == "STOP":
                     return True
-                self.step(op.name, arg, pos)
+                else:
+                    handler = handlers.get(name)
+                    if handler is None:
+                        raise ValueError(f"opcode {name} is not understood by the scan")
+                    handler(self, arg, pos)
         except (ValueError, IndexError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             self.finding("unreadable", "the pickle stream cannot be read to its end",
                          f"{type(exc).__name__}: {str(exc)[:120]}; the rest of the file is unscanned", pos)
@@ -110,101 +130,155 @@ class _Walker:
         return False
 
     def pop_mark(self) -> list[Any]:
-        items: list[Any] = []
-        while True:
-            value = self.stack.pop()
-            if value is _MARK:
-                items.reverse()
+        stack = self.stack
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is _MARK:
+                items = stack[i + 1:]
+                del stack[i:]
                 return items
-            items.append(value)
+        raise IndexError("MARK missing")
 
-    def step(self, name: str, arg: Any, pos: int) -> None:
-        stack = self.stack
-        if name in _VALUE_OPS:
-            stack.append(arg)
-        elif name in _CONSTANTS:
-            stack.append(_CONSTANTS[name])
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name in ("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
-            stack.append(() if name == "EMPTY_TUPLE" else {} if name == "EMPTY_DICT" else [])
-        elif name in ("TUPLE", "LIST", "FROZENSET"):
-            items = self.pop_mark()
-            stack.append(items if name == "LIST" else tuple(items))
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(name[-1])
-            items = stack[-n:]
-            del stack[-n:]
-            stack.append(tuple(items))
-        elif name == "DICT":
-            items = self.pop_mark()
-            stack.append(_dict(zip(items[::2], items[1::2], strict=False)))
-        elif name in ("APPEND", "APPENDS", "ADDITEMS"):
-            items = [stack.pop()] if name == "APPEND" else self.pop_mark()
-            if isinstance(stack[-1], list):
-                stack[-1].extend(items)
-        elif name in ("SETITEM", "SETITEMS"):
-            items = list(reversed([stack.pop(), stack.pop()])) if name == "SETITEM" else self.pop_mark()
-            if isinstance(stack[-1], dict):
-                stack[-1].update(_dict(zip(items[::2], items[1::2], strict=False)))
-        else:
-            self.step_more(name, arg, pos)
+    # -- one handler per opcode (``_HANDLERS`` maps the opcode names to them) -------------------
+    def _op_NONE(self, arg: Any, pos: int) -> None:
+        self.stack.append(None)
 
-    def step_more(self, name: str, arg: Any, pos: int) -> None:
-        stack = self.stack
-        if name == "POP":
-            stack.pop()
-        elif name == "POP_MARK":
-            self.pop_mark()
-        elif name == "DUP":
-            stack.append(stack[-1])
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            self.memo[int(arg)] = stack[-1]
-        elif name == "MEMOIZE":
-            self.memo[len(self.memo)] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(self.memo[int(arg)])
-        elif name == "GLOBAL":
-            module, _, attr = str(arg).partition(" ")
-            stack.append(self.imports(module, attr, pos))
-        elif name == "STACK_GLOBAL":
-            attr, module = stack.pop(), stack.pop()
-            if isinstance(module, str) and isinstance(attr, str):
-                stack.append(self.imports(module, attr, pos))
-            else:
-                self.finding("computed-import", "an import whose name is built at run time",
-                             "the walk cannot tell what it imports; a model file has no reason to do this", pos)
-                stack.append(_Global("<computed>", "<computed>"))
-        elif name == "INST":
-            module, _, attr = str(arg).partition(" ")
-            stack.append(self.call(self.imports(module, attr, pos), tuple(self.pop_mark()), pos))
-        elif name == "OBJ":
-            items = self.pop_mark()
-            stack.append(self.call(items[0], tuple(items[1:]), pos))
-        elif name in ("REDUCE", "NEWOBJ"):
-            args = stack.pop()
-            stack.append(self.call(stack.pop(), args, pos))
-        elif name == "NEWOBJ_EX":
-            stack.pop()
-            args = stack.pop()
-            stack.append(self.call(stack.pop(), args, pos))
-        elif name == "BUILD":
-            self.build(stack.pop(), pos)
-        else:
-            self.step_rare(name, arg, pos)
+    def _op_NEWTRUE(self, arg: Any, pos: int) -> None:
+        self.stack.append(True)
 
-    def step_rare(self, name: str, arg: Any, pos: int) -> None:
-        if name == "BINPERSID":
-            self.stack.pop()
-            self.stack.append(_Opaque())
-        elif name in ("PERSID", "NEXT_BUFFER"):
-            self.stack.append(_Opaque())
-        elif name in ("EXT1", "EXT2", "EXT4"):
-            self.finding("extension-code", f"an import through the extension registry (code {arg})",
-                         "the object imported depends on the loading process; not allowed in a model file", pos)
-            self.stack.append(_Global("<extension>", str(arg)))
-        elif name not in ("FRAME", "PROTO", "READONLY_BUFFER"):
-            raise ValueError(f"opcode {name} is not understood by the scan")
+    def _op_NEWFALSE(self, arg: Any, pos: int) -> None:
+        self.stack.append(False)
+
+    def _op_MARK(self, arg: Any, pos: int) -> None:
+        self.stack.append(_MARK)
+
+    def _op_EMPTY_TUPLE(self, arg: Any, pos: int) -> None:
+        self.stack.append(())
+
+    def _op_EMPTY_LIST(self, arg: Any, pos: int) -> None:
+        self.stack.append([])
+
+    _op_EMPTY_SET = _op_EMPTY_LIST
+
+    def _op_EMPTY_DICT(self, arg: Any, pos: int) -> None:
+        self.stack.append({})
+
+    def _op_TUPLE(self, arg: Any, pos: int) -> None:
+        self.stack.append(tuple(self.pop_mark()))
+
+    _op_FROZENSET = _op_TUPLE
+
+    def _op_LIST(self, arg: Any, pos: int) -> None:
+        self.stack.append(self.pop_mark())
+
+    def _op_TUPLE1(self, arg: Any, pos: int) -> None:
+        self.stack[-1] = (self.stack[-1],)
+
+    def _op_TUPLE2(self, arg: Any, pos: int) -> None:
+        self._tuple_n(2)
+
+    def _op_TUPLE3(self, arg: Any, pos: int) -> None:
+        self._tuple_n(3)
+
+    def _tuple_n(self, n: int) -> None:
+        if len(self.stack) < n:
+            raise IndexError("stack underflow")
+        items = tuple(self.stack[-n:])
+        del self.stack[-n:]
+        self.stack.append(items)
+
+    def _op_DICT(self, arg: Any, pos: int) -> None:
+        items = self.pop_mark()
+        self.stack.append(_dict(zip(items[::2], items[1::2], strict=False)))
+
+    def _op_APPEND(self, arg: Any, pos: int) -> None:
+        value = self.stack.pop()
+        if isinstance(self.stack[-1], list):
+            self.stack[-1].append(value)
+
+    def _op_APPENDS(self, arg: Any, pos: int) -> None:
+        items = self.pop_mark()
+        if isinstance(self.stack[-1], list):
+            self.stack[-1].extend(items)
+
+    _op_ADDITEMS = _op_APPENDS
+
+    def _op_SETITEM(self, arg: Any, pos: int) -> None:
+        value, key = self.stack.pop(), self.stack.pop()
+        if isinstance(self.stack[-1], dict):
+            self.stack[-1].update(_dict([(key, value)]))
+
+    def _op_SETITEMS(self, arg: Any, pos: int) -> None:
+        items = self.pop_mark()
+        if isinstance(self.stack[-1], dict):
+            self.stack[-1].update(_dict(zip(items[::2], items[1::2], strict=False)))
+
+    def _op_POP(self, arg: Any, pos: int) -> None:
+        self.stack.pop()
+
+    def _op_POP_MARK(self, arg: Any, pos: int) -> None:
+        self.pop_mark()
+
+    def _op_DUP(self, arg: Any, pos: int) -> None:
+        self.stack.append(self.stack[-1])
+
+    def _op_PUT(self, arg: Any, pos: int) -> None:
+        self.memo[int(arg)] = self.stack[-1]
+
+    _op_BINPUT = _op_LONG_BINPUT = _op_PUT
+
+    def _op_GLOBAL(self, arg: Any, pos: int) -> None:
+        module, _, attr = str(arg).partition(" ")
+        self.stack.append(self.imports(module, attr, pos))
+
+    def _op_STACK_GLOBAL(self, arg: Any, pos: int) -> None:
+        attr, module = self.stack.pop(), self.stack.pop()
+        if isinstance(module, str) and isinstance(attr, str):
+            self.stack.append(self.imports(module, attr, pos))
+            return
+        self.finding("computed-import", "an import whose name is built at run time",
+                     "the walk cannot tell what it imports; a model file has no reason to do this", pos)
+        self.stack.append(_Global("<computed>", "<computed>"))
+
+    def _op_INST(self, arg: Any, pos: int) -> None:
+        module, _, attr = str(arg).partition(" ")
+        self.stack.append(self.call(self.imports(module, attr, pos), tuple(self.pop_mark()), pos))
+
+    def _op_OBJ(self, arg: Any, pos: int) -> None:
+        items = self.pop_mark()
+        self.stack.append(self.call(items[0], tuple(items[1:]), pos))
+
+    def _op_REDUCE(self, arg: Any, pos: int) -> None:
+        args = self.stack.pop()
+        self.stack.append(self.call(self.stack.pop(), args, pos))
+
+    _op_NEWOBJ = _op_REDUCE
+
+    def _op_NEWOBJ_EX(self, arg: Any, pos: int) -> None:
+        self.stack.pop()
+        self._op_REDUCE(arg, pos)
+
+    def _op_BUILD(self, arg: Any, pos: int) -> None:
+        self.build(self.stack.pop(), pos)
+
+    def _op_BINPERSID(self, arg: Any, pos: int) -> None:
+        self.stack[-1] = _Opaque()
+
+    def _op_PERSID(self, arg: Any, pos: int) -> None:
+        self.stack.append(_Opaque())
+
+    _op_NEXT_BUFFER = _op_PERSID
+
+    def _op_EXT1(self, arg: Any, pos: int) -> None:
+        self.finding("extension-code", f"an import through the extension registry (code {arg})",
+                     "the object imported depends on the loading process; not allowed in a model file", pos)
+        self.stack.append(_Global("<extension>", str(arg)))
+
+    _op_EXT2 = _op_EXT4 = _op_EXT1
+
+    def _op_FRAME(self, arg: Any, pos: int) -> None:
+        """Framing, the protocol number and read-only buffers change nothing on the stack."""
+
+    _op_PROTO = _op_READONLY_BUFFER = _op_FRAME
 
     def imports(self, module: str, name: str, pos: int) -> _Global:
         self.globals.append((module, name, pos))
@@ -255,6 +329,9 @@ class _Walker:
         if end > self.size:
             raise ValueError(f"joblib array at byte {pos} claims {end - self.stream.tell()} bytes past the end of the file")
         self.stream.seek(end)
+
+
+_HANDLERS: dict[str, Any] = {name[4:]: fn for name, fn in vars(_Walker).items() if name.startswith("_op_")}
 
 
 def _dict(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
