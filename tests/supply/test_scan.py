@@ -115,3 +115,22 @@ def test_joblib_array_claiming_more_bytes_than_the_file_is_a_finding(tmp_path: P
     data: Any = (tmp_path / "w.joblib").read_bytes()
     result = scan_pickle(data[:300], "w.joblib")
     assert not result.complete and "past the end" in result.findings[0].reason
+
+
+def test_the_project_allow_list_reaches_the_pickle_flavor(project: Any) -> None:
+    from shipyard.errors import UnsafeModel
+    from shipyard.models import load_model
+    from shipyard.registry.project import register_from_project
+
+    root = project.project.root
+    (root / "model").mkdir()
+    (root / "model" / "model.pkl").write_bytes(pickle.dumps(Custom()))
+    with pytest.raises(UnsafeModel, match=r"tests\.supply\.test_scan\.Custom .*not on the allow-list"):
+        register_from_project(project.store, project.objects, root, "own", "model", flavor="pickle", trust=True,
+                              find_run=False)
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\n"
+                                        "supply: {allow_globals: [tests.supply.test_scan.Custom], sbom: false}\n")
+    version = register_from_project(project.store, project.objects, root, "own", "model", flavor="pickle",
+                                    trust=True, find_run=False).version
+    assert version.lineage["supply"]["scan"]["clean"]
+    assert isinstance(load_model(project.objects, version.model_oid, "pickle", trust=True).native, Custom)
