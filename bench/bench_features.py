@@ -1,0 +1,231 @@
+"""Features (issue #18): gateway enrichment overhead and historical retrieval against Feast.
+
+1. Enrichment: the example project (examples/feast-features, 3 features of one view) trained, its
+   online store on the Redis server of this machine, served by ``shipyard serve``; sequential
+   requests over one keep-alive connection, alternately keyed (the gateway reads Redis and merges)
+   and carrying the features (no online read). p50/p99 per request and the p99 overhead.
+2. Versus Feast's own feature server: ``feast serve`` answers /get-online-features, then the same
+   gateway is called with the features (what a client does without enrichment): per-request
+   latency of the two calls together, against one enriched call.
+3. Historical retrieval of 200,000 and N entity rows (default 1,000,000; ``BENCH_FEATURE_ROWS``)
+   over 336,000 source rows (2,000 drivers x a week of hours): Shipyard's guarded point-in-time join
+   against Feast's ``get_historical_features``, each in its own process after its imports (wall
+   time, peak RSS, rows returned). Feast is not run above ``BENCH_FEAST_MAX_ROWS`` (250,000): at
+   1M rows its key-only join grew to 19.5 GB and the kernel's OOM killer ended it.
+
+``python -m bench features --n 2000`` (``--n``: requests per kind).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.harness import REPO, WORK
+
+EXAMPLE = REPO / "examples" / "feast-features"
+PY = sys.executable
+SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
+FEAST = str(Path(sys.executable).with_name("feast"))
+REFS = ["driver_stats:conv_rate", "driver_stats:acc_rate", "driver_stats:avg_daily_trips"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sh(cmd: list[str], cwd: Path) -> str:
+    # the stage's `python` is this venv's (pandas, sklearn, skops)
+    env = {**os.environ, "CI": "true", "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def prepare(project: str) -> Path:
+    """The example, trained, its online store on Redis (a project name of its own), champion set."""
+    root = WORK / "features"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".shipyard", "data", "model"))
+    store_yaml = root / "feature_repo" / "feature_store.yaml"
+    text = store_yaml.read_text().replace("project: driver_features", f"project: {project}")
+    text = text.replace("  type: sqlite\n  path: data/online.db", "  type: redis\n  connection_string: 127.0.0.1:6379")
+    store_yaml.write_text(text)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    _sh([PY, "make_data.py"], root)
+    _sh([SHIPYARD, "run"], root)
+    _sh([SHIPYARD, "features", "materialize"], root)
+    _sh([SHIPYARD, "gate", "driver-conversion@1"], root)
+    _sh([SHIPYARD, "models", "alias", "driver-conversion", "champion", "1"], root)
+    return root
+
+
+def _start(cmd: list[str], cwd: Path, port: int, path: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "CI": "true"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"{cmd[0]} did not start on port {port}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _post(conn: http.client.HTTPConnection, path: str, body: Any) -> tuple[int, bytes]:
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def enrichment(root: Path, n: int) -> dict[str, dict[str, float]]:
+    """Latencies (ms) of keyed, carried and feast-serve-then-gateway requests, interleaved."""
+    gw_port, feast_port = _free_port(), _free_port()
+    gateway = _start([SHIPYARD, "serve", "--port", str(gw_port)], root, gw_port, "/health")
+    feast = _start([FEAST, "-c", "feature_repo", "serve", "--port", str(feast_port), "--no-access-log"], root,
+                   feast_port, "/health")
+    try:
+        gw = http.client.HTTPConnection("127.0.0.1", gw_port)
+        fs = http.client.HTTPConnection("127.0.0.1", feast_port)
+        times: dict[str, list[float]] = {"keyed": [], "carried": [], "feast+gateway": []}
+        drivers = [1001 + i % 200 for i in range(n)]
+        for i, driver in enumerate([*drivers[:50], *drivers]):  # 50 warm-up rounds, not kept
+            t0 = time.perf_counter()
+            status, _ = _post(gw, "/invocations", {"dataframe_records": [{"driver_id": driver}]})
+            t1 = time.perf_counter()
+            assert status == 200, status
+            status, body = _post(fs, "/get-online-features", {"features": REFS, "entities": {"driver_id": [driver]}})
+            assert status == 200, body
+            doc = json.loads(body)
+            names = doc["metadata"]["feature_names"]
+            row = {name: result["values"][0] for name, result in zip(names, doc["results"], strict=True)
+                   if name != "driver_id"}
+            status, _ = _post(gw, "/invocations", {"dataframe_records": [row]})
+            t2 = time.perf_counter()
+            assert status == 200, status
+            t3 = time.perf_counter()
+            status, _ = _post(gw, "/invocations", {"dataframe_records": [row]})
+            t4 = time.perf_counter()
+            if i >= 50:
+                times["keyed"].append((t1 - t0) * 1000)
+                times["feast+gateway"].append((t2 - t1) * 1000)
+                times["carried"].append((t4 - t3) * 1000)
+    finally:
+        _stop(gateway)
+        _stop(feast)
+    return {k: {"p50": statistics.median(v), "p99": _pct(v, 0.99), "rps": 1000 / statistics.mean(v)}
+            for k, v in times.items()}
+
+
+_RETRIEVE = """
+import json, resource, sys, time
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+import pandas as pd
+side, folder, refs = sys.argv[1], Path(sys.argv[2]), {refs!r}
+entities = pd.read_parquet(folder / "entities.parquet")
+if side == "shipyard":
+    from shipyard.features.repo import definitions
+    from shipyard.features.retrieval import point_in_time, check_complete
+    defs = definitions(folder / "repo")  # imports Feast (not timed, like Feast's own import below)
+    start = time.perf_counter()
+    out = point_in_time(entities, defs.resolve(refs))
+    check_complete(entities, out, ["driver_id"])
+else:
+    from shipyard.features.repo import open_store
+    store = open_store(folder / "repo")
+    start = time.perf_counter()
+    out = store.get_historical_features(entity_df=entities, features=refs).to_df()
+wall = time.perf_counter() - start
+print(json.dumps({{"wall": wall, "rows": len(out), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def retrieval(rows: int) -> dict[str, dict[str, float]]:
+    """Shipyard's and Feast's historical retrieval of ``rows`` entity rows (separate processes)."""
+    sys.path.insert(0, str(REPO))
+    from tests.features.feast_repo import entities, write_repo
+
+    folder = WORK / "features-retrieval"
+    shutil.rmtree(folder, ignore_errors=True)
+    write_repo(folder / "repo", drivers=2000, hours=24 * 7)
+    entities(2000, 24 * 7, rows).to_parquet(folder / "entities.parquet", index=False)
+    script = _RETRIEVE.format(repo=str(REPO), refs=REFS)
+    out = {}
+    feast_max = int(os.environ.get("BENCH_FEAST_MAX_ROWS", "250000"))
+    for side in ("shipyard", "feast"):
+        if side == "feast" and rows > feast_max:  # Feast joins on the key alone first: ~20 GB at 1M rows
+            out[side] = {"wall": float("nan"), "rows": 0, "peak_mb": float("nan"),
+                         "failed": f"not run above BENCH_FEAST_MAX_ROWS={feast_max:,}: OOM-killed at 19.5 GB at 1M"}
+            continue
+        started = time.perf_counter()
+        done = subprocess.run([PY, "-c", script, side, str(folder)], capture_output=True, text=True)
+        if done.returncode != 0:  # e.g. killed for memory: report it as the row's result
+            out[side] = {"wall": time.perf_counter() - started, "rows": 0, "peak_mb": float("nan"),
+                         "failed": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
+            continue
+        out[side] = json.loads(done.stdout.strip().splitlines()[-1])
+    out["asked"] = {"rows": len(entities(2000, 24 * 7, rows))}
+    return out
+
+
+def run(n: int) -> None:
+    requests = max(n, 200)
+    root = prepare(f"bench_{uuid.uuid4().hex[:8]}")
+    lat = enrichment(root, requests)
+    k, c, f = lat["keyed"], lat["carried"], lat["feast+gateway"]
+    print(f"| gateway, 1 entity, 3 features from Redis (enriched) vs in the request, {requests} sequential requests "
+          f"| p50 {k['p50']:.2f} / p99 {k['p99']:.2f} ms | p50 {c['p50']:.2f} / p99 {c['p99']:.2f} ms (features sent) "
+          f"| p99 overhead **{k['p99'] - c['p99']:+.2f} ms** |")
+    print(f"| enriched call vs feast serve then the gateway | p50 {k['p50']:.2f} / p99 {k['p99']:.2f} ms, "
+          f"{k['rps']:.0f} req/s | p50 {f['p50']:.2f} / p99 {f['p99']:.2f} ms, {f['rps']:.0f} req/s (feast serve + gateway) "
+          f"| **{k['rps'] / f['rps']:.1f}x** throughput |")
+    rows = int(os.environ.get("BENCH_FEATURE_ROWS", "1000000"))
+    for size in sorted({min(rows, 200_000), rows}):
+        report_retrieval(size)
+
+
+def report_retrieval(rows: int) -> None:
+    """One Markdown row: both sides' historical retrieval of ``rows`` entity rows (Feast skipped
+    above BENCH_FEAST_MAX_ROWS, where it runs out of memory)."""
+    got = retrieval(rows)
+    s, fe = got["shipyard"], got["feast"]
+    ours = f"{s['wall']:.2f} s, {s['peak_mb']:.0f} MB, {s['rows']:,} rows"
+    if "failed" in fe:
+        print(f"| historical retrieval, {got['asked']['rows']:,} entity rows, 3 features | {ours} "
+              f"| feast get_historical_features: {fe['failed']} | - |")
+        return
+    print(f"| historical retrieval, {got['asked']['rows']:,} entity rows, 3 features | {ours} | {fe['wall']:.2f} s, "
+          f"{fe['peak_mb']:.0f} MB, {fe['rows']:,} rows (feast get_historical_features) "
+          f"| **{fe['wall'] / s['wall']:.1f}x**, {got['asked']['rows'] - fe['rows']:,} rows lost by Feast |")
