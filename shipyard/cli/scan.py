@@ -66,9 +66,10 @@ def _config() -> Any:
     from shipyard.project import find_project
 
     try:
-        return load_config(find_project().config_path)
+        path = find_project().config_path
     except ShipyardError:
         return None
+    return load_config(path) if path.is_file() else None   # a broken shipyard.yaml is an error, not ignored
 
 
 def _scan_version(ref: str, flavor: str | None, extra: list[str]) -> Any:
