@@ -43,7 +43,6 @@ def go(root: Path, lines: list[str] | None = None):  # type: ignore[no-untyped-d
     return run(ctx, RunOptions())
 
 
-@pytest.mark.slow
 def test_features_rerun_exactly_the_stages_using_a_changed_view(project, feast_repo):
     root = project.project.root
     shutil.copytree(feast_repo, root / "feature_repo", ignore=shutil.ignore_patterns("registry.db", "online.db"))
