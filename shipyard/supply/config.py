@@ -61,6 +61,11 @@ class SupplySection(BaseModel):
     classified: dict[str, list[str]] = Field(default_factory=dict)   # {pii: [name], confidential: [salary]}
     request_log: RequestLogPolicy = Field(default_factory=RequestLogPolicy)
 
+    @field_validator("scan", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        return "off" if value is False else value   # YAML reads a bare `off` as false
+
     @field_validator("allow_globals")
     @classmethod
     def _dotted(cls, value: list[str]) -> list[str]:

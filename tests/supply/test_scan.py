@@ -134,3 +134,14 @@ def test_the_project_allow_list_reaches_the_pickle_flavor(project: Any) -> None:
                                     trust=True, find_run=False).version
     assert version.lineage["supply"]["scan"]["clean"]
     assert isinstance(load_model(project.objects, version.model_oid, "pickle", trust=True).native, Custom)
+
+
+def test_supply_section_reads_a_bare_off_and_names_bad_globals(tmp_path: Path) -> None:
+    from shipyard.config import load_config
+    from shipyard.errors import ConfigError
+
+    (tmp_path / "shipyard.yaml").write_text("supply:\n  scan: off\n")
+    assert load_config(tmp_path / "shipyard.yaml").supply.scan == "off"
+    (tmp_path / "shipyard.yaml").write_text("supply:\n  allow_globals: ['os system']\n")
+    with pytest.raises(ConfigError, match=r"shipyard.yaml:2:\d+: supply.allow_globals.*module.Name or module.\*"):
+        load_config(tmp_path / "shipyard.yaml")
