@@ -45,9 +45,11 @@ class Retrieval:
     refs: list[str]
     views: dict[str, str]  # view -> definition hash
     nulls: dict[str, int] = field(default_factory=dict)  # feature -> rows without a value in range
+    entity_keys: list[str] = field(default_factory=list)  # the join keys (what serving looks up by)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "refs": self.refs, "views": self.views, "nulls": self.nulls}
+        return {"rows": self.rows, "refs": self.refs, "views": self.views, "nulls": self.nulls,
+                "entity_keys": self.entity_keys}
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -194,7 +196,7 @@ def retrieve(defs: RepoDefinitions, refs: list[str], entities_path: Path, out_pa
         os.fsync(fh.fileno())
     os.replace(tmp, out_path)
     nulls = {f: int(result[f].isna().sum()) for _, feats in views for f in feats}
-    return Retrieval(len(result), list(refs), {v.name: v.definition for v, _ in views}, nulls)
+    return Retrieval(len(result), list(refs), {v.name: v.definition for v, _ in views}, nulls, keys)
 
 
 def feast_historical(store: Any, entities: pd.DataFrame, refs: list[str]) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from shipyard.registry.core import (
     validate_name,
     version_with_content,
 )
+from shipyard.registry.lineage import FEATURES_TAG
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,13 @@ def register_after_run(store: Any, objects: Any, root: Path, model_cfg: ModelSec
         with store.read() as session:
             run_id = session.scalar(select(Run.id).where(Run.parent_run_id == pipeline_run_id, Run.name == stage)
                                     .order_by(Run.start_time.desc()).limit(1))
+    tags = None
+    if run_id is not None:  # a model trained on feature views records them: refs, definitions, entity keys
+        from shipyard.store.runs import Tag
+
+        with store.read() as session:
+            features = session.scalar(select(Tag.value).where(Tag.run_id == run_id, Tag.key == FEATURES_TAG))
+        tags = {FEATURES_TAG: features} if features else None
     result = register_from_project(store, objects, root, model_cfg.name, model_cfg.path, model_cfg=model_cfg,
-                                   run_id=run_id, find_run=run_id is None)
+                                   run_id=run_id, find_run=run_id is None, tags=tags)
     return result, run_id
