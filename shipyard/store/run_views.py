@@ -231,6 +231,35 @@ def metric_series(session: Session, run_id: str, key: str,
     return steps, values
 
 
+def metric_envelope(session: Session, run_id: str, key: str, limit: int) -> tuple[list[int], list[float | None]]:
+    """One metric's history reduced in SQL to at most ``limit`` points: per step bucket, its smallest
+    then its largest value, both drawn at the bucket's first step (a vertical stroke: the envelope),
+    so a spike survives; a bucket of NaN points only is one gap (None). A history of ``limit`` points
+    or fewer comes back whole, at its own steps.
+
+    One aggregate pass over the (run, key, step) index: a 100,000-point history never crosses into
+    Python (``shipyard.tracking.downsample`` does the same over a list, for data already read).
+    """
+    where = (Metric.run_id == run_id, Metric.key == key)
+    count, low, high = session.execute(select(func.count(), func.min(Metric.step), func.max(Metric.step))
+                                       .where(*where)).one()
+    if count <= limit:
+        steps, values = metric_series(session, run_id, key, limit=limit)
+        return steps, [v if math.isfinite(v) else None for v in values]
+    bucket = ((Metric.step - low) * max(limit // 2, 1) // (high - low + 1)).label("bucket")
+    finite = case((Metric.is_nan == false(), Metric.value))
+    query = (select(bucket, func.min(Metric.step), func.min(finite), func.max(finite)).where(*where)
+             .group_by(bucket).order_by(bucket))
+    xs: list[int] = []
+    ys: list[float | None] = []
+    for _, first, smallest, largest in session.execute(query):
+        pair = [smallest] if smallest == largest else [smallest, largest]  # None, None: only NaN points
+        for value in pair:
+            xs.append(first)
+            ys.append(value if value is not None and math.isfinite(value) else None)
+    return xs, ys
+
+
 def experiment_ids(session: Session, given: str) -> list[int]:
     """The experiment ids ``given`` names: an id (as MLflow's links carry) or a name."""
     if given.isdigit():

@@ -62,3 +62,26 @@ def test_metric_series_reads_one_key_in_step_order_with_a_cap(store) -> None:  #
     with store.read() as s:
         steps, values = views.metric_series(s, rid, "loss", limit=5)
     assert steps == [0, 1, 2, 3, 4] and values == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_metric_envelope_keeps_each_buckets_extremes(store) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.tracking.downsample import downsample
+
+    values = [float(i % 7) for i in range(5000)]
+    values[1234] = 1e6  # one spike
+    values[4000:4100] = [float("nan")] * 100  # a gap
+    with store.write() as s:
+        rid = service.create_run(s, experiment="e")
+        repo.log_metrics(s, rid, [MetricValue("loss", v, step=i) for i, v in enumerate(values)])
+    with store.read() as s:
+        xs, ys = views.metric_envelope(s, rid, "loss", 100)
+        short_x, short_y = views.metric_envelope(s, rid, "loss", 10_000)
+    assert len(xs) <= 100 and xs == sorted(xs)
+    spike = [x for x, y in zip(xs, ys, strict=True) if y == 1e6]
+    assert len(spike) == 1 and 1234 - 50 < spike[0] <= 1234  # the spike, drawn at its bucket's first step
+    assert None in ys and all(4000 <= x < 4100 for x, y in zip(xs, ys, strict=True) if y is None)
+    finite = [y for y in ys if y is not None]
+    assert min(finite) == 0.0 and max(finite) == 1e6
+    assert short_x == list(range(5000)) and short_y[4050] is None and short_y[1234] == 1e6  # short: whole
+    # the same envelope as the list downsampler over the same points, bucket for bucket
+    assert max(y for y in downsample(list(range(5000)), values, 100)[1] if y is not None) == max(finite)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shipyard.store import run_views as views
-from shipyard.tracking.downsample import DEFAULT_LIMIT, downsample
+from shipyard.tracking.downsample import DEFAULT_LIMIT
 
 
 def metric_chart(session: Any, key: str, runs: Sequence[tuple[str, str]], *, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
@@ -19,10 +19,9 @@ def metric_chart(session: Any, key: str, runs: Sequence[tuple[str, str]], *, lim
     series = []
     points = 0
     for run_id, label in runs:
-        steps, values = views.metric_series(session, run_id, key)
-        if not steps:
+        xs, ys = views.metric_envelope(session, run_id, key, limit)
+        if not xs:
             continue
-        xs, ys = downsample(steps, values, limit)
         points += len(xs)
         series.append({"label": label, "x": xs, "y": ys})
     shared = series[0]["x"] if series and all(s["x"] == series[0]["x"] for s in series) else None
