@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -65,10 +66,10 @@ def _tls_server(root: Path, ca_file: Path, *tls: str) -> Iterator[tuple[str, str
                 break
         tokens = [line for line in printed if line.startswith("shp_")]
         assert tokens, "\n".join(printed)
-        deadline = time.monotonic() + 60
+        deadline, trusted = time.monotonic() + 60, ssl.create_default_context(cafile=str(ca_file))
         while True:  # wait for the condition (it answers), bounded
             try:
-                httpx.get(url + "/health", verify=str(ca_file), timeout=2)
+                httpx.get(url + "/health", verify=trusted, timeout=2)
                 break
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline, "\n".join(printed)
