@@ -316,7 +316,8 @@ async def runs_create(request: Request) -> Response:
                 name=run_name, parent_run_id=parent_id, tags=tags, source="mlflow", user=user, git=git,
                 start_time=start_time,
             )
-            return run_json(_get_run_record(session, run_id))
+            # plain INSERTs above (no pending ORM state): the answer is read back as a Core row
+            return run_json(service.records(session, [repo.run_row(session, run_id)])[0])
 
     return json_response({"run": await in_thread(work)})
 
@@ -343,7 +344,7 @@ async def runs_get(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         with _ws(request).store.read() as session:
-            record = service.records(session, [repo.get_run(session, run_id)])[0]
+            record = service.records(session, [repo.run_row(session, run_id)])[0]
             return run_json(record, _run_models(session, [run_id])[run_id])
 
     return json_response({"run": await in_thread(work)})

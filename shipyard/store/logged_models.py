@@ -145,9 +145,25 @@ def model_data(session: Session, model_ids: Sequence[str]) -> tuple[dict[str, di
     return tags, params, metrics
 
 
+_ROW = select(LoggedModel.__table__).where(LoggedModel.id == bindparam("model"))
+
+
+def get_row(session: Session, model_id: str, *, allow_deleted: bool = False) -> Any:
+    """``get`` for readers: the model's row as a plain Core row (same attribute names, no ORM
+    identity map: a third of the cost of ``Session.get``); NotFound as ``get`` says it."""
+    found = session.connection().execute(_ROW, {"model": model_id}).first() if len(model_id) <= 40 else None
+    if found is None or (found.lifecycle_stage == "deleted" and not allow_deleted):
+        raise NotFound(f"Logged model with ID '{model_id[:60]}' not found.",
+                       hint="list logged models with MlflowClient().search_logged_models([experiment_id])")
+    return found
+
+
 def set_tags(session: Session, model_id: str, tags: Mapping[str, str]) -> None:
-    for key, value in tags.items():
-        session.merge(LoggedModelTag(model_id=model_id, key=key, value=value))
+    """Set or overwrite tags (one upsert)."""
+    if tags:
+        conn = session.connection()
+        conn.execute(_upsert(conn.dialect.name, LoggedModelTag.__tablename__),
+                     [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()])
 
 
 def delete_tag(session: Session, model_id: str, key: str) -> None:
@@ -169,16 +185,18 @@ def log_params(session: Session, model_id: str, params: Mapping[str, str]) -> No
 
 
 @cache
-def _artifact_upsert(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (model, path) DO UPDATE of a model's file rows, built once per dialect."""
+def _upsert(dialect: str, table_name: str) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE (the other columns) of one of this module's
+    tables, built once per dialect (building it costs more than running it)."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    table = LoggedModelArtifact.__table__
+    table = Base.metadata.tables[table_name]
     stmt = insert(table)
-    return stmt.on_conflict_do_update(index_elements=[table.c.model_id, table.c.path],
-                                      set_={"oid": stmt.excluded.oid, "size": stmt.excluded.size})
+    keys = [c for c in table.c if c.primary_key]
+    return stmt.on_conflict_do_update(index_elements=keys,
+                                      set_={c.name: stmt.excluded[c.name] for c in table.c if not c.primary_key})
 
 
 _TOUCH = LoggedModel.__table__.update().where(LoggedModel.id == bindparam("model")).values(updated_at=bindparam("at"))
@@ -190,8 +208,17 @@ def record_artifacts(session: Session, model_id: str, files: Iterable[tuple[str,
     rows = [{"model_id": model_id, "path": path, "oid": oid, "size": size} for path, oid, size in files]
     conn = session.connection()
     if rows:
-        conn.execute(_artifact_upsert(conn.dialect.name), rows)
+        conn.execute(_upsert(conn.dialect.name, LoggedModelArtifact.__tablename__), rows)
     conn.execute(_TOUCH, {"model": model_id, "at": now_ms()})
+
+
+_ARTIFACT_OID = select(LoggedModelArtifact.oid).where(LoggedModelArtifact.model_id == bindparam("model"),
+                                                     LoggedModelArtifact.path == bindparam("path"))
+
+
+def artifact_oid(session: Session, model_id: str, path: str) -> str | None:
+    """The object id of one file of a logged model, or None (one Core read: the hot path of downloads)."""
+    return session.connection().execute(_ARTIFACT_OID, {"model": model_id, "path": path}).scalar()
 
 
 def artifacts_of(session: Session, model_id: str) -> list[tuple[str, str, int]]:
@@ -202,8 +229,11 @@ def artifacts_of(session: Session, model_id: str) -> list[tuple[str, str, int]]:
 
 
 def link_runs(session: Session, run_id: str, model_steps: Iterable[tuple[str, int]], direction: str) -> None:
-    for model_id, step in model_steps:
-        session.merge(RunModelIO(run_id=run_id, model_id=model_id, direction=direction, step=step))
+    """Record that a run read or wrote models (one upsert: linking again keeps the newest step)."""
+    rows = [{"run_id": run_id, "model_id": m, "direction": direction, "step": step} for m, step in model_steps]
+    if rows:
+        conn = session.connection()
+        conn.execute(_upsert(conn.dialect.name, RunModelIO.__tablename__), rows)
 
 
 def run_models(session: Session, run_ids: Sequence[str]) -> dict[str, dict[str, list[tuple[str, int]]]]:

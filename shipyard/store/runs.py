@@ -223,6 +223,18 @@ def get_run(session: Session, run_id: str) -> Run:
     return run
 
 
+_RUN_ROW = select(Run.__table__).where(Run.id == bindparam("run_id"))
+
+
+def run_row(session: Session, run_id: str) -> Any:
+    """``get_run`` for readers: the run as a plain Core row (the same attribute names, without the
+    ORM's identity map, which costs more than the query); NotFound when unknown."""
+    run = session.connection().execute(_RUN_ROW, {"run_id": run_id}).first()
+    if run is None:
+        raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")
+    return run
+
+
 def finish_run(session: Session, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> Run:
     """Mark a run ended with ``status`` (FINISHED, FAILED or KILLED)."""
     if status not in RUN_STATUSES:

@@ -151,27 +151,27 @@ def delete(store: Store, model_id: str) -> None:
 def set_tags(store: Store, model_id: str, tags: Mapping[str, str]) -> None:
     clean = v.check_tags(tags)
     with store.write() as session:
-        lm.get(session, model_id)
+        lm.get_row(session, model_id)
         lm.set_tags(session, model_id, clean)
 
 
 def delete_tag(store: Store, model_id: str, key: str) -> None:
     with store.write() as session:
-        lm.get(session, model_id)
+        lm.get_row(session, model_id)
         lm.delete_tag(session, model_id, key)
 
 
 def log_params(store: Store, model_id: str, params: Mapping[str, str]) -> None:
     clean = v.check_params(params)
     with store.write() as session:
-        lm.get(session, model_id)
+        lm.get_row(session, model_id)
         lm.log_params(session, model_id, clean)
 
 
 # -- reads -------------------------------------------------------------------------------------------
 def get(store: Store, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
     with store.read() as session:
-        return _records(session, [lm.get(session, model_id, allow_deleted=allow_deleted)])[0]
+        return _records(session, [lm.get_row(session, model_id, allow_deleted=allow_deleted)])[0]
 
 
 def get_logged_model(workspace: Workspace, model_id: str) -> LoggedModel:
@@ -183,7 +183,7 @@ def locate(workspace: Workspace, model_id: str) -> tuple[str, str | None]:
     """(artifact location, source run id) of an active logged model, in one query: what the
     registry needs to resolve a ``models:/m-...`` source (NotFound when unknown)."""
     with workspace.store.read() as session:
-        row = lm.get(session, model_id)
+        row = lm.get_row(session, model_id)
         return row.artifact_location, row.source_run_id
 
 
@@ -244,7 +244,7 @@ def store_artifact(store: Store, objects: ObjectStore, model_id: str, path: str,
     """Keep one uploaded file of a logged model; returns its object id."""
     path = safe_relative(path)
     with store.read() as session:
-        lm.get(session, model_id)   # checked before any byte is stored: bad input changes nothing
+        lm.get_row(session, model_id)   # checked before any byte is stored: bad input changes nothing
     oid = objects.put_bytes(data)
     with store.write() as session:
         # logged models are only ever soft-deleted, so the row checked above is still there
@@ -255,11 +255,10 @@ def store_artifact(store: Store, objects: ObjectStore, model_id: str, path: str,
 def read_artifact(store: Store, objects: ObjectStore, model_id: str, path: str) -> bytes:
     path = safe_relative(path)
     with store.read() as session:
-        row = session.get(lm.LoggedModelArtifact, (model_id, path))
-        if row is None:
-            lm.get(session, model_id, allow_deleted=True)   # an unknown model is named as such
+        oid = lm.artifact_oid(session, model_id, path)
+        if oid is None:
+            lm.get_row(session, model_id, allow_deleted=True)   # an unknown model is named as such
             raise NotFound(f"logged model {model_id} has no artifact {path!r}")
-        oid = row.oid
     return objects.get_bytes(oid)
 
 
@@ -267,7 +266,7 @@ def list_artifacts(store: Store, model_id: str, prefix: str = "") -> list[dict[s
     """Direct children of ``prefix`` (files with sizes, and folders), as MLflow lists them."""
     prefix = safe_relative(prefix) if prefix else ""
     with store.read() as session:
-        lm.get(session, model_id, allow_deleted=True)
+        lm.get_row(session, model_id, allow_deleted=True)
         files = lm.artifacts_of(session, model_id)
     return service.children([(p, s) for p, _, s in files], prefix)
 
@@ -285,7 +284,7 @@ def logged_model_files(workspace: Workspace, model_id: str) -> dict[str, str]:
     """Path -> object id of every artifact file of an active logged model, read from the store
     (NotFound when the model is unknown or none of its files are stored on this server)."""
     with workspace.store.read() as session:
-        row = lm.get(session, model_id)
+        row = lm.get_row(session, model_id)
         files = {p: oid for p, oid, _ in lm.artifacts_of(session, model_id)}
         location = row.artifact_location
     if not files:
@@ -330,5 +329,5 @@ def link_run(session: Session, run_id: str, models: Sequence[tuple[str, int]], d
         return
     service.active_run(session, run_id)
     for model_id, _ in models:
-        lm.get(session, model_id)
+        lm.get_row(session, model_id)
     lm.link_runs(session, run_id, models, direction)
