@@ -290,7 +290,7 @@ class Monitor:
             "retrain", model, now, kind=kind, source=source, in_flight=in_flight,
             min_interval_s=parse_duration(retrain.min_interval),
             last_started_at=(last_started.started_at or last_started.created_at) if last_started else None,
-            last_failed=last_failed, new_data_since_failure=new_data))
+            last_failed=last_failed, new_data_since_failure=new_data, over_budget=self._over_budget(session, kind)))
         state = "pending" if ctx.status == policy.ACCEPT else "rejected"
         trigger = repo.add_trigger(session, model=model, kind=kind, source=source, state=state, reason=ctx.reason,
                                    fired=ctx.fired, result={"data": self._data_fingerprint(session, model),
@@ -300,6 +300,14 @@ class Monitor:
         audit.record(session, f"monitor.trigger.{state}", f"{model}/trigger/{trigger.id}",
                      {"kind": kind, "source": source, "reason": ctx.reason, "fired": ctx.fired})
         return trigger
+
+    def _over_budget(self, session: Any, kind: str) -> str:
+        """Why the project's budget forbids an automatic retrain ("" when it does not, or for a person)."""
+        if kind == "manual" or self.config.budget is None:
+            return ""
+        from shipyard.tracking.budget import spent_budget
+
+        return spent_budget(session, self.config) or ""
 
     def approve(self, trigger_id: int, source: str = "shipyard triggers approve") -> dict[str, Any]:
         """A person approves a trigger's gated version: decided by ``policy.APPROVE_POLICY``, stored

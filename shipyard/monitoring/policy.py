@@ -46,6 +46,7 @@ class Context(Decision):
     last_started_at: float | None = None
     last_failed: bool = False
     new_data_since_failure: bool = False
+    over_budget: str = ""  # why the project's daily or monthly budget is spent ("" when it is not)
     # approve
     trigger_id: int | None = None
     trigger_state: str = ""
@@ -114,6 +115,17 @@ class NoLoopAfterFailure(Rule):
                                     "fix it and run 'shipyard triggers run' (or wait for new data)")
 
 
+class WithinBudget(Rule):
+    """A rule, new data or a schedule starts no retrain once a daily or monthly budget is spent; a
+    person still may (``shipyard triggers run``)."""
+
+    PROPOSALS = ("retrain",)
+
+    def before(self, ctx: Context) -> None:
+        if ctx.over_budget and ctx.kind != "manual":
+            ctx.reject(self.name, f"over budget: {ctx.over_budget}")
+
+
 class TriggerRetrain(Rule):
     """Accept: a retrain trigger is created (pending) and started after commit."""
 
@@ -143,7 +155,8 @@ class StartApprovedRollout(Rule):
 
 
 FIRE_POLICY: tuple[type[Rule], ...] = (DebounceWindows, Cooldown)
-RETRAIN_POLICY: tuple[type[Rule], ...] = (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, TriggerRetrain)
+RETRAIN_POLICY: tuple[type[Rule], ...] = (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, WithinBudget,
+                                           TriggerRetrain)
 APPROVE_POLICY: tuple[type[Rule], ...] = (RequireAwaitingApproval, StartApprovedRollout)
 POLICIES = {"fire": FIRE_POLICY, "retrain": RETRAIN_POLICY, "approve": APPROVE_POLICY}
 

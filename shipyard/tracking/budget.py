@@ -63,10 +63,16 @@ def _event(check: BudgetCheck, share: float, key: str) -> dict[str, Any]:
 
 def guard(store: Any, config: Any, now_ms: int | None = None) -> str | None:
     """Why not to start more work (a daily or monthly budget is spent), or None."""
+    if config.budget is None:
+        return None
+    with store.read() as session:
+        return spent_budget(session, config, now_ms)
+
+
+def spent_budget(session: Any, config: Any, now_ms: int | None = None) -> str | None:
+    """``guard`` inside a session the caller holds."""
     if config.budget is None or (config.budget.per_day is None and config.budget.per_month is None):
         return None
-    now_ms = now_ms or int(time.time() * 1000)
-    with store.read() as session:
-        checks = check_budgets(session, config.budget, PriceTable.of(config.cost), now_ms)
+    checks = check_budgets(session, config.budget, PriceTable.of(config.cost), now_ms or int(time.time() * 1000))
     spent = [c for c in checks if c.limit != "per_run" and c.spent >= c.budget]
     return "; ".join(c.text() for c in spent) or None

@@ -148,7 +148,7 @@ class TestStartApprovedRollout:
 
 def test_policy_order_is_pinned() -> None:
     assert (DebounceWindows, Cooldown) == policy.FIRE_POLICY
-    assert (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, TriggerRetrain) == policy.RETRAIN_POLICY
+    assert (OneRetrainInFlight, DebounceRetrain, NoLoopAfterFailure, policy.WithinBudget, TriggerRetrain) == policy.RETRAIN_POLICY
     assert (RequireAwaitingApproval, StartApprovedRollout) == policy.APPROVE_POLICY
 
 
@@ -166,3 +166,17 @@ def test_a_rule_that_raises_aborts_the_decision() -> None:
 
     ctx = policy.decide(make_context("fire", streak=1), (Broken, DebounceWindows))
     assert ctx.status == ABORT and "boom" in ctx.reason and ctx.fired == ["Broken"]
+
+
+class TestWithinBudget:
+    @pytest.mark.parametrize("kind", ["rule", "schedule", "new_data"])
+    def test_rejects_an_automatic_retrain_once_a_budget_is_spent(self, kind: str) -> None:
+        ctx = policy.decide(make_context("retrain", kind=kind, over_budget="per_day budget: spent 5.1 of 5 USD (102%)"))
+        assert ctx.status == REJECT and ctx.reason == "over budget: per_day budget: spent 5.1 of 5 USD (102%)"
+
+    def test_a_person_may_still_retrain(self) -> None:
+        ctx = policy.decide(make_context("retrain", kind="manual", over_budget="per_day budget: spent 6 of 5 USD"))
+        assert ctx.status == ACCEPT
+
+    def test_does_not_fire_within_budget(self) -> None:
+        assert policy.decide(make_context("retrain", kind="schedule")).status == ACCEPT
