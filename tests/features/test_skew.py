@@ -42,3 +42,32 @@ def test_skew_metrics_are_rule_metrics():
     assert MonitorRule(when="feature.conv_rate.skew > 0.1", actions=["alert", "retrain"]).actions == ["alert", "retrain"]
     with pytest.raises(ValueError, match=r"feature\.conv_rate\.skw"):
         MonitorRule(when="feature.conv_rate.skw > 0.1")
+
+
+def test_a_skewed_online_value_trips_a_monitor_rule(store, tmp_path):
+    from shipyard.config import ShipyardConfig
+    from shipyard.features.repo import open_store
+    from shipyard.monitoring.monitor import Monitor
+    from tests.monitoring.logs import reference_profile, traffic, write_log
+
+    repo = fresh_repo(tmp_path / "repo", SQLITE_ONLINE, "drivers")
+    cfg = ShipyardConfig.model_validate({
+        "model": {"name": "penguins", "path": "model.pkl", "target": "species"},
+        "features": {"repo": "repo", "serve": {"entity_key": "driver_id", "refs": REFS}},
+        "monitor": {"window": "60s", "min_rows": 30, "rules": [
+            {"name": "skew", "when": "feature_skew > 0.1", "actions": ["alert"]}]}})
+    profile = reference_profile()
+    monitor = Monitor(store, cfg, root=tmp_path, requests_root=tmp_path / "requests",
+                      feedback_root=tmp_path / "feedback", references=lambda model, version: profile)
+    start = NOW.timestamp() // 60 * 60 - 600
+    write_log(tmp_path / "requests", traffic(120, seed=1, start=start + 1, spacing=0.4))
+    report = monitor.cycle(now=start + 61)
+    assert [w["verdict"] for w in report.windows] == ["ok"] and report.firings == []
+    skewed = pd.DataFrame({"driver_id": [1001], "event_timestamp": [NOW - timedelta(minutes=5)],
+                           "created": [NOW - timedelta(minutes=5)], "conv_rate": [0.95], "acc_rate": [0.1],
+                           "avg_daily_trips": [10]})
+    open_store(repo).write_to_online_store("driver_stats", skewed)
+    write_log(tmp_path / "requests", traffic(120, seed=2, start=start + 61, spacing=0.4))
+    report = monitor.cycle(now=start + 121)
+    assert [(f["rule"], f["status"]) for f in report.firings] == [("skew", "ACCEPT")]
+    assert [e["kind"] for e in monitor.sent] == ["monitor.alert"]
