@@ -203,7 +203,12 @@ def retrieval(rows: int) -> dict[str, dict[str, float]]:
 def run(n: int) -> None:
     requests = max(n, 200)
     root = prepare(f"bench_{uuid.uuid4().hex[:8]}")
-    lat = enrichment(root, requests)
+    try:
+        lat = enrichment(root, requests)
+    finally:  # the run's keys leave the shared Redis
+        from shipyard.features.repo import open_store
+
+        open_store(root / "feature_repo").teardown()
     k, c, f = lat["keyed"], lat["carried"], lat["feast+gateway"]
     print(f"| gateway, 1 entity, 3 features from Redis (enriched) vs in the request, {requests} sequential requests "
           f"| p50 {k['p50']:.2f} / p99 {k['p99']:.2f} ms | p50 {c['p50']:.2f} / p99 {c['p99']:.2f} ms (features sent) "
