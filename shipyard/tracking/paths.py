@@ -9,12 +9,14 @@ relative key: refused when it is absolute, has a drive letter, a backslash, or a
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 from shipyard.errors import PathEscapeError
 from shipyard.hashing import check_relative
 
 MAX_PATH_LENGTH = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a control character (one C-speed scan: every artifact request)
 
 
 def safe_relative(path: str, what: str = "artifact path") -> str:
@@ -32,7 +34,7 @@ def safe_relative(path: str, what: str = "artifact path") -> str:
     shown = repr(path) if decoded == path else f"{path!r} (decoded: {decoded!r})"
     if len(decoded) > MAX_PATH_LENGTH:
         raise PathEscapeError(f"{what} is {len(decoded)} characters long; the limit is {MAX_PATH_LENGTH}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in decoded):
+    if _CONTROL.search(decoded):
         raise PathEscapeError(f"{what} {shown} contains a control character")
     # the one check of a relative key (no filesystem: an accepted path is only a lookup key);
     # project.resolve_inside is its counterpart for paths on disk
