@@ -486,4 +486,43 @@ trap - EXIT
 step "audit log"
 shipyard audit verify
 
+# --- web UI ---
+step "web UI: shipyard server serves it at /, over this demo's project (auth on: log in through /login)"
+ui_password="demo-$(python3 -c 'import secrets; print(secrets.token_urlsafe(9))')"
+echo "$ui_password" | shipyard users passwd admin --password-stdin
+ui_port="$(free_port)"
+ui_url="http://127.0.0.1:$ui_port"
+shipyard server --port "$ui_port" --no-monitor > ui-server.log 2>&1 &
+ui_pid=$!
+trap 'kill $ui_pid 2>/dev/null || true' EXIT
+python3 - "$ui_url" "$admin_token" <<'PY'
+import re, sys, time, httpx
+url, token = sys.argv[1], sys.argv[2]
+deadline = time.time() + 120
+while True:  # until the server answers its public health route
+    try:
+        if httpx.get(url + "/health", timeout=2).status_code == 200:
+            break
+    except httpx.HTTPError:
+        pass
+    if time.time() > deadline:
+        sys.exit("shipyard server did not answer: see ui-server.log")
+    time.sleep(0.2)
+page = httpx.get(url + "/runs", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+rows = re.findall(r'class="run-row" data-run-id="([0-9a-f]+)"', page.text)
+if page.status_code != 200 or not rows:
+    sys.exit(f"the web UI's /runs shows no run of the demo ({page.status_code}): see ui-server.log")
+print(f"/runs answers {page.status_code} with {len(rows)} of the demo's runs on its first page")
+PY
+if [ -n "$CI" ]; then
+  kill $ui_pid && wait $ui_pid 2>/dev/null || true
+  trap - EXIT
+  ui_note="(stopped: CI is set)"
+else
+  trap - EXIT   # keep it running for you: stop it with the kill below
+  ui_note="(stop it with: kill $ui_pid)"
+fi
+# --- end web UI ---
+
 printf '\ndemo finished in %s\n' "$work"
+printf '\nOpen the web UI: %s/ (log in as admin, password %s) %s\n' "$ui_url" "$ui_password" "$ui_note"
