@@ -113,9 +113,10 @@ def test_selected_runs_open_the_compare_page_with_an_overlay_chart(admin: Any, s
     assert all(run_id in page.url for run_id in chosen)
     for name in ("svm-a", "rf-b", "mlp-b"):
         expect(page.locator("main")).to_contain_text(name)
-    expect(page.locator(".chart canvas").first).to_be_visible()
-    page.wait_for_function("() => document.querySelectorAll('.chart[data-drawn]').length > 0")
-    assert series_pixels(page, ".chart[data-drawn]") > 50
+    # each overlay chart loads when it scrolls into view
+    page.locator("#compare-charts").scroll_into_view_if_needed()
+    page.wait_for_selector("#compare-charts .chart[data-drawn] canvas")
+    assert series_pixels(page, "#compare-charts .chart[data-drawn]") > 50
     shot(page, "compare")
 
 
