@@ -79,7 +79,7 @@ def open_lite(state_dir: Path) -> LiteStore | None:
     if wanted is None or not path.is_file():
         return None
     try:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     except sqlite3.Error:
         return None
     try:
