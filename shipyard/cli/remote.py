@@ -70,19 +70,22 @@ class Remote:
     """A ``shipyard server`` over HTTP: JSON in, JSON out, errors mapped to Shipyard's exit codes."""
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        import httpx
-
         from shipyard.auth.settings import client_options
 
-        self.url = url
-        self.client = httpx.Client(base_url=url, timeout=timeout, **client_options())
+        self.url, self.timeout = url, timeout
+        self.options = client_options()
 
     def call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        """The JSON answer of ``method path``; a ShipyardError naming ``what`` and the server otherwise."""
+        """The JSON answer of ``method path``; a ShipyardError naming ``what`` and the server otherwise.
+
+        One connection per call, closed after it: a command makes one or two calls, and no idle TLS
+        connection is left for the server to wait on when it shuts down.
+        """
         import httpx
 
         try:
-            response = self.client.request(method, path, **kwargs)
+            with httpx.Client(base_url=self.url, timeout=self.timeout, **self.options) as client:
+                response = client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             tls = "certificate" in str(exc).lower() or "ssl" in str(exc).lower()
             raise UsageError(f"{what}: cannot reach {SERVER_URL_ENV}={self.url}: {exc}",
