@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from shipyard.errors import AlreadyExists, InputError, NotFound, PathEscapeError
 from shipyard.server.common import API_DOCS, in_thread, json_body, mlflow_param, mlflow_routes
@@ -690,4 +691,18 @@ _ENDPOINTS: list[tuple[str, Any, list[str]]] = [
     ("/artifacts/list", artifacts_list, ["GET"]),
 ]
 
-routes = mlflow_routes(_ENDPOINTS)
+# What an MLflow 3 client asks before anything else (and caches for 60 s only when it gets a 200).
+# Like MLflow's, it answers without a login and says nothing a stranger may not know.
+SERVER_INFO = {"store_type": "SqlStore", "workspaces_enabled": False, "trace_archival_enabled": False,
+               "multipart_uploads_enabled": False, "multipart_downloads_enabled": False,
+               "presigned_upload_run_id_supported": False, "presigned_upload_model_id_supported": False,
+               "features_enabled": {"gateway": False}}
+SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+
+
+async def server_info(request: Request) -> Response:
+    """MLflow 3's capability probe: a SQL store, no multipart or presigned uploads, no workspaces."""
+    return json_response(SERVER_INFO)
+
+
+routes = [*mlflow_routes(_ENDPOINTS), *(Route(path, server_info, methods=["GET"]) for path in SERVER_INFO_PATHS)]

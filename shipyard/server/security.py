@@ -307,7 +307,9 @@ def _alias_permission(view: RequestView) -> str:
                                     or ""))
 
 
-SERVER_PUBLIC_PATHS = (*DEFAULT_PUBLIC_PATHS, "/api/v1/health")
+# MLflow 3 clients probe server-info before they authenticate (MLflow serves it without a login too)
+SERVER_PUBLIC_PATHS = (*DEFAULT_PUBLIC_PATHS, "/api/v1/health", "/api/3.0/mlflow/server-info",
+                       "/ajax-api/3.0/mlflow/server-info")
 
 # shipyard.server.api: what remote ``shipyard`` commands read in the project, and the admin routes
 # (accounts, tokens, roles: server-wide, so admins only)

@@ -220,3 +220,19 @@ def test_artifact_proxy_round_trip(client: TestClient, run_id: str) -> None:
     listed = client.get(f"{API}/artifacts/list", params={"run_id": run_id, "path": "model"}).json()
     assert listed["files"] == [{"path": "model/model.skops", "is_dir": False, "file_size": 7}]
     _error(client.get(f"{base}/missing.bin"), 404, "RESOURCE_DOES_NOT_EXIST", "no artifact")
+
+
+def test_server_info_answers_mlflow_3_clients_without_a_login(project) -> None:  # type: ignore[no-untyped-def]
+    from starlette.testclient import TestClient
+
+    from shipyard.auth import service as auth
+    from shipyard.server.app import create_app
+
+    auth.create_project(project.store, "p", actor="ops")
+    with TestClient(create_app(project, auth_project="p")) as client:
+        for prefix in ("/api", "/ajax-api"):
+            answer = client.get(f"{prefix}/3.0/mlflow/server-info")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["store_type"] == "SqlStore" and answer.json()["multipart_uploads_enabled"] is False
+        assert client.post("/api/3.0/mlflow/server-info").status_code in (401, 405)  # only GET is public
+        assert client.get("/api/2.0/mlflow/experiments/search").status_code == 401  # the rest still is not
