@@ -58,8 +58,6 @@ def test_search_with_or_shows_exactly_the_matching_runs(admin: Any, site: Site) 
     expect(page.locator(ROWS)).to_have_count(0)
 
 
-@pytest.mark.xfail(strict=True, reason="htmx 2 does not swap a 4xx answer by default (htmx.config.responseHandling), "
-                   "so the 400 page naming the bad token never shows; the box seems to do nothing")
 def test_a_malformed_filter_typed_in_the_box_shows_its_error(admin: Any, site: Site) -> None:
     page = admin
     page.goto(f"/runs?experiment={site.experiment_id}")
@@ -92,8 +90,6 @@ def test_picked_columns_change_the_url_and_the_table_and_survive_a_reload(admin:
     expect(svm).to_contain_text("svm")
 
 
-@pytest.mark.xfail(strict=True, reason="the column search's load request inherits hx-push-url from #runs-form, so "
-                   "the address bar shows /runs-columns?q=&kind=metrics and a reload opens that fragment")
 def test_filling_the_column_picker_leaves_the_address_alone(admin: Any, site: Site) -> None:
     page = admin
     page.goto(f"/runs?experiment={site.experiment_id}")

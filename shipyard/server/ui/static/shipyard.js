@@ -46,6 +46,14 @@
                                    : "/runs?experiment=" + encodeURIComponent(mlflowLink[1]));
   }
 
+  // A 4xx answer is a page of ours saying what was wrong (a filter's bad token): show it in place.
+  // htmx 2 swaps only 2xx/3xx by default, so a bad filter would seem to do nothing.
+  if (window.htmx) {
+    htmx.config.responseHandling = [
+      {code: "204", swap: false}, {code: "[23]..", swap: true}, {code: "4..", swap: true, error: true},
+      {code: "...", swap: false, error: true}];
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.body.addEventListener("htmx:configRequest", function (event) {
       event.detail.headers["X-CSRF-Token"] = csrf();
