@@ -197,6 +197,46 @@ if shipyard models register evil --path evil/ --flavor pickle --trust; then
   echo "expected the malicious pickle to be refused" >&2; exit 1
 fi
 test ! -e pwned.txt && rm -rf evil
+step "supply: scan the trained model and the malicious pickle (allow-list; exit 1 on findings)"
+shipyard scan model/
+mkdir -p evil && python3 -c '
+import os, pickle
+class Evil:
+    def __reduce__(self): return (os.system, ("echo pwned",))
+open("evil/model.pkl", "wb").write(pickle.dumps(Evil()))'
+if shipyard scan evil/model.pkl; then echo "expected findings" >&2; exit 1; fi
+rm -rf evil
+step "supply: sign new versions with a project key; the signed version is scanned, shown and served"
+python3 -c '
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+open(".shipyard/model-signing.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))'
+printf 'supply:\n  signing_key: .shipyard/model-signing.pem\n' >> shipyard.yaml
+signed="$(shipyard models register signed-penguins --path model/ --no-run --json | version_of)"
+shipyard models show "signed-penguins@$signed"
+shipyard scan "signed-penguins@$signed"
+shipyard deploy "signed-penguins@$signed" --force --reason "demo: a signed version"
+shipyard serve --get /v2/models/signed-penguins/ready
+step "supply: a tampered copy (one flipped bit, re-packaged with the old signature) is refused when loaded"
+tampered="$(python3 - <<'PY'
+from shipyard import registry
+from shipyard.hashing import FileEntry, Manifest
+from shipyard.workspace import Workspace
+ws = Workspace.discover()
+with ws.store.read() as session:
+    mv = registry.resolve(session, "signed-penguins@champion")
+entries = {e.path: e for e in ws.objects.manifest(mv.model_oid).entries}
+name = next(p for p in entries if not p.startswith("shipyard-model"))
+data = bytearray(ws.objects.get_bytes(entries[name].oid)); data[len(data) // 2] ^= 1
+entries[name] = FileEntry(name, ws.objects.put_bytes(bytes(data)), len(data))
+oid = ws.objects.put_manifest(Manifest(tuple(sorted(entries.values(), key=lambda e: e.path))))
+with ws.store.write() as session:
+    print(registry.register(session, "signed-penguins", model_oid=oid, flavor="sklearn").version)
+PY
+)"
+if shipyard gate "signed-penguins@$tampered"; then echo "expected the tampered version to be refused" >&2; exit 1; fi
 step "registry: the model card of the champion"
 shipyard models card penguin-species@champion
 shipyard models list
@@ -483,6 +523,10 @@ trap - EXIT
 )
 # --- end monitoring ---
 
+step "sweep: the sweep shipyard.yaml declares for evaluate (train's params), briefly: 2 trials, 2 at once"
+shipyard sweep evaluate --trials 2 --jobs 2 --seed 1 --name demo
+shipyard sweep status demo
+shipyard runs list --limit 4
 step "audit log"
 shipyard audit verify
 

@@ -128,7 +128,7 @@ def _add_admin(ws: Workspace) -> None:
     service.create_user(ws.store, "ada", password=PASSWORD, admin=True, actor="ops")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """``shipyard server`` (auth on) over a project seeded with runs, a model and a running canary."""
     root = tmp_path_factory.mktemp("browser") / PROJECT
@@ -147,7 +147,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         ws.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the session (skipped, with the reason, where it is not installed)."""
     if not Path(CHROMIUM).exists():
@@ -179,14 +179,14 @@ def login(browser: Any, site: Site, user: str) -> Any:
     return context
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin_context(browser: Any, site: Site) -> Iterator[Any]:
     context = login(browser, site, "ada")
     yield context
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def viewer_context(browser: Any, site: Site) -> Iterator[Any]:
     context = login(browser, site, "vera")
     yield context
