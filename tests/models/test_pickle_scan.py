@@ -50,5 +50,5 @@ def test_module_alias_is_refused_at_load() -> None:
     # GLOBAL 'shipyard.models.pickle_scan io' (a module object) is off the allow-list: refused by find_class.
     data = b"cshipyard.models.pickle_scan\nio\n."
     assert scan(data).globals[0][:2] == ("shipyard.models.pickle_scan", "io")
-    with pytest.raises(UnsafeModel, match="pickle_scan.io .*not on the allow-list"):
+    with pytest.raises(UnsafeModel, match=r"pickle_scan\.io .*not on the allow-list"):
         restricted_loads(data)
