@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,6 @@ def to_airflow(plan: Plan, *, image: str, operator: str = "bash", env: Sequence[
 def _py(value: Any) -> str:
     """A Python literal for the DAG file (repr of str/int/None/dict)."""
     return repr(value)
-
-
-def dependencies(plan: Plan) -> Mapping[str, tuple[str, ...]]:
-    """Step -> the steps it runs after (what both exports encode)."""
-    return {step.name: step.after for step in plan.steps}
 
 
 _AIRFLOW = '''"""Airflow DAG for the Shipyard pipeline {{ plan.name }}: written by `shipyard export airflow`.

@@ -10,7 +10,7 @@ resources (a plain ``shipyard.start_run`` from a notebook) is unpriced too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,14 +217,3 @@ def crossed(checks: Iterable[BudgetCheck], thresholds: Sequence[float]) -> list[
         if reached:
             found.append((check, max(reached)))
     return found
-
-
-def totals(costs: Mapping[str, Cost]) -> Cost | None:
-    """The sum of several costs (None when there are none)."""
-    values = list(costs.values())
-    if not values:
-        return None
-    currency = values[0].currency
-    if any(c.amount is None for c in values):
-        return Cost(None, currency, tuple(sorted({u for c in values for u in c.unpriced})))
-    return Cost(sum(c.amount or 0.0 for c in values), currency, tuple(sorted({u for c in values for u in c.unpriced})))
