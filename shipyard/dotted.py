@@ -21,6 +21,15 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value} if prefix else {}
 
 
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b`` in a nested dict, creating the mappings on the way (``flatten``'s inverse, one key)."""
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def numeric_leaves(data: Any) -> dict[str, float]:
     """The numbers of a metrics document by dotted key (booleans, text and NaN left out)."""
     out = {}

@@ -117,7 +117,7 @@ def _finish(sweep: Any, ws: Any, report: Any, apply_best: bool, register: bool, 
     if register:
         import subprocess
 
-        from shipyard.sweep.trials import shipyard_command
+        from shipyard.monitoring.retrain import shipyard_command
 
         # the best trial's stages are in the run cache: this restores them and registers the model
         done = subprocess.run([*shipyard_command(), "run"], cwd=ws.project.root)

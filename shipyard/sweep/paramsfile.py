@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from shipyard.dotted import set_dotted
+
 _LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.\-]+|\"[^\"]*\"|'[^']*'):(?P<rest>.*)$")
 
 
@@ -53,10 +55,6 @@ def set_values(path: Path, values: Mapping[str, Any]) -> bool:
         return True
     data = yaml.safe_load(text) or {}
     for dotted, value in values.items():
-        node = data
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(data, dotted, value)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return False

@@ -20,8 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from shipyard.dotted import set_dotted
+from shipyard.monitoring.retrain import shipyard_command
 from shipyard.pipeline.runner import SWEEP_RUN_ENV, SWEEP_TRIAL_ENV
 
 POLL_SECONDS = 0.5
@@ -45,12 +45,6 @@ class TrialResult:
     ran: tuple[str, ...] = ()
     restored: tuple[str, ...] = ()
     message: str = ""
-
-
-def shipyard_command() -> list[str]:
-    """The ``shipyard`` console script of this interpreter (the same install runs every trial)."""
-    script = Path(sys.executable).with_name("shipyard")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "shipyard.cli.main"]
 
 
 def prepare_folder(root: Path, folder: Path, skip: Iterable[str], overrides: Mapping[str, Any],
@@ -79,11 +73,7 @@ def with_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
     """``params`` with each dotted ``overrides`` key set (a deep copy; the original is untouched)."""
     result: dict[str, Any] = json.loads(json.dumps(params, default=str))
     for dotted, value in overrides.items():
-        node = result
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(result, dotted, value)
     return result
 
 
@@ -151,8 +141,3 @@ def stage_run_of(session: Any, sweep_run_id: str, number: int, stage: str) -> st
     found = session.scalars(select(Run.id).where(Run.parent_run_id.in_(pipeline), Run.name == stage)
                             .order_by(Run.start_time.desc()).limit(1)).first()
     return found
-
-
-def elapsed(started: float) -> float:
-    """Seconds since ``started`` (monotonic)."""
-    return time.monotonic() - started
