@@ -108,13 +108,14 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     frame = read_eval_set(root, model_cfg.eval if model_cfg else None)
     target = model_cfg.target if model_cfg else None
     supply = _supply_facts(objects, candidate_mv, config, root) if _needs_supply(config) else {}
+    # _supply_facts verified the candidate's signature (with the gate's keys): not again while loading
     candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust,
-                                                             what=candidate_mv.ref),
+                                                     what=candidate_mv.ref, verified=bool(supply)),
                         candidate_mv.size_bytes, candidate_metrics, supply, costs.get(candidate_mv.ref))
     champion = None
     if champion_mv is not None:
         champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust,
-                                                            what=champion_mv.ref),
+                                                       what=champion_mv.ref),
                            champion_mv.size_bytes, champion_metrics, cost=costs.get(champion_mv.ref))
     verdict = gates_mod.evaluate(config.gates, candidate, champion, frame=frame, target=target, root=root,
                                  champion_note=note)
