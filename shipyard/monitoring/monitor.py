@@ -101,14 +101,18 @@ class Monitor:
         self._threads: list[threading.Thread] = []
         self.sent: list[dict[str, Any]] = []
         self._skew_check: Any = None  # shipyard.features.skew.SkewCheck, opened on first use
+        self._skew_at: tuple[float, dict[str, Any]] | None = None  # (cycle's now, its skew): one check per cycle
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _skew(self) -> dict[str, Any]:
+    def _skew(self, now: float) -> dict[str, Any]:
         """Training/serving skew of the served features (``feature_skew``, ``feature.<name>.skew``)
-        when shipyard.yaml has ``features.serve``; a failing check is reported, never fatal."""
+        when shipyard.yaml has ``features.serve``; a failing check is reported, never fatal. It is
+        the project's, not a window's: checked once per cycle (``now``) and shared by its windows."""
         features = self.config.features
         if features is None or features.serve is None:
             return {}
+        if self._skew_at is not None and self._skew_at[0] == now:
+            return self._skew_at[1]
         from shipyard.errors import ShipyardError
 
         try:
@@ -116,9 +120,11 @@ class Monitor:
                 from shipyard.features.skew import SkewCheck
 
                 self._skew_check = SkewCheck(self.root, features.repo, features.serve)
-            return self._skew_check.metrics()
+            skew = self._skew_check.metrics()
         except ShipyardError as exc:
-            return {"skew_error": exc.message}
+            skew = {"skew_error": exc.message}
+        self._skew_at = (now, skew)
+        return skew
 
     def models(self) -> list[str]:
         if self.settings.models:
@@ -193,7 +199,7 @@ class Monitor:
                 expected=self._expected_features(model, reference), target=self._target(model), labels=labels,
                 drift_rows=s.drift_rows)
             if verdict != "empty":
-                values.update(self._skew())
+                values.update(self._skew(now))
             firings, triggers, actions = self._commit_window(model, version, win, verdict, values, now)
             out_windows.append({"model": model, "version": version, "start": win.start, "end": win.end,
                                 "rows": win.frame.height, "verdict": verdict,
