@@ -54,15 +54,19 @@ def _needs_supply(config: ShipyardConfig) -> bool:
 
 
 def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path) -> dict[str, Any]:
-    """What the scan and signed gates judge: a fresh scan of the package and its verified signature
-    (a signature that does not verify raises here, as it does wherever the version is loaded)."""
-    from shipyard.supply.scan import scan_package
+    """What the scan, signed and forbid_classified gates judge: a fresh scan of the package (only
+    for a scan gate: it reads every byte), its verified signature (a signature that does not verify
+    raises here, as it does wherever the version is loaded) and the classified columns it recorded."""
     from shipyard.supply.signing import keys_from_settings, verify_package
 
-    report = scan_package(objects, mv.model_oid, flavor=mv.flavor, extra=config.supply.allow_globals, target=mv.ref)
-    signature = verify_package(objects, mv.model_oid, keys_from_settings(config.supply, root), what=mv.ref)
-    return {"scan": report.summary(), "signature": signature,
-            "classified": (mv.lineage or {}).get("supply", {}).get("classified")}
+    facts = {"signature": verify_package(objects, mv.model_oid, keys_from_settings(config.supply, root), what=mv.ref),
+             "classified": (mv.lineage or {}).get("supply", {}).get("classified")}
+    if any(g.kind == "scan" for g in config.gates):
+        from shipyard.supply.scan import scan_package
+
+        facts["scan"] = scan_package(objects, mv.model_oid, flavor=mv.flavor, extra=config.supply.allow_globals,
+                                     target=mv.ref).summary()
+    return facts
 
 
 def _needs_cost(config: ShipyardConfig) -> bool:
