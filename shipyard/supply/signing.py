@@ -34,14 +34,7 @@ class Keys:
     require: bool = False
 
 
-_configured: Keys | None = None
 _by_project: dict[tuple[str, int], Keys] = {}
-
-
-def configure(keys: Keys | None) -> None:
-    """Set the keys this process verifies with (None: read them from the project in the working directory)."""
-    global _configured
-    _configured = keys
 
 
 def keys_from_settings(settings: Any, root: Path) -> Keys:
@@ -53,9 +46,7 @@ def keys_from_settings(settings: Any, root: Path) -> Keys:
 
 
 def current_keys() -> Keys:
-    """The configured keys, else those of the project found from the working directory, else none."""
-    if _configured is not None:
-        return _configured
+    """The keys of the project found from the working directory, else none."""
     from shipyard.supply.registration import current_settings
 
     settings, root = current_settings()
