@@ -87,9 +87,9 @@ class RequestLog:
     def __init__(self, root: Path | LogFolder, feedback: Path | LogFolder, *, flush_interval: float = 1.0, max_queue: int = 100_000,
                  on_drop: Callable[[int], None] | None = None, redact: tuple[str, ...] = (),
                  hashed: tuple[str, ...] = ()) -> None:
-        self.root = log_location(root)
+        self.root = log_location(root)  # a local Path, or a LogFolder for an fsspec URL
         # supply.request_log: features written as nulls or keyed digests, so raw values never reach a file
-        self.redact, self.hashed = tuple(redact), tuple(hashed)  # a local Path, or a LogFolder for an fsspec URL
+        self.redact, self.hashed = tuple(redact), tuple(hashed)
         self.feedback_dir = log_location(feedback)
         self.flush_interval = flush_interval
         self.max_queue = max_queue
