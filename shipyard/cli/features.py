@@ -4,8 +4,7 @@ and their materialization into the online store."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -13,34 +12,33 @@ from shipyard.cli import output
 from shipyard.cli.output import print_json
 from shipyard.errors import UsageError
 
+if TYPE_CHECKING:
+    from shipyard.project import Project
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="List, show and diff feature views; materialize them into the online store.")
 
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
-def _root() -> Path:
+def _project() -> Project:
+    """The project, found once per command."""
     from shipyard.project import find_project
 
-    return find_project().root
+    return find_project()
 
 
-def _state(root: Path) -> Path:
-    from shipyard.project import find_project
-
-    return find_project(root).state_dir
-
-
-def _defs(root: Path) -> Any:
+def _defs(project: Project) -> Any:
+    """The feature repository's definitions (shipyard.features.repo.RepoDefinitions; ``.repo`` is its folder)."""
     from shipyard.features.stage import load
 
-    return load(root, _state(root))
+    return load(project.root, project.state_dir)
 
 
-def _stages(root: Path) -> dict[str, Any]:
+def _stages(project: Project) -> dict[str, Any]:
     from shipyard.pipeline.loader import load_pipeline
 
-    return dict(load_pipeline(root, _state(root)).dag.stages)
+    return dict(load_pipeline(project.root, project.state_dir).dag.stages)
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -61,10 +59,10 @@ def list_cmd(json_out: bool = JSON) -> None:
     """
     from shipyard.features.views import describe, stages_using
 
-    root = _root()
-    defs = _defs(root)
-    users = stages_using(_stages(root))
-    rows = [{**describe(v, root), "stages": users.get(v.name, [])} for v in defs.views.values()]
+    project = _project()
+    defs = _defs(project)
+    users = stages_using(_stages(project))
+    rows = [{**describe(v, project.root), "stages": users.get(v.name, [])} for v in defs.views.values()]
     output.show_rows(rows, json_out, ["view", "features", "ttl", "definition", "stages"],
                      lambda r: [r["name"], ", ".join(r["features"]), f"{r['ttl_s']:g}s" if r["ttl_s"] else "none",
                                 r["definition"][:22], ", ".join(r["stages"])],
@@ -80,10 +78,10 @@ def show(view: str = typer.Argument(..., help="A feature view name."), json_out:
     from shipyard.features.views import describe, runs_reading, stages_using
     from shipyard.workspace import Workspace
 
-    root = _root()
-    found = _defs(root).view(view)
-    info: dict[str, Any] = {**describe(found, root), "stages": stages_using(_stages(root)).get(view, [])}
-    ws = Workspace.discover()
+    project = _project()
+    found = _defs(project).view(view)
+    info: dict[str, Any] = {**describe(found, project.root), "stages": stages_using(_stages(project)).get(view, [])}
+    ws = Workspace(project)
     try:
         with ws.store.read() as session:
             info["runs"] = runs_reading(session, view)
@@ -116,10 +114,10 @@ def diff(
     from shipyard.features.stage import repo_of
     from shipyard.features.views import definitions_at, diff_definitions
 
-    root = _root()
-    repo = repo_of(root)
-    before = definitions_at(root, repo, old)
-    after = definitions_at(root, repo, new) if new else _defs(root)
+    project = _project()
+    repo = repo_of(project.root)
+    before = definitions_at(project.root, repo, old)
+    after = definitions_at(project.root, repo, new) if new else _defs(project)
     changes = diff_definitions(before, after)
     if json_out:
         print_json(changes)
@@ -144,19 +142,18 @@ def materialize(
 
     Example: shipyard features materialize driver_stats --start 2026-11-01
     """
-    from shipyard.features.stage import load, repo_of
     from shipyard.features.views import materialize as run_materialize
     from shipyard.features.views import record_materialize
     from shipyard.workspace import Workspace
 
-    root = _root()
+    project = _project()
     names = list(views or [])
-    defs = load(root, _state(root))
+    defs = _defs(project)
     for name in names:
         defs.view(name)  # an unknown view fails before the online store is touched
-    result = run_materialize(repo_of(root), names, _when(start, "--start"), _when(end, "--end"),
+    result = run_materialize(defs.repo, names, _when(start, "--start"), _when(end, "--end"),
                              lambda items: output.progress(items, len(names) or None, "materialize"))
-    ws = Workspace.discover()
+    ws = Workspace(project)
     try:
         result["run_id"] = record_materialize(ws.store, result)
     finally:
