@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ConfigError, InputError, require_extra
+from shipyard.features.config import feature_name
 
 TS_SUFFIX = "__ts"  # feast.online_response.TIMESTAMP_POSTFIX
 
@@ -37,7 +38,8 @@ class OnlineReader:
         try:
             self.store = FeatureStore(repo_path=str(repo))
             views = {ref.split(":", 1)[0] for ref in refs}
-            self.ttl_s = {name: (self.store.get_feature_view(name).ttl or _zero()).total_seconds() for name in views}
+            ttls = {name: self.store.get_feature_view(name).ttl for name in views}
+            self.ttl_s = {name: ttl.total_seconds() if ttl else 0.0 for name, ttl in ttls.items()}
         except Exception as exc:  # an unapplied registry or an unreachable online store
             raise ConfigError(f"{repo}: the online store cannot be read: {type(exc).__name__}: {exc}",
                               hint="run 'shipyard features materialize' first (it applies the definitions)") from exc
@@ -55,7 +57,7 @@ class OnlineReader:
             raise InputError(f"{self.entity_key}: cannot look up online features: {exc}") from None
         out = {}
         for ref in self.refs:
-            name = ref.split(":", 1)[1]
+            name = feature_name(ref)
             stamps = got.get(name + TS_SUFFIX) or [0] * len(keys)
             out[name] = [Value(v, float(ts or 0)) for v, ts in zip(got[name], stamps, strict=True)]
         return out
@@ -64,12 +66,6 @@ class OnlineReader:
         """How old a value of ``ref`` may be: the tighter of the view's TTL and ``max_age_s``."""
         limits = [x for x in (self.ttl_s.get(ref.split(":", 1)[0]) or None, max_age_s) if x]
         return min(limits) if limits else None
-
-
-def _zero() -> Any:
-    from datetime import timedelta
-
-    return timedelta(0)
 
 
 def is_fresh(value: Value, limit_s: float | None, now: float | None = None) -> bool:
