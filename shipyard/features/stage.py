@@ -18,8 +18,8 @@ from typing import Any
 from shipyard.errors import ConfigError
 from shipyard.features.repo import RepoDefinitions, definitions
 from shipyard.features.retrieval import Retrieval, retrieve
+from shipyard.project import CONFIG_NAME
 
-CONFIG_NAME = "shipyard.yaml"
 LINEAGE_TAG = "shipyard.features"
 
 # {root-relative path: content id or None} for many paths at once (the pipeline's hash cache)
