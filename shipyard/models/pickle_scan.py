@@ -13,23 +13,14 @@ import io
 import pickle
 import types
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from shipyard.errors import UnsafeModel
 from shipyard.supply import allowlist
-from shipyard.supply.pickles import scan_pickle
+from shipyard.supply.pickles import PickleScan, scan_pickle
 
 _HINT = ("this file would run code when loaded; do not trust it. Re-save the model in a safe format (skops, "
          "ONNX, native booster), or add your own classes to supply.allow_globals in shipyard.yaml")
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    """What the opcode walk found: every imported global, and whether it reached the end."""
-
-    globals: tuple[tuple[str, str, int], ...]
-    complete: bool
 
 
 def denied_reason(module: str, name: str, flavor: str | None = None, extra: Iterable[str] = ()) -> str | None:
@@ -39,13 +30,12 @@ def denied_reason(module: str, name: str, flavor: str | None = None, extra: Iter
     return allowlist.reason(module, name, flavor)
 
 
-def scan(data: bytes) -> ScanResult:
+def scan(data: bytes) -> PickleScan:
     """Walk the opcodes of ``data`` without executing anything; list the globals it imports."""
-    result = scan_pickle(data, "<pickle>")
-    return ScanResult(result.globals, result.complete)
+    return scan_pickle(data, "<pickle>")
 
 
-def check(data: bytes, what: str, flavor: str | None = None, extra: Iterable[str] = ()) -> ScanResult:
+def check(data: bytes, what: str, flavor: str | None = None, extra: Iterable[str] = ()) -> PickleScan:
     """Scan and refuse: raises UnsafeModel naming the first finding in ``what``."""
     result = scan_pickle(data, what, flavor, extra)
     if result.findings:
@@ -53,7 +43,7 @@ def check(data: bytes, what: str, flavor: str | None = None, extra: Iterable[str
         at = f" at byte {first.offset}" if first.offset is not None else ""
         more = f" (and {len(result.findings) - 1} more findings: shipyard scan lists them)" if len(result.findings) > 1 else ""
         raise UnsafeModel(f"{what}: pickle {first.detail}{at} ({first.reason}); refusing to load it{more}", hint=_HINT)
-    return ScanResult(result.globals, result.complete)
+    return result
 
 
 def _check_resolved(module: str, name: str, obj: Any, extra: Iterable[str]) -> None:
