@@ -83,11 +83,22 @@ def render(request: Request, template: str, context: Mapping[str, Any] | None = 
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
+def error_page(request: Request, status: int, title: str, message: str, *, nav: str = "") -> HTMLResponse:
+    """The error page with ``status``: its ``title`` and the ``message`` saying what went wrong."""
+    return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status,
+                  nav=nav)
+
+
 def not_found(request: Request, what: str) -> HTMLResponse:
     """The 404 page: ``what`` names what was asked for and not found (e.g. "run 'abc'")."""
-    return render(request, "error.html", {"status": 404, "title": "Not found", "message": f"no {what}"}, status=404)
+    return error_page(request, 404, "Not found", f"no {what}")
 
 
 def bad_request(request: Request, message: str) -> HTMLResponse:
     """The 400 page for a malformed filter, parameter or path; ``message`` names what was wrong."""
-    return render(request, "error.html", {"status": 400, "title": "Bad request", "message": message}, status=400)
+    return error_page(request, 400, "Bad request", message)
+
+
+def refused(request: Request, message: str, *, nav: str = "") -> HTMLResponse:
+    """The 409 page of an action the current state does not allow (``message`` says why)."""
+    return error_page(request, 409, "Refused", message, nav=nav)

@@ -25,7 +25,7 @@ from shipyard import audit
 from shipyard.errors import NotFound
 from shipyard.server.common import in_thread
 from shipyard.server.ui.pages.rollouts import actor_of, when
-from shipyard.server.ui.render import bad_request, not_found, render
+from shipyard.server.ui.render import bad_request, not_found, refused, render
 
 READ = "models:read"
 WRITE = "deploy:write"
@@ -165,9 +165,7 @@ async def approve_trigger(request: Request) -> Response:
     except NotFound:
         return not_found(request, f"trigger #{raw}")
     except WrongState as exc:
-        return render(request, "error.html", {"status": 409, "title": "Refused",
-                                              "message": f"cannot approve: {exc.message}"},
-                      status=409, nav="/monitoring")
+        return refused(request, f"cannot approve: {exc.message}", nav="/monitoring")
     return RedirectResponse(f"/monitoring?model={quote(trigger['model'], safe='')}&approved={raw}", status_code=303)
 
 

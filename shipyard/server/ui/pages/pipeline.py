@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from shipyard.errors import ShipyardError
 from shipyard.server.ui.pages._graph import Node, layered_svg
-from shipyard.server.ui.render import not_found, render
+from shipyard.server.ui.render import error_page, not_found, render
 from shipyard.store import pipeline as repo
 
 STATE_CLASS = {"SUCCEEDED": "ok", "RESTORED": "ok", "FAILED": "bad", "KILLED": "bad", "RUNNING": "warn",
@@ -149,8 +149,7 @@ def stage_page(request: Request) -> HTMLResponse:
         ctx = context(request)
     except ShipyardError as exc:
         # the project's config, not the request, is wrong: 409 says so without claiming a crash
-        return render(request, "error.html", {"status": 409, "title": "The pipeline's config does not load",
-                                              "message": exc.message}, status=409, nav="/pipeline")
+        return error_page(request, 409, "The pipeline's config does not load", exc.message, nav="/pipeline")
     if name not in ctx.dag.stages:
         return not_found(request, f"stage {name!r} in this pipeline")
     spec = ctx.dag.stages[name]

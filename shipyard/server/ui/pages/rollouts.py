@@ -28,7 +28,7 @@ from starlette.routing import Route
 from shipyard import audit
 from shipyard.errors import CheckFailed, NotFound
 from shipyard.server.common import in_thread
-from shipyard.server.ui.render import bad_request, not_found, principal_of, render
+from shipyard.server.ui.render import bad_request, not_found, principal_of, refused, render
 
 READ = "models:read"
 WRITE = "deploy:write"
@@ -241,11 +241,6 @@ def _steer(ws: Any, model: str, action: str, actor: str) -> dict[str, Any]:
             raise WrongState(exc.message, hint=exc.hint) from None
 
 
-def _refused(request: Request, message: str, status: int = 409) -> Response:
-    return render(request, "error.html", {"status": status, "title": "Refused", "message": message},
-                  status=status, nav="/rollouts")
-
-
 async def rollout_action(request: Request) -> Response:
     """GET: confirm ``action`` on the model's rollout; POST: do it (deploy:write, audited)."""
     from shipyard.server.operations import WrongState
@@ -261,10 +256,8 @@ async def rollout_action(request: Request) -> Response:
         return render(request, "rollouts_confirm.html", {**data, "action": action}, nav="/rollouts")
     try:
         await in_thread(_steer, ws, model, action, actor_of(request))
-    except NotFound as exc:  # the model has rollouts, just none this action applies to
-        return _refused(request, f"cannot {action}: {exc.message}")
-    except WrongState as exc:
-        return _refused(request, f"cannot {action}: {exc.message}")
+    except (NotFound, WrongState) as exc:  # NotFound: the model has rollouts, just none this action applies to
+        return refused(request, f"cannot {action}: {exc.message}", nav="/rollouts")
     return RedirectResponse(f"/rollouts/{quote(model, safe='')}?done={action}", status_code=303)
 
 

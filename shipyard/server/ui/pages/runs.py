@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from shipyard.errors import InputError
 from shipyard.server.common import in_thread
-from shipyard.server.ui.render import render
+from shipyard.server.ui.render import bad_request, render
 from shipyard.store import run_views as views
 from shipyard.tracking import filter as flt
 from shipyard.tracking.search import compile_node
@@ -219,8 +219,7 @@ async def column_choices(request: Request) -> Response:
     qp = request.query_params
     kind, contains, after = qp.get("kind", "metrics"), qp.get("q", "")[:250], qp.get("after", "")[:250]
     if kind not in ("params", "tags", "metrics"):
-        return render(request, "error.html", {"status": 400, "title": "Bad request",
-                                              "message": f"kind {kind!r} is not params, tags or metrics"}, status=400)
+        return bad_request(request, f"kind {kind!r} is not params, tags or metrics")
 
     def work() -> tuple[list[str], str | None]:
         with request.app.state.workspace.store.read() as session:
