@@ -11,7 +11,6 @@ repeatable), ``all`` and ``mq``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,6 +21,7 @@ from starlette.routing import Route
 
 from shipyard.server.common import in_thread
 from shipyard.server.ui.pages import _charts, _parallel
+from shipyard.server.ui.pages.runs import number
 from shipyard.server.ui.render import bad_request, not_found, render
 from shipyard.store import run_views as views
 from shipyard.store.runs import Run
@@ -50,14 +50,6 @@ def run_ids(request: Request) -> list[str]:
 def _differs(values: dict[str, Any], ids: list[str]) -> bool:
     seen = {repr(values.get(rid)) for rid in ids}
     return len(seen) > 1
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
 
 
 def _axes(request: Request, differing: list[str], metric_keys: list[str]) -> list[str]:
@@ -97,8 +89,8 @@ def load(request: Request, ids: list[str]) -> dict[str, Any]:
     shown_params = param_keys if show_all else differing
     return {
         "missing": [], "runs": runs, "rows": rows, "show_all": show_all, "n_params": len(param_keys),
-        "params": [(k, [_text(params[k].get(rid)) for rid in ids], k in differing) for k in shown_params],
-        "metrics": [(k, [_text(metrics[k].get(rid)) for rid in ids]) for k in metric_keys],
+        "params": [(k, [number(params[k].get(rid)) for rid in ids], k in differing) for k in shown_params],
+        "metrics": [(k, [number(metrics[k].get(rid)) for rid in ids]) for k in metric_keys],
         "n_metrics": n_metrics, "mq": contains, "chosen": chosen, "axes": axes,
         "chart_urls": [(key, "/compare/chart?" + urlencode([("runs", ",".join(ids)), ("metric", key)])) for key in chosen],
         "parallel": _parallel.parallel(axes, runs, axis_values),

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from shipyard.errors import InputError, NotFound, PathEscapeError
+from shipyard.errors import InputError, NotFound
 from shipyard.objects.store import key_of
 from shipyard.server.common import in_thread
 from shipyard.server.tracking import artifact_path
@@ -113,11 +113,9 @@ async def artifact(request: Request) -> Response:
         run_id = _run_id(request)
         path = artifact_path(request)
         oid, size = await in_thread(_artifact, request, run_id, path)
-    except PathEscapeError as exc:
-        return bad_request(request, exc.message)
     except NotFound as exc:
         return not_found(request, exc.message)
-    except InputError as exc:
+    except InputError as exc:  # PathEscapeError too: an escaping or absolute path
         return bad_request(request, exc.message)
     objects = request.app.state.workspace.objects
     url = f"/runs/{run_id}/artifacts/{quote(path)}"

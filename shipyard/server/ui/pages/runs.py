@@ -103,7 +103,8 @@ def where_of(session: Any, query: RunsQuery) -> Any:
     return and_(*parts) if parts else None
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
+    """A table cell's value as text: "" for none, NaN as "NaN", a float to 6 significant digits."""
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
@@ -130,9 +131,9 @@ def cell(run: Any, column: views.Column, values: dict[str, Any]) -> str:
             seconds = duration(run)
             return "" if seconds is None else f"{seconds:.1f}s"
         if column.key in ("cpu", "memory"):
-            return _number(values.get(column.key))
+            return number(values.get(column.key))
         return str(getattr(run, column.key) or "")
-    return _number(values.get(column.token))
+    return number(values.get(column.token))
 
 
 def _default_columns(session: Any) -> list[views.Column]:
