@@ -46,11 +46,17 @@ def markdown(text: str) -> Markup:
     return Markup(_markdown().render(text))
 
 
-def gate_label(mv: ModelVersion) -> tuple[str, str]:
-    """(label, css class) of a version's latest verdict, as ``shipyard models list`` says it."""
-    if mv.verdict is None:
+def gate(passed: bool | None) -> tuple[str, str]:
+    """(label, css class) of a latest verdict that passed, failed or (None) does not exist, as
+    ``shipyard models list`` says it."""
+    if passed is None:
         return "not gated", "muted"
-    return ("passed", "ok") if mv.passed_gate else ("failed", "bad")
+    return ("passed", "ok") if passed else ("failed", "bad")
+
+
+def gate_label(mv: ModelVersion) -> tuple[str, str]:
+    """(label, css class) of a version's latest verdict."""
+    return gate(None if mv.verdict is None else bool(mv.passed_gate))
 
 
 def verdict_view(row: repo.VerdictRow) -> dict[str, Any]:
@@ -77,9 +83,9 @@ def version_rows(session: Session, model: repo.RegisteredModel) -> list[dict[str
     rows = []
     for r in found:
         verdicts = [verdict_view(v) for v in reversed(stored[r.id])]
-        gate = ("not gated", "muted") if not verdicts else (("passed", "ok") if verdicts[0]["passed"] else ("failed", "bad"))
         rows.append({"version": r.version, "ref": f"{model.name}@{r.version}", "flavor": r.flavor, "run_id": r.run_id,
-                     "when": when(r.created_at), "gate": gate, "verdicts": verdicts,
+                     "when": when(r.created_at), "gate": gate(verdicts[0]["passed"] if verdicts else None),
+                     "verdicts": verdicts,
                      "aliases": sorted(a for a, v in aliases.items() if v == r.version)})
     return rows
 
@@ -103,21 +109,19 @@ def model_summaries(session: Session) -> list[dict[str, Any]]:
         if (model_id, version) in wanted}
     verdicts = repo.verdicts_of(session, list(ids.values()))
 
-    def gate(model_id: int, version: int | None) -> tuple[str, str] | None:
+    def gate_of(model_id: int, version: int | None) -> tuple[str, str] | None:
         if version is None or (model_id, version) not in ids:
             return None
         found = verdicts[ids[(model_id, version)]]
-        if not found:
-            return "not gated", "muted"
-        return ("passed", "ok") if found[-1].passed else ("failed", "bad")
+        return gate(found[-1].passed if found else None)
 
     out = []
     for model_id, name in models.items():
         count, newest = counts.get(model_id, (0, None))
         champion = aliases[model_id].get(CHAMPION)
         out.append({"name": name, "versions": count, "newest": newest, "aliases": aliases[model_id],
-                    "champion": champion, "champion_gate": gate(model_id, champion),
-                    "newest_gate": gate(model_id, newest)})
+                    "champion": champion, "champion_gate": gate_of(model_id, champion),
+                    "newest_gate": gate_of(model_id, newest)})
     return out
 
 
