@@ -204,19 +204,15 @@ def register_after_run(store: Any, objects: Any, root: Path, model_cfg: ModelSec
     """What ``shipyard run`` does after ``stage`` (which writes ``model.path``) ran or was restored:
     register the model once per content, linking the stage's run. Returns the registration and
     that run's id (None when the pipeline run recorded no run for the stage)."""
-    from shipyard.store.runs import Run
+    from shipyard.store.runs import Run, Tag
 
-    run_id = None
+    run_id = tags = None
     if pipeline_run_id is not None:
         with store.read() as session:
             run_id = session.scalar(select(Run.id).where(Run.parent_run_id == pipeline_run_id, Run.name == stage)
                                     .order_by(Run.start_time.desc()).limit(1))
-    tags = None
-    if run_id is not None:  # a model trained on feature views records them: refs, definitions, entity keys
-        from shipyard.store.runs import Tag
-
-        with store.read() as session:
-            features = session.scalar(select(Tag.value).where(Tag.run_id == run_id, Tag.key == FEATURES_TAG))
+            # a model trained on feature views records them: refs, definitions, entity keys
+            features = run_id and session.scalar(select(Tag.value).where(Tag.run_id == run_id, Tag.key == FEATURES_TAG))
         tags = {FEATURES_TAG: features} if features else None
     result = register_from_project(store, objects, root, model_cfg.name, model_cfg.path, model_cfg=model_cfg,
                                    run_id=run_id, find_run=run_id is None, tags=tags)
