@@ -172,8 +172,9 @@ async def runs_page(request: Request) -> Response:
     return render(request, "runs.html", context, nav="/runs", fragment=fragment)
 
 
-def _csv_rows(request: Request, query: RunsQuery) -> Iterator[str]:
-    """The CSV text of every matching run, a chunk at a time (keyset pages of ``CSV_CHUNK``)."""
+def _csv_rows(request: Request, query: RunsQuery, where: Any) -> Iterator[str]:
+    """The CSV text of every run matching ``where`` (the query's filter, resolved once), a chunk at a
+    time (keyset pages of ``CSV_CHUNK``)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["run_id", "name", "experiment", "status", "start_time", "duration_s",
@@ -181,8 +182,8 @@ def _csv_rows(request: Request, query: RunsQuery) -> Iterator[str]:
     cursor: str | None = query.cursor or None
     while True:
         with request.app.state.workspace.store.read() as session:
-            runs, cursor = views.page_runs(session, where=where_of(session, query), sort=query.sort,
-                                           ascending=query.ascending, cursor=cursor, limit=CSV_CHUNK)
+            runs, cursor = views.page_runs(session, where=where, sort=query.sort, ascending=query.ascending,
+                                           cursor=cursor, limit=CSV_CHUNK)
             values = views.column_values(session, [r.id for r in runs], query.columns)
             names = views.experiment_names(session, [r.experiment_id for r in runs])
         for r in runs:
@@ -199,18 +200,19 @@ def _csv_rows(request: Request, query: RunsQuery) -> Iterator[str]:
 
 async def runs_csv(request: Request) -> Response:
     """Every run of the current filter as CSV, streamed (the page's columns; the default set if none)."""
-    def check(query: RunsQuery) -> None:
+    def check(query: RunsQuery) -> Any:
         with request.app.state.workspace.store.read() as session:
-            where_of(session, query)  # a malformed filter is a 400 before the first byte is sent
+            where = where_of(session, query)  # a malformed filter is a 400 before the first byte is sent
             if not query.chosen:
                 query.columns = _default_columns(session)
+            return where
 
     try:
         query = parse_query(request)
-        await in_thread(check, query)
+        where = await in_thread(check, query)
     except InputError as exc:
         return Response(f"bad request: {exc.message}\n", status_code=400, media_type="text/plain")
-    return StreamingResponse(_csv_rows(request, query), media_type="text/csv; charset=utf-8",
+    return StreamingResponse(_csv_rows(request, query, where), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="runs.csv"',
                                       "Cache-Control": "no-store"})
 
