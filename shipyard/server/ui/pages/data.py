@@ -118,12 +118,14 @@ def validation_stages(request: Request, path: str) -> list[dict[str, Any]]:
              "last": execution_facts(last[n]) if n in last else None} for n in names]
 
 
-def drift_view(objects: Any, reference: repo.DatasetVersion, current: repo.DatasetVersion) -> dict[str, Any]:
-    """``shipyard data diff`` of two versions, with a chart or a share table per column."""
+def drift_view(objects: Any, reference: repo.DatasetVersion, current: repo.DatasetVersion,
+               cur_profile: Any) -> dict[str, Any]:
+    """``shipyard data diff`` of two versions, with a chart or a share table per column
+    (``cur_profile``: the current version's profile, already loaded by the page)."""
     from shipyard.data.versions import diff_versions, load_profile
 
     diff = diff_versions(objects, reference, current)
-    ref_profile, cur_profile = load_profile(objects, reference), load_profile(objects, current)
+    ref_profile = load_profile(objects, reference)
     labels = (reference.ref, current.ref)
     columns = [{**c, "cls": VERDICT_CLASS.get(c["verdict"], ""),
                 "chart": column_chart(c["column"], ref_profile, cur_profile, labels),
@@ -163,7 +165,7 @@ def version_page(request: Request) -> HTMLResponse:
         profile, problem = load_profile(objects, current), None
     except InputError as exc:
         profile, problem = None, exc.message
-    drift = drift_view(objects, reference, current) if reference is not None and profile is not None else None
+    drift = drift_view(objects, reference, current, profile) if reference is not None and profile is not None else None
     return render(request, "data_version.html", {
         "v": current, "columns": current.column_list(), "warnings": json.loads(current.warnings or "[]"),
         "profile": profile_rows(profile) if profile else [], "problem": problem, "drift": drift,
