@@ -81,10 +81,11 @@ def load(request: Request, ids: list[str]) -> dict[str, Any]:
             chosen = [k for k in metric_keys if not k.startswith("system/")][:DEFAULT_CHARTS]
         axes = _axes(request, differing, metric_keys)
         axis_values: dict[str, dict[str, Any]] = {}
-        for kind in ("params", "metrics"):
+        for kind, read in (("params", params), ("metrics", metrics)):  # read again only keys not listed above
             keys = [a.split(".", 1)[1] for a in axes if a.startswith(kind + ".")]
-            for key, by_run in views.values_of(session, kind, ids, keys).items():
-                axis_values[f"{kind}.{key}"] = by_run
+            more = views.values_of(session, kind, ids, [k for k in keys if k not in read])
+            for key in keys:
+                axis_values[f"{kind}.{key}"] = read[key] if key in read else more[key]
     show_all = qp.get("all") == "1"
     shown_params = param_keys if show_all else differing
     return {
