@@ -36,6 +36,10 @@ ATTRIBUTES: dict[str, tuple[str, bool]] = {
     "git_branch": ("git branch", False), "cpu": ("CPU s", True), "memory": ("peak memory MB", True),
 }
 KINDS = ("params", "tags", "metrics", "metrics_min", "metrics_max")
+# the keyed tables a kind reads (metrics: the newest value of each key)
+KEYED: dict[str, Any] = {"params": Param, "tags": Tag, "metrics": LatestMetric}
+# attribute columns that are system metrics
+SYSTEM_METRICS = {"cpu": CPU_KEY, "memory": MEMORY_KEY}
 MAX_HISTORY = 200_000  # points read for one chart series; a longer history is read as its first 200k
 
 
@@ -83,14 +87,13 @@ def _sort_expr(column: Column, query: Any) -> tuple[Any, Any]:
             return query, simple[column.key]
         if column.key == "duration":
             return query, Run.end_time - Run.start_time
-        column = Column("metrics", CPU_KEY if column.key == "cpu" else MEMORY_KEY)
+        column = Column("metrics", SYSTEM_METRICS[column.key])
     if column.kind in ("metrics_min", "metrics_max"):
         agg = func.min if column.kind == "metrics_min" else func.max
         sub = (select(Metric.run_id.label("run_id"), agg(Metric.value).label("value"))
                .where(Metric.key == column.key, Metric.is_nan == false()).group_by(Metric.run_id).subquery())
         return query.outerjoin(sub, sub.c.run_id == Run.id), sub.c.value
-    table = {"metrics": LatestMetric, "params": Param, "tags": Tag}[column.kind]
-    alias = aliased(table)
+    alias = aliased(KEYED[column.kind])
     query = query.outerjoin(alias, and_(alias.run_id == Run.id, alias.key == column.key))
     if column.kind == "metrics":
         return query, case((alias.is_nan == true(), None), else_=alias.value)
@@ -154,8 +157,8 @@ def column_values(session: Session, run_ids: Sequence[str], columns: Sequence[Co
     ids = list(run_ids)
     wanted: dict[str, set[str]] = {}
     for column in columns:
-        if column.kind == "attributes" and column.key in ("cpu", "memory"):
-            wanted.setdefault("metrics", set()).add(CPU_KEY if column.key == "cpu" else MEMORY_KEY)
+        if column.kind == "attributes" and column.key in SYSTEM_METRICS:
+            wanted.setdefault("metrics", set()).add(SYSTEM_METRICS[column.key])
         elif column.kind != "attributes":
             wanted.setdefault(column.kind, set()).add(column.key)
     for kind, table in (("params", Param), ("tags", Tag)):
@@ -177,8 +180,8 @@ def column_values(session: Session, run_ids: Sequence[str], columns: Sequence[Co
             out[rid][f"metrics_min.{key}"] = low
             out[rid][f"metrics_max.{key}"] = high
     for values in out.values():
-        values["cpu"] = values.get(f"metrics.{CPU_KEY}")
-        values["memory"] = values.get(f"metrics.{MEMORY_KEY}")
+        for name, key in SYSTEM_METRICS.items():
+            values[name] = values.get(f"metrics.{key}")
     return out
 
 
@@ -186,7 +189,7 @@ def keys_page(session: Session, kind: str, *, contains: str = "", after: str = "
               run_ids: Sequence[str] | None = None) -> tuple[list[str], str | None]:
     """Distinct keys of ``kind`` (params, tags, metrics) in name order, ``contains`` a text, after
     ``after``: one page of at most ``limit`` and the key to continue after (None on the last page)."""
-    table = {"params": Param, "tags": Tag, "metrics": LatestMetric}.get(kind)
+    table = KEYED.get(kind)
     if table is None:
         raise InputError(f"key kind {kind!r} is not params, tags or metrics")
     query = select(table.key).distinct().where(table.key > after)
@@ -201,14 +204,14 @@ def keys_page(session: Session, kind: str, *, contains: str = "", after: str = "
 
 def count_keys(session: Session, kind: str, run_ids: Sequence[str]) -> int:
     """How many distinct keys of ``kind`` these runs hold."""
-    table = {"params": Param, "tags": Tag, "metrics": LatestMetric}[kind]
+    table = KEYED[kind]
     inner = select(table.key).distinct().where(table.run_id.in_(list(run_ids))).subquery()
     return session.scalar(select(func.count()).select_from(inner)) or 0
 
 
 def values_of(session: Session, kind: str, run_ids: Sequence[str], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """key -> run id -> value of ``kind`` (params, tags, metrics as newest value) for these keys only."""
-    table = {"params": Param, "tags": Tag, "metrics": LatestMetric}[kind]
+    table = KEYED[kind]
     out: dict[str, dict[str, Any]] = {key: {} for key in keys}
     if not keys or not run_ids:
         return out
