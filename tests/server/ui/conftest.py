@@ -130,23 +130,23 @@ def make_ui_app(root: Path, *, auth: bool) -> UIApp:
     return ui
 
 
-@pytest.fixture(scope="module")
-def ui_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIApp]:
-    """The UI with auth on; ``.client`` is logged in as a global admin (see the module docstring)."""
+def _served(tmp_path_factory: pytest.TempPathFactory, *, auth: bool) -> Iterator[UIApp]:
+    """A module's UI app on the embedded store (whatever store the environment names)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("SHIPYARD_STORE", raising=False)
         mp.delenv("SHIPYARD_OBJECTS", raising=False)
-        ui = make_ui_app(tmp_path_factory.mktemp("ui") / "proj", auth=True)
+        ui = make_ui_app(tmp_path_factory.mktemp("ui") / "proj", auth=auth)
         yield ui
         ui.close()
+
+
+@pytest.fixture(scope="module")
+def ui_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIApp]:
+    """The UI with auth on; ``.client`` is logged in as a global admin (see the module docstring)."""
+    yield from _served(tmp_path_factory, auth=True)
 
 
 @pytest.fixture(scope="module")
 def ui_app_noauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIApp]:
     """The UI served without auth (``shipyard server --no-auth``); ``.client`` needs no login."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("SHIPYARD_STORE", raising=False)
-        mp.delenv("SHIPYARD_OBJECTS", raising=False)
-        ui = make_ui_app(tmp_path_factory.mktemp("ui") / "proj", auth=False)
-        yield ui
-        ui.close()
+    yield from _served(tmp_path_factory, auth=False)
