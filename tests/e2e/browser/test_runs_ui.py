@@ -31,6 +31,18 @@ def shown_ids(page: Any) -> set[str]:
     return set(page.locator(ROWS).evaluate_all("rows => rows.map(r => r.dataset.runId)"))
 
 
+def open_runs(page: Any, site: Site) -> None:
+    """The runs table of the seeded experiment, once it shows every run."""
+    page.goto(f"/runs?experiment={site.experiment_id}")
+    expect(page.locator(ROWS)).to_have_count(len(RUNS))
+
+
+def expect_filter_error(page: Any) -> None:
+    """The malformed filter ``... OR OR`` is named in the error, and no table is shown."""
+    expect(page.locator("#runs-error")).to_contain_text("OR")
+    expect(page.locator(ROWS)).to_have_count(0)
+
+
 def series_pixels(page: Any, chart: str) -> int:
     """Pixels of the first series' colour on the chart's canvas (uPlot draws lines, not DOM)."""
     canvas = page.locator(f"{chart} canvas").first
@@ -40,8 +52,7 @@ def series_pixels(page: Any, chart: str) -> int:
 
 def test_search_with_or_shows_exactly_the_matching_runs(admin: Any, site: Site) -> None:
     page = admin
-    page.goto(f"/runs?experiment={site.experiment_id}")
-    expect(page.locator(ROWS)).to_have_count(len(RUNS))
+    open_runs(page, site)
     shot(page, "runs")
     page.fill("input[name=filter]", "params.model = 'svm' OR (params.model = 'knn' AND tags.team = 'b')")
     page.press("input[name=filter]", "Enter")
@@ -54,24 +65,20 @@ def test_search_with_or_shows_exactly_the_matching_runs(admin: Any, site: Site) 
     assert shown_ids(page) == expected
     # a malformed filter (opened as a link) names the token it could not parse, and shows no table
     page.goto("/runs?filter=" + quote("params.model = 'svm' OR OR"))
-    expect(page.locator("#runs-error")).to_contain_text("OR")
-    expect(page.locator(ROWS)).to_have_count(0)
+    expect_filter_error(page)
 
 
 def test_a_malformed_filter_typed_in_the_box_shows_its_error(admin: Any, site: Site) -> None:
     page = admin
-    page.goto(f"/runs?experiment={site.experiment_id}")
-    expect(page.locator(ROWS)).to_have_count(len(RUNS))
+    open_runs(page, site)
     page.fill("input[name=filter]", "params.model = 'svm' OR OR")
     page.press("input[name=filter]", "Enter")
-    expect(page.locator("#runs-error")).to_contain_text("OR")
-    expect(page.locator(ROWS)).to_have_count(0)
+    expect_filter_error(page)
 
 
 def test_picked_columns_change_the_url_and_the_table_and_survive_a_reload(admin: Any, site: Site) -> None:
     page = admin
-    page.goto(f"/runs?experiment={site.experiment_id}")
-    expect(page.locator(ROWS)).to_have_count(len(RUNS))
+    open_runs(page, site)
     page.click("#column-picker summary")
     page.select_option("#column-kind", "params")
     page.fill("#column-search", "mod")
