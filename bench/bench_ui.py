@@ -291,19 +291,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of ``measure``'s rows: each page of ours next to its MLflow counterpart."""
     out = ["| page | Shipyard: to usable · bytes · server time | MLflow UI 3.17.2: to usable · bytes · server time "
            "| ratio (MLflow / ours, to usable) |", "|---|---|---|---|"]
-    mlflow = {r["page"]: r for r in rows if r["side"] == "mlflow"}
-    for ours in (r for r in rows if r["side"] == "ours"):
-        peer = mlflow.get(ours["page"])
-        a = Load(ours["seconds"], ours["bytes"], ours["server_ms"], ours["requests"])
-        if peer is None:
-            out.append(f"| {ours['page']} | {_cell(a)} | | |")
+    loads = {(r["side"], r["page"]): Load(r["seconds"], r["bytes"], r["server_ms"], r["requests"]) for r in rows}
+    for (side, page), a in loads.items():
+        if side != "ours":
             continue
-        b = Load(peer["seconds"], peer["bytes"], peer["server_ms"], peer["requests"])
-        out.append(f"| {ours['page']} | {_cell(a)} | {_cell(b)} | **{b.seconds / a.seconds:.1f}x** |")
-    for peer in (r for r in rows if r["side"] == "mlflow" and r["page"] not in {o["page"] for o in rows
-                                                                                if o["side"] == "ours"}):
-        b = Load(peer["seconds"], peer["bytes"], peer["server_ms"], peer["requests"])
-        out.append(f"| {peer['page']} (MLflow only) | | {_cell(b)} | |")
+        b = loads.get(("mlflow", page))
+        if b is None:
+            out.append(f"| {page} | {_cell(a)} | | |")
+        else:
+            out.append(f"| {page} | {_cell(a)} | {_cell(b)} | **{b.seconds / a.seconds:.1f}x** |")
+    for (side, page), b in loads.items():
+        if side == "mlflow" and ("ours", page) not in loads:
+            out.append(f"| {page} (MLflow only) | | {_cell(b)} | |")
     return "\n".join(out)
 
 
