@@ -74,6 +74,22 @@ class Project:
         return self.inside(path).relative_to(self.root.resolve()).as_posix()
 
 
+def config_section(config_path: str | os.PathLike[str], key: str, unreadable: object = None) -> object:
+    """One top-level section of shipyard.yaml by a cheap look at the YAML (no pydantic, ~1 ms), so a
+    command pays for the full config only when the section is there: None when absent or no file,
+    ``unreadable`` when the file does not parse (the full loader reports it with file and line)."""
+    import yaml
+
+    try:
+        raw = yaml.load(Path(config_path).read_text(encoding="utf-8"),
+                        Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        return None
+    except (OSError, yaml.YAMLError):
+        return unreadable
+    return raw.get(key) if isinstance(raw, dict) else None
+
+
 STATE_GITIGNORE = "# Created by Shipyard: the project's state (database, caches, objects) never belongs in git.\n*\n"
 
 

@@ -85,7 +85,9 @@ def run_cmd(stages: tuple[str, ...], force: bool, jobs: int | None, dry_run: boo
 
 def _budget_alerts(ctx, run_id: str | None) -> None:  # type: ignore[no-untyped-def]
     """Alert through notify: when this run (or today's, this month's runs) reached a budget threshold."""
-    raw = _raw_section(ctx.root / "shipyard.yaml", "budget")
+    from shipyard.project import config_section
+
+    raw = config_section(ctx.root / "shipyard.yaml", "budget")
     if not raw:  # most projects: no budget, no pydantic
         return
     from shipyard.config import load_config
@@ -110,29 +112,6 @@ def _producing_stages(ctx, model_path: str) -> list[str]:  # type: ignore[no-unt
                    for out in ctx.dag.stages[name].out_paths)]
 
 
-def _raw_section(config_path, key: str) -> object:  # type: ignore[no-untyped-def]
-    """One top-level section of shipyard.yaml by a cheap look at the YAML (None when absent or unreadable)."""
-    import yaml
-
-    try:
-        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError):
-        return None
-    return raw.get(key) if isinstance(raw, dict) else None
-
-
-def _raw_model(config_path) -> object:  # type: ignore[no-untyped-def]
-    """shipyard.yaml's raw ``model:`` value by a cheap look at the YAML (no pydantic, ~1 ms);
-    ``...`` when the file does not parse (the full loader then reports it with file and line)."""
-    import yaml
-
-    try:
-        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError):
-        return ...
-    return raw.get("model") if isinstance(raw, dict) else None
-
-
 def _may_register(model: object, ctx, summary) -> bool:  # type: ignore[no-untyped-def]
     """Is there a model whose stage was rebuilt? Most runs of a project without ``model:`` stop
     here; the full validation follows otherwise."""
@@ -149,7 +128,9 @@ def _may_register(model: object, ctx, summary) -> bool:  # type: ignore[no-untyp
 def _model_section(ctx, project, summary):  # type: ignore[no-untyped-def]
     """The model to register after this run: shipyard.yaml's ``model:``, else (a project run from
     dvc.yaml) the ``artifacts:`` entry of type model; None when there is none or its stage did not run."""
-    raw = _raw_model(project.config_path) if project.config_path.is_file() else None
+    from shipyard.project import config_section
+
+    raw = config_section(project.config_path, "model", unreadable=...)
     if raw is not None:
         if not _may_register(raw, ctx, summary):
             return None

@@ -76,12 +76,17 @@ def _costs(run_ids: list[str]) -> dict[str, Any]:
 
     if remote() is not None or not run_ids:
         return {}
-    from shipyard.config import load_config
+    from shipyard.project import config_section
     from shipyard.tracking.cost import PriceTable, run_costs
 
     ws = _workspace()
     path = ws.project.config_path
-    prices = PriceTable.of(load_config(path).cost if path.is_file() else None)
+    if config_section(path, "cost", unreadable=True) is None:
+        prices = PriceTable()  # most projects price nothing: no pydantic for them
+    else:
+        from shipyard.config import load_config
+
+        prices = PriceTable.of(load_config(path).cost)
     with ws.store.read() as session:
         return run_costs(session, run_ids, prices)
 

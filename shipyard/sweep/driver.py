@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,9 @@ class SweepSpec:
     seed: int | None = None
     executor: str | None = None
 
-    @property
+    @cached_property
     def dims(self) -> tuple[Dimension, ...]:
+        """The parsed space (parsed once; the space never changes, even on resume)."""
         return parse_space(self.space)
 
     def check(self) -> None:
@@ -83,6 +85,23 @@ class Sweep:
     def __init__(self, root: Path, state_dir: Path, store: Any, objects: str, echo: Callable[[str], None]) -> None:
         self.root, self.state_dir, self.store, self.objects, self.echo = root, state_dir, store, objects, echo
         self._lock = threading.Lock()
+
+    @cached_property
+    def _pipeline(self) -> Any:
+        """The project's pipeline, read once for every trial (the trials copy it; they never change it)."""
+        return _pipeline(self.root, self.state_dir)
+
+    @cached_property
+    def _budgeted_config(self) -> Any:
+        """shipyard.yaml when it sets a budget (read once per sweep), else None."""
+        from shipyard.project import CONFIG_NAME, config_section
+
+        path = self.root / CONFIG_NAME
+        if config_section(path, "budget", unreadable=True) is None:
+            return None
+        from shipyard.config import load_config
+
+        return load_config(path)
 
     # -- the sweep's run --------------------------------------------------------------------------
 
@@ -135,15 +154,11 @@ class Sweep:
 
     def _over_budget(self) -> str:
         """Why a new trial would exceed the project's daily or monthly budget ("" when it would not)."""
-        from shipyard.project import CONFIG_NAME
-
-        path = self.root / CONFIG_NAME
-        if not path.is_file() or "budget" not in path.read_text():
+        if self._budgeted_config is None:
             return ""
-        from shipyard.config import load_config
         from shipyard.tracking.budget import guard
 
-        why = guard(self.store, load_config(path))
+        why = guard(self.store, self._budgeted_config)
         return f"over budget: {why}" if why else ""
 
     def _stop_requested(self, run_id: str) -> str:
@@ -164,7 +179,7 @@ class Sweep:
 
     def run(self, spec: SweepSpec, *, resume: bool = False) -> SweepReport:
         """Run (or resume) the sweep until ``spec.trials`` trials are done or it is stopped."""
-        found = self.find(spec.name, missing_ok=not resume) if resume else None
+        found = self.find(spec.name) if resume else None
         run_id = found[0] if found else self.create(spec)
         if resume:
             self._clear_stop(run_id)
@@ -202,7 +217,7 @@ class Sweep:
         import optuna
 
         folder = self.state_dir / "sweeps" / spec.name / f"trial-{trial.number}"
-        loaded = _pipeline(self.root, self.state_dir)
+        loaded = self._pipeline
         skip = [out for stage in loaded.dag.stages.values() for out in stage.out_paths]
         trialmod.prepare_folder(self.root, folder, skip, overrides, loaded.params.get("params.yaml", {}))
         env = trialmod.trial_env(self.store.url, self.objects, folder / ".shipyard", run_id, trial.number)
