@@ -146,11 +146,13 @@ def _ours_env(cache: Path, root: Path) -> float:
 
 
 def _by_hand(root: Path) -> float:
-    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    from shipyard.pipeline.envs import uv_command
+
+    uv = uv_command()
     folder = Path(tempfile.mkdtemp(prefix="byhand-", dir=WORK)) / "venv"
     started = time.perf_counter()
-    subprocess.run([uv, "venv", "--quiet", str(folder)], check=True, capture_output=True)
-    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"), "-r",
+    subprocess.run([*uv, "venv", "--quiet", str(folder)], check=True, capture_output=True)
+    subprocess.run([*uv, "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"), "-r",
                     str(root / "requirements.txt")], check=True, capture_output=True)
     subprocess.run([str(folder / "bin" / "python"), "-c", "import six, tomli, packaging"], check=True)
     took = time.perf_counter() - started
