@@ -157,12 +157,7 @@ def to_airflow(plan: Plan, *, image: str, operator: str = "bash", env: Sequence[
     template = jinja2.Environment(keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                                   undefined=jinja2.StrictUndefined).from_string(_AIRFLOW)
     return template.render(plan=plan, image=image, operator=operator, env=_env_pairs(env), passed=ENV_PASSED,
-                           schedule=schedule, workdir=workdir, py=_py)
-
-
-def _py(value: Any) -> str:
-    """A Python literal for the DAG file (repr of str/int/None/dict)."""
-    return repr(value)
+                           schedule=schedule, workdir=workdir, py=repr)  # py: a Python literal
 
 
 _AIRFLOW = '''"""Airflow DAG for the Shipyard pipeline {{ plan.name }}: written by `shipyard export airflow`.
