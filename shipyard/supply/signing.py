@@ -79,14 +79,6 @@ def fingerprint(public_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(public_pem.strip()).hexdigest()[:32]
 
 
-def _materialize(objects: Any, entries: list[Any], folder: Path) -> None:
-    contents = objects.get_many([e.oid for e in entries])   # every read verified against its hash
-    for entry in entries:
-        target = folder / entry.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(contents[entry.oid])
-
-
 def sign_package(objects: Any, model_oid: str, key_path: Path) -> tuple[str, dict[str, Any]]:
     """Sign a stored package with the private key at ``key_path``; returns (new package id, facts)."""
     require_extra("model_signing", "supply")
@@ -99,7 +91,8 @@ def sign_package(objects: Any, model_oid: str, key_path: Path) -> tuple[str, dic
     entries = [e for e in manifest.entries if e.path != SIG_FILE]
     with tempfile.TemporaryDirectory(prefix="shipyard-sign-") as tmp:
         folder, sig = Path(tmp) / "model", Path(tmp) / "model.sig"
-        _materialize(objects, entries, folder)
+        objects.checkout(model_oid, folder)   # every file verified against its hash
+        (folder / SIG_FILE).unlink(missing_ok=True)   # signing again: the old signature is not signed over
         signing.Config().use_elliptic_key_signer(private_key=key_path).sign(folder, sig)
         bundle = sig.read_bytes()
     sig_oid = objects.put_bytes(bundle)
@@ -127,8 +120,8 @@ def verify_package(objects: Any, model_oid: str, keys: Keys | None = None, *, wh
 
     with tempfile.TemporaryDirectory(prefix="shipyard-verify-") as tmp:
         folder, sig = Path(tmp) / "model", Path(tmp) / "model.sig"
-        _materialize(objects, [e for e in manifest.entries if e.path != SIG_FILE], folder)
-        sig.write_bytes(objects.get_bytes(sig_entry.oid))
+        objects.checkout(model_oid, folder)   # every file verified against its hash
+        (folder / SIG_FILE).rename(sig)   # the signature is over every other file
         errors = []
         for index, pem in enumerate(keys.public):
             key_file = Path(tmp) / f"key{index}.pub"
