@@ -17,14 +17,19 @@ def role_tokens(store: Store, scopes: list[str]) -> dict[str, str]:
     return made
 
 
-def gateway_tokens(store: Store) -> dict[str, str]:
-    """Projects penguins and iris; app views penguins, olga maintains iris: the gateway's three tokens."""
+def two_projects(store: Store, viewer: str) -> None:
+    """Projects penguins and iris; ``viewer`` views penguins, olga maintains iris."""
     for name in ("penguins", "iris"):
         service.create_project(store, name, actor="ops")
-    service.create_user(store, "app", actor="ops")
-    service.grant(store, "penguins", "app", "viewer", actor="ops")
+    service.create_user(store, viewer, actor="ops")
+    service.grant(store, "penguins", viewer, "viewer", actor="ops")
     service.create_user(store, "olga", actor="ops")
     service.grant(store, "iris", "olga", "maintainer", actor="ops")
+
+
+def gateway_tokens(store: Store) -> dict[str, str]:
+    """``two_projects`` with app as the viewer: the gateway's three tokens."""
+    two_projects(store, "app")
     return {
         "invoke": credentials.create_token(store, "app", scopes=["gateway:invoke"], actor="ops")[0],
         "read_only": credentials.create_token(store, "app", scopes=["models:read"], actor="ops")[0],

@@ -13,11 +13,12 @@ from sqlalchemy import func, inspect, select, table
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from shipyard.auth import credentials, service
+from shipyard.auth import credentials
 from shipyard.auth.model import ROLE_PERMISSIONS
 from shipyard.server.app import collect_routes, create_app
 from shipyard.server.login import LOGIN_PUBLIC_PATHS
 from shipyard.server.security import SERVER_PUBLIC_PATHS, Policy, RequestView, server_policy
+from tests.auth.people import two_projects
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 PARAMS = {"run_id": "0" * 32, "key": "loss", "path": "model/a.txt", "model_id": "m-0", "tag_key": "k", "trigger_id": "1",
@@ -54,12 +55,7 @@ def server(project, store_url, monkeypatch):  # type: ignore[no-untyped-def]
     if not store_url.startswith("sqlite"):
         monkeypatch.setenv("SHIPYARD_STORE", store_url)
     store = project.store
-    for name in ("penguins", "iris"):
-        service.create_project(store, name, actor="ops")
-    service.create_user(store, "vera", actor="ops")
-    service.grant(store, "penguins", "vera", "viewer", actor="ops")
-    service.create_user(store, "olga", actor="ops")
-    service.grant(store, "iris", "olga", "maintainer", actor="ops")
+    two_projects(store, "vera")
     headers = {"anonymous": {}}
     expiring = None
     for who, owner, expires in (("viewer", "vera", None), ("other_project", "olga", None), ("expired", "vera", 0.5)):
