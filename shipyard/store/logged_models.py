@@ -101,7 +101,11 @@ class RunModelIO(Base):
 
 def get(session: Session, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
     """The logged model ``model_id``; NotFound (MLflow's wording) when unknown or deleted."""
-    found = session.get(LoggedModel, model_id) if len(model_id) <= 40 else None
+    return _found(session.get(LoggedModel, model_id) if len(model_id) <= 40 else None, model_id, allow_deleted)
+
+
+def _found(found: Any, model_id: str, allow_deleted: bool) -> Any:
+    """``found`` (an ORM object or a Core row); NotFound (MLflow's wording) when it is None or deleted."""
     if found is None or (found.lifecycle_stage == "deleted" and not allow_deleted):
         raise NotFound(f"Logged model with ID '{model_id[:60]}' not found.",
                        hint="list logged models with MlflowClient().search_logged_models([experiment_id])")
@@ -151,11 +155,8 @@ _ROW = select(LoggedModel.__table__).where(LoggedModel.id == bindparam("model"))
 def get_row(session: Session, model_id: str, *, allow_deleted: bool = False) -> Any:
     """``get`` for readers: the model's row as a plain Core row (same attribute names, no ORM
     identity map: a third of the cost of ``Session.get``); NotFound as ``get`` says it."""
-    found = session.connection().execute(_ROW, {"model": model_id}).first() if len(model_id) <= 40 else None
-    if found is None or (found.lifecycle_stage == "deleted" and not allow_deleted):
-        raise NotFound(f"Logged model with ID '{model_id[:60]}' not found.",
-                       hint="list logged models with MlflowClient().search_logged_models([experiment_id])")
-    return found
+    return _found(session.connection().execute(_ROW, {"model": model_id}).first() if len(model_id) <= 40 else None,
+                  model_id, allow_deleted)
 
 
 def set_tags(session: Session, model_id: str, tags: Mapping[str, str]) -> None:

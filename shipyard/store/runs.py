@@ -217,7 +217,11 @@ def create_run(
 
 
 def get_run(session: Session, run_id: str) -> Run:
-    run = session.get(Run, run_id)
+    return _found(session.get(Run, run_id), run_id)
+
+
+def _found(run: Any, run_id: str) -> Any:
+    """``run`` (an ORM object or a Core row); NotFound naming ``run_id`` when it is None."""
     if run is None:
         raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")
     return run
@@ -229,10 +233,7 @@ _RUN_ROW = select(Run.__table__).where(Run.id == bindparam("run_id"))
 def run_row(session: Session, run_id: str) -> Any:
     """``get_run`` for readers: the run as a plain Core row (the same attribute names, without the
     ORM's identity map, which costs more than the query); NotFound when unknown."""
-    run = session.connection().execute(_RUN_ROW, {"run_id": run_id}).first()
-    if run is None:
-        raise NotFound(f"Run with id={run_id} not found", hint="list runs with 'shipyard runs list'")
-    return run
+    return _found(session.connection().execute(_RUN_ROW, {"run_id": run_id}).first(), run_id)
 
 
 def finish_run(session: Session, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> Run:
