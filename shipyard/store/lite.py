@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-DEFAULT_EXPERIMENT = "Default"  # store.runs.DEFAULT_EXPERIMENT (that module imports SQLAlchemy)
-_MAX_DOUBLE = 1.7976931348623157e308
+# defined here, without SQLAlchemy; store.runs takes them from this module
+DEFAULT_EXPERIMENT = "Default"
+MAX_DOUBLE = 1.7976931348623157e308
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -191,7 +192,7 @@ def log_new_metrics(conn: sqlite3.Connection, run_id: str, points: Sequence[tupl
     """``store.runs.log_metrics`` for a run that has no metrics yet: (key, value, step) points,
     exact repeats stored once, the newest (step, then order) of each key as its latest."""
     stamp = now_ms()
-    rows = list(dict.fromkeys((run_id, k, 0.0 if v != v else max(-_MAX_DOUBLE, min(_MAX_DOUBLE, float(v))), int(s),
+    rows = list(dict.fromkeys((run_id, k, 0.0 if v != v else max(-MAX_DOUBLE, min(MAX_DOUBLE, float(v))), int(s),
                                stamp, int(v != v)) for k, v, s in points))
     conn.executemany("INSERT INTO metrics (run_id, key, value, step, timestamp, is_nan) VALUES (?, ?, ?, ?, ?, ?)",
                      rows)

@@ -9,7 +9,6 @@ and ordering. Batch functions are the primitive (STYLE.md E2).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,15 +40,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import InputError, NotFound
 from shipyard.store.base import Base
+from shipyard.store.lite import DEFAULT_EXPERIMENT, MAX_DOUBLE, now_ms  # defined without SQLAlchemy
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
-DEFAULT_EXPERIMENT = "Default"
 NAN = float("nan")
-MAX_DOUBLE = 1.7976931348623157e308
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Experiment(Base):
