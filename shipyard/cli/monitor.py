@@ -9,6 +9,7 @@ import typer
 
 from shipyard.cli.output import echo, print_json, show_rows, table
 from shipyard.errors import UsageError
+from shipyard.monitoring.listing import fmt_time
 
 app = typer.Typer(add_completion=False, help="Judge windows of the request log; alert and retrain by rule.")
 triggers_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -21,12 +22,6 @@ def _setup() -> tuple[Any, Any]:
 
     ws = Workspace.discover()
     return ws, load_config(ws.project.config_path)
-
-
-def _fmt_time(t: float | None) -> str:
-    if t is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 
 def monitor(
@@ -82,7 +77,7 @@ def show_cycle(report: Any, json_out: bool) -> None:
         print_json(report.to_dict())
         return
     for w in report.windows:
-        echo(f"window {w['model']}@{w['version']} {_fmt_time(w['start'])}..{_fmt_time(w['end'])} "
+        echo(f"window {w['model']}@{w['version']} {fmt_time(w['start'])}..{fmt_time(w['end'])} "
              f"rows={w['rows']} verdict={w['verdict']} drift_share={w['drift_share']} error_rate={w['error_rate']}")
     for f in report.firings:
         echo(f"rule {f['model']}/{f['rule']}: {f['status']} ({f['reason']})")
@@ -152,7 +147,7 @@ def history(
                 echo(line)
         return
     table(["id", "model", "kind", "state", "created", "reason"],
-          [(t["id"], t["model"], t["kind"], t["state"], _fmt_time(t["created_at"]), t["reason"]) for t, _ in rows])
+          [(t["id"], t["model"], t["kind"], t["state"], fmt_time(t["created_at"]), t["reason"]) for t, _ in rows])
 
 
 @triggers_app.command("run")

@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 
-def _fmt_time(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+def fmt_time(t: float | None) -> str:
+    """A UTC time as the monitoring commands print it ("" for none)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t is not None else ""
 
 
 def trigger_rows(ws: Any, config: Any) -> list[dict[str, str]]:
@@ -35,7 +36,7 @@ def trigger_rows(ws: Any, config: Any) -> list[dict[str, str]]:
                 last = repo.get_watch(session, model, "schedule")
                 rows.append({"model": model, "trigger": "schedule",
                              "what": f"every {retrain.every}" if retrain.every else f"cron {retrain.cron}",
-                             "state": f"last check {_fmt_time(float(last))}" if last else "not started"})
+                             "state": f"last check {fmt_time(float(last))}" if last else "not started"})
             for t in repo.active_triggers(session, model):
                 rows.append({"model": model, "trigger": f"#{t.id} {t.kind}", "what": t.source, "state": t.state})
     return rows
