@@ -137,9 +137,10 @@ def _ignore_new_state_dir() -> None:
 
 def _run(argv: list[str] | None) -> None:
     try:
-        from shipyard.cli.remote import note_local
+        if os.environ.get("SHIPYARD_SERVER_URL"):  # remote mode only: local start-up imports nothing for it
+            from shipyard.cli.remote import note_local
 
-        note_local(sys.argv[1:] if argv is None else argv)  # SHIPYARD_SERVER_URL set for a local command
+            note_local(sys.argv[1:] if argv is None else argv)  # a local command says it runs locally
         result = cli.main(args=argv, prog_name="shipyard", standalone_mode=False)
     except ShipyardError as exc:
         report_error(exc)
