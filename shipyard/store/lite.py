@@ -70,6 +70,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def finite(value: float) -> float:
+    """Infinities are kept as +/- the largest double (as MLflow stores them; SQL has no infinity)."""
+    return max(-MAX_DOUBLE, min(MAX_DOUBLE, float(value)))
+
+
 def open_lite(state_dir: Path) -> LiteStore | None:
     """The embedded store over sqlite3 when the restore records can go through it, else None
     (SHIPYARD_STORE set, no store yet, a schema that is not at the heads, or any sqlite3 error)."""
@@ -192,7 +197,7 @@ def log_new_metrics(conn: sqlite3.Connection, run_id: str, points: Sequence[tupl
     """``store.runs.log_metrics`` for a run that has no metrics yet: (key, value, step) points,
     exact repeats stored once, the newest (step, then order) of each key as its latest."""
     stamp = now_ms()
-    rows = list(dict.fromkeys((run_id, k, 0.0 if v != v else max(-MAX_DOUBLE, min(MAX_DOUBLE, float(v))), int(s),
+    rows = list(dict.fromkeys((run_id, k, 0.0 if v != v else finite(v), int(s),
                                stamp, int(v != v)) for k, v, s in points))
     conn.executemany("INSERT INTO metrics (run_id, key, value, step, timestamp, is_nan) VALUES (?, ?, ?, ?, ?, ?)",
                      rows)

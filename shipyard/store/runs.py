@@ -40,7 +40,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import InputError, NotFound
 from shipyard.store.base import Base
-from shipyard.store.lite import DEFAULT_EXPERIMENT, MAX_DOUBLE, now_ms  # defined without SQLAlchemy
+from shipyard.store.lite import DEFAULT_EXPERIMENT, finite, now_ms  # defined without SQLAlchemy
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 NAN = float("nan")
@@ -302,11 +302,6 @@ _RUN_STAGE = select(Run.lifecycle_stage).where(Run.id == bindparam("run_id"))
 _STORED_POINTS = select(Metric.key, Metric.step, Metric.timestamp, Metric.value, Metric.is_nan).where(
     Metric.run_id == bindparam("run_id"), Metric.key.in_(bindparam("keys", expanding=True)),
     Metric.step.in_(bindparam("steps", expanding=True)))
-
-
-def finite(value: float) -> float:
-    """Infinities are kept as +/- the largest double (as MLflow stores them; SQL has no infinity)."""
-    return max(-MAX_DOUBLE, min(MAX_DOUBLE, float(value)))
 
 
 def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -> None:
