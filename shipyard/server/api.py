@@ -123,19 +123,19 @@ async def move_alias(request: Request) -> Response:
 
 async def list_rollouts(request: Request) -> Response:
     """GET /api/v1/rollouts?model=&limit=: the rows of ``shipyard rollout status``."""
-    from shipyard.server.operations import _controller
+    from shipyard.server.operations import controller
 
     ws, model, limit = _ws(request), request.query_params.get("model") or None, _limit(request, 10)
-    return json_response({"rollouts": await in_thread(lambda: _controller(ws).status(model, limit))})
+    return json_response({"rollouts": await in_thread(lambda: controller(ws).status(model, limit))})
 
 
 async def list_triggers(request: Request) -> Response:
     """GET /api/v1/triggers: the rows of ``shipyard triggers list``."""
     from shipyard.monitoring.listing import trigger_rows
-    from shipyard.server.operations import _config
+    from shipyard.server.operations import project_config
 
     ws = _ws(request)
-    return json_response({"triggers": await in_thread(lambda: trigger_rows(ws, _config(ws)))})
+    return json_response({"triggers": await in_thread(lambda: trigger_rows(ws, project_config(ws)))})
 
 
 async def audit_events(request: Request) -> Response:

@@ -33,17 +33,19 @@ class WrongState(ShipyardError):
     error_code = "INVALID_STATE"
 
 
-def _config(ws: Any) -> Any:
+def project_config(ws: Any) -> Any:
+    """The project's shipyard.yaml (the defaults without one)."""
     from shipyard.config import ShipyardConfig, load_config
 
     return load_config(ws.project.config_path) if ws.project.config_path.is_file() else ShipyardConfig()
 
 
-def _approve(ws: Any, trigger_id: int) -> dict[str, Any]:
+def approve(ws: Any, trigger_id: int) -> dict[str, Any]:
+    """Approve a trigger's gated version (409 when it waits for no approval); the API and the pages call it."""
     from shipyard import notify
     from shipyard.monitoring import build_monitor
 
-    monitor = build_monitor(ws, _config(ws))
+    monitor = build_monitor(ws, project_config(ws))
     try:
         out = monitor.approve(trigger_id, source=APPROVE_SOURCE)
     except NotFound:
@@ -54,16 +56,17 @@ def _approve(ws: Any, trigger_id: int) -> dict[str, Any]:
     return out
 
 
-def _controller(ws: Any) -> Any:
+def controller(ws: Any) -> Any:
     """The rollout controller over the project's store, as ``shipyard rollout`` builds it."""
     from shipyard.rollout.controller import build_controller
 
-    return build_controller(ws, _config(ws))
+    return build_controller(ws, project_config(ws))
 
 
-def _act(ws: Any, model: str, action: str) -> dict[str, Any]:
+def act(ws: Any, model: str, action: str) -> dict[str, Any]:
+    """A rollout action (pause, resume, promote, abort); 409 when the rollout's state refuses it."""
     try:
-        return _controller(ws).act(model, action).to_dict()  # type: ignore[no-any-return]
+        return controller(ws).act(model, action).to_dict()  # type: ignore[no-any-return]
     except CheckFailed as exc:  # the rollout policy refused the move from the current state
         raise WrongState(exc.message, hint=exc.hint) from None
 
@@ -73,7 +76,7 @@ async def approve_trigger(request: Request) -> Response:
     raw = request.path_params["trigger_id"]
     if not raw.isdigit():
         raise InputError(f"trigger_id {raw!r} is not a trigger number")
-    return json_response(await in_thread(_approve, request.app.state.workspace, int(raw)))
+    return json_response(await in_thread(approve, request.app.state.workspace, int(raw)))
 
 
 async def rollout_action(request: Request) -> Response:
@@ -81,7 +84,7 @@ async def rollout_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in ROLLOUT_ACTIONS:
         raise NotFound(f"action {action!r} is not a rollout action", hint="use " + ", ".join(ROLLOUT_ACTIONS))
-    return json_response(await in_thread(_act, request.app.state.workspace, request.path_params["model"], action))
+    return json_response(await in_thread(act, request.app.state.workspace, request.path_params["model"], action))
 
 
 routes = [

@@ -140,7 +140,7 @@ def _trigger(ws: Any, trigger_id: int) -> dict[str, Any] | None:
 
 def _approve(ws: Any, trigger_id: int, actor: str) -> dict[str, Any]:
     """Approve as ``actor`` through the operations the API uses (one path)."""
-    from shipyard.server.operations import _approve as approve
+    from shipyard.server.operations import approve
 
     with audit.acting_as(actor):
         return approve(ws, trigger_id)

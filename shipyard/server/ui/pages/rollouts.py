@@ -230,13 +230,13 @@ async def rollout_page(request: Request) -> Response:
 
 def _steer(ws: Any, model: str, action: str, actor: str) -> dict[str, Any]:
     """Carry out ``action`` as ``actor`` through the operations the API uses (one path)."""
-    from shipyard.server.operations import WrongState, _act, _controller
+    from shipyard.server.operations import WrongState, act, controller
 
     with audit.acting_as(actor):
         if action != "rollback":
-            return _act(ws, model, action)
+            return act(ws, model, action)
         try:
-            return _controller(ws).rollback(model).to_dict()  # type: ignore[no-any-return]
+            return controller(ws).rollback(model).to_dict()  # type: ignore[no-any-return]
         except CheckFailed as exc:  # the champion moved since: the controller refuses to guess
             raise WrongState(exc.message, hint=exc.hint) from None
 
