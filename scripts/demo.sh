@@ -58,19 +58,23 @@ srv_url="http://127.0.0.1:$srv_port"
 shipyard server --port "$srv_port" --no-monitor > server.log 2>&1 &
 srv_pid=$!
 trap 'kill $srv_pid 2>/dev/null || true' EXIT
-python3 - "$srv_url" <<'PY'
+# wait_for_server URL LOG: until the server answers its public health route (two minutes at most)
+wait_for_server() {
+python3 - "$1" "$2" <<'PY'
 import sys, time, httpx
 deadline = time.time() + 120
-while True:  # until the server answers its public health route
+while True:
     try:
         if httpx.get(sys.argv[1] + "/health", timeout=2).status_code == 200:
             break
     except httpx.HTTPError:
         pass
     if time.time() > deadline:
-        sys.exit("shipyard server did not answer: see server.log")
+        sys.exit(f"shipyard server did not answer: see {sys.argv[2]}")
     time.sleep(0.2)
 PY
+}
+wait_for_server "$srv_url" server.log
 admin_token="$(grep -m1 -oE 'shp_[0-9A-Za-z]+' server.log)"
 sed -E 's/(shp_[0-9A-Za-z]{8})[0-9A-Za-z]+/\1.../' server.log   # the token, shortened for the screen
 
@@ -539,19 +543,10 @@ ui_url="http://127.0.0.1:$ui_port"
 shipyard server --port "$ui_port" --no-monitor > ui-server.log 2>&1 &
 ui_pid=$!
 trap 'kill $ui_pid 2>/dev/null || true' EXIT
+wait_for_server "$ui_url" ui-server.log
 python3 - "$ui_url" "$admin_token" <<'PY'
-import re, sys, time, httpx
+import re, sys, httpx
 url, token = sys.argv[1], sys.argv[2]
-deadline = time.time() + 120
-while True:  # until the server answers its public health route
-    try:
-        if httpx.get(url + "/health", timeout=2).status_code == 200:
-            break
-    except httpx.HTTPError:
-        pass
-    if time.time() > deadline:
-        sys.exit("shipyard server did not answer: see ui-server.log")
-    time.sleep(0.2)
 page = httpx.get(url + "/runs", headers={"Authorization": f"Bearer {token}"}, timeout=30)
 rows = re.findall(r'class="run-row" data-run-id="([0-9a-f]+)"', page.text)
 if page.status_code != 200 or not rows:
