@@ -201,3 +201,47 @@ def test_a_sweep_declared_in_shipyard_yaml_needs_only_its_stage(tiny: Path) -> N
     assert report["best_params"] == {"train.x": 3, "train.depth": 1}
     missing = run_cli("sweep", "prepare", "-p", "prepare.n=int(1,9)", cwd=tiny)
     assert missing.returncode == 2 and "which metric?" in missing.stderr
+
+
+WHERE = """\
+import json, os, psutil
+with open(os.environ["TRIAL_WHERE"], "a") as log:
+    log.write(json.dumps([p.pid for p in psutil.Process().parents()]) + "\\n")
+"""
+
+
+def _twenty_trials(root: Path, name: str, *args: str) -> dict:  # type: ignore[type-arg]
+    """A 20-trial random sweep, 2 at once; every trial's train stage notes its process ancestors."""
+    (root / "train.py").write_text(TRAIN + WHERE)
+    done = run_cli("sweep", "train", "-p", "train.x=uniform(0,6)", "-p", "train.depth=int(1,4)", "--metric", "score",
+                   "--sampler", "random", "--seed", "7", "--trials", "20", "--jobs", "2", "--name", name, "--json",
+                   *args, cwd=root, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["complete"] + report["pruned"] == 20 and report["failed"] == 0, report
+    trains = [r for r in _trial_stage_runs(root, report["run_id"]) if r["name"] == "train"]
+    assert len(trains) == 20  # every trial is a tracked pipeline run, a child of the sweep
+    return report
+
+
+def test_twenty_trials_two_at_a_time_locally(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    where = tmp_path / "where.jsonl"
+    monkeypatch.setenv("TRIAL_WHERE", str(where))
+    report = _twenty_trials(tiny, "local")
+    assert len(where.read_text().splitlines()) == 20
+    assert -0.5 < report["best_value"] <= -0.1  # x near 3, depth 1: random search gets close in 20 trials
+
+
+def test_twenty_trials_on_a_dask_local_cluster(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    where = tmp_path / "where.jsonl"
+    monkeypatch.setenv("TRIAL_WHERE", str(where))  # before the cluster starts: its workers inherit it
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      worker_dashboard_address=None) as cluster, Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        _twenty_trials(tiny, "dask", "--executor", cluster.scheduler_address.replace("tcp://", "dask://"))
+    ancestors = [set(json.loads(line)) for line in where.read_text().splitlines()]
+    assert len(ancestors) == 20
+    assert all(found & worker_pids for found in ancestors)  # every train stage ran under a Dask worker
