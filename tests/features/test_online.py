@@ -51,6 +51,9 @@ def check_enrichment(repo: Path) -> None:
     assert "driver_id=1002" in stale.value.message and "limit 7200s" in stale.value.message
     with pytest.raises(RequestError, match=r"driver_id=1003.*no value"):
         enricher.enrich(request(driver_id=[1003]))
+    with pytest.raises(RequestError) as typed:  # a key of the wrong type: the client's mistake, a 422
+        enricher.enrich(request(driver_id=["abc"]))
+    assert typed.value.field == "driver_id" and typed.value.status == 422
     carried = request(driver_id=[1002], conv_rate=[0.9], avg_daily_trips=[1])
     assert enricher.enrich(carried) is carried  # features in the request: the online store is not read
     defaults = ServeFeatures(entity_key="driver_id", refs=REFS, max_age="5m", on_missing="default",
