@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("shipyard.cli.auth:users_app", "Add, list and disable users and service accounts; set passwords."),
     "tokens": ("shipyard.cli.auth:tokens_app", "Create, list and revoke API tokens (shown once, stored hashed)."),
     "projects": ("shipyard.cli.auth:projects_app", "Create projects; grant and revoke roles (viewer, editor, maintainer)."),
+    "cost": ("shipyard.cli.cost:app", "What the project costs: compute, storage, and each deployment's CPU per 1,000 predictions."),
     "gc": ("shipyard.cli.gc:app", "Remove stage environments (built with uv) that no run used lately."),
     "sweep": ("shipyard.cli.sweep:app", "Search a stage's params (grid, random, TPE, pruning); each trial is a pipeline run."),
     "export": ("shipyard.cli.export:app", "Hand the pipeline to Kubeflow Pipelines (YAML) or Airflow (a DAG file)."),

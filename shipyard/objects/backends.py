@@ -37,6 +37,7 @@ class Backend(Protocol):
     def read(self, key: str) -> bytes: ...
     def exists_many(self, keys: Iterable[str]) -> dict[str, bool]: ...
     def list(self, prefix: str = "") -> Iterator[str]: ...
+    def total_bytes(self) -> int: ...
     def delete(self, key: str) -> None: ...
     def local_path(self, key: str) -> Path | None: ...
 
@@ -220,6 +221,18 @@ class LocalBackend:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def total_bytes(self) -> int:
+        """Bytes held under the root (objects, run-cache entries; no half-written temporaries)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    try:
+                        total += os.stat(os.path.join(dirpath, name)).st_size
+                    except FileNotFoundError:  # removed by gc meanwhile
+                        pass
+        return total
+
 
 class FsspecBackend:
     """Any fsspec filesystem (s3://bucket/prefix, memory://, gcs://...)."""
@@ -335,6 +348,14 @@ class FsspecBackend:
         for path in found:
             yield self._relative(path)
 
+    def total_bytes(self) -> int:
+        """Bytes held under the prefix (one listing with sizes)."""
+        try:
+            found = self.fs.find(self.base, detail=True)
+        except FileNotFoundError:
+            return 0
+        return sum(int(info.get("size") or 0) for info in found.values())
+
     def delete(self, key: str) -> None:
         try:
             self.fs.rm_file(self._path(key))
@@ -346,5 +367,7 @@ def open_backend(url_or_path: str | os.PathLike[str]) -> Backend:
     """A backend for a local folder or an fsspec URL."""
     text = os.fspath(url_or_path)
     if "://" in text and not text.startswith("file://"):
-        return FsspecBackend(text)
+        from shipyard.objects.encryption import storage_options
+
+        return FsspecBackend(text, **storage_options(text))   # SHIPYARD_OBJECTS_SSE: encrypted at rest
     return LocalBackend(text.removeprefix("file://"))

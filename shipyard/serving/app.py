@@ -195,7 +195,7 @@ class Gateway:
         key = (served.name, served.version)
         cached = self._calls.get(key)
         if cached is None or cached[0] is not served:
-            cached = self._calls[key] = (served, _model_call(served, self.settings.scores))
+            cached = self._calls[key] = (served, _metered(_model_call(served, self.settings.scores), self.log, key))
         return cached[1]
 
     def _batcher(self, served: Served, candidate: bool) -> Batcher:
@@ -387,6 +387,22 @@ def _model_call(served: Served, scores: bool) -> Callable[[Rows], tuple[np.ndarr
         return np.asarray(predict(given)), None
 
     return run
+
+
+def _metered(call: Callable[[Rows], Any], log: RequestLog | None, key: tuple[str, int]) -> Callable[[Rows], Any]:
+    """``call`` charging the CPU time of its thread to the version (the request log's cost column)."""
+    if log is None:
+        return call
+    charge, clock = log.charge_model_cpu, time.thread_time
+
+    def metered(rows: Rows) -> Any:
+        start = clock()
+        try:
+            return call(rows)
+        finally:
+            charge(key, clock() - start)
+
+    return metered
 
 
 def check_output(preds: Any, n: int, labels: bool) -> None:

@@ -82,6 +82,19 @@ def request_table(group: list[Any], columns: list[str], labels: bool) -> Any:
     return pa.table(data)
 
 
+def with_gateway_cpu(table: Any, shared_ms: float, model_ms: dict[int, float]) -> Any:
+    """``table`` (rows of one model) with the ``gateway_cpu_ms`` column: each row's share of the window's
+    CPU, ``shared_ms`` plus its version's model-call CPU per row (``model_ms``: version -> ms)."""
+    import pyarrow as pa
+
+    cpu = np.full(table.num_rows, shared_ms, dtype=np.float64)
+    if model_ms:
+        versions = table.column("version").to_numpy()
+        for version, ms in model_ms.items():
+            cpu[versions == version] += ms
+    return table.append_column("gateway_cpu_ms", pa.array(cpu))
+
+
 def _row_count(entry: Any) -> int:
     if entry.frame is not None:
         return len(entry.frame)

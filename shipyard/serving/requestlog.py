@@ -9,6 +9,12 @@ with the columns of the cross-room contract: ``request_id`` (str), ``ts`` (times
 ``model`` (str), ``version`` (int64), ``route`` (str), ``status`` (str: ok, error), ``latency_ms``
 (float64), ``error`` (str, nullable), ``feature.<name>`` (native dtype), ``prediction`` (str for
 class labels, float64 for regression), ``score`` (float64, nullable: the top class probability).
+``gateway_cpu_ms`` (float64): the row's share of the gateway process's CPU over the flush window
+that wrote it (every thread of the worker). The CPU each version's model calls took on their own
+thread (``charge_model_cpu``) goes to that version's rows; the rest (parsing, routing, logging, a
+model's extra native threads) is split evenly over the window's rows. A deployment's CPU per 1,000
+predictions is then a sum over its rows (``tracking.cost``); CPU of windows with no request is idle
+time, charged to no prediction.
 A request of n > 1 rows logs n rows with ids ``<request id>/<row>``. When the queue is full the
 entry is dropped and counted, never blocking a request. The root is a local folder or an fsspec
 URL (``shipyard.serving.logstore``): locally a file is written to a temporary name and renamed, on
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from shipyard.serving.logstore import LogFolder, log_location
-from shipyard.serving.logtable import columns_of, hour_partition, request_table
+from shipyard.serving.logtable import columns_of, hour_partition, request_table, with_gateway_cpu
 
 
 class LogEntry(NamedTuple):
@@ -104,6 +110,9 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
         self._on_drop = on_drop
+        self._cpu_mark = time.process_time()  # CPU since the last flush is charged to its rows
+        self._model_cpu: dict[tuple[str, int], float] = {}  # (model, version) -> model-call CPU seconds
+        self._model_cpu_lock = threading.Lock()
 
     # -- request path ---------------------------------------------------------------------------
     def append(self, entry: LogEntry) -> bool:
@@ -117,6 +126,11 @@ class RequestLog:
 
     def append_feedback(self, entries: list[FeedbackEntry]) -> None:
         self._feedback.extend(entries)
+
+    def charge_model_cpu(self, key: tuple[str, int], seconds: float) -> None:
+        """Add the CPU seconds one model call of ``key`` = (model, version) took on its thread."""
+        with self._model_cpu_lock:
+            self._model_cpu[key] = self._model_cpu.get(key, 0.0) + seconds
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -148,27 +162,42 @@ class RequestLog:
         with self._flush_lock:
             entries = _drain(self._queue)
             feedback = _drain(self._feedback)
-            rows = self._write_requests(entries) if entries else 0
+            cpu_now = time.process_time()
+            window_cpu_s, self._cpu_mark = cpu_now - self._cpu_mark, cpu_now
+            rows = self._write_requests(entries, window_cpu_s) if entries else 0
             if feedback:
                 self._write_feedback(feedback)
             self.written_rows += rows
             return rows
 
-    def _write_requests(self, entries: list[LogEntry]) -> int:
+    def _write_requests(self, entries: list[LogEntry], window_cpu_s: float) -> int:
         groups: dict[tuple[Any, ...], list[LogEntry]] = defaultdict(list)
         for e in entries:
             groups[(e.model, *hour_partition(e.ts), columns_of(e.frame), e.labels)].append(e)
-        total = 0
-        for (model, date, hour, columns, labels), group in groups.items():
-            table = request_table(group, list(columns), labels)
+        tables = {key: request_table(group, list(key[3]), key[4]) for key, group in groups.items()}
+        total = sum(table.num_rows for table in tables.values())
+        per_version: dict[tuple[str, int], int] = defaultdict(int)  # rows of each version in this window
+        for key, table in tables.items():
+            for version, n in _version_rows(table):
+                per_version[(key[0], version)] += n
+        model_ms = self._take_model_cpu(per_version)
+        shared_ms = max(window_cpu_s * 1000.0 - sum(model_ms.values()), 0.0) / total if total else 0.0
+        for (model, date, hour, _columns, _labels), table in tables.items():
+            table = with_gateway_cpu(table, shared_ms, {k[1]: ms / per_version[k] for k, ms in model_ms.items()
+                                                               if k[0] == model})
             if self.redact or self.hashed:
                 from shipyard.supply.governance import apply_log_policy
 
                 table = apply_log_policy(table, self.redact, self.hashed)
             folder = self.root / f"model={model}" / f"date={date}" / f"hour={hour}"
             _write_parquet(table, folder)
-            total += table.num_rows
         return total
+
+    def _take_model_cpu(self, rows: dict[tuple[str, int], int]) -> dict[tuple[str, int], float]:
+        """The model-call CPU (ms) of the versions that have rows in this window; a version with none
+        (its requests still in flight) keeps its CPU for the next window."""
+        with self._model_cpu_lock:
+            return {key: self._model_cpu.pop(key) * 1000.0 for key in rows if key in self._model_cpu}
 
     def _write_feedback(self, entries: list[FeedbackEntry]) -> None:
         import pyarrow as pa
@@ -188,6 +217,14 @@ class RequestLog:
                 "label": label_array,
             })
             _write_parquet(table, self.feedback_dir / f"date={date}")
+
+
+def _version_rows(table: Any) -> list[tuple[int, int]]:
+    """(version, rows) of a request table."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(table.column("version")).to_pylist()
+    return [(int(c["values"]), int(c["counts"])) for c in counts]
 
 
 def _drain(queue: deque[Any]) -> list[Any]:

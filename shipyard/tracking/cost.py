@@ -5,6 +5,11 @@ of its stages, a sweep the sum of its trials' pipeline runs. Memory is priced as
 the stage's wall time (what a machine sized for the stage costs). A part whose price the table
 does not set is *unpriced*, named in the answer, never counted as zero; a run with no recorded
 resources (a plain ``shipyard.start_run`` from a notebook) is unpriced too.
+
+A deployment costs the gateway's CPU: the request log carries each prediction row's share of the
+gateway process's CPU (``gateway_cpu_ms``), so ``deployment_usage`` sums it per model version over
+any window and prices it as CPU seconds per 1,000 predictions. Storage is the object store's bytes
+at ``storage_gb_month`` (a monthly rate, not a spend: it is not counted in budgets).
 """
 
 from __future__ import annotations
@@ -217,3 +222,63 @@ def crossed(checks: Iterable[BudgetCheck], thresholds: Sequence[float]) -> list[
         if reached:
             found.append((check, max(reached)))
     return found
+
+
+@dataclass(frozen=True)
+class DeploymentUsage:
+    """One model version's predictions in the gateway over a window, and the gateway CPU they took."""
+
+    model: str
+    version: int
+    predictions: int
+    measured: int  # predictions whose row carries the gateway's CPU (older request logs do not)
+    cpu_seconds: float
+
+    @property
+    def cpu_per_1k(self) -> float | None:
+        """Gateway CPU seconds per 1,000 predictions (None: no measured prediction)."""
+        return self.cpu_seconds / self.measured * 1000.0 if self.measured else None
+
+    def costs(self, table: PriceTable) -> tuple[Cost, Cost]:
+        """(cost per 1,000 predictions, cost of the window's measured predictions) under ``table``."""
+        if not self.measured:
+            nothing = Cost(None, table.currency, ("no gateway CPU recorded",))
+            return nothing, nothing
+        return (price(Resources(cpu_seconds=self.cpu_per_1k or 0.0), _cpu_only(table)),
+                price(Resources(cpu_seconds=self.cpu_seconds), _cpu_only(table)))
+
+    def to_dict(self, table: PriceTable) -> dict[str, Any]:
+        per_1k, total = self.costs(table)
+        return {"model": self.model, "version": self.version, "predictions": self.predictions,
+                "measured": self.measured, "cpu_seconds": self.cpu_seconds, "cpu_seconds_per_1k": self.cpu_per_1k,
+                "cost_per_1k": per_1k.to_dict(), "cost": total.to_dict()}
+
+
+def _cpu_only(table: PriceTable) -> PriceTable:
+    """A deployment is priced by CPU alone: an empty table when CPU has no price (so it says so)."""
+    return PriceTable(cpu_hour=table.cpu_hour, currency=table.currency)
+
+
+def deployment_usage(location: Any, model: str, since: float | None = None,
+                     until: float | None = None) -> list[DeploymentUsage]:
+    """Per version of ``model``: predictions in [since, until) and the gateway CPU they took."""
+    import polars as pl
+
+    from shipyard.data.requestlog import read_requests
+
+    rows = read_requests(location, model, since, until, columns=["ts", "version", "gateway_cpu_ms"])
+    if rows.height == 0:
+        return []
+    per_version = (rows.group_by("version")
+                   .agg(pl.len().alias("predictions"), pl.col("gateway_cpu_ms").count().alias("measured"),
+                        (pl.col("gateway_cpu_ms").sum() / 1000.0).alias("cpu_seconds"))
+                   .sort("version"))
+    return [DeploymentUsage(model, int(r["version"]), int(r["predictions"]), int(r["measured"]),
+                            float(r["cpu_seconds"] or 0.0)) for r in per_version.iter_rows(named=True)]
+
+
+def storage_cost(stored_bytes: int, table: PriceTable) -> Cost:
+    """What keeping ``stored_bytes`` costs per month at ``storage_gb_month`` (unpriced without it)."""
+    if table.storage_gb_month is None:
+        return Cost(None, table.currency, ("storage: no storage_gb_month in cost:",))
+    return Cost(stored_bytes / GB * table.storage_gb_month, table.currency)

@@ -130,3 +130,45 @@ def test_config_without_prices_says_unpriced(tmp_path: Path) -> None:
 
         (tmp_path / "shipyard.yaml").write_text("budget: {alert_at: [0]}\n")
         load_config(tmp_path / "shipyard.yaml")
+
+
+def _log_predictions(root: Path, model: str, versions: list[int]) -> None:
+    """Predictions in the project's request log, written by the gateway's own writer."""
+    import time
+
+    import numpy as np
+
+    from shipyard.serving.requestlog import LogEntry, RequestLog
+
+    log = RequestLog(root / ".shipyard" / "requests", root / ".shipyard" / "feedback")
+    for i, version in enumerate(versions):
+        log.charge_model_cpu((model, version), 0.001 * version)
+        log.append(LogEntry(f"r{i}", time.time(), model, version, "primary", "ok", 1.0, None, None,
+                            np.array(["a"]), None, True))
+    log.flush()
+
+
+def test_shipyard_cost_shows_compute_storage_and_each_deployments_cpu_per_1000_predictions(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p", "")
+    config = root / "shipyard.yaml"
+    config.write_text(config.read_text().replace("currency: EUR}", "storage_gb_month: 20, currency: EUR}"))
+    assert run_cli("run", cwd=root).returncode == 0
+    _log_predictions(root, "iris", [1, 1, 2, 2, 2])
+    done = run_cli("cost", "--since", "1d", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["compute"]["cost"]["amount"] >= 36 * 0.25 / 3600  # stage b burned 0.3 s of CPU
+    stored = report["storage"]["bytes"]
+    assert stored > 0 and report["storage"]["per_month"]["amount"] == pytest.approx(stored / 1024**3 * 20)
+    by_version = {d["version"]: d for d in report["deployments"]}
+    assert by_version[1]["predictions"] == 2 and by_version[2]["predictions"] == 3
+    assert by_version[2]["cpu_seconds_per_1k"] > by_version[1]["cpu_seconds_per_1k"]  # 2 ms of model CPU vs 1 ms
+    assert by_version[2]["cost_per_1k"]["amount"] == pytest.approx(by_version[2]["cpu_seconds_per_1k"] * 36 / 3600)
+    shown = run_cli("cost", cwd=root).stdout
+    assert "EUR per month" in shown and "iris" in shown and "CPU / 1k" in shown
+    config.write_text(config.read_text().replace("storage_gb_month: 20, ", ""))
+    unpriced = json.loads(run_cli("cost", "--json", cwd=root).stdout)
+    assert unpriced["storage"]["per_month"]["amount"] is None  # never a silent zero
+    assert "storage_gb_month" in unpriced["storage"]["per_month"]["text"]
+    bad = run_cli("cost", "--since", "soon", cwd=root)
+    assert bad.returncode == 2 and "--since 'soon'" in bad.stderr
