@@ -1,19 +1,26 @@
 """Features (issue #18): gateway enrichment overhead and historical retrieval against Feast.
 
-1. Enrichment: the example project (examples/feast-features, 3 features of one view) trained, its
-   online store on the Redis server of this machine, served by ``shipyard serve``; sequential
-   requests over one keep-alive connection, alternately keyed (the gateway reads Redis and merges)
-   and carrying the features (no online read). p50/p99 per request and the p99 overhead.
-2. Versus Feast's own feature server: ``feast serve`` answers /get-online-features, then the same
-   gateway is called with the features (what a client does without enrichment): per-request
-   latency of the two calls together, against one enriched call.
+Command (one line; ``--n``: requests of each kind, ``BENCH_FEATURE_ROWS=0`` skips the retrieval part)::
+
+    nice -n 10 .venv/bin/python -m bench features --n 2000
+
+1. In-process enrichment, µs per call: the example's 10 features of one entity read from Redis by
+   ``Enricher.enrich`` (Shipyard's reader: Feast's online store ``online_read`` with everything
+   resolved at start-up) against Feast's own ``FeatureStore.get_online_features`` of the same
+   refs (what the reader called before), batches of the two interleaved; the median of the
+   per-batch means, so a load spike costs both sides alike.
+2. Gateway enrichment: the example project (examples/feast-features, 10 features of one view)
+   trained, its online store on the Redis server of this machine, served by ``shipyard serve``;
+   sequential requests over one keep-alive connection, each round interleaving a keyed request
+   (the gateway reads Redis and merges), the same model with the 10 features in the request, and
+   Feast's own ``feast serve`` (/get-online-features) followed by the gateway call with the
+   features. Overhead = the difference of the per-request medians and of the p99s; throughput of
+   sequential requests = 1 / mean latency. The load average is printed before and after.
 3. Historical retrieval of 200,000 and N entity rows (default 1,000,000; ``BENCH_FEATURE_ROWS``)
    over 336,000 source rows (2,000 drivers x a week of hours): Shipyard's guarded point-in-time join
    against Feast's ``get_historical_features``, each in its own process after its imports (wall
    time, peak RSS, rows returned). Feast is not run above ``BENCH_FEAST_MAX_ROWS`` (250,000): at
    1M rows its key-only join grew to 19.5 GB and the kernel's OOM killer ended it.
-
-``python -m bench features --n 2000`` (``--n``: requests per kind).
 """
 
 from __future__ import annotations
@@ -38,7 +45,22 @@ EXAMPLE = REPO / "examples" / "feast-features"
 PY = sys.executable
 SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
 FEAST = str(Path(sys.executable).with_name("feast"))
-REFS = ["driver_stats:conv_rate", "driver_stats:acc_rate", "driver_stats:avg_daily_trips"]
+REFS = ["driver_stats:conv_rate", "driver_stats:acc_rate", "driver_stats:avg_daily_trips"]  # retrieval
+MICRO_BATCH = 50
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages, as printed next to every figure."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def serve_refs(root: Path) -> list[str]:
+    """The refs the example's gateway enriches with (features.serve.refs: 10 of one view)."""
+    from shipyard.config import load_config
+
+    config = load_config(root / "shipyard.yaml")
+    assert config.features is not None and config.features.serve is not None
+    return list(config.features.serve.refs)
 
 
 def _free_port() -> int:
@@ -118,6 +140,7 @@ def enrichment(root: Path, n: int) -> dict[str, dict[str, float]]:
     try:
         gw = http.client.HTTPConnection("127.0.0.1", gw_port)
         fs = http.client.HTTPConnection("127.0.0.1", feast_port)
+        refs = serve_refs(root)
         times: dict[str, list[float]] = {"keyed": [], "carried": [], "feast+gateway": []}
         drivers = [1001 + i % 200 for i in range(n)]
         for i, driver in enumerate([*drivers[:50], *drivers]):  # 50 warm-up rounds, not kept
@@ -125,7 +148,7 @@ def enrichment(root: Path, n: int) -> dict[str, dict[str, float]]:
             status, _ = _post(gw, "/invocations", {"dataframe_records": [{"driver_id": driver}]})
             t1 = time.perf_counter()
             assert status == 200, status
-            status, body = _post(fs, "/get-online-features", {"features": REFS, "entities": {"driver_id": [driver]}})
+            status, body = _post(fs, "/get-online-features", {"features": refs, "entities": {"driver_id": [driver]}})
             assert status == 200, body
             doc = json.loads(body)
             names = doc["metadata"]["feature_names"]
@@ -146,6 +169,43 @@ def enrichment(root: Path, n: int) -> dict[str, dict[str, float]]:
         _stop(feast)
     return {k: {"p50": statistics.median(v), "p99": _pct(v, 0.99), "rps": 1000 / statistics.mean(v)}
             for k, v in times.items()}
+
+
+def micro(root: Path, calls: int) -> dict[str, float]:
+    """µs per call of Shipyard's in-process enrichment and of Feast's get_online_features (the
+    reader's previous path), one entity and the example's 10 features, batches interleaved."""
+    from feast import FeatureStore
+
+    from shipyard.config import load_config
+    from shipyard.serving.codec import Inputs
+    from shipyard.serving.features import enricher_for
+
+    config = load_config(root / "shipyard.yaml")
+    assert config.features is not None and config.features.serve is not None
+    enricher = enricher_for(root, config.features.repo, config.features.serve)
+    assert enricher is not None
+    store = FeatureStore(repo_path=str(root / config.features.repo))
+    refs = list(config.features.serve.refs)
+    drivers = [1001 + i % 200 for i in range(MICRO_BATCH)]
+
+    def ours() -> None:
+        for d in drivers:
+            got = enricher.enrich(Inputs(["driver_id"], {"driver_id": [d]}, None, 1))
+            assert got.values is not None and len(got.values) == 1 + len(refs)
+
+    def feast() -> None:
+        for d in drivers:
+            store.get_online_features(features=refs, entity_rows=[{"driver_id": d}]).to_dict(
+                include_event_timestamps=True)
+
+    per: dict[str, list[float]] = {"shipyard": [], "feast": []}
+    for i in range(max(4, calls // MICRO_BATCH) + 2):  # the first two rounds warm up
+        for name, fn in (("shipyard", ours), ("feast", feast)):
+            t0 = time.perf_counter()
+            fn()
+            if i >= 2:
+                per[name].append((time.perf_counter() - t0) / MICRO_BATCH * 1e6)
+    return {name: statistics.median(v) for name, v in per.items()}
 
 
 _RETRIEVE = """
@@ -203,22 +263,28 @@ def retrieval(rows: int) -> dict[str, dict[str, float]]:
 
 def run(n: int) -> None:
     requests = max(n, 200)
+    before = load()
     root = prepare(f"bench_{uuid.uuid4().hex[:8]}")
     try:
+        us = micro(root, requests)
         lat = enrichment(root, requests)
     finally:  # the run's keys leave the shared Redis
         from shipyard.features.repo import open_store
 
         open_store(root / "feature_repo").teardown()
     k, c, f = lat["keyed"], lat["carried"], lat["feast+gateway"]
-    print(f"| gateway, 1 entity, 3 features from Redis (enriched) vs in the request, {requests} sequential requests "
+    print(f"| in-process enrichment, 1 entity, 10 features from Redis, {requests} calls of each, interleaved "
+          f"| {us['shipyard']:.0f} µs/call (Enricher.enrich) | {us['feast']:.0f} µs/call (feast get_online_features) "
+          f"| **{us['feast'] / us['shipyard']:.1f}x** |")
+    print(f"| gateway, 1 entity, 10 features from Redis (enriched) vs in the request, {requests} sequential requests "
           f"| p50 {k['p50']:.2f} / p99 {k['p99']:.2f} ms | p50 {c['p50']:.2f} / p99 {c['p99']:.2f} ms (features sent) "
-          f"| p99 overhead **{k['p99'] - c['p99']:+.2f} ms** |")
-    print(f"| enriched call vs feast serve then the gateway | p50 {k['p50']:.2f} / p99 {k['p99']:.2f} ms, "
+          f"| overhead p50 **{k['p50'] - c['p50']:+.2f} ms**, p99 **{k['p99'] - c['p99']:+.2f} ms** |")
+    print(f"| enriched call vs feast serve then the gateway, 10 features | p50 {k['p50']:.2f} / p99 {k['p99']:.2f} ms, "
           f"{k['rps']:.0f} req/s | p50 {f['p50']:.2f} / p99 {f['p99']:.2f} ms, {f['rps']:.0f} req/s (feast serve + gateway) "
-          f"| **{k['rps'] / f['rps']:.1f}x** throughput |")
+          f"| **{k['rps'] / f['rps']:.1f}x** throughput (medians {f['p50'] / k['p50']:.1f}x) |")
+    print(f"\nload average (1 / 5 / 15 min): {before} before, {load()} after the enrichment rows", flush=True)
     rows = int(os.environ.get("BENCH_FEATURE_ROWS", "1000000"))
-    for size in sorted({min(rows, 200_000), rows}):
+    for size in sorted({min(rows, 200_000), rows} - {0}):
         report_retrieval(size)
 
 

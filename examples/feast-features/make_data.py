@@ -21,7 +21,12 @@ ids = np.repeat(np.arange(1001, 1001 + DRIVERS), HOURS)
 stamps = pd.to_datetime(start) + pd.to_timedelta(np.tile(np.arange(HOURS), DRIVERS), unit="h")
 stats = pd.DataFrame({"driver_id": ids.astype("int64"), "event_timestamp": stamps, "created": stamps,
                       "conv_rate": rng.random(len(ids)), "acc_rate": rng.random(len(ids)),
-                      "avg_daily_trips": rng.integers(0, 1000, len(ids)).astype("int64")})
+                      "avg_daily_trips": rng.integers(0, 1000, len(ids)).astype("int64"),
+                      "trips_today": rng.integers(0, 40, len(ids)).astype("int64"),
+                      "rating": rng.uniform(3.0, 5.0, len(ids)), "cancel_rate": rng.random(len(ids)) * 0.2,
+                      "online_hours": rng.uniform(0, 12, len(ids)), "avg_fare": rng.uniform(5, 60, len(ids)),
+                      "avg_distance_km": rng.uniform(1, 30, len(ids)),
+                      "complaints_7d": rng.integers(0, 5, len(ids)).astype("int64")})
 Path("feature_repo/data").mkdir(parents=True, exist_ok=True)
 stats.to_parquet("feature_repo/data/driver_stats.parquet", index=False)
 

@@ -12,7 +12,8 @@ from sklearn.pipeline import Pipeline
 
 import shipyard
 
-FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips"]
+FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "trips_today", "rating", "cancel_rate", "online_hours",
+            "avg_fare", "avg_distance_km", "complaints_7d"]
 
 train = pd.read_parquet("data/train.parquet")
 X = train[FEATURES].astype("float64")

@@ -14,6 +14,9 @@ from typing import Any
 
 from shipyard.errors import ConfigError, InputError, ShipyardError, require_extra
 
+KEY_CACHE = 100_000  # entity keys whose Feast protos are kept (a few hundred bytes each)
+SCALARS = frozenset({"int32_val", "int64_val", "double_val", "float_val", "string_val", "bytes_val", "bool_val"})
+
 
 @dataclass(frozen=True)
 class Value:
@@ -85,17 +88,27 @@ class OnlineReader:
         # one declared type: keys convert without Feast guessing it from the first value
         self.value_type = value_types.pop() if len(value_types) == 1 else ValueType.UNKNOWN
         self._to_proto = python_values_to_proto_values
+        self._keys: dict[tuple[type, Any], Any] = {}
         self._probe = 0 if "INT" in self.value_type.name else "0"
         return plan
 
     def _entity_keys(self, keys: list[Any]) -> list[Any]:
+        """Feast's EntityKey protos of ``keys``; each key converted once (Feast's conversion costs
+        ~25 µs a call), remembered by type and value (1 and True must not share a proto)."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 
-        try:
-            values = self._to_proto(list(keys), self.value_type)
-        except (TypeError, ValueError, OverflowError) as exc:  # a key of the wrong type: the caller's mistake
-            raise InputError(f"{self.entity_key}: cannot look up online features: {exc}") from None
-        return [EntityKey(join_keys=[self.entity_key], entity_values=[v]) for v in values]
+        cache = self._keys
+        missing = list(dict.fromkeys(k for k in keys if (type(k), k) not in cache))
+        if missing:
+            try:
+                values = self._to_proto(missing, self.value_type)
+            except (TypeError, ValueError, OverflowError) as exc:  # a key of the wrong type: the caller's mistake
+                raise InputError(f"{self.entity_key}: cannot look up online features: {exc}") from None
+            if len(cache) + len(missing) > KEY_CACHE:
+                cache.clear()
+            for key, value in zip(missing, values, strict=True):
+                cache[(type(key), key)] = EntityKey(join_keys=[self.entity_key], entity_values=[value])
+        return [cache[(type(k), k)] for k in keys]
 
     def read(self, keys: list[Any]) -> dict[str, list[Value]]:
         """{feature name: [Value per key]} for the given entity keys, in order."""
@@ -111,7 +124,10 @@ class OnlineReader:
                 column = []
                 for (_, values), event_s in zip(rows, stamps, strict=True):
                     proto = values.get(feature) if values else None
-                    column.append(Value(to_python(proto) if proto is not None else None, event_s))
+                    kind = proto.WhichOneof("val") if proto is not None else None
+                    # scalars read directly; lists, maps, JSON and timestamps through Feast's conversion
+                    value = getattr(proto, kind) if kind in SCALARS else to_python(proto) if kind else None
+                    column.append(Value(value, event_s))
                 out[feature] = column
         return out
 

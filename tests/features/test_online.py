@@ -45,6 +45,8 @@ def check_enrichment(repo: Path) -> None:
     got = enricher.enrich(request(driver_id=[1001, 1004], speed=[1.0, 2.0]))
     assert got.columns == ["driver_id", "speed", "conv_rate", "avg_daily_trips"]
     assert got.values["conv_rate"] == [0.25, 0.75] and got.values["avg_daily_trips"] == [10, 40]
+    again = enricher.enrich(request(driver_id=[1004, 1001, 1004]))  # keys converted once, then remembered
+    assert again.values["conv_rate"] == [0.75, 0.25, 0.75] and again.values["avg_daily_trips"] == [40, 10, 40]
     with pytest.raises(RequestError) as stale:  # Feast returns it as present; its age says expired
         enricher.enrich(request(driver_id=[1001, 1002]))
     assert stale.value.field == "conv_rate" and stale.value.status == 422

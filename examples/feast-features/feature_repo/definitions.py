@@ -15,6 +15,9 @@ driver_stats = FeatureView(
     entities=[driver],
     ttl=timedelta(hours=2),
     schema=[Field(name="conv_rate", dtype=Float64), Field(name="acc_rate", dtype=Float64),
-            Field(name="avg_daily_trips", dtype=Int64)],
+            Field(name="avg_daily_trips", dtype=Int64), Field(name="trips_today", dtype=Int64),
+            Field(name="rating", dtype=Float64), Field(name="cancel_rate", dtype=Float64),
+            Field(name="online_hours", dtype=Float64), Field(name="avg_fare", dtype=Float64),
+            Field(name="avg_distance_km", dtype=Float64), Field(name="complaints_7d", dtype=Int64)],
     source=driver_stats_source,
 )
