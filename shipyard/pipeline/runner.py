@@ -36,6 +36,7 @@ from shipyard.pipeline.dag import Dag, StageSpec
 from shipyard.pipeline.fingerprint import Inputs, diff, environment, stage_inputs
 from shipyard.pipeline.hashcache import HashCache, PathHash
 from shipyard.pipeline.loader import LoadedPipeline, load_pipeline
+from shipyard.processes import this_host
 
 Echo = Callable[[str], None]
 
@@ -99,9 +100,9 @@ class Context:
         """The feature repository's definitions (shipyard.features; imports nothing of Feast while the
         repository's files are unchanged since they were last read)."""
         if self._features is None:
-            from shipyard.features.stage import load
+            from shipyard.features.stage import load, repo_path
 
-            self._features = load(self.root, self.state_dir)
+            self._features = load(self.root, self.state_dir, repo_path(self.root, self.pipeline.features_repo))
         return self._features
 
     def feature_inputs(self, stage: StageSpec) -> dict[str, Any] | None:
@@ -289,7 +290,7 @@ class Recorder:
                 closed = records.mark_interrupted(conn)
                 records.create_run(conn, run_id=run_id, experiment_id=writer.default_experiment_id, name="pipeline",
                                    parent_run_id=os.environ.get(SWEEP_RUN_ENV) or None, source="pipeline",
-                                   tags=self._tags(), git=self.git)
+                                   tags=self._tags(), git=self.git, host=this_host())
                 records.start_pipeline_run(conn, run_id, targets=self.targets, executor=self.executor, jobs=self.jobs,
                                            pid=os.getpid())
             self._opened(run_id, writer.default_experiment_id, closed)
@@ -301,7 +302,8 @@ class Recorder:
             closed = repo.mark_interrupted(session)
             experiment = runs.experiment_by_name(session, runs.DEFAULT_EXPERIMENT)
             runs.create_run(session, experiment_id=experiment.id, run_id=run_id, name="pipeline", source="pipeline",
-                            parent_run_id=os.environ.get(SWEEP_RUN_ENV) or None, tags=self._tags(), **self.git)
+                            parent_run_id=os.environ.get(SWEEP_RUN_ENV) or None, tags=self._tags(), host=this_host(),
+                            **self.git)
             repo.start_pipeline_run(session, run_id, targets=self.targets, executor=self.executor, jobs=self.jobs,
                                     pid=os.getpid())
         self._opened(run_id, experiment.id, closed)

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.processes import dead_owner
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # defined here, without SQLAlchemy; store.runs takes them from this module
 DEFAULT_EXPERIMENT = "Default"
@@ -136,7 +138,9 @@ class LiteStore:
 # -- the rows, as store.runs and store.pipeline write them -------------------------------------------
 def mark_interrupted(conn: sqlite3.Connection) -> list[str]:
     """``store.pipeline.mark_interrupted``: close runs a killed runner left RUNNING; their ids."""
-    stale = [r[0] for r in conn.execute("SELECT id FROM pipeline_runs WHERE status = 'RUNNING'")]
+    running = conn.execute("SELECT p.id, r.host, p.pid, p.started_at FROM pipeline_runs p JOIN runs r ON r.id = p.id "
+                           "WHERE p.status = 'RUNNING'").fetchall()
+    stale = [rid for rid, host, pid, started in running if dead_owner(host, pid, started)]
     if not stale:
         return []
     stamp, marks = now_ms(), ",".join("?" * len(stale))
@@ -153,15 +157,15 @@ def mark_interrupted(conn: sqlite3.Connection) -> list[str]:
 
 
 def create_run(conn: sqlite3.Connection, *, run_id: str, experiment_id: int, name: str, parent_run_id: str | None,
-               source: str, tags: Mapping[str, str], git: Mapping[str, object]) -> None:
+               source: str, tags: Mapping[str, str], git: Mapping[str, object], host: str | None = None) -> None:
     """``store.runs.create_run`` of a new run (its id is fresh, so its tags are plain inserts)."""
     dirty = git.get("git_dirty")
     conn.execute(
         "INSERT INTO runs (id, experiment_id, name, status, start_time, end_time, parent_run_id, source, user, host, "
-        "git_commit, git_branch, git_dirty, lifecycle_stage) VALUES (?, ?, ?, 'RUNNING', ?, NULL, ?, ?, NULL, NULL, "
+        "git_commit, git_branch, git_dirty, lifecycle_stage) VALUES (?, ?, ?, 'RUNNING', ?, NULL, ?, ?, NULL, ?, "
         "?, ?, ?, 'active')",
-        (run_id, experiment_id, name, now_ms(), parent_run_id, source, git.get("git_commit"), git.get("git_branch"),
-         None if dirty is None else int(bool(dirty))))
+        (run_id, experiment_id, name, now_ms(), parent_run_id, source, host, git.get("git_commit"),
+         git.get("git_branch"), None if dirty is None else int(bool(dirty))))
     conn.executemany("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)",
                      [(run_id, k, str(v)) for k, v in tags.items()])
 

@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, 
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shipyard.errors import InputError, NotFound
+from shipyard.processes import dead_owner
 from shipyard.store.base import Base
 from shipyard.store.lite import StageOutcome  # defined without SQLAlchemy, for restores
 from shipyard.store.runs import Run, now_ms
@@ -105,10 +106,14 @@ def record_skipped(session: Session, pipeline_run_id: str, stage: str, fingerpri
 def mark_interrupted(session: Session) -> list[str]:
     """Close pipeline runs (and their stages and tracking runs) left RUNNING by a killed runner.
 
-    Called while holding the project's run lock, so anything still RUNNING belongs to a dead process.
+    Called while holding the project's run lock. A store may be shared (PostgreSQL, other projects,
+    other machines), so only runs whose runner process is gone are closed: this host's (or a run that
+    names no host) whose pid is dead or reused (``processes.dead_owner``).
     Returns the ids of the pipeline runs it closed.
     """
-    stale = list(session.scalars(select(PipelineRun.id).where(PipelineRun.status == "RUNNING")))
+    running = session.execute(select(PipelineRun.id, Run.host, PipelineRun.pid, PipelineRun.started_at)
+                              .join(Run, Run.id == PipelineRun.id).where(PipelineRun.status == "RUNNING")).all()
+    stale = [rid for rid, host, pid, started in running if dead_owner(host, pid, started)]
     if not stale:
         return []
     stamp = now_ms()

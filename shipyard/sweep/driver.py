@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import CheckFailed, NotFound, UsageError
+from shipyard.processes import alive
 from shipyard.sweep import trials as trialmod
 from shipyard.sweep.space import Dimension, grid, parse_space
 
@@ -338,7 +339,7 @@ class Sweep:
         if report.complete:
             best = study.best_trial
             report.best_value, report.best_trial, report.best_params = best.value, best.number, dict(best.params)
-        report.state = "RUNNING" if report.running and _alive(tags.get(TAG + "pid")) else (
+        report.state = "RUNNING" if report.running and alive(tags.get(TAG + "pid")) else (
             "FINISHED" if report.complete + report.pruned >= spec.trials else "STOPPED")
         return report
 
@@ -361,14 +362,6 @@ def _producers(session: Any, stage_runs: list[str]) -> list[str]:
         ran.run_id == same.run_id, ran.key == "shipyard.restored", ran.value == "false")).join(
         Run, Run.id == same.run_id).where(same.key == "shipyard.fingerprint", same.value.in_(wanted))
         .order_by(Run.start_time.desc())))
-
-
-def _alive(pid: str | None) -> bool:
-    try:
-        os.kill(int(pid or 0), 0)
-    except (OSError, ValueError):
-        return False
-    return bool(pid)
 
 
 def _pipeline(root: Path, state_dir: Path) -> Any:

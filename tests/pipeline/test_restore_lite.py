@@ -128,3 +128,27 @@ def test_restore_that_reads_a_dataset_version_links_it(project):  # type: ignore
     inputs = conn.execute("SELECT name, context FROM dataset_inputs WHERE run_id = ?", (child,)).fetchall()
     conn.close()
     assert inputs == [("raw@1", "input")] or (inputs and inputs[0][1] == "input"), json.dumps(inputs)
+
+
+def test_lite_closes_only_runs_whose_runner_is_gone(restorable):  # type: ignore[no-untyped-def]
+    """The sqlite3 path decides as the full store does (tests/pipeline/test_store.py)."""
+    import os
+
+    from shipyard.processes import this_host
+    from shipyard.store import lite
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    writer = open_lite(restorable / ".shipyard")
+    assert writer is not None
+    with writer.write() as conn:
+        for run_id, pid, host in (("d" * 32, done.pid, this_host()), ("l" * 32, os.getpid(), this_host()),
+                                  ("o" * 32, done.pid, "another-machine")):
+            lite.create_run(conn, run_id=run_id, experiment_id=writer.default_experiment_id, name="pipeline",
+                            parent_run_id=None, source="pipeline", tags={}, git={}, host=host)
+            lite.start_pipeline_run(conn, run_id, targets=[], executor="local", jobs=1, pid=pid)
+    with writer.write() as conn:
+        assert lite.mark_interrupted(conn) == ["d" * 32]
+    rows = sqlite3.connect(restorable / ".shipyard" / "shipyard.db").execute(
+        "SELECT id, status FROM runs WHERE id IN (?, ?, ?)", ("d" * 32, "l" * 32, "o" * 32)).fetchall()
+    assert dict(rows) == {"d" * 32: "KILLED", "l" * 32: "RUNNING", "o" * 32: "RUNNING"}

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from shipyard.errors import InputError
+from shipyard.processes import this_host
 from shipyard.store import pipeline as repo
 from shipyard.store import runs
 
 
-def _pipeline_run(session, run_id="p" * 32):  # type: ignore[no-untyped-def]
+def _dead_pid() -> int:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def _pipeline_run(session, run_id="p" * 32, pid=None, host=None):  # type: ignore[no-untyped-def]
     experiment = runs.experiment_by_name(session, runs.DEFAULT_EXPERIMENT)
-    runs.create_run(session, experiment_id=experiment.id, run_id=run_id, source="pipeline")
-    repo.start_pipeline_run(session, run_id, targets=["train"], executor="local", jobs=2, pid=123)
+    runs.create_run(session, experiment_id=experiment.id, run_id=run_id, source="pipeline", host=host)
+    repo.start_pipeline_run(session, run_id, targets=["train"], executor="local", jobs=2,
+                            pid=_dead_pid() if pid is None else pid)
     return experiment
 
 
@@ -47,6 +59,19 @@ def test_interrupted_runs_are_closed(store):
         assert runs.get_run(session, "p" * 32).status == "KILLED"
     with store.write() as session:
         assert repo.mark_interrupted(session) == []
+
+
+def test_a_shared_store_closes_only_runs_whose_runner_is_gone(store):
+    """Two machines, or two projects, on one store: a run of a live process or of another host stays."""
+    with store.write() as session:
+        _pipeline_run(session, "d" * 32, host=this_host())                 # its runner died here
+        _pipeline_run(session, "l" * 32, pid=os.getpid(), host=this_host())  # still running here
+        _pipeline_run(session, "o" * 32, pid=os.getpid(), host="another-machine")
+        _pipeline_run(session, "x" * 32, host="another-machine")            # its pid means nothing here
+    with store.write() as session:
+        assert repo.mark_interrupted(session) == ["d" * 32]
+    with store.read() as session:
+        assert [runs.get_run(session, r * 32).status for r in "dlox"] == ["KILLED", "RUNNING", "RUNNING", "RUNNING"]
 
 
 def test_bad_status_is_refused(store):
