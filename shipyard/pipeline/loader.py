@@ -20,7 +20,7 @@ from typing import Any
 from shipyard.errors import ConfigError, NotFound
 from shipyard.pipeline.dag import DEFAULT_PARAMS, Dag, StageSpec, expand, resolve
 
-PARSE_VERSION = 3
+PARSE_VERSION = 4  # 4: features_repo
 RACY_NS = 1_000_000_000
 CONFIG_NAME = "shipyard.yaml"
 DVC_NAME = "dvc.yaml"
@@ -35,6 +35,7 @@ class LoadedPipeline:
     source: str  # shipyard.yaml | dvc.yaml
     executor: str
     environment: tuple[str, ...]
+    features_repo: str | None = None  # shipyard.yaml's features.repo (None: no features section)
 
 
 def _stat(root: Path, rel: str) -> list[int] | None:
@@ -118,7 +119,8 @@ def _from_cache(root: Path, state_dir: Path) -> LoadedPipeline | None:
     specs = [StageSpec.from_dict(d) for d in data["stages"]]
     dag = Dag(stages={s.name: s for s in specs}, upstream={k: tuple(v) for k, v in data["upstream"].items()},
               order=tuple(data["order"]), producers=data["producers"])
-    return LoadedPipeline(dag, data["params"], data["source"], data["executor"], tuple(data["environment"]))
+    return LoadedPipeline(dag, data["params"], data["source"], data["executor"], tuple(data["environment"]),
+                          data["features_repo"])
 
 
 def _to_cache(root: Path, state_dir: Path, loaded: LoadedPipeline, files: dict[str, list[int] | None]) -> None:
@@ -127,7 +129,7 @@ def _to_cache(root: Path, state_dir: Path, loaded: LoadedPipeline, files: dict[s
         return
     data = {
         "v": PARSE_VERSION, "root": str(root), "files": files, "source": loaded.source, "executor": loaded.executor,
-        "environment": list(loaded.environment), "params": {k: dict(v) for k, v in loaded.params.items()},
+        "environment": list(loaded.environment), "features_repo": loaded.features_repo, "params": {k: dict(v) for k, v in loaded.params.items()},
         "stages": [s.to_dict() for s in loaded.dag.stages.values()],
         "upstream": {k: list(v) for k, v in loaded.dag.upstream.items()}, "order": list(loaded.dag.order),
         "producers": dict(loaded.dag.producers),
@@ -196,7 +198,8 @@ def _validated_config(root: Path, state_dir: Path | None) -> dict[str, Any]:
     config = load_config(path)
     data = {"v": PARSE_VERSION, "stat": stat, "path": str(path),
             "stages": {k: v.model_dump(exclude_none=True, exclude_defaults=True) for k, v in config.pipeline.stages.items()},
-            "executor": config.pipeline.executor, "environment": list(config.pipeline.environment)}
+            "executor": config.pipeline.executor, "environment": list(config.pipeline.environment),
+            "features_repo": config.features.repo if config.features is not None else None}
     if cache is not None and stat is not None and stat[1] < time.time_ns() - RACY_NS:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +217,8 @@ def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> 
     if not config["stages"] and (root / DVC_NAME).is_file():
         # A shipyard.yaml without stages (only model:, gates: ...) must not hide the dvc.yaml next to it.
         loaded = _load_dvc(root, files, state_dir)
-        return replace(loaded, executor=config["executor"], environment=tuple(config["environment"]))
+        return replace(loaded, executor=config["executor"], environment=tuple(config["environment"]),
+                       features_repo=config["features_repo"])
     positions = None
 
     def position(loc: tuple[str | int, ...]) -> str:
@@ -236,7 +240,8 @@ def _load_shipyard(root: Path, files: _Files, state_dir: Path | None = None) -> 
             specs.append(resolve(name, origin, checked, files.params, where))
     dag = Dag.build(specs, where)
     params = {rel: files.values[rel] for s in specs for rel in s.param_files}
-    return LoadedPipeline(dag, params, CONFIG_NAME, config["executor"], tuple(config["environment"]))
+    return LoadedPipeline(dag, params, CONFIG_NAME, config["executor"], tuple(config["environment"]),
+                          config["features_repo"])
 
 
 def _revalidate(root: Path, name: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -113,3 +115,23 @@ def test_a_project_without_features_imports_nothing_of_feast(project):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "CLEAN", done.stdout + done.stderr
     assert (root / "a.txt").read_text() == "a"
+
+
+def test_status_of_a_feature_project_reads_neither_the_config_nor_feast(project, feast_repo):
+    """The loader's cache carries features.repo: a no-op status validates nothing (no pydantic)."""
+    root = project.project.root
+    shutil.copytree(feast_repo, root / "feature_repo", ignore=shutil.ignore_patterns("registry.db", "online.db"))
+    entities(50, 24, 100).to_parquet(root / "labels.parquet", index=False)
+    config(root)
+    assert sorted(go(root).ran) == ["train_rank", "train_stats"]
+    old = time.time() - 60  # older than the loader's racy-file window, so its caches are written
+    for path in [root / "shipyard.yaml", *(p for p in (root / "feature_repo").rglob("*") if p.is_file())]:
+        os.utime(path, (old, old))
+    assert go(root).ran == []  # writes the loader's and the definitions' caches
+    code = ("import sys\nfrom shipyard.cli.main import run\n"
+            "try:\n    run(['status'])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "heavy = sorted(m for m in sys.modules if m in ('feast', 'pydantic', 'shipyard.config'))\n"
+            "print('LOADED ' + ','.join(heavy) if heavy else 'CLEAN')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "CLEAN", done.stdout + done.stderr
