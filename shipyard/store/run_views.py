@@ -20,7 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session, aliased
 
 from shipyard.errors import InputError
@@ -240,27 +252,51 @@ def metric_envelope(session: Session, run_id: str, key: str, limit: int) -> tupl
     so a spike survives; a bucket of NaN points only is one gap (None). A history of ``limit`` points
     or fewer comes back whole, at its own steps.
 
-    One aggregate pass over the (run, key, step) index: a 100,000-point history never crosses into
-    Python (``shipyard.tracking.downsample`` does the same over a list, for data already read).
+    Index seeks on (run, key, step) only: the size test reads at most ``limit + 1`` entries, and each
+    bucket is a step range whose first step, smallest and largest value are read by range scans, so
+    a 100,000-point history is never sorted (a GROUP BY over a bucket expression sorted every point
+    in a temporary B-tree: ~40 ms a series, the compare page's 10 series 0.4 s of CPU) and never
+    crosses into Python (``shipyard.tracking.downsample`` does the same over a list already read).
     """
     where = (Metric.run_id == run_id, Metric.key == key)
-    count, low, high = session.execute(select(func.count(), func.min(Metric.step), func.max(Metric.step))
-                                       .where(*where)).one()
-    if count <= limit:
+    head = select(Metric.id).where(*where).limit(limit + 1).subquery()
+    if (session.scalar(select(func.count()).select_from(head)) or 0) <= limit:
         steps, values = metric_series(session, run_id, key, limit=limit)
         return steps, [v if math.isfinite(v) else None for v in values]
-    bucket = ((Metric.step - low) * max(limit // 2, 1) // (high - low + 1)).label("bucket")
-    finite = case((Metric.is_nan == false(), Metric.value))
-    query = (select(bucket, func.min(Metric.step), func.min(finite), func.max(finite)).where(*where)
-             .group_by(bucket).order_by(bucket))
+    low = session.scalar(select(func.min(Metric.step)).where(*where))
+    high = session.scalar(select(func.max(Metric.step)).where(*where))
     xs: list[int] = []
     ys: list[float | None] = []
-    for _, first, smallest, largest in session.execute(query):
+    for first, smallest, largest in session.execute(_envelope_query(run_id, key, low, high, limit)):
+        if first is None:  # no step of the history falls in this bucket
+            continue
         pair = [smallest] if smallest == largest else [smallest, largest]  # None, None: only NaN points
         for value in pair:
             xs.append(first)
             ys.append(value if value is not None and math.isfinite(value) else None)
     return xs, ys
+
+
+def _envelope_query(run_id: str, key: str, low: int, high: int, limit: int) -> Any:
+    """Per bucket of steps (bucket i holds the steps s with (s - low) * n // span == i, n buckets
+    over span = high - low + 1 steps), in bucket order: its first step, smallest and largest finite
+    value; NULLs for a bucket with no points."""
+    span = high - low + 1
+    n = max(1, min(limit // 2, span))
+    # bigint: i * span passes 2**31 when steps are timestamps
+    buckets = select(cast(literal(0), BigInteger).label("i")).cte("buckets", recursive=True)
+    buckets = buckets.union_all(select(buckets.c.i + 1).where(buckets.c.i < n - 1))
+    # the smallest step of bucket i is low + ceil(i * span / n)
+    bounds = select(buckets.c.i, (low + (buckets.c.i * span + n - 1) // n).label("start"),
+                    (low + ((buckets.c.i + 1) * span + n - 1) // n).label("stop")).subquery("bounds")
+    inside = (Metric.run_id == run_id, Metric.key == key, Metric.step >= bounds.c.start, Metric.step < bounds.c.stop)
+    finite = (*inside, Metric.is_nan == false())
+
+    def per_bucket(agg: Any, *where: ColumnElement[bool]) -> Any:
+        return select(agg).where(*where).correlate(bounds).scalar_subquery()
+
+    return (select(per_bucket(func.min(Metric.step), *inside), per_bucket(func.min(Metric.value), *finite),
+                   per_bucket(func.max(Metric.value), *finite)).select_from(bounds).order_by(bounds.c.i))
 
 
 def experiment_ids(session: Session, given: str) -> list[int]:

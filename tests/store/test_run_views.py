@@ -85,3 +85,52 @@ def test_metric_envelope_keeps_each_buckets_extremes(store) -> None:  # type: ig
     assert short_x == list(range(5000)) and short_y[4050] is None and short_y[1234] == 1e6  # short: whole
     # the same envelope as the list downsampler over the same points, bucket for bucket
     assert max(y for y in downsample(list(range(5000)), values, 100)[1] if y is not None) == max(finite)
+
+
+def _reference_envelope(points: list[tuple[int, float]], limit: int) -> tuple[list[int], list[float | None]]:
+    """The envelope by its definition, in Python: n = min(limit // 2, span) buckets over the step span,
+    step s in bucket (s - low) * n // span; per bucket in order, its first step with its smallest then
+    largest finite value (one value when they are equal, None when the bucket holds only NaN)."""
+    import math
+
+    low, high = min(s for s, _ in points), max(s for s, _ in points)
+    span = high - low + 1
+    n = min(limit // 2, span)
+    buckets: dict[int, list[tuple[int, float]]] = {}
+    for step, value in points:
+        buckets.setdefault((step - low) * n // span, []).append((step, value))
+    xs: list[int] = []
+    ys: list[float | None] = []
+    for b in sorted(buckets):
+        first = min(s for s, _ in buckets[b])
+        finite = [v for _, v in buckets[b] if not math.isnan(v)]
+        pair = [None] if not finite else sorted({min(finite), max(finite)})
+        xs += [first] * len(pair)
+        ys += pair
+    return xs, ys
+
+
+def test_metric_envelope_over_uneven_steps_matches_its_definition(store) -> None:  # type: ignore[no-untyped-def]
+    # steps that start below zero, repeat a step, run dense with holes then sparse (squares: empty buckets),
+    # and end in a bucket of NaN only
+    steps = [-40, -40, *[i for i in range(-39, 1200) if i % 5 != 3], *[i * i for i in range(35, 300)], 90_001, 90_002]
+    values = [float((i * 37) % 11) - 5 for i in range(len(steps))]
+    values[-2:] = [float("nan"), float("nan")]
+    with store.write() as s:
+        rid = service.create_run(s, experiment="e")
+        repo.log_metrics(s, rid, [MetricValue("loss", v, step=st) for st, v in zip(steps, values, strict=True)])
+    points = list(zip(steps, values, strict=True))
+    with store.read() as s:
+        for limit in (2, 7, 64, 301, 1000):
+            assert views.metric_envelope(s, rid, "loss", limit) == _reference_envelope(points, limit), limit
+        # limit + 1 points and more are reduced; a history of exactly ``limit`` points comes back whole
+        whole = views.metric_envelope(s, rid, "loss", len(steps))
+        assert whole[0] == sorted(steps) and whole[1][-2:] == [None, None]
+        assert views.metric_envelope(s, rid, "loss", len(steps) - 1) == _reference_envelope(points, len(steps) - 1)
+        assert views.metric_envelope(s, rid, "nothing", 10) == ([], [])
+    # steps as timestamps: bucket arithmetic past 32-bit integers
+    far = [(i * 7_000_000_001, float(i % 5)) for i in range(500)]
+    with store.write() as s:
+        repo.log_metrics(s, rid, [MetricValue("far", v, step=st) for st, v in far])
+    with store.read() as s:
+        assert views.metric_envelope(s, rid, "far", 100) == _reference_envelope(far, 100)
