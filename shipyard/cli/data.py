@@ -118,6 +118,8 @@ def show(ref: str = typer.Argument(..., help="NAME@VERSION (or NAME for the newe
         return
     echo(f"{v.ref}  {v.path}  {v.rows} rows  {v.oid}")
     echo(f"created {v.created_at.isoformat(timespec='seconds')} by {v.user or '?'}")
+    for label, columns in v.classification().items():
+        echo(f"columns classified {label}: {', '.join(columns)}")
     _print_profile(profile)
     echo("")
     echo("inferred schema:")
@@ -220,6 +222,7 @@ def validate(
 
     _one_format(json_out, md)
     report = validate_path(path, schema, pii=pii)
+    _record_classes(path, schema, [p.column for p in report.pii])
     if json_out:
         print_json(report.to_dict())
     elif md:
@@ -231,6 +234,24 @@ def validate(
         echo(report.summary())
     if not report.passed:
         raise CheckFailed(report.summary(), hint="fix the data, or the schema if the data is right")
+
+
+def _record_classes(path: Path, schema: Path, pii_columns: list[str]) -> None:
+    """Store what the validation classified with the dataset versions of this content, if any
+    (they follow lineage to runs and models: docs/guide/security.md)."""
+    from shipyard.data.versions import record_classified, validation_classes
+    from shipyard.errors import ShipyardError
+
+    classes = validation_classes(schema, pii_columns)
+    if not classes:
+        return
+    try:
+        ws = _ws()
+        rel = ws.project.relative(os.path.relpath(path.resolve(), ws.project.root.resolve()))
+    except ShipyardError:
+        return   # outside a project, or a file outside it: no dataset version to classify
+    for ref in record_classified(ws.store, ws.hasher, rel, classes):
+        echo(f"{ref}: columns classified " + "; ".join(f"{k}: {', '.join(v)}" for k, v in classes.items()), err=True)
 
 
 @app.command()

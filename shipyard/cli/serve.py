@@ -49,6 +49,10 @@ def build_gateway(root: str | None = None, *, batching: bool | None = None, cont
     req_root = requests_root(state, deploy.request_log, ws.project.root)
     fb_root = feedback_root(state, deploy.request_log, ws.project.root)
     policy = cfg.supply.request_log if cfg is not None else None   # docs/guide/security.md
+    if policy is not None:
+        from shipyard.supply.governance import require_hash_key
+
+        require_hash_key(policy)   # before anything starts: unkeyed digests are refused
     log = RequestLog(req_root, fb_root, flush_interval=parse_duration(deploy.flush_interval),
                      redact=tuple(policy.redact) if policy else (), hashed=tuple(policy.hash) if policy else ())
     follower = Follower(StoreRoutingSource(ws.store), RegistryLoader(ws.store, ws.objects),
@@ -61,10 +65,11 @@ def build_gateway(root: str | None = None, *, batching: bool | None = None, cont
         ctl = Controller(ws.store, RegistryAdapter(), requests_root=req_root, feedback_root=fb_root,
                          notify=notifier_for(list(cfg.notify) if cfg else []))
         background.append(ControllerLoop(ctl, period=min(1.0, deploy.interval_s / 4)))
-    if policy is not None and policy.retention and isinstance(req_root, Path):
+    if policy is not None and policy.retention:
         from shipyard.supply.governance import RetentionJob
 
-        background.append(RetentionJob(ws.store, req_root, policy.retention))
+        # the writer's own location (a folder, or a LogFolder over the same fsspec filesystem)
+        background.append(RetentionJob(ws.store, log.root, policy.retention))
     enricher = None
     if cfg is not None and cfg.features is not None and cfg.features.serve is not None:
         from shipyard.serving.features import enricher_for

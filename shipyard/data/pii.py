@@ -2,11 +2,15 @@
 
 A column is flagged when at least ``MIN_SHARE`` of a sample of its values match. Card numbers must
 have 13 to 19 digits and pass the Luhn checksum, so ordinary ids are not mistaken for cards.
+
+``classify_columns`` turns findings and declared classes into ``{classification: columns}``: what
+dataset versions and model versions record, and the ``forbid_classified`` gate judges.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,3 +89,17 @@ def scan(df: pl.DataFrame, skip: set[str] | None = None) -> list[PiiFinding]:
             if phones.len() / n >= MIN_SHARE:
                 findings.append(PiiFinding(name, "phone", phones.len() / n, tuple(phones.head(3).to_list())))
     return findings
+
+
+def classify_columns(frame: Any, declared: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """{classification: sorted columns} for the columns of a pandas or polars ``frame``: ``pii`` for
+    the columns ``scan`` flags, plus the ``declared`` classes of columns the frame has."""
+    import polars as pl
+
+    table = frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
+    found: dict[str, set[str]] = {}
+    for finding in scan(table):
+        found.setdefault("pii", set()).add(finding.column)
+    for label, columns in (declared or {}).items():
+        found.setdefault(label, set()).update(c for c in columns if c in table.columns)
+    return {label: sorted(cols) for label, cols in sorted(found.items()) if cols}

@@ -72,14 +72,14 @@ def add_dataset(store: Store, objects: ObjectStore, hasher: Hasher, relpath: str
     if size <= 512 << 20:
         loaded = read_frame(full)
         warnings = list(dict.fromkeys(loaded.warnings + warnings))
-        schema = infer_schema(loaded.frame)
-        columns = [{"name": n, "dtype": str(t)} for n, t in loaded.frame.schema.items()]
+        sample = loaded.frame
     else:
         from shipyard.data.readers import iter_frames
 
-        first = next(iter(iter_frames(full)))
-        schema = infer_schema(first)
-        columns = [{"name": n, "dtype": str(t)} for n, t in first.schema.items()]
+        sample = next(iter(iter_frames(full)))
+    schema = infer_schema(sample)
+    columns = [{"name": n, "dtype": str(t)} for n, t in sample.schema.items()]
+    classified = classify_dataset(sample, hasher.root)
     if keep_content:
         objects.put_path(full, hasher)
     profile_oid = objects.put_bytes(profile.to_json())
@@ -89,10 +89,47 @@ def add_dataset(store: Store, objects: ObjectStore, hasher: Hasher, relpath: str
         version, created = repo.add_version(
             session, name=name, path=relpath, format=fmt, oid=oid, size_bytes=size, rows=profile.rows,
             columns=columns, schema=schema.to_yaml(f"schema inferred for {name} at data add"),
-            profile_oid=profile_oid, warnings=warnings, user=_user())
+            profile_oid=profile_oid, warnings=warnings, user=_user(), classified=classified)
         if created:
-            record(session, "data.add", version.ref, {"path": relpath, "oid": oid, "rows": profile.rows})
+            record(session, "data.add", version.ref, {"path": relpath, "oid": oid, "rows": profile.rows,
+                                                      "classified": classified})
     return Added(version, created, profile, warnings)
+
+
+def classify_dataset(frame: Any, root: Path) -> dict[str, list[str]]:
+    """The classified columns of a dataset's ``frame``: what the PII scan finds (as
+    ``shipyard data validate --pii``) plus the classes ``supply.classified`` of the project at
+    ``root`` declares by column name (docs/guide/security.md)."""
+    from shipyard.config import load_config
+    from shipyard.data.pii import classify_columns
+
+    config = Path(root) / "shipyard.yaml"
+    return classify_columns(frame, load_config(config).supply.classified if config.is_file() else None)
+
+
+def validation_classes(schema_path: str | os.PathLike[str], pii_columns: Sequence[str]) -> dict[str, list[str]]:
+    """The classes a validation establishes: ``pii`` for the columns the PII scan flagged and for
+    those the schema declares ``pii: true`` (acknowledged personal data is still personal data)."""
+    from shipyard.data.schema import load_schema
+
+    declared = [name for name, col in load_schema(schema_path).schema.columns.items() if col.pii]
+    return {"pii": sorted({*pii_columns, *declared})} if pii_columns or declared else {}
+
+
+def record_classified(store: Store, hasher: Hasher, relpath: str, classified: Mapping[str, Sequence[str]]) -> list[str]:
+    """Add ``classified`` columns to every dataset version holding the current content of
+    ``relpath`` (what ``data validate`` found or the schema declares); returns their refs."""
+    from shipyard.store.datasets import add_classified
+
+    oid, _ = hasher.hash_paths([relpath])[relpath]
+    with store.write() as session:
+        versions = versions_for_paths(session, {relpath: oid})
+        for version in versions:
+            if add_classified(session, version, classified):
+                from shipyard.audit import record
+
+                record(session, "data.classify", version.ref, {"classified": version.classification()})
+        return [v.ref for v in versions]
 
 
 def _user() -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipyard.config import ShipyardConfig
-from shipyard.errors import NotFound
+from shipyard.errors import NotFound, UnsafeModel
 from shipyard.gates.checks import Subject
 from shipyard.gates.verdict import Verdict
 
@@ -53,14 +53,16 @@ def _needs_supply(config: ShipyardConfig) -> bool:
     return any(g.kind in ("scan", "signed", "forbid_classified") for g in config.gates)
 
 
-def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path) -> dict[str, Any]:
+def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path,
+                  classified: dict[str, list[str]] | None) -> dict[str, Any]:
     """What the scan, signed and forbid_classified gates judge: a fresh scan of the package (only
     for a scan gate: it reads every byte), its verified signature (a signature that does not verify
-    raises here, as it does wherever the version is loaded) and the classified columns it recorded."""
+    raises here, as it does wherever the version is loaded) and the classified columns reached
+    through lineage (``supply.governance.version_classification``)."""
     from shipyard.supply.signing import keys_from_settings, verify_package
 
     facts = {"signature": verify_package(objects, mv.model_oid, keys_from_settings(config.supply, root), what=mv.ref),
-             "classified": (mv.lineage or {}).get("supply", {}).get("classified")}
+             "classified": classified}
     if any(g.kind == "scan" for g in config.gates):
         from shipyard.supply.scan import scan_package
 
@@ -92,7 +94,7 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     """Judge ``ref`` with the gates in ``config`` against the current champion; store the verdict."""
     from shipyard import gates as gates_mod
     from shipyard.models import load_model
-    from shipyard.registry import record_verdict, resolve
+    from shipyard.registry import resolve
     from shipyard.registry.core import CHAMPION as champion_alias
 
     with store.read() as session:
@@ -104,6 +106,11 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
         candidate_metrics = run_metrics(session, candidate_mv.run_id)
         champion_metrics = run_metrics(session, champion_mv.run_id) if champion_mv else {}
         costs = _training_costs(session, config, [candidate_mv, champion_mv]) if _needs_cost(config) else {}
+        classified = None
+        if any(g.kind == "forbid_classified" for g in config.gates):
+            from shipyard.supply.governance import version_classification
+
+            classified = version_classification(session, candidate_mv)
     note = None
     if champion_mv is not None and champion_mv.version == candidate_mv.version:
         note = f"{candidate_mv.ref} is the champion itself: compared with thresholds only"
@@ -111,11 +118,20 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     model_cfg = config.model
     frame = read_eval_set(root, model_cfg.eval if model_cfg else None)
     target = model_cfg.target if model_cfg else None
-    supply = _supply_facts(objects, candidate_mv, config, root) if _needs_supply(config) else {}
+    supply = _supply_facts(objects, candidate_mv, config, root, classified) if _needs_supply(config) else {}
     # _supply_facts verified the candidate's signature (with the gate's keys): not again while loading
-    candidate = Subject(candidate_mv.ref, load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust,
-                                                     what=candidate_mv.ref, verified=bool(supply)),
-                        candidate_mv.size_bytes, candidate_metrics, supply, costs.get(candidate_mv.ref))
+    try:
+        model = load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust, what=candidate_mv.ref,
+                           verified=bool(supply))
+    except UnsafeModel as exc:
+        if (supply.get("scan") or {}).get("clean", True):
+            raise
+        # registered with its findings (supply.scan: record), so never loaded: the package gates judge it
+        verdict = _judge_unloaded(config, Subject(candidate_mv.ref, None, candidate_mv.size_bytes, candidate_metrics,
+                                                  supply), exc.message)
+        return _finish(store, candidate_mv.ref, verdict, record)
+    candidate = Subject(candidate_mv.ref, model, candidate_mv.size_bytes, candidate_metrics, supply,
+                        costs.get(candidate_mv.ref))
     champion = None
     if champion_mv is not None:
         champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust,
@@ -123,7 +139,27 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
                            champion_mv.size_bytes, champion_metrics, cost=costs.get(champion_mv.ref))
     verdict = gates_mod.evaluate(config.gates, candidate, champion, frame=frame, target=target, root=root,
                                  champion_note=note)
+    return _finish(store, candidate_mv.ref, verdict, record)
+
+
+def _finish(store: Any, ref: str, verdict: Verdict, record: bool) -> GateRun:
     if record:
+        from shipyard.registry import record_verdict
+
         with store.write() as session:
-            record_verdict(session, candidate_mv.ref, verdict.to_dict(), verdict.to_markdown())
+            record_verdict(session, ref, verdict.to_dict(), verdict.to_markdown())
     return GateRun(verdict, record)
+
+
+def _judge_unloaded(config: ShipyardConfig, candidate: Subject, why: str) -> Verdict:
+    """The verdict on a candidate whose scan found problems and that cannot be loaded: only the
+    gates that judge the package (scan, signed, forbid_classified) run; the scan gate fails it."""
+    from dataclasses import replace
+
+    from shipyard import gates as gates_mod
+
+    judged = [g for g in config.gates if g.kind in ("scan", "signed", "forbid_classified")]
+    verdict = gates_mod.evaluate(judged, candidate)
+    skipped = len(config.gates) - len(judged)
+    return replace(verdict, notes=(*verdict.notes, f"{candidate.ref} was not loaded ({why}): "
+                                   f"{skipped} gates that need the model were not run"))

@@ -135,8 +135,8 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
                   model_cfg: ModelSection | None, run_id: str | None, find_run: bool, trust: bool,
                   description: str | None, tags: dict[str, str] | None, new: bool) -> Registration:
     """Package the model, capture signature and profile, and create the next version."""
-    from shipyard.models import package_model
-    from shipyard.supply.registration import at_registration, project_settings
+    from shipyard.models.flavors import get_flavor
+    from shipyard.supply.registration import at_registration, project_settings, recording_findings
 
     notes: list[str] = []
     sample = classes = profile = None
@@ -161,14 +161,20 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
             lineage["eval"] = {"path": model_cfg.eval, "oid": _oid(root, model_cfg.eval)}
     else:
         notes.append("no model.train in shipyard.yaml: no signature or reference profile captured")
-    packaged = package_model(objects, model_path, flavor, trust=trust, sample=sample, classes=classes)
     settings = project_settings(root)
+    record = settings.scan == "record"
+    with recording_findings(record):
+        # under record, a trusted file whose scan finds problems is stored untrusted and never
+        # loaded: the version is registered with its findings, and its scan gate fails it
+        packaged = get_flavor(flavor).package(objects, model_path, trust=trust, sample=sample, classes=classes,
+                                              untrusted_ok=record and trust)
     model_oid, lineage["supply"] = at_registration(objects, packaged.model_oid, flavor, settings,
                                                    root=root, target=f"{name} ({path})")
+    recorded = None
     if sample is not None:
         from shipyard.supply.governance import classify_columns
 
-        lineage["supply"]["classified"] = classify_columns(sample, settings.classified)
+        recorded = classify_columns(sample, settings.classified)
     profile_oid = None
     if profile is not None:
         profile_oid = objects.put_bytes(json.dumps(profile, sort_keys=True).encode())
@@ -183,11 +189,28 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
                 notes.append(f"linked run {run_id} (the run that produced this {packaged.file}); pass --run to choose")
             else:
                 notes.append("no run logged this model file: none linked (pass --run RUN to link one)")
+        _classify(session, lineage, run_id, recorded, None if sample is None else list(sample.columns))
         mv = register(session, name, model_oid=model_oid, content_oid=packaged.file_oid, flavor=flavor,
                       run_id=run_id, source=path,
                       signature=packaged.signature, profile=profile, profile_oid=profile_oid, lineage=lineage,
                       description=description, size_bytes=packaged.size_bytes, trusted=packaged.trusted, tags=tags)
     return Registration(mv, created=True, notes=tuple(notes))
+
+
+def _classify(session: Any, lineage: dict[str, Any], run_id: str | None, recorded: dict[str, list[str]] | None,
+              features: list[str] | None) -> None:
+    """``lineage.supply.classified``: the training features' classes (``recorded``, from the PII scan
+    of ``model.train`` and ``supply.classified``) with those of the dataset versions reached through
+    lineage (what the run read, the ``model.train`` file as a dataset version)."""
+    from shipyard.supply.governance import training_classification
+
+    train = lineage.get("train")
+    files = [(train["path"].rstrip("/"), train["oid"])] if train else []
+    found, datasets = training_classification(session, run_id, features, recorded, files)
+    if recorded is not None or datasets:
+        lineage["supply"]["classified"] = found
+        if datasets:
+            lineage["supply"]["classified_from"] = datasets
 
 
 def _oid(root: Path, rel: str) -> str:

@@ -1,5 +1,5 @@
-"""Dataset versions (name@version -> content id, rows, columns, schema, profile object) and the
-link table run <-> dataset version that records lineage.
+"""Dataset versions (name@version -> content id, rows, columns, schema, profile object, column
+classifications) and the link table run <-> dataset version that records lineage.
 
 A version is immutable: adding the same content under the same name again returns the existing
 version instead of making a new one. Batch functions first (STYLE.md E2).
@@ -8,7 +8,7 @@ version instead of making a new one. Batch functions first (STYLE.md E2).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import (
@@ -42,6 +42,8 @@ class DatasetVersion(Base):
     schema: Mapped[str] = mapped_column(Text)         # schema YAML as inferred at add time
     profile_oid: Mapped[str | None] = mapped_column(String(100), nullable=True)
     warnings: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list
+    # JSON {classification: [columns]} (e.g. {"pii": ["email"]}); they follow lineage to runs and models
+    classified: Mapped[str | None] = mapped_column(Text, nullable=True)
     user: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (UniqueConstraint("name", "version"),)
@@ -53,10 +55,14 @@ class DatasetVersion(Base):
     def column_list(self) -> list[dict[str, str]]:
         return json.loads(self.columns)
 
+    def classification(self) -> dict[str, list[str]]:
+        """{classification: sorted columns} recorded for this version (empty when none)."""
+        return json.loads(self.classified or "{}")
+
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "version": self.version, "ref": self.ref, "path": self.path,
                 "format": self.format, "oid": self.oid, "size_bytes": self.size_bytes, "rows": self.rows,
-                "columns": self.column_list(), "profile_oid": self.profile_oid,
+                "columns": self.column_list(), "profile_oid": self.profile_oid, "classified": self.classification(),
                 "warnings": json.loads(self.warnings or "[]"), "user": self.user,
                 "created_at": self.created_at.isoformat() if self.created_at else None}
 
@@ -84,19 +90,57 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 def add_version(session: Session, *, name: str, path: str, format: str, oid: str, size_bytes: int, rows: int,
                 columns: Sequence[dict[str, str]], schema: str, profile_oid: str | None,
-                warnings: Sequence[str] = (), user: str | None = None) -> tuple[DatasetVersion, bool]:
-    """Record a version; returns (version, created). Same name + same content -> the existing one."""
+                warnings: Sequence[str] = (), user: str | None = None,
+                classified: Mapping[str, Sequence[str]] | None = None) -> tuple[DatasetVersion, bool]:
+    """Record a version; returns (version, created). Same name + same content -> the existing one
+    (``classified`` is then added to what it records, see ``add_classified``)."""
     same = session.scalar(select(DatasetVersion).where(DatasetVersion.name == name, DatasetVersion.oid == oid)
                           .order_by(DatasetVersion.version.desc()).limit(1))
     if same is not None:
+        add_classified(session, same, classified or {})
         return same, False
     newest = session.scalar(select(func.max(DatasetVersion.version)).where(DatasetVersion.name == name))
     row = DatasetVersion(name=name, version=(newest or 0) + 1, path=path, format=format, oid=oid,
                          size_bytes=size_bytes, rows=rows, columns=json.dumps(list(columns)), schema=schema,
-                         profile_oid=profile_oid, warnings=json.dumps(list(warnings)), user=user)
+                         profile_oid=profile_oid, warnings=json.dumps(list(warnings)), user=user,
+                         classified=_classes_json(merge_classes({}, classified or {})))
     session.add(row)
     session.flush()
     return row, True
+
+
+def merge_classes(*parts: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """The union of ``{classification: columns}`` mappings, sorted, without empty classes."""
+    found: dict[str, set[str]] = {}
+    for part in parts:
+        for label, columns in part.items():
+            found.setdefault(label, set()).update(columns)
+    return {label: sorted(cols) for label, cols in sorted(found.items()) if cols}
+
+
+def _classes_json(classes: Mapping[str, Sequence[str]]) -> str | None:
+    return json.dumps(classes, sort_keys=True) if classes else None
+
+
+def add_classified(session: Session, version: DatasetVersion, classified: Mapping[str, Sequence[str]]) -> bool:
+    """Add ``classified`` columns to what ``version`` records (a classification is never dropped:
+    a column once found to hold personal data stays classified). Returns whether anything changed."""
+    merged = merge_classes(version.classification(), classified)
+    if merged == version.classification():
+        return False
+    version.classified = _classes_json(merged)
+    session.flush()
+    return True
+
+
+def versions_read_by(session: Session, run_ids: Iterable[str]) -> list[DatasetVersion]:
+    """The dataset versions linked to any of ``run_ids`` (what those runs read), in one query."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return []
+    return list(session.scalars(select(DatasetVersion).join(
+        DatasetRunLink, DatasetRunLink.dataset_version_id == DatasetVersion.id)
+        .where(DatasetRunLink.run_id.in_(ids)).distinct().order_by(DatasetVersion.name, DatasetVersion.version)))
 
 
 def get_version(session: Session, ref: str) -> DatasetVersion:

@@ -12,6 +12,7 @@
       require_signature: false       # refuse to load an unsigned version
       classified: {pii: [name], confidential: [salary]}   # declared column classes (the PII scan adds its own)
       request_log: {redact: [email], hash: [customer_id], retention: 30d}   # the gateway's request log
+                                     # (hash: needs SHIPYARD_LOG_HASH_KEY, or allow_unkeyed_hash: true)
 
 ``shipyard.config`` imports this module, so it may import nothing above the foundations.
 """
@@ -34,6 +35,9 @@ class RequestLogPolicy(BaseModel):
     redact: list[str] = Field(default_factory=list)    # feature names written as nulls
     hash: list[str] = Field(default_factory=list)      # feature names written as keyed SHA-256 digests
     retention: str | None = None                       # "30d": older hour partitions are deleted (audited)
+    # hashing without SHIPYARD_LOG_HASH_KEY is reversible by trying values: the gateway refuses to
+    # start unless the key is set or this explicit opt-out says the digests need not be secret
+    allow_unkeyed_hash: bool = False
 
     @field_validator("retention")
     @classmethod

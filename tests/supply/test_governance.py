@@ -95,3 +95,65 @@ def json_payload(event: Any) -> dict[str, Any]:
     import json
 
     return json.loads(event.payload)
+
+
+def _pickle_project(root: Any, scan: str) -> None:
+    import os
+    import pickle
+
+    from tests.supply.corpus import Reduce
+
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\nmodel: {name: p, path: model, flavor: pickle}\n"
+                                        f"supply: {{scan: {scan}, sbom: false}}\ngates:\n  - {{scan: clean}}\n")
+    (root / "model").mkdir(exist_ok=True)
+    (root / "model" / "model.pkl").write_bytes(pickle.dumps(Reduce(os.system, ("id",))))  # never loaded
+
+
+def test_scan_record_registers_a_pickle_with_its_findings_and_the_gate_fails_it(project: Any) -> None:
+    from shipyard.config import load_config
+    from shipyard.errors import UnsafeModel
+    from shipyard.gates.runner import run_gate
+    from shipyard.models import load_model
+    from shipyard.registry.project import register_from_project
+
+    root = project.project.root
+    _pickle_project(root, "refuse")
+    with pytest.raises(UnsafeModel, match=r"posix\.system"):
+        register_from_project(project.store, project.objects, root, "p", "model", flavor="pickle", trust=True,
+                              find_run=False)
+    with project.store.read() as session:   # refused: nothing registered
+        from shipyard.store.registry import list_versions
+
+        assert list_versions(session) == []
+
+    _pickle_project(root, "record")
+    version = register_from_project(project.store, project.objects, root, "p", "model", flavor="pickle", trust=True,
+                                    find_run=False).version
+    scan = version.lineage["supply"]["scan"]
+    assert scan["clean"] is False and "posix.system" in scan["findings"][0]
+    assert version.trusted is False   # --trust does not make what the scan found trusted
+    assert ("scan", f"1 findings: {scan['findings'][0]}") in describe(version.lineage)
+    with pytest.raises(UnsafeModel, match=r"posix\.system"):   # loading refuses whatever the policy
+        load_model(project.objects, version.model_oid, "pickle", trust=True, what=version.ref)
+    verdict = run_gate(project.store, project.objects, "p@1", load_config(project.project.config_path), root,
+                       trust=True, record=False).verdict
+    assert not verdict.passed and [c.kind for c in verdict.checks] == ["scan"]
+    assert "posix.system" in verdict.checks[0].reason and "was not loaded" in verdict.notes[-1]
+
+
+def test_hashing_without_a_key_refuses_to_start_the_gateway(project: Any) -> None:
+    from tests.conftest import run_cli
+
+    root = project.project.root
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\nsupply:\n  request_log: {hash: [customer_id]}\n")
+    done = run_cli("serve", "--get", "/ready", cwd=root, env={"SHIPYARD_LOG_HASH_KEY": ""})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "SHIPYARD_LOG_HASH_KEY is not set" in done.stderr and "supply.request_log.hash" in done.stderr
+    assert "allow_unkeyed_hash: true" in done.stderr
+    assert not (project.project.state_dir / "requests").exists()
+    ok = run_cli("serve", "--get", "/ready", cwd=root, env={"SHIPYARD_LOG_HASH_KEY": "a-secret"})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\nsupply:\n"
+                                        "  request_log: {hash: [customer_id], allow_unkeyed_hash: true}\n")
+    opted_out = run_cli("serve", "--get", "/ready", cwd=root, env={"SHIPYARD_LOG_HASH_KEY": ""})
+    assert opted_out.returncode == 0, opted_out.stdout + opted_out.stderr

@@ -189,11 +189,13 @@ class Flavor:
             meta.update(self._check(data, what, trust))
         except UnsafeModel as exc:
             # types outside a safe format's trusted list (not a pickle's denied globals) may be
-            # stored untrusted for a client that cannot say --trust; loading then needs trust
+            # stored untrusted for a client that cannot say --trust; loading then needs trust.
+            # A pickle's findings are deferrable only under supply.scan: record at registration.
             if not (untrusted_ok and getattr(exc, "deferrable", False)):
                 raise
             deferred = True
             meta["needs_trust"] = exc.message
+            meta["trusted"] = False   # even with --trust: what the check found is not trusted
         if signature is not None and sample is None:
             meta["signature"] = signature.to_dict()
         if deferred:

@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from shipyard.errors import UnsafeModel
 from shipyard.models import pickle_scan
 from shipyard.models.flavors.base import Flavor
 
@@ -17,7 +18,15 @@ class PickleFlavor(Flavor):
     format_name = "pickle"
 
     def _check(self, data: bytes, what: str, trust: bool) -> dict[str, Any]:
-        result = pickle_scan.check(data, what, extra=_project_allow_list())
+        try:
+            result = pickle_scan.check(data, what, extra=_project_allow_list())
+        except UnsafeModel as exc:
+            # supply.scan: record at registration: store the file untrusted and unloaded, so the
+            # version is registered with its findings (its scan gate fails it); loading still refuses
+            from shipyard.supply.registration import recording
+
+            exc.deferrable = recording()
+            raise
         return {"pickle_globals": sorted({f"{m}.{n}" for m, n, _ in result.globals}),
                 "pickle_scan_complete": result.complete}
 
