@@ -27,6 +27,7 @@ EXTRAS = {  # extra -> the module that proves it is installed
     "onnx": "onnxruntime",
     "boosters": "xgboost",
     "ui": "jinja2",
+    "feast": "feast",
 }
 
 
@@ -46,6 +47,27 @@ def _config(ws: Workspace) -> str:
         return "no shipyard.yaml (dvc.yaml project)"
     cfg = load_config(ws.project.config_path)
     return f"{ws.project.config_path.name}: {len(cfg.pipeline.stages)} stages"
+
+
+def _feature_checks(ws: Workspace) -> list[dict[str, str]]:
+    """The Feast repository and its online store, only when shipyard.yaml has ``features:`` (these
+    checks import Feast, 8-10 s; a project without the section imports nothing of it)."""
+    from shipyard.config import load_config
+
+    try:
+        section = load_config(ws.project.config_path).features if ws.project.config_path.exists() else None
+    except ShipyardError:
+        return []  # the config check above reports the file's problem
+    if section is None:
+        return []
+    from shipyard.features import health
+
+    repo = (ws.project.root / section.repo).resolve()
+    listed = _check("features", lambda: health.check_definitions(repo)[0])
+    if listed["status"] != "ok":
+        return [listed, {"check": "online store", "status": "fail",
+                         "detail": "not checked: the feature repository did not load"}]
+    return [listed, _check("online store", lambda: health.check_online(repo))]
 
 
 def _store(ws: Workspace) -> str:
@@ -129,7 +151,8 @@ def doctor(
     verify_objects: bool = typer.Option(False, "--verify-objects",
                                         help="Also re-hash every stored object (reads the whole store)."),
 ) -> None:
-    """Check versions, shipyard.yaml, the store, the object store, git and extras. Exit 1 on a failure.
+    """Check versions, shipyard.yaml, the Feast repo and online store (with features:), the store, the
+    object store, git and extras. Exit 1 on a failure.
 
     Example: shipyard doctor --json
     """
@@ -139,6 +162,7 @@ def doctor(
          "detail": f"shipyard {__version__}, Python {platform.python_version()}"},
         {"check": "project", "status": "ok", "detail": str(ws.project.root)},
         _check("config", lambda: _config(ws)),
+        *_feature_checks(ws),
         store := _check("store", lambda: _store(ws)),
         _check("audit", lambda: _audit(ws)) if store["status"] == "ok" else
         {"check": "audit", "status": "fail", "detail": "not checked: the store did not open"},

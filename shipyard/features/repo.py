@@ -196,16 +196,24 @@ def open_store(repo: Path) -> Any:
     """Feast's FeatureStore over the repository, with every definition applied to its registry
     (what ``feast apply`` does), so materialize and online reads see the current definitions."""
     require_extra("feast", "feast")
-    from feast import Entity, FeatureStore, FeatureView
+    from feast import FeatureStore
 
     repo = check_repo(Path(repo).resolve())
     try:
         store = FeatureStore(repo_path=str(repo))
     except Exception as exc:
         raise ConfigError(f"{repo / STORE_FILE}: Feast could not open the store: {exc}") from exc
-    # a file that imports another's objects sees them again: keep one per kind and name
-    objects = list({(type(o).__name__, o.name): o for o in _objects_of(repo) if isinstance(o, Entity | FeatureView)}.values())
+    objects = definition_objects(repo)
     if not objects:
         raise InputError(f"{repo}: no Entity or FeatureView is defined in its Python files")
     store.apply(objects)
     return store
+
+
+def definition_objects(repo: Path) -> list[Any]:
+    """The repository's Entity and FeatureView objects, one per kind and name (a file that imports
+    another's objects sees them again)."""
+    require_extra("feast", "feast")
+    from feast import Entity, FeatureView
+
+    return list({(type(o).__name__, o.name): o for o in _objects_of(repo) if isinstance(o, Entity | FeatureView)}.values())
