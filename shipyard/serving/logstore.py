@@ -48,8 +48,10 @@ class LogFolder:
             return cls(str(Path(text.removeprefix("file://"))))
         import fsspec
 
-        try:
-            fs, path = fsspec.core.url_to_fs(text)
+        from shipyard.objects.encryption import storage_options
+
+        try:   # the same server-side encryption as the object store (SHIPYARD_OBJECTS_SSE)
+            fs, path = fsspec.core.url_to_fs(text, **storage_options(text))
         except (ImportError, ValueError) as exc:
             hint = ('pip install "shipyard[s3]"' if text.startswith(("s3://", "s3a://"))
                     else "use a local folder or an fsspec URL such as s3://bucket/prefix")

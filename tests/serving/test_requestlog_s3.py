@@ -162,3 +162,69 @@ def test_environment_variable_beats_the_config(s3_project: Any, tmp_path: Path,
     monkeypatch.delenv("SHIPYARD_REQUEST_LOG")
     assert requests_root(state, None, root) == state / "requests"
     assert feedback_root(state, None, root) == state / "feedback"
+
+
+def _old_and_new_parts(folder: LogFolder) -> tuple[list[str], str]:
+    """Parts in two expired hour partitions of 2020 and one of the current hour; returns (the
+    expired partitions, the current one), relative to ``folder``."""
+    import time
+
+    expired = ["model=iris/date=2020-01-01/hour=00", "model=iris/date=2020-01-01/hour=01"]
+    current = time.strftime("model=iris/date=%Y-%m-%d/hour=%H", time.gmtime())
+    for rel in [*expired, expired[0], current]:   # two parts in the first partition
+        (folder / rel).write_parquet(pa.table({"x": [1.0]}))
+    return expired, current
+
+
+def test_retention_prunes_hour_partitions_in_s3_and_audits_each(project: Any, s3: dict[str, str]) -> None:  # noqa: F811
+    import json
+
+    from shipyard import audit
+    from shipyard.supply.governance import prune_request_log
+
+    folder = LogFolder.of("s3://objects/retention/requests")   # moto keeps objects across tests: its own prefix
+    expired, current = _old_and_new_parts(folder)
+    assert prune_request_log(project.store, folder, "30d") == expired
+    stored = keys(s3, "retention/requests/")
+    assert stored and all(k.startswith(f"retention/requests/{current}/part-") for k in stored)
+    with project.store.read() as session:
+        events = audit.events(session, kind="request_log.delete")
+        assert sorted(e.subject for e in events) == expired
+        payloads = {e.subject: json.loads(e.payload) for e in events}
+        assert payloads[expired[0]] == {"retention": "30d", "files": 2, "location": str(folder)}
+        assert audit.verify(session).ok
+    assert prune_request_log(project.store, folder, "30d") == []   # nothing left to delete, no event
+
+
+def test_the_gateway_prunes_its_s3_request_log_at_start(s3_project: Any, s3: dict[str, str]) -> None:  # noqa: F811
+    """``supply.request_log.retention`` with the log in S3: the gateway's retention job deletes
+    through the writer's own filesystem (it used to prune local folders only)."""
+    import time
+
+    from shipyard import audit
+    from shipyard.cli.serve import build_gateway
+    from shipyard.supply.governance import RetentionJob
+
+    root = s3_project.project.root
+    config = root / "shipyard.yaml"
+    config.write_text(config.read_text() + "supply:\n  request_log: {retention: 7d}\n")
+    expired, current = _old_and_new_parts(LogFolder.of(BUCKET_URL))
+    gateway = build_gateway(str(root), controller=False)
+    job = next(j for j in gateway.background if isinstance(j, RetentionJob))
+    assert job.root == gateway.log.root == LogFolder.of(BUCKET_URL)
+
+    def deleted() -> list[str]:
+        with s3_project.store.read() as session:
+            return sorted(e.subject for e in audit.events(session, kind="request_log.delete"))
+
+    gateway.startup()   # the job prunes at start, then every hour
+    try:
+        deadline = time.monotonic() + 60   # a bound on the wait for the condition, not a timing assertion
+        while deleted() != expired and job.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        gateway.shutdown()
+    assert job.last_error is None and deleted() == expired
+    left = keys(s3, "team/requests/model=iris/date=")
+    assert any(k.startswith(f"team/requests/{current}/") for k in left)
+    assert not any(k.startswith(tuple(f"team/requests/{rel}/" for rel in expired)) for k in left)
