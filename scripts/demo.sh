@@ -531,6 +531,8 @@ step "sweep: the sweep shipyard.yaml declares for evaluate (train's params), bri
 shipyard sweep evaluate --trials 2 --jobs 2 --seed 1 --name demo
 shipyard sweep status demo
 shipyard runs list --limit 4
+step "cost: compute, storage, and the gateway's CPU per 1,000 predictions of each deployed version (cost: in shipyard.yaml)"
+shipyard cost --since 1d
 step "audit log"
 shipyard audit verify
 

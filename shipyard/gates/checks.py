@@ -293,6 +293,8 @@ def _inside(root: Path, rel: str, what: str) -> Path:
 def max_cost(gate: Gate, ctx: Context) -> Check:
     """``max_cost: 2.0`` (and ``vs: champion, max_increase: 50%``): the training run's cost, priced by
     the project's cost table. An unpriced run fails the gate: a budget nobody can check is not met."""
+    from shipyard.tracking.cost import money
+
     cost = ctx.candidate.cost
     if cost is None or cost.amount is None:
         why = ", ".join(cost.unpriced) if cost is not None else "no training run recorded"
@@ -308,5 +310,5 @@ def max_cost(gate: Gate, ctx: Context) -> Check:
             limit = theirs.amount * (1 + float(gate.max_increase))
             bounds["vs_champion"] = round(limit, 6)
             ok = ok and cost.amount <= limit
-            reasons.append(f"champion {theirs.text()}, at most +{float(gate.max_increase):.0%}: {limit:.4g}")
+            reasons.append(f"champion {theirs.text()}, at most +{float(gate.max_increase):.0%}: {money(limit)}")
     return Check(gate.label(), "max_cost", ok, round(cost.amount, 6), bounds, "; ".join(reasons))

@@ -79,17 +79,28 @@ class Cost:
         """``0.0123 USD``, ``0.0123 USD (memory unpriced)`` or ``unpriced (no price table)``."""
         if self.amount is None:
             return f"unpriced ({', '.join(self.unpriced)})" if self.unpriced else "unpriced"
-        shown = f"{self.amount:.4g} {self.currency}" if self.amount else f"0 {self.currency}"
+        shown = f"{money(self.amount)} {self.currency}"
         return shown + (f" ({', '.join(self.unpriced)} unpriced)" if self.unpriced else "")
 
     def short(self) -> str:
         """For a table cell: the amount, ``unpriced``, or ``-`` when nothing was recorded to price."""
         if self.amount is not None:
-            return f"{self.amount:.4g} {self.currency}" + ("*" if self.unpriced else "")
+            return f"{money(self.amount)} {self.currency}" + ("*" if self.unpriced else "")
         return "-" if self.unpriced == (NO_RESOURCES,) else "unpriced"
 
     def to_dict(self) -> dict[str, Any]:
         return {"amount": self.amount, "currency": self.currency, "unpriced": list(self.unpriced), "text": self.text()}
+
+
+def money(amount: float) -> str:
+    """An amount as people read money: ``12.35``, ``0.0123``, ``0.0000518`` (three significant digits
+    below 1, never ``5.18e-05``), ``0`` for nothing."""
+    if amount == 0:
+        return "0"
+    if abs(amount) >= 1:
+        return f"{amount:,.2f}"
+    digits = 2 - math.floor(math.log10(abs(amount)))
+    return f"{amount:.{digits}f}"
 
 
 def price(used: Resources, table: PriceTable) -> Cost:
@@ -192,7 +203,7 @@ class BudgetCheck:
         return self.spent > self.budget
 
     def text(self) -> str:
-        return (f"{self.limit} budget: spent {self.spent:.4g} of {self.budget:.4g} {self.currency} "
+        return (f"{self.limit} budget: spent {money(self.spent)} of {money(self.budget)} {self.currency} "
                 f"({self.share:.0%})")
 
 

@@ -30,7 +30,8 @@ def test_price_names_what_it_could_not_price() -> None:
     assert price(used, TABLE).amount == pytest.approx(0.1 + 0.1)
     partly = price(used, PriceTable(cpu_hour=3.6))
     assert partly.amount == pytest.approx(0.1) and partly.unpriced == ("memory",)
-    assert partly.text() == "0.1 USD (memory unpriced)"
+    assert partly.text() == "0.100 USD (memory unpriced)"
+    assert price(Resources(cpu_seconds=0.18), PriceTable(cpu_hour=1.0)).text() == "0.0000500 USD"  # never 5e-05
     nothing = price(used, PriceTable())
     assert nothing.amount is None and nothing.text().startswith("unpriced (no price table")
     assert nothing.short() == "unpriced" and price(Resources(recorded=False), TABLE).short() == "-"
