@@ -113,4 +113,6 @@ def describe(lineage: dict[str, Any]) -> list[tuple[str, str]]:
     classified = facts.get("classified") or {}
     for label, columns in sorted(classified.items()):
         rows.append(("trained on", f"columns classified {label}: {', '.join(columns)}"))
+    if facts.get("classified_from"):   # the dataset versions lineage reached, with their classifications
+        rows.append(("classified in", ", ".join(facts["classified_from"])))
     return rows

@@ -78,6 +78,10 @@ def test_a_dataset_classified_after_registration_fails_the_gate_through_lineage(
     assert version.lineage["supply"]["classified"] == {"pii": ["b"]}
     assert version.lineage["supply"]["classified_from"] == ["train@1"]
     assert ("trained on", "columns classified pii: b") in describe(version.lineage)
+    assert ("classified in", "train@1") in describe(version.lineage)
+    shown = run_cli("models", "show", f"m@{version.version}", cwd=root)
+    assert shown.returncode == 0, shown.stderr
+    assert "columns classified pii: b" in shown.stdout and "train@1" in shown.stdout
 
 
 def test_validation_classes_from_findings_and_the_schema(tmp_path: Path) -> None:
