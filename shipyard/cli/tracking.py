@@ -36,9 +36,17 @@ def _duration(run: RunRecord) -> str:
 
 
 def _workspace() -> Any:
+    """The project's workspace, one per command invocation (listing and pricing runs share its open store)."""
+    import click
+
     from shipyard.workspace import Workspace
 
-    return Workspace.discover()
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return Workspace.discover()
+    if "shipyard.workspace" not in ctx.meta:
+        ctx.meta["shipyard.workspace"] = Workspace.discover()
+    return ctx.meta["shipyard.workspace"]
 
 
 def _record(data: dict[str, Any], steps: dict[str, Any] | None = None) -> RunRecord:
