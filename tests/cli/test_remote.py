@@ -8,23 +8,16 @@ included) from a folder that holds no project, so every answer comes from the se
 from __future__ import annotations
 
 import json
-import os
-import ssl
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shipyard.cli.main import run
 from shipyard.project import Project
 from shipyard.store.runs import MetricValue
 from shipyard.workspace import Workspace
-from tests.conftest import shipyard_bin
-from tests.server.live import free_port
+from tests.server.live import free_port, live_server_with_auth
 
 MODEL = "penguin-species"
 
@@ -49,40 +42,6 @@ def _seed(root: Path) -> str:
     return run_id
 
 
-@contextmanager
-def _tls_server(root: Path, ca_file: Path, *tls: str) -> Iterator[tuple[str, str]]:
-    """``shipyard server --tls-cert --tls-key`` with auth on in ``root``: its https URL and first admin token."""
-    port = free_port()
-    env = {**os.environ, "CI": "true", "SHIPYARD_PROJECT": "penguins"}
-    proc = subprocess.Popen([shipyard_bin(), "server", "--port", str(port), *tls], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"https://127.0.0.1:{port}"
-    try:
-        assert proc.stdout is not None
-        printed = []
-        for line in proc.stdout:  # the token comes before the line that says it listens
-            printed.append(line.strip())
-            if line.startswith("shipyard server on"):
-                break
-        tokens = [line for line in printed if line.startswith("shp_")]
-        assert tokens, "\n".join(printed)
-        deadline, trusted = time.monotonic() + 60, ssl.create_default_context(cafile=str(ca_file))
-        while True:  # wait for the condition (it answers), bounded
-            try:
-                httpx.get(url + "/health", verify=trusted, timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "\n".join(printed)
-                time.sleep(0.1)
-        yield url, tokens[0]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, str]]:
     """(https URL, the first admin's token, the seeded run id, the CA file) of a real server with auth and TLS."""
@@ -99,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
     ca.cert_pem.write_to_path(str(ca_file))
-    with _tls_server(root, ca_file, "--tls-cert", str(cert_file), "--tls-key", str(key_file)) as (url, admin):
+    with live_server_with_auth(root, {"SHIPYARD_PROJECT": "penguins"}, tls=(cert_file, key_file, ca_file)) as (url, admin):
         yield url, admin, run_id, str(ca_file)
 
 
