@@ -202,11 +202,9 @@ def _classify(session: Any, lineage: dict[str, Any], run_id: str | None, recorde
     """``lineage.supply.classified``: the training features' classes (``recorded``, from the PII scan
     of ``model.train`` and ``supply.classified``) with those of the dataset versions reached through
     lineage (what the run read, the ``model.train`` file as a dataset version)."""
-    from shipyard.supply.governance import training_classification
+    from shipyard.supply.governance import training_classification, training_files
 
-    train = lineage.get("train")
-    files = [(train["path"].rstrip("/"), train["oid"])] if train else []
-    found, datasets = training_classification(session, run_id, features, recorded, files)
+    found, datasets = training_classification(session, run_id, features, recorded, training_files(lineage))
     if recorded is not None or datasets:
         lineage["supply"]["classified"] = found
         if datasets:

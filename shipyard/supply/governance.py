@@ -53,6 +53,12 @@ def training_classification(session: Any, run_id: str | None, features: Sequence
     return found, [v.ref for v in datasets if v.classification()]
 
 
+def training_files(lineage: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(path, content id) of the ``model.train`` file a version's lineage records (none: empty)."""
+    train = lineage.get("train")
+    return [(train["path"].rstrip("/"), train["oid"])] if train and train.get("oid") else []
+
+
 def version_classification(session: Any, mv: Any) -> dict[str, list[str]] | None:
     """What ``forbid_classified`` judges for model version ``mv``: its training datasets'
     classifications reached through lineage now (a dataset classified after registration counts),
@@ -60,9 +66,7 @@ def version_classification(session: Any, mv: Any) -> dict[str, list[str]] | None
     lineage = mv.lineage or {}
     recorded = (lineage.get("supply") or {}).get("classified")
     features = mv.signature.columns if mv.signature is not None else None
-    train = lineage.get("train")
-    files = [(train["path"].rstrip("/"), train["oid"])] if train and train.get("oid") else []
-    found, datasets = training_classification(session, mv.run_id, features, recorded, files)
+    found, datasets = training_classification(session, mv.run_id, features, recorded, training_files(lineage))
     if recorded is None and not datasets and not found:
         return None
     return found
