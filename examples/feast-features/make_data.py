@@ -14,7 +14,7 @@ import pandas as pd
 
 DRIVERS, HOURS, ROWS = 200, 48, 5000
 rng = np.random.default_rng(7)
-now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+now = datetime.now(UTC).replace(second=0, microsecond=0)  # the freshest statistic is of this minute
 start = now - timedelta(hours=HOURS - 1)
 
 ids = np.repeat(np.arange(1001, 1001 + DRIVERS), HOURS)
