@@ -95,9 +95,10 @@ def list_(name: str | None = typer.Argument(None, help="Only versions of this da
         if json_out:
             print_json([r.to_dict() for r in rows])
             return
-        table(["dataset", "path", "rows", "columns", "oid", "created"],
-              [(r.ref, r.path, r.rows, len(r.column_list()), r.oid[:22], r.created_at.isoformat(timespec="seconds"))
-               for r in rows])
+        table(["dataset", "path", "rows", "columns", "classified", "oid", "created"],
+              [(r.ref, r.path, r.rows, len(r.column_list()),
+                _classes_text(r.classification()),
+                r.oid[:22], r.created_at.isoformat(timespec="seconds")) for r in rows])
 
 
 @app.command()
@@ -236,6 +237,11 @@ def validate(
         raise CheckFailed(report.summary(), hint="fix the data, or the schema if the data is right")
 
 
+def _classes_text(classes: dict[str, list[str]]) -> str:
+    """``pii: email, phone; confidential: salary``."""
+    return "; ".join(f"{label}: {', '.join(columns)}" for label, columns in classes.items())
+
+
 def _record_classes(path: Path, schema: Path, pii_columns: list[str]) -> None:
     """Store what the validation classified with the dataset versions of this content, if any
     (they follow lineage to runs and models: docs/guide/security.md)."""
@@ -251,7 +257,7 @@ def _record_classes(path: Path, schema: Path, pii_columns: list[str]) -> None:
     except ShipyardError:
         return   # outside a project, or a file outside it: no dataset version to classify
     for ref in record_classified(ws.store, ws.hasher, rel, classes):
-        echo(f"{ref}: columns classified " + "; ".join(f"{k}: {', '.join(v)}" for k, v in classes.items()), err=True)
+        echo(f"{ref}: columns classified {_classes_text(classes)}", err=True)
 
 
 @app.command()
