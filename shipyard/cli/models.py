@@ -1,4 +1,4 @@
-"""``shipyard models``: register, list, show, alias, card, lineage."""
+"""``shipyard models``: register, list, show, alias, trust, card, lineage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import typer
 from shipyard.cli.output import echo, print_json, table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Register model versions, move aliases, print cards and lineage.")
+                  help="Register model versions, move aliases, trust versions, print cards and lineage.")
 
 
 def _ws():  # type: ignore[no-untyped-def]
@@ -232,6 +232,35 @@ def card(
         echo(f"wrote {output}")
     else:
         print(text, end="")
+
+
+@app.command()
+def trust(
+    ref: str = typer.Argument(..., metavar="NAME@VERSION", help="The version to trust."),
+    reason: str = typer.Option(None, "--reason", help="Why you trust it (kept in the audit log)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+) -> None:
+    """Trust a version whose model runs code when loaded (a pickle, an MLflow python_function model)
+    that was registered without --trust, e.g. over MLflow's REST API. It is scanned and loaded once
+    first (a refused pickle stays refused); then gates and the gateway load it like one registered
+    with --trust. Audited.
+
+    Example: shipyard models trust my-model@2 --reason "our own PythonModel, reviewed in PR 41"
+    """
+    from shipyard.cli.remote import remote
+    from shipyard.errors import UsageError
+    from shipyard.registry.trust import trust_version
+
+    if remote() is not None:
+        raise UsageError("models trust runs where the model's project is: it loads the model once",
+                         hint="run it in the server's project folder (unset SHIPYARD_SERVER_URL)")
+    ws = _ws()
+    result = trust_version(ws.store, ws.objects, ref, reason=reason)
+    if json_out:
+        print_json({**result.version.to_dict(), "changed": result.changed})
+        return
+    mv = result.version
+    echo(f"{mv.ref} is trusted" + ("" if result.changed else " (it already was)") + f" ({mv.flavor}, {mv.model_oid})")
 
 
 @app.command("lineage")

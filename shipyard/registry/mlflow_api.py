@@ -11,7 +11,10 @@ matching ``run_id`` and ``models:/m-...`` the matching ``model_id``. Any other U
 is recorded as given and never read (flavor ``external``). A ``models:/m-<id>`` source, or the
 run's own artifacts (``runs:/`` or ``mlflow-artifacts:/`` inside the run), is fetched from our
 store, its MLmodel mapped (``models.flavors.mlflow``) and packaged, so the version loads, gates and
-serves like one registered by ``shipyard run``.
+serves like one registered by ``shipyard run``, and goes through the same supply chain at
+registration (``supply.registration.at_registration``: scan, SBOM, signature). A
+``python_function``-only model (a custom ``PythonModel``) is packaged whole with flavor
+``mlflow_pyfunc``, untrusted: it loads, gates and serves once trusted (``shipyard models trust``).
 """
 
 from __future__ import annotations
@@ -392,6 +395,9 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
     if where.kind == "model" and not run_id:
         run_id = where.run_id   # the logged model's source run, as MLflow's store records it
     packaged, lineage = _package_source(workspace, where)
+    model_oid = packaged.model_oid if packaged else ""
+    if packaged is not None and lineage is not None:
+        model_oid, lineage["supply"] = _at_registration(workspace, packaged, f"{name} ({source})")
     with workspace.store.write() as session:
         from shipyard.store import runs as runs_repo
 
@@ -401,7 +407,7 @@ def create_version(workspace: Any, name: str, source: str, *, run_id: str | None
             hidden[RUN_ID_TAG] = run_id   # MLflow keeps any run_id; ours must name a run we have
         all_tags = {**checked, **hidden}
         model, row = record_version(
-            session, name, model_oid=packaged.model_oid if packaged else "",
+            session, name, model_oid=model_oid,
             content_oid=packaged.file_oid if packaged else None,
             flavor=packaged.flavor if packaged else EXTERNAL_FLAVOR, run_id=known_run, source=source,
             signature=packaged.signature if packaged else None, lineage=lineage, description=description,
@@ -439,6 +445,30 @@ def _package_source(workspace: Any, where: Source) -> tuple[Any, dict[str, Any] 
     except (NotFound, InputError) as exc:
         return None, {"mlflow": {"unpackaged": exc.message}}
     return packaged, {"mlflow": mapped.to_dict()}
+
+
+def _at_registration(workspace: Any, packaged: Any, target: str) -> tuple[str, dict[str, Any]]:
+    """What ``shipyard run``'s registrations do for the supply chain, for a version created over
+    MLflow's API: scan under the project's ``supply.scan`` policy, SBOM, and signing with the
+    project's key (the package id changes when it is signed).
+
+    A python_function package's pickle was already scanned by its flavor, which refused every
+    finding but cloudpickle rebuilding the author's functions (what trust accepts); so the
+    registration scan takes the flavor's allow-list and records those findings rather than
+    refusing them, and the version stays untrusted until someone trusts it.
+    """
+    from shipyard.models.flavors.mlflow import PYFUNC
+    from shipyard.supply.registration import at_registration, project_settings
+
+    root = workspace.project.root
+    settings = project_settings(root)
+    if packaged.flavor == PYFUNC:
+        from shipyard.models.flavors.pyfunc import registration_globals
+
+        extra = registration_globals(workspace.objects, packaged.model_oid)
+        settings = settings.model_copy(update={"allow_globals": [*settings.allow_globals, *extra],
+                                               "scan": "record" if settings.scan == "refuse" else settings.scan})
+    return at_registration(workspace.objects, packaged.model_oid, packaged.flavor, settings, root=root, target=target)
 
 
 def download_uri(workspace: Any, name: str, version: int) -> str:

@@ -117,7 +117,12 @@ def _is_classifier(model: ServableModel) -> bool:
         classes = model.classes
     except Exception:
         return False
-    return classes is not None and len(classes) > 0
+    if classes is not None and len(classes) > 0:
+        return True
+    # no class list, but the signature says the prediction is a label (an MLflow python_function
+    # model): its predictions are counted and logged as labels, not as numbers
+    outputs = getattr(getattr(model, "signature", None), "outputs", None) or ()
+    return len(outputs) == 1 and getattr(outputs[0], "type", None) in ("string", "boolean")
 
 
 class Follower:

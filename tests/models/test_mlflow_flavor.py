@@ -138,12 +138,18 @@ def test_onnx_loads_safely(tmp_path: Path, objects, numeric) -> None:
     assert (mapped.flavor, mapped.file) == ("onnx", "model.onnx") and packaged.flavor == "onnx"
 
 
-def test_python_function_only_models_are_refused_with_a_hint(tmp_path: Path) -> None:
+def test_python_function_only_models_map_to_the_pyfunc_flavor_and_other_loaders_are_refused(tmp_path: Path) -> None:
     (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
                                       "    python_model: python_model.pkl\n")
-    with pytest.raises(InputError, match="python_function: none of them is one Shipyard loads") as info:
+    mapped = map_mlmodel(read_mlmodel(tmp_path))
+    assert (mapped.flavor, mapped.file, mapped.mlflow_flavor) == ("mlflow_pyfunc", "python_model.pkl", "python_function")
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: my_loader\n    data: d\n")
+    with pytest.raises(InputError, match="loader_module 'my_loader'") as info:
         map_mlmodel(read_mlmodel(tmp_path))
-    assert "mlflow.sklearn" in (info.value.hint or "")
+    assert "PythonModel" in (info.value.hint or "")
+    (tmp_path / "MLmodel").write_text("flavors:\n  spark: {}\n")
+    with pytest.raises(InputError, match="spark: none of them is one Shipyard loads"):
+        map_mlmodel(read_mlmodel(tmp_path))
 
 
 @pytest.mark.parametrize(("text", "words"), [

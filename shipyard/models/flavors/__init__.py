@@ -17,6 +17,7 @@ FLAVORS: dict[str, str] = {
     "lightgbm": "shipyard.models.flavors.boosters:LightGBMFlavor",
     "pickle": "shipyard.models.flavors.pickle:PickleFlavor",
     "mlflow": "shipyard.models.flavors.mlflow:MLflowFlavor",
+    "mlflow_pyfunc": "shipyard.models.flavors.pyfunc:MLflowPyfuncFlavor",
 }
 
 

@@ -13,11 +13,14 @@ xgboost, ``model_format: ubj`` or json     xgboost           safely (native form
 lightgbm Booster (``model.lgb`` text)      lightgbm          safely (native format)
 lightgbm scikit-learn API (skops)         sklearn           its types are off our list: ``--trust``
 onnx                                       onnx              safely
+python_function only (a ``PythonModel``)   mlflow_pyfunc     after the opcode scan, trust
 =========================================  ================  ===============================
 
 The signature comes from the MLmodel's ``signature`` (``models.signature.from_mlflow``). A
-``python_function``-only model (a custom ``PythonModel``) runs the author's code to load, so it
-is refused with a hint rather than loaded.
+``python_function``-only model (a custom ``PythonModel``, cloudpickled) is packaged whole, folder
+and all, by ``models.flavors.pyfunc``; it runs its author's code, so it loads only with trust and
+after the scan. A ``python_function`` model with another loader (models-from-code, a custom
+``loader_module``) is refused with a reason.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from shipyard.models.flavors.base import META_FILE, Flavor, LoadedModel, Package
 from shipyard.models.signature import Signature, from_mlflow
 
 MLMODEL = "MLmodel"
+PYFUNC = "mlflow_pyfunc"   # the flavor of a python_function-only model (models.flavors.pyfunc)
 _PICKLES = ("cloudpickle", "pickle")
 
 
@@ -82,7 +86,8 @@ def parse_mlmodel(data: bytes, where: str) -> dict[str, Any]:
 
 
 def map_mlmodel(doc: dict[str, Any]) -> MLflowModel:
-    """Our flavor and model file for an MLmodel document (first match: sklearn, xgboost, lightgbm, onnx)."""
+    """Our flavor and model file for an MLmodel document (first match: sklearn, xgboost, lightgbm, onnx,
+    then a python_function-only model)."""
     flavors = doc["flavors"]
     signature = from_mlflow(doc.get("signature"))
     model_id = doc.get("model_id") or None
@@ -91,10 +96,18 @@ def map_mlmodel(doc: dict[str, Any]) -> MLflowModel:
         if isinstance(conf, dict):
             ours, file, fmt = _map_one(name, conf)
             return MLflowModel(ours, _relative(file, name), name, fmt, signature, model_id)
+    conf = flavors.get("python_function")
+    if isinstance(conf, dict):
+        from shipyard.models.flavors.pyfunc import pyfunc_conf
+
+        file = pyfunc_conf(doc, "the MLmodel")["python_model"]
+        return MLflowModel(PYFUNC, _relative(file, "python_function"), "python_function", "cloudpickle",
+                           signature, model_id)
     known = ", ".join(sorted(flavors)) or "none"
-    raise InputError(f"MLflow model flavors {known}: none of them is one Shipyard loads (sklearn, xgboost, lightgbm, onnx)",
-                     hint="a python_function-only model runs its own code to load; log the estimator with "
-                          "mlflow.sklearn/xgboost/lightgbm/onnx.log_model instead")
+    raise InputError(f"MLflow model flavors {known}: none of them is one Shipyard loads "
+                     "(sklearn, xgboost, lightgbm, onnx, python_function)",
+                     hint="log the estimator with mlflow.sklearn/xgboost/lightgbm/onnx.log_model, or a "
+                          "PythonModel with mlflow.pyfunc.log_model")
 
 
 def _map_one(name: str, conf: dict[str, Any]) -> tuple[str, Any, str | None]:
@@ -147,6 +160,9 @@ def package_mlflow_model(objects: Any, folder: Path, *, trust: bool = False, sam
     from shipyard.models.flavors import get_flavor
 
     file, mapped = model_file(folder)
+    if mapped.flavor == PYFUNC:   # the whole folder is the model
+        return get_flavor(PYFUNC).package(objects, folder, trust=trust, signature=mapped.signature,
+                                          untrusted_ok=untrusted_ok), mapped
     packaged = get_flavor(mapped.flavor).package(objects, file, trust=trust, sample=sample, classes=classes,
                                                   signature=mapped.signature, untrusted_ok=untrusted_ok)
     return packaged, mapped
@@ -167,6 +183,11 @@ def package_mlflow_files(objects: Any, files: Mapping[str, str], where: str, *, 
     if MLMODEL not in files:
         raise _no_mlmodel(where)
     mapped = map_mlmodel(parse_mlmodel(objects.get_bytes(files[MLMODEL]), f"{where}/{MLMODEL}"))
+    if mapped.flavor == PYFUNC:   # the whole folder is the model
+        from shipyard.models.flavors.pyfunc import MLflowPyfuncFlavor
+
+        return MLflowPyfuncFlavor().package_files(objects, files, where, trust=trust, signature=mapped.signature,
+                                                  untrusted_ok=untrusted_ok), mapped
     oid = files.get(mapped.file)
     if oid is None:
         raise InputError(f"the MLmodel names {mapped.file!r}, which is not in the model folder")
