@@ -22,7 +22,8 @@ def check_definitions(repo: Path) -> tuple[str, RepoDefinitions]:
     if not defs.views:
         raise CheckFailed(f"{repo}: no feature view is defined in its Python files",
                           hint="define a FeatureView (feast init shows one), then 'shipyard features list'")
-    views = ", ".join(f"{v.name} ({len(v.features)} features)" for v in defs.views.values())
+    views = ", ".join(f"{v.name} ({len(v.features)} feature{'s' if len(v.features) != 1 else ''})"
+                      for v in defs.views.values())
     return f"{repo} (project {defs.project}): {views}", defs
 
 

@@ -40,7 +40,7 @@ def test_doctor_checks_the_feast_repo_and_its_online_store(project, feast_repo):
     (root / "shipyard.yaml").write_text(yaml.safe_dump({"features": "feature_repo", "pipeline": {"stages": {}}}))
     code, checks = doctor()
     assert code == 0, checks
-    assert "driver_stats (3 features)" in checks["features"]["detail"] and "driver_rank" in checks["features"]["detail"]
+    assert "driver_stats (3 features)" in checks["features"]["detail"] and "driver_rank (1 feature)" in checks["features"]["detail"]
     online = checks["online store"]
     assert online["status"] == "ok" and "Sqlite online store reachable" in online["detail"], online
     assert "nothing materialized yet for driver_rank, driver_stats" in online["detail"], online
