@@ -39,18 +39,35 @@ def training_classification(session: Any, run_id: str | None, features: Sequence
                             recorded: Mapping[str, Sequence[str]] | None = None,
                             files: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, list[str]], list[str]]:
     """The classified columns a model version was trained on, through lineage: the classifications
-    of the dataset versions its run read, and of those holding ``files`` ((path, content id): the
-    ``model.train`` file), with ``recorded`` (what registration classified), kept to the model's
-    ``features`` when they are known. Returns (classification, the classified dataset refs)."""
+    of the dataset versions its run read (and, for a stage run, every stage run of its pipeline run:
+    a raw dataset that ``prepare`` read reaches the model ``train`` made from it), and of those
+    holding ``files`` ((path, content id): the ``model.train`` file), with ``recorded`` (what
+    registration classified), kept to the model's ``features`` when they are known. Returns
+    (classification, the classified dataset refs)."""
     from shipyard.store.datasets import merge_classes, versions_by_path_oid, versions_read_by
 
-    datasets = versions_read_by(session, [run_id] if run_id else [])
+    datasets = versions_read_by(session, _pipeline_runs_of(session, run_id))
     datasets += [v for v in versions_by_path_oid(session, files) if v not in datasets]
     found = merge_classes(recorded or {}, *(v.classification() for v in datasets))
     if features is not None:
         keep = set(features)
         found = {label: cols for label, cols in ((lb, [c for c in cs if c in keep]) for lb, cs in found.items()) if cols}
     return found, [v.ref for v in datasets if v.classification()]
+
+
+def _pipeline_runs_of(session: Any, run_id: str | None) -> list[str]:
+    """``run_id`` and, when it is a stage run of a pipeline run, the other stage runs of that pipeline run."""
+    from sqlalchemy import select
+
+    from shipyard.store.pipeline import PipelineRun
+    from shipyard.store.runs import Run
+
+    if not run_id:
+        return []
+    parent = session.scalar(select(Run.parent_run_id).where(Run.id == run_id))
+    if parent is None or session.get(PipelineRun, parent) is None:
+        return [run_id]
+    return [run_id, *session.scalars(select(Run.id).where(Run.parent_run_id == parent, Run.id != run_id))]
 
 
 def training_files(lineage: Mapping[str, Any]) -> list[tuple[str, str]]:

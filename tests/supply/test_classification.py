@@ -50,6 +50,29 @@ def test_data_add_classifies_and_a_run_reading_the_version_carries_it(project: A
     assert "columns classified pii: email" in shown.stdout and "columns classified confidential: salary" in shown.stdout
 
 
+def test_a_raw_dataset_an_upstream_stage_read_reaches_the_model_of_the_pipeline_run(project: Any) -> None:
+    import pandas as pd
+
+    from shipyard.store import pipeline as pipeline_repo
+    from shipyard.store.runs import create_run, experiment_by_name
+    from shipyard.supply.governance import training_classification
+
+    root = project.project.root
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\n")
+    pd.DataFrame({"email": [f"u{i}@example.com" for i in range(20)], "age": range(20)}).to_csv(root / "raw.csv", index=False)
+    raw = add_dataset(project.store, project.objects, project.hasher, "raw.csv", name="raw").version
+    with project.store.write() as session:
+        experiment = experiment_by_name(session, "Default").id
+        pipeline = create_run(session, experiment_id=experiment, name="pipeline", source="pipeline")
+        pipeline_repo.start_pipeline_run(session, pipeline.id, targets=[], executor="local", jobs=1, pid=None)
+        prepare = create_run(session, experiment_id=experiment, name="prepare", parent_run_id=pipeline.id)
+        train = create_run(session, experiment_id=experiment, name="train", parent_run_id=pipeline.id)
+        link_runs(session, prepare.id, [raw.id])   # prepare read raw@1; train read only prepared files
+        other = create_run(session, experiment_id=experiment, name="train")  # a plain run: no pipeline
+        assert training_classification(session, train.id, ["email", "age"]) == ({"pii": ["email"]}, ["raw@1"])
+        assert training_classification(session, other.id, ["email", "age"]) == ({}, [])
+
+
 @pytest.mark.slow
 def test_a_dataset_classified_after_registration_fails_the_gate_through_lineage(project: Any) -> None:
     root = project.project.root
