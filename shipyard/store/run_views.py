@@ -204,14 +204,33 @@ def keys_page(session: Session, kind: str, *, contains: str = "", after: str = "
     table = KEYED.get(kind)
     if table is None:
         raise InputError(f"key kind {kind!r} is not params, tags or metrics")
-    query = select(table.key).distinct().where(table.key > after)
+    matches = None
     if contains:
         escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(func.lower(table.key).like(f"%{escaped.lower()}%", escape="\\"))
-    if run_ids is not None:
-        query = query.where(table.run_id.in_(list(run_ids)))
-    keys = list(session.scalars(query.order_by(table.key).limit(limit + 1)))
+        matches = f"%{escaped.lower()}%"
+    if run_ids is None:
+        keys = _distinct_keys(session, table, after, matches, limit + 1)
+    else:
+        query = select(table.key).distinct().where(table.key > after, table.run_id.in_(list(run_ids)))
+        if matches is not None:
+            query = query.where(func.lower(table.key).like(matches, escape="\\"))
+        keys = list(session.scalars(query.order_by(table.key).limit(limit + 1)))
     return keys[:limit], (keys[limit - 1] if len(keys) > limit else None)
+
+
+def _distinct_keys(session: Session, table: Any, after: str, matches: str | None, limit: int) -> list[str]:
+    """At most ``limit`` distinct keys of every run, after ``after``, in name order (``matches``: a
+    LIKE pattern on the lower-cased key), by a loose scan of the key index: one seek per distinct
+    key. A DISTINCT reads every row instead: 10,000 runs x 200 metric keys is 2,000,000 index
+    entries for 200 keys, and a search through them took 0.4 s of CPU."""
+    first = select(func.min(table.key)).where(table.key > after).scalar_subquery()
+    walk = select(first.label("key")).cte("walk", recursive=True)
+    following = select(func.min(table.key)).where(table.key > walk.c.key).correlate(walk).scalar_subquery()
+    walk = walk.union_all(select(following).where(walk.c.key.is_not(None)))
+    query = select(walk.c.key).where(walk.c.key.is_not(None))
+    if matches is not None:
+        query = query.where(func.lower(walk.c.key).like(matches, escape="\\"))
+    return list(session.scalars(query.limit(limit)))
 
 
 def count_keys(session: Session, kind: str, run_ids: Sequence[str]) -> int:

@@ -134,3 +134,32 @@ def test_metric_envelope_over_uneven_steps_matches_its_definition(store) -> None
         repo.log_metrics(s, rid, [MetricValue("far", v, step=st) for st, v in far])
     with store.read() as s:
         assert views.metric_envelope(s, rid, "far", 100) == _reference_envelope(far, 100)
+
+
+def test_keys_page_of_every_run_walks_distinct_keys_in_order(store) -> None:  # type: ignore[no-untyped-def]
+    # many runs sharing keys (each key once in the answer), keys with LIKE's wildcards, params and tags too
+    keys = ["a_b", "a%b", "aXb", "loss", "Val_Loss", "z"]
+    with store.write() as s:
+        for i in range(6):
+            rid = service.create_run(s, experiment="e", tags={"t": "x"})
+            repo.log_params(s, rid, {f"p{j}": str(i) for j in range(i + 1)})
+            repo.log_metrics(s, rid, [MetricValue(k, float(i), step=0) for k in keys[: i + 1]])
+    with store.read() as s:
+        assert views.keys_page(s, "metrics", limit=50) == (sorted(keys), None)
+        walked, after = [], ""
+        while True:  # pages of two, continuing after the last key shown
+            page, more = views.keys_page(s, "metrics", after=after, limit=2)
+            walked += page
+            if more is None:
+                break
+            after = more
+        assert walked == sorted(keys)
+        assert views.keys_page(s, "metrics", contains="LOSS", limit=50) == (["Val_Loss", "loss"], None)
+        assert views.keys_page(s, "metrics", contains="_", limit=50) == (["Val_Loss", "a_b"], None)  # not any char
+        assert views.keys_page(s, "metrics", contains="%", limit=50) == (["a%b"], None)
+        assert views.keys_page(s, "metrics", contains="A", after="a%b", limit=1) == (["aXb"], "aXb")
+        assert views.keys_page(s, "metrics", contains="nothing", limit=5) == ([], None)
+        assert views.keys_page(s, "params", limit=3) == (["p0", "p1", "p2"], "p2")
+        tags, _ = views.keys_page(s, "tags", limit=50)
+        assert "t" in tags and tags == sorted(set(tags))
+        assert views.keys_page(s, "metrics", after="z", limit=3) == ([], None)
