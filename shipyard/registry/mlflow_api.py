@@ -450,24 +450,14 @@ def _package_source(workspace: Any, where: Source) -> tuple[Any, dict[str, Any] 
 def _at_registration(workspace: Any, packaged: Any, target: str) -> tuple[str, dict[str, Any]]:
     """What ``shipyard run``'s registrations do for the supply chain, for a version created over
     MLflow's API: scan under the project's ``supply.scan`` policy, SBOM, and signing with the
-    project's key (the package id changes when it is signed).
-
-    A python_function package's pickle was already scanned by its flavor, which refused every
-    finding but cloudpickle rebuilding the author's functions (what trust accepts); so the
-    registration scan takes the flavor's allow-list and records those findings rather than
-    refusing them, and the version stays untrusted until someone trusts it.
+    project's key (the package id changes when it is signed). A python_function package is scanned
+    with its flavor's allow-list (``models.flavors.pyfunc.registration_settings``).
     """
-    from shipyard.models.flavors.mlflow import PYFUNC
+    from shipyard.models.flavors.pyfunc import registration_settings
     from shipyard.supply.registration import at_registration, project_settings
 
     root = workspace.project.root
-    settings = project_settings(root)
-    if packaged.flavor == PYFUNC:
-        from shipyard.models.flavors.pyfunc import registration_globals
-
-        extra = registration_globals(workspace.objects, packaged.model_oid)
-        settings = settings.model_copy(update={"allow_globals": [*settings.allow_globals, *extra],
-                                               "scan": "record" if settings.scan == "refuse" else settings.scan})
+    settings = registration_settings(project_settings(root), workspace.objects, packaged)
     return at_registration(workspace.objects, packaged.model_oid, packaged.flavor, settings, root=root, target=target)
 
 

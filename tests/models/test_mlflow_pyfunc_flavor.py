@@ -172,3 +172,21 @@ def test_a_code_folder_lends_trust_to_its_own_modules_only() -> None:
 def test_other_python_function_loaders_are_refused_with_their_name(conf: dict[str, Any], words: str) -> None:
     with pytest.raises(InputError, match=words):
         pyfunc_conf({"flavors": {"python_function": conf}}, "m/MLmodel")
+
+
+def test_registration_scans_a_pyfunc_package_with_its_flavors_allow_list(folders: dict[str, Path],
+                                                                        objects: ObjectStore, tmp_path: Path) -> None:
+    from shipyard.models.flavors.pyfunc import registration_settings
+    from shipyard.supply.config import SupplySection
+    from shipyard.supply.registration import at_registration
+
+    packaged = get_flavor("mlflow").package(objects, folders["sizer"], untrusted_ok=True)
+    refuse = SupplySection(sbom=False)
+    with pytest.raises(UnsafeModel, match="cloudpickle"):   # the plain allow-list knows no cloudpickle
+        at_registration(objects, packaged.model_oid, packaged.flavor, refuse, root=tmp_path, target="sizer")
+    settings = registration_settings(refuse, objects, packaged)
+    assert settings.scan == "record" and "cloudpickle.cloudpickle._make_function" in settings.allow_globals
+    oid, facts = at_registration(objects, packaged.model_oid, packaged.flavor, settings, root=tmp_path, target="sizer")
+    assert oid == packaged.model_oid and not facts["scan"]["clean"]
+    assert all("calls the result of another call" in f for f in facts["scan"]["findings"])
+    assert registration_settings(SupplySection(scan="off"), objects, packaged).scan == "off"

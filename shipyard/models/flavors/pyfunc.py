@@ -159,11 +159,23 @@ def allow_list(paths: list[str], code_dir: str | None) -> list[str]:
     return [*code_module_globals(paths, code_dir), *_project_allow_list()]
 
 
-def registration_globals(objects: Any, model_oid: str) -> list[str]:
-    """The allow-list entries a pyfunc package's registration scan adds to ``supply.allow_globals``
-    (cloudpickle's helpers, MLflow's types, the package's code/ modules)."""
-    meta, entries = _read_package(objects, model_oid)
-    return [*CLOUDPICKLE_GLOBALS, *MLFLOW_GLOBALS, *code_module_globals(sorted(entries), meta.get("code"))]
+def registration_settings(settings: Any, objects: Any, packaged: PackagedModel) -> Any:
+    """The ``supply`` settings registration scans a freshly packaged model with (``settings`` as
+    they are, unless it is a python_function package).
+
+    Its pickle was already scanned by this flavor, which refused every finding except cloudpickle
+    rebuilding the author's functions (what trust accepts). So the registration scan takes this
+    flavor's allow-list (cloudpickle's helpers, MLflow's types, the package's code/ modules) and,
+    under ``supply.scan: refuse``, records the remaining findings instead of refusing them: the
+    version is registered with them (a ``{scan: clean}`` gate fails it) and stays untrusted until
+    someone trusts it.
+    """
+    if packaged.flavor != PYFUNC:
+        return settings
+    meta, entries = _read_package(objects, packaged.model_oid)
+    extra = [*CLOUDPICKLE_GLOBALS, *MLFLOW_GLOBALS, *code_module_globals(sorted(entries), meta.get("code"))]
+    return settings.model_copy(update={"allow_globals": [*settings.allow_globals, *extra],
+                                       "scan": "record" if settings.scan == "refuse" else settings.scan})
 
 
 def _read_package(objects: Any, model_oid: str) -> tuple[dict[str, Any], dict[str, FileEntry]]:
