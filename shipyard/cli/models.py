@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from shipyard.cli.output import echo, print_json, table
@@ -136,7 +138,9 @@ def show(
     else:
         ws = _ws()
         with ws.store.read() as session:
-            mv = resolve(session, ref).to_dict()
+            row = resolve(session, ref)
+            mv = row.to_dict()
+            _classified_now(session, row, mv)
     if json_out:
         print_json(mv)
         return
@@ -152,6 +156,18 @@ def show(
     rows += describe(mv.get("lineage") or {})
     rows += [(f"tag {k}", v) for k, v in sorted(mv["tags"].items())]
     table(["field", "value"], rows)
+
+
+def _classified_now(session: Any, row: Any, mv: dict[str, Any]) -> None:
+    """Show the classifications lineage reaches now (a dataset classified after registration counts, as
+    for the forbid_classified gate), not only what registration recorded."""
+    from shipyard.supply.governance import version_classification
+
+    found = version_classification(session, row)
+    if found is not None:
+        supply = dict((mv.get("lineage") or {}).get("supply") or {})
+        supply["classified"] = found
+        mv["lineage"] = {**(mv.get("lineage") or {}), "supply": supply}
 
 
 @app.command()

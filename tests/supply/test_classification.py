@@ -95,6 +95,8 @@ def test_a_dataset_classified_after_registration_fails_the_gate_through_lineage(
     # m@1 was registered before: the gate asks lineage again and fails it
     verdict = _gate(project, "m@1")
     assert not verdict.passed and verdict.checks[0].reason == "features classified pii: b"
+    old_shown = run_cli("models", "show", "m@1", cwd=root)   # and models show says what the gate sees
+    assert "columns classified pii: b" in old_shown.stdout, old_shown.stdout + old_shown.stderr
     # a new version records it at registration, with the dataset it came from
     _train(root, 0.5)
     version = _register(project)
