@@ -2,7 +2,7 @@
 
 Feast's ``get_online_features`` ignores the view's TTL and returns expired values as present
 (feast-dev/feast#6821), so every value comes back with its event time and the caller decides
-whether it is fresh (``Fresh.limit_s``).
+whether it is fresh (``OnlineReader.limit_s``, ``is_fresh``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class OnlineReader:
             store = FeatureStore(repo_path=str(repo))
             self.config = store.config
             self.provider = get_provider(store.config)
-            self.views = self._plan(store, repo)
+            self.views = self._plan(store)
         except ShipyardError:
             raise
         except Exception as exc:  # an unapplied registry or an unreachable online store
@@ -59,7 +59,7 @@ class OnlineReader:
         except Exception:  # a warm-up read of a key that may not exist
             pass
 
-    def _plan(self, store: Any, repo: Path) -> list[tuple[Any, list[str], float]]:
+    def _plan(self, store: Any) -> list[tuple[Any, list[str], float]]:
         """[(registry feature view, its requested features, TTL in seconds)], views in ref order;
         also sets the entity key's Feast value type (one entity key for every view)."""
         from feast import ValueType

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from shipyard.errors import ConfigError
 from shipyard.features.config import ServeFeatures
 from shipyard.features.views import materialize
 from shipyard.serving.codec import Inputs, RequestError
@@ -66,7 +67,12 @@ def check_enrichment(repo: Path) -> None:
 
 
 def test_sqlite_online_store(tmp_path):
-    check_enrichment(fresh_repo(tmp_path / "repo", SQLITE_ONLINE, "drivers"))
+    repo = fresh_repo(tmp_path / "repo", SQLITE_ONLINE, "drivers")
+    check_enrichment(repo)
+    with pytest.raises(ConfigError, match="view 'driver_stats' is keyed by driver_id, not by entity_key 'rider_id'"):
+        enricher_for(repo.parent, repo.name, ServeFeatures(entity_key="rider_id", refs=REFS))
+    with pytest.raises(ConfigError, match="view 'driver_stats' has no feature trips_per_hour"):
+        enricher_for(repo.parent, repo.name, ServeFeatures(entity_key="driver_id", refs=["driver_stats:trips_per_hour"]))
 
 
 def test_redis_online_store(tmp_path):
