@@ -123,11 +123,7 @@ class OnlineReader:
             for feature in features:
                 column = []
                 for (_, values), event_s in zip(rows, stamps, strict=True):
-                    proto = values.get(feature) if values else None
-                    kind = proto.WhichOneof("val") if proto is not None else None
-                    # scalars read directly; lists, maps, JSON and timestamps through Feast's conversion
-                    value = getattr(proto, kind) if kind in SCALARS else to_python(proto) if kind else None
-                    column.append(Value(value, event_s))
+                    column.append(Value(_python(values.get(feature) if values else None, to_python), event_s))
                 out[feature] = column
         return out
 
@@ -135,6 +131,15 @@ class OnlineReader:
         """How old a value of ``ref`` may be: the tighter of the view's TTL and ``max_age_s``."""
         limits = [x for x in (self.ttl_s.get(ref.split(":", 1)[0]) or None, max_age_s) if x]
         return min(limits) if limits else None
+
+
+def _python(proto: Any, to_python: Any) -> Any:
+    """A Feast ValueProto as Python: scalars read directly, lists, maps, JSON and timestamps through
+    Feast's own conversion (``to_python``); None when absent or unset."""
+    kind = proto.WhichOneof("val") if proto is not None else None
+    if kind is None:
+        return None
+    return getattr(proto, kind) if kind in SCALARS else to_python(proto)
 
 
 def is_fresh(value: Value, limit_s: float | None, now: float | None = None) -> bool:
