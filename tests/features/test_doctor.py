@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -14,17 +13,11 @@ import uuid
 import pytest
 import yaml
 
+from tests.e2e.gateway_live import free_port
 from tests.features.feast_repo import REDIS_ONLINE, STORE_YAML
 from tests.features.test_cli import invoke
 
 pytestmark = pytest.mark.xdist_group("feast")
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def doctor() -> tuple[int, dict[str, dict[str, str]]]:
@@ -50,7 +43,7 @@ def test_doctor_checks_the_feast_repo_and_its_online_store(project, feast_repo):
     code, checks = doctor()
     assert code == 0 and checks["online store"]["detail"] == "Redis online store reachable", checks
 
-    down = REDIS_ONLINE.replace("6379", str(closed_port()))  # Redis down
+    down = REDIS_ONLINE.replace("6379", str(free_port()))  # Redis down: nothing listens on that port
     (repo / "feature_store.yaml").write_text(STORE_YAML.format(online=down, project=project_name))
     code, checks = doctor()
     assert code == 1, checks
