@@ -207,9 +207,13 @@ def test_mlflow_pyfunc_is_trusted_gated_served_a_malicious_one_never_loads_and_r
     rows = train[["x"]].head(20)
     with _serving(root) as url:
         r = httpx.post(f"{url}/invocations", json={"dataframe_records": rows.to_dict("records")}, timeout=60)
+        wrong = httpx.post(f"{url}/invocations", json={"dataframe_records": [{"y": 1.0}]}, timeout=60)
+        mistyped = httpx.post(f"{url}/invocations", json={"dataframe_records": [{"x": [1, 2]}]}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["x-shipyard-version"] == "1"
     assert r.json()["predictions"] == list(train["size"].head(20))
+    assert wrong.status_code == 422 and "missing feature 'x'" in wrong.text, wrong.text   # the client's mistake, named
+    assert mistyped.status_code in (400, 422) and "x" in mistyped.text, mistyped.text
     assert not canary.exists()
 
     # the REST-created scikit-learn version against the pyfunc champion: both predict the evaluation
