@@ -1,7 +1,10 @@
 """The web UI vs MLflow's UI (3.17.2), on the same data, in headless Chromium.
 
-One store is seeded THROUGH THE MLFLOW CLIENT (``MlflowClient.log_batch``) into both ``mlflow
-server`` (SQLite backend) and ``shipyard server --no-auth`` (SQLite, the embedded store): RUNS runs
+One data set is seeded THROUGH THE MLFLOW CLIENT (``MlflowClient.log_batch``, 1,000 metrics a call)
+into both ``mlflow server`` (SQLite backend) and ``shipyard server --no-auth`` (SQLite, the embedded
+store), both sides at once from BENCH_UI_PROCS (2) processes each: MLflow's by
+``MlflowClient(tracking_uri="sqlite:///<the file mlflow server serves>")`` (MLflow's own store
+code, no HTTP: its server took ~2 runs/s over HTTP), ours through the client's HTTP calls: RUNS runs
 in one experiment with PARAMS params and METRICS metric keys each, LONG of them with STEPS-step
 histories of 5 metrics, and one run with WIDE metric keys in an experiment of its own. Then, in
 Chromium (a fresh browser context per sample, so nothing is cached), for each UI:
@@ -19,23 +22,28 @@ request sent -> first response byte, as Chromium's resource timing records it.
 
 Scale (environment or ``python -m bench.bench_ui --runs ...``): BENCH_UI_RUNS (10000),
 BENCH_UI_PARAMS (50), BENCH_UI_METRICS (200), BENCH_UI_LONG (20), BENCH_UI_STEPS (100000),
-BENCH_UI_WIDE (12000). Seeded stores are kept in bench/.work/ui/<scale> and reused by the next run
-of the same scale (seeding at full scale takes long); BENCH_UI_RESEED=1 seeds again.
+BENCH_UI_WIDE (12000). Seeded stores are kept in $BENCH_UI_DATA/<scale> (default bench/.work/ui; a
+folder outside the repo such as /work/bench-ui-data keeps them across checkouts) and reused by the
+next run of the same scale: each side's ids are written when its seeding finished, and a side
+without them is seeded afresh; BENCH_UI_RESEED=1 seeds both again. ``--seed-only`` seeds and stops;
+``--sides ours`` (or ``mlflow``) seeds and measures one side only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.bench_tracking import Servers
@@ -48,7 +56,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 EXPERIMENT, WIDE_EXPERIMENT = "ui-bench", "ui-bench-wide"
 LONG_METRICS = ("loss", "acc", "val_loss", "val_acc", "lr")
 BATCH = 1000  # MLflow's log_batch limit of metrics per call
-THREADS = 4
+PROCS = 2  # seeding processes a side (2 cores; SQLite has one writer)
+RUN_CHUNK = 50  # runs per seeding task
+SIDES = ("ours", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -122,22 +132,39 @@ def _seed_wide(uri: str, scale: Scale) -> str:
     return run.info.run_id
 
 
-def seed(uri: str, scale: Scale, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Seed one server; return the ids the measurements open (experiment, runs, long runs, wide run)."""
-    client = _client(uri)
-    experiment_id = client.create_experiment(EXPERIMENT)
+def _seed_runs(uri: str, experiment_id: str, first: int, count: int, scale: Scale) -> list[str]:
+    return [_seed_run(uri, experiment_id, i, scale) for i in range(first, first + count)]
+
+
+def _seed_histories(uri: str, jobs: list[tuple[str, str, int]], steps: int) -> int:
+    for run_id, key, phase in jobs:
+        _seed_history(uri, run_id, key, steps, phase)
+    return len(jobs)
+
+
+def seed(uri: str, scale: Scale, procs: int = PROCS, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Seed one store through MLflow's client from ``procs`` processes (runs in chunks of RUN_CHUNK,
+    then one (run, metric) history per task); return the ids the measurements open and the seconds
+    each phase took."""
+    experiment_id = _client(uri).create_experiment(EXPERIMENT)
     started = time.perf_counter()
-    with ThreadPoolExecutor(THREADS) as pool:
-        run_ids = list(pool.map(lambda i: _seed_run(uri, experiment_id, i, scale), range(scale.runs)))
-        say(f"  {uri}: {scale.runs} runs in {time.perf_counter() - started:.0f} s")
+    chunks = [(i, min(RUN_CHUNK, scale.runs - i)) for i in range(0, scale.runs, RUN_CHUNK)]
+    with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_seed_runs, uri, experiment_id, i, n, scale) for i, n in chunks]
+        run_ids = [rid for future in futures for rid in future.result()]
+        runs_s = time.perf_counter() - started
+        say(f"  {uri}: {scale.runs} runs in {runs_s:.0f} s")
         long_ids = run_ids[: scale.long]
         jobs = [(rid, key, n) for n, rid in enumerate(long_ids) for key in LONG_METRICS]
-        list(pool.map(lambda job: _seed_history(uri, job[0], job[1], scale.steps, job[2]), jobs))
-    say(f"  {uri}: + {scale.long} x {len(LONG_METRICS)} histories of {scale.steps} steps, "
-        f"{time.perf_counter() - started:.0f} s in all")
+        list(pool.map(_seed_histories, [uri] * len(jobs), [[job] for job in jobs], [scale.steps] * len(jobs)))
+    histories_s = time.perf_counter() - started - runs_s
+    say(f"  {uri}: + {scale.long} x {len(LONG_METRICS)} histories of {scale.steps} steps in {histories_s:.0f} s")
     wide_id = _seed_wide(uri, scale)
+    seconds = time.perf_counter() - started
+    say(f"  {uri}: + the wide run, {seconds:.0f} s in all")
     return {"experiment": experiment_id, "first": run_ids[0], "long": long_ids, "wide": wide_id,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(seconds, 1), "runs_seconds": round(runs_s, 1),
+            "histories_seconds": round(histories_s, 1), "procs": procs}
 
 
 def _quiet_mlflow() -> None:
@@ -146,23 +173,58 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
+def data_root(scale: Scale) -> Path:
+    """Where the seeded stores of ``scale`` live: BENCH_UI_DATA (a folder outside the repo, e.g.
+    /work/bench-ui-data, reused by every later run of the same scale) or bench/.work/ui."""
+    base = os.environ.get("BENCH_UI_DATA")
+    return (Path(base) if base else WORK / "ui") / scale.tag
+
+
+def _seed_once(stamp: Path, uri: str, scale: Scale, procs: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The ids of ``uri``'s seeded data: read from ``stamp`` when an earlier run finished seeding it,
+    else seeded now and written there (a store left half-seeded has no stamp, so it is seeded anew)."""
+    if stamp.exists():
+        return dict(json.loads(stamp.read_text()))
+    ids = seed(uri, scale, procs, say)
+    stamp.write_text(json.dumps(ids, indent=1))
+    return ids
+
+
 @contextmanager
-def seeded(scale: Scale, say: Callable[[str], None] = print) -> Iterator[tuple[Servers, dict[str, Any]]]:
-    """Both servers up on stores holding ``scale``'s data (seeded now, or kept from an earlier run)."""
+def seeded(scale: Scale, say: Callable[[str], None] = print,
+           sides: Sequence[str] = SIDES) -> Iterator[tuple[Servers, dict[str, Any]]]:
+    """Both servers up on stores holding ``scale``'s data for ``sides`` (seeded now, or kept from an
+    earlier run); a side left out is neither seeded nor measured (its server starts on whatever its
+    folder holds).
+
+    The sides are seeded at once through MLflow's client, BENCH_UI_PROCS processes each: MLflow's
+    store by ``MlflowClient(tracking_uri="sqlite:///...")`` on the very file ``mlflow server
+    --backend-store-uri`` serves (MLflow's own store code, no HTTP), ours over HTTP against
+    ``shipyard server --no-auth``. A side whose seeding finished is not seeded again unless
+    BENCH_UI_RESEED=1."""
     _quiet_mlflow()
-    root = WORK / "ui" / scale.tag
-    stamp = root / "ids.json"
-    fresh = os.environ.get("BENCH_UI_RESEED") == "1" or not stamp.exists()
-    if fresh:
+    root = data_root(scale)
+    if os.environ.get("BENCH_UI_RESEED") == "1":
         shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-    with Servers(root) as servers:
-        if fresh:
-            say(f"seeding {scale} through MLflow's client (both servers in turn)")
-            ids = {"scale": asdict(scale), "ours": seed(servers.ours, scale, say),
-                   "mlflow": seed(servers.peer, scale, say)}
-            stamp.write_text(json.dumps(ids, indent=1))
-        yield servers, json.loads(stamp.read_text())
+    procs = int(os.environ.get("BENCH_UI_PROCS", PROCS))
+    stamps = {side: root / f"{side}-ids.json" for side in sides}
+    db = root / "rest-mlflow" / "mlflow-server.db"
+    mlflow_uri = f"sqlite:///{db}"
+    for side, stamp in stamps.items():
+        if not stamp.exists():  # a half-seeded store from an interrupted run: start that side afresh
+            shutil.rmtree(root / f"rest-{side}", ignore_errors=True)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    _client(mlflow_uri).search_experiments()  # MLflow's tables exist before its server opens the file
+    if not all(stamp.exists() for stamp in stamps.values()):
+        say(f"seeding {scale} through MLflow's client into {root}, {procs} processes a side, {', '.join(sides)} at once")
+    with Servers(root) as servers, ThreadPoolExecutor(1) as beside:
+        theirs = beside.submit(_seed_once, stamps["mlflow"], mlflow_uri, scale, procs, say) if "mlflow" in sides else None
+        ids: dict[str, Any] = {"scale": asdict(scale)}
+        if "ours" in sides:
+            ids["ours"] = _seed_once(stamps["ours"], servers.ours, scale, procs, say)
+        if theirs is not None:
+            ids["mlflow"] = theirs.result()
+        yield servers, ids
 
 
 # -- measuring in Chromium ---------------------------------------------------------------------------
@@ -267,11 +329,14 @@ def _cell(x: Load) -> str:
 
 
 def measure(servers: Servers, ids: dict[str, Any], n: int, compare_n: int = 10) -> list[dict[str, Any]]:
-    """Each page of each side, alternately, n times (after one warm-up load); the medians."""
+    """Each page of each side in ``ids``, alternately, n times (after one warm-up load); the medians."""
     from playwright.sync_api import sync_playwright
 
-    sides = {"ours": pages("ours", servers.ours, ids["ours"], compare_n),
-             "mlflow": pages("mlflow", servers.peer, _wide_experiment(servers.peer, ids["mlflow"]), compare_n)}
+    sides = {}
+    if "ours" in ids:
+        sides["ours"] = pages("ours", servers.ours, ids["ours"], compare_n)
+    if "mlflow" in ids:
+        sides["mlflow"] = pages("mlflow", servers.peer, _wide_experiment(servers.peer, ids["mlflow"]), compare_n)
     results: dict[tuple[str, str], list[Load]] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -306,15 +371,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def run(n: int, scale: Scale | None = None) -> None:
-    """Seed (or reuse) both stores, then measure each page n times per side; print the table."""
+def run(n: int, scale: Scale | None = None, sides: Sequence[str] = SIDES) -> None:
+    """Seed (or reuse) the sides' stores, then measure each page n times per side; print the table."""
     scale = scale or Scale.from_env()
-    with seeded(scale) as (servers, ids):
+    with seeded(scale, sides=sides) as (servers, ids):
         rows = measure(servers, ids, n)
-    print(f"\nscale: {scale} (seeding took {ids['ours']['seconds']:.0f} s ours, "
-          f"{ids['mlflow']['seconds']:.0f} s MLflow)\n")
+    took = ", ".join(f"{side} {ids[side]['seconds']:.0f} s" for side in sides)
+    print(f"\nscale: {scale} (seeding took {took})\n")
     print(table(rows), flush=True)
-    (WORK / "ui" / scale.tag / "results.json").write_text(json.dumps(rows, indent=1))
+    (data_root(scale) / "results.json").write_text(json.dumps(rows, indent=1))
 
 
 def main() -> None:
@@ -324,8 +389,19 @@ def main() -> None:
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name}", type=int, default=value)
     parser.add_argument("--n", type=int, default=3, help="loads of each page per side (default 3)")
+    parser.add_argument("--seed-only", action="store_true", help="seed the stores (or find them seeded) and stop")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="ours, mlflow or both (default): the sides seeded and measured")
     args = parser.parse_args()
-    run(args.n, Scale(**{name: getattr(args, name) for name in asdict(defaults)}))
+    scale = Scale(**{name: getattr(args, name) for name in asdict(defaults)})
+    sides = [side for side in SIDES if side in args.sides.split(",")]
+    if not sides or set(args.sides.split(",")) - set(SIDES):
+        parser.error(f"--sides {args.sides!r}: name ours, mlflow or both (comma-separated)")
+    if args.seed_only:
+        with seeded(scale, sides=sides) as (_, ids):
+            print(json.dumps({side: ids[side] for side in sides}, indent=1))
+    else:
+        run(args.n, scale, sides)
     sys.exit(0)
 
 
