@@ -121,9 +121,19 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _post(conn: http.client.HTTPConnection, path: str, body: Any) -> tuple[int, bytes]:
-    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    return response.status, response.read()
+    data = json.dumps(body)
+    for attempt in (1, 2):
+        try:
+            conn.request("POST", path, data, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closed an idle keep-alive connection (uvicorn: 5 s; a loaded machine can
+            # leave one idle that long): reconnect once, as any HTTP client does
+            conn.close()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _pct(values: list[float], q: float) -> float:
