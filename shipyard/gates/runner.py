@@ -121,7 +121,9 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
     supply = _supply_facts(objects, candidate_mv, config, root, classified) if _needs_supply(config) else {}
     # _supply_facts verified the candidate's signature (with the gate's keys): not again while loading
     try:
-        model = load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust, what=candidate_mv.ref,
+        # a version trusted at registration or by 'models trust' loads as the gateway loads it
+        model = load_model(objects, candidate_mv.model_oid, candidate_mv.flavor, trust=trust or candidate_mv.trusted,
+                           what=candidate_mv.ref,
                            verified=bool(supply))
     except UnsafeModel as exc:
         if (supply.get("scan") or {}).get("clean", True):
@@ -134,8 +136,8 @@ def run_gate(store: Any, objects: Any, ref: str, config: ShipyardConfig, root: P
                         costs.get(candidate_mv.ref))
     champion = None
     if champion_mv is not None:
-        champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor, trust=trust,
-                                                       what=champion_mv.ref),
+        champion = Subject(champion_mv.ref, load_model(objects, champion_mv.model_oid, champion_mv.flavor,
+                                                       trust=trust or champion_mv.trusted, what=champion_mv.ref),
                            champion_mv.size_bytes, champion_metrics, cost=costs.get(champion_mv.ref))
     verdict = gates_mod.evaluate(config.gates, candidate, champion, frame=frame, target=target, root=root,
                                  champion_note=note)

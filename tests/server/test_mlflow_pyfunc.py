@@ -201,7 +201,7 @@ def test_mlflow_pyfunc_is_trusted_gated_served_a_malicious_one_never_loads_and_r
     trusted = json.loads(ok(run_cli("models", "trust", "sizer@1", "--reason", "our model", "--json", cwd=root,
                                     timeout=300)))
     assert trusted["trusted"] and trusted["changed"]
-    ok(run_cli("gate", "sizer@1", "--trust", cwd=root, timeout=300))
+    ok(run_cli("gate", "sizer@1", cwd=root, timeout=300))   # trusted now: no --trust needed, as for the gateway
     ok(run_cli("deploy", "sizer@1", "--json", cwd=root))
 
     rows = train[["x"]].head(20)
@@ -218,7 +218,7 @@ def test_mlflow_pyfunc_is_trusted_gated_served_a_malicious_one_never_loads_and_r
 
     # the REST-created scikit-learn version against the pyfunc champion: both predict the evaluation
     # set (the champion through its PythonModel); the signed gate passes on the signed package
-    verdict = ok(run_cli("gate", "sizer@2", "--trust", cwd=root, timeout=300))
+    verdict = ok(run_cli("gate", "sizer@2", cwd=root, timeout=300))   # the trusted champion loads without --trust
     assert "vs champion sizer@1" in verdict and "signed" in verdict, verdict
 
 
