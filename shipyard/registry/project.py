@@ -168,7 +168,11 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
         # loaded: the version is registered with its findings, and its scan gate fails it
         packaged = get_flavor(flavor).package(objects, model_path, trust=trust, sample=sample, classes=classes,
                                               untrusted_ok=record and trust)
-    model_oid, lineage["supply"] = at_registration(objects, packaged.model_oid, flavor, settings,
+    from shipyard.models.flavors.pyfunc import registration_settings
+
+    # a python_function package is scanned with its flavor's allow-list (as over MLflow's REST API)
+    model_oid, lineage["supply"] = at_registration(objects, packaged.model_oid, flavor,
+                                                   registration_settings(settings, objects, packaged),
                                                    root=root, target=f"{name} ({path})")
     recorded = None
     if sample is not None:

@@ -190,3 +190,31 @@ def test_registration_scans_a_pyfunc_package_with_its_flavors_allow_list(folders
     assert oid == packaged.model_oid and not facts["scan"]["clean"]
     assert all("calls the result of another call" in f for f in facts["scan"]["findings"])
     assert registration_settings(SupplySection(scan="off"), objects, packaged).scan == "off"
+
+
+def test_models_register_a_pyfunc_folder_locally_one_version_per_folder_content(folders: dict[str, Path],
+                                                                              tmp_path: Path) -> None:
+    """``shipyard models register --flavor mlflow --trust`` of a harmless pyfunc folder, under the default
+    ``supply.scan: refuse``; the same folder again is the same version, a changed artifact a new one."""
+    import json
+    import shutil
+
+    from tests.conftest import run_cli
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text("pipeline:\n  stages: {}\nsupply: {sbom: false}\n")
+    shutil.copytree(folders["sizer"], root / "sizer")
+
+    def register() -> dict[str, Any]:
+        done = run_cli("models", "register", "sizer", "--path", "sizer", "--flavor", "mlflow", "--trust", "--json",
+                       cwd=root, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = register()
+    assert (first["version"], first["flavor"], first["trusted"]) == (1, "mlflow", True)  # loads as its MLmodel says
+    assert register()["version"] == 1   # the same folder: unchanged
+    labels = root / "sizer" / "artifacts" / "labels.json"
+    labels.write_text(labels.read_text().replace("big", "large"))
+    assert register()["version"] == 2   # the pickle is the same, an artifact is not: a new version

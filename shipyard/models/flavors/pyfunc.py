@@ -255,7 +255,10 @@ class MLflowPyfuncFlavor(Flavor):
         manifest = Manifest(tuple(sorted([*entries, FileEntry(META_FILE, meta_oid, len(meta_bytes))],
                                          key=lambda e: e.path)))
         oid = objects.put_manifest(manifest)
-        packaged = PackagedModel(oid, self.name, name, meta["file_oid"], meta["size"], signature, bool(trust), meta)
+        # the version's content is the whole folder (artifacts and code/ too), not only the pickle:
+        # a changed artifact is a new version, the same folder again is the same one
+        content_oid = hash_bytes(json.dumps(sorted(files.items())).encode())
+        packaged = PackagedModel(oid, self.name, name, content_oid, meta["size"], signature, bool(trust), meta)
         if trust:
             self.load(objects, oid, trust=True)   # prove it loads before it is registered trusted
         return packaged
