@@ -16,7 +16,7 @@ def render_card(mv: ModelVersion, tree: dict[str, Any], metrics: dict[str, float
         lines += [mv.description, ""]
     lines += [
         "| field | value |", "|---|---|",
-        f"| flavor | {mv.flavor}{' (pickle, trusted at registration)' if mv.trusted else ''} |",
+        f"| flavor | {mv.flavor}{' (runs code on load: trusted)' if mv.trusted else ''} |",
         f"| model object | `{mv.model_oid}` |",
         f"| size | {mv.size_bytes:,} bytes |",
         f"| aliases | {', '.join(mv.aliases) or 'none'} |",
