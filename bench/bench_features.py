@@ -11,11 +11,12 @@ Command (one line; ``--n``: requests of each kind, ``BENCH_FEATURE_ROWS=0`` skip
    per-batch means, so a load spike costs both sides alike.
 2. Gateway enrichment: the example project (examples/feast-features, 10 features of one view)
    trained, its online store on the Redis server of this machine, served by ``shipyard serve``;
-   sequential requests over one keep-alive connection, each round interleaving a keyed request
-   (the gateway reads Redis and merges), the same model with the 10 features in the request, and
-   Feast's own ``feast serve`` (/get-online-features) followed by the gateway call with the
-   features. Overhead = the difference of the per-request medians and of the p99s; throughput of
-   sequential requests = 1 / mean latency. The load average is printed before and after.
+   sequential requests over one keep-alive connection per server, each round timing a keyed
+   request (the gateway reads Redis and merges), the same model with the 10 features in the
+   request, and Feast's own ``feast serve`` (/get-online-features) followed by the gateway call
+   with the features, in an order that rotates from round to round. Overhead = the difference of
+   the per-request medians and of the p99s; throughput of sequential requests = 1 / mean latency.
+   The load average is printed before and after.
 3. Historical retrieval of 200,000 and N entity rows (default 1,000,000; ``BENCH_FEATURE_ROWS``)
    over 336,000 source rows (2,000 drivers x a week of hours): Shipyard's guarded point-in-time join
    against Feast's ``get_historical_features``, each in its own process after its imports (wall
@@ -142,7 +143,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def enrichment(root: Path, n: int) -> dict[str, dict[str, float]]:
-    """Latencies (ms) of keyed, carried and feast-serve-then-gateway requests, interleaved."""
+    """Latencies (ms) of keyed, carried and feast-serve-then-gateway requests, interleaved: each
+    round times the three kinds once, in an order that rotates from round to round (no kind always
+    follows the same one)."""
     gw_port, feast_port = _free_port(), _free_port()
     gateway = _start([SHIPYARD, "serve", "--port", str(gw_port)], root, gw_port, "/health")
     feast = _start([FEAST, "-c", "feature_repo", "serve", "--port", str(feast_port), "--no-access-log"], root,
@@ -151,29 +154,37 @@ def enrichment(root: Path, n: int) -> dict[str, dict[str, float]]:
         gw = http.client.HTTPConnection("127.0.0.1", gw_port)
         fs = http.client.HTTPConnection("127.0.0.1", feast_port)
         refs = serve_refs(root)
-        times: dict[str, list[float]] = {"keyed": [], "carried": [], "feast+gateway": []}
-        drivers = [1001 + i % 200 for i in range(n)]
-        for i, driver in enumerate([*drivers[:50], *drivers]):  # 50 warm-up rounds, not kept
-            t0 = time.perf_counter()
-            status, _ = _post(gw, "/invocations", {"dataframe_records": [{"driver_id": driver}]})
-            t1 = time.perf_counter()
-            assert status == 200, status
+        carried_rows: dict[int, dict[str, Any]] = {}  # the features as feast serve returns them
+
+        def keyed(driver: int) -> None:
+            status, body = _post(gw, "/invocations", {"dataframe_records": [{"driver_id": driver}]})
+            assert status == 200, body
+
+        def feast_then_gateway(driver: int) -> None:
             status, body = _post(fs, "/get-online-features", {"features": refs, "entities": {"driver_id": [driver]}})
             assert status == 200, body
             doc = json.loads(body)
-            names = doc["metadata"]["feature_names"]
-            row = {name: result["values"][0] for name, result in zip(names, doc["results"], strict=True)
-                   if name != "driver_id"}
-            status, _ = _post(gw, "/invocations", {"dataframe_records": [row]})
-            t2 = time.perf_counter()
-            assert status == 200, status
-            t3 = time.perf_counter()
-            status, _ = _post(gw, "/invocations", {"dataframe_records": [row]})
-            t4 = time.perf_counter()
-            if i >= 50:
-                times["keyed"].append((t1 - t0) * 1000)
-                times["feast+gateway"].append((t2 - t1) * 1000)
-                times["carried"].append((t4 - t3) * 1000)
+            carried_rows[driver] = {name: result["values"][0] for name, result in
+                                    zip(doc["metadata"]["feature_names"], doc["results"], strict=True)
+                                    if name != "driver_id"}
+            status, body = _post(gw, "/invocations", {"dataframe_records": [carried_rows[driver]]})
+            assert status == 200, body
+
+        def carried(driver: int) -> None:
+            status, body = _post(gw, "/invocations", {"dataframe_records": [carried_rows[driver]]})
+            assert status == 200, body
+
+        kinds = [("keyed", keyed), ("feast+gateway", feast_then_gateway), ("carried", carried)]
+        times: dict[str, list[float]] = {name: [] for name, _ in kinds}
+        for driver in range(1001, 1201):  # warm-up, not kept: every driver's features fetched once
+            feast_then_gateway(driver)
+            keyed(driver)
+        for i in range(n):
+            driver = 1001 + i % 200
+            for name, fn in kinds[i % 3:] + kinds[:i % 3]:
+                t0 = time.perf_counter()
+                fn(driver)
+                times[name].append((time.perf_counter() - t0) * 1000)
     finally:
         _stop(gateway)
         _stop(feast)
