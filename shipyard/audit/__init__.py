@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,14 +30,23 @@ _PG_LOCK_KEY = 0x5317_A0D1
 _REQUEST_ACTOR: ContextVar[str | None] = ContextVar("shipyard_request_actor", default=None)
 
 
-@contextmanager
-def acting_as(actor: str | None) -> Iterator[None]:
-    """Within the block, ``current_actor()`` is ``actor`` (None leaves the process default)."""
-    token = _REQUEST_ACTOR.set(actor)
-    try:
-        yield
-    finally:
-        _REQUEST_ACTOR.reset(token)
+class acting_as:  # lower case: called like the function it replaced, ``with audit.acting_as(actor):``
+    """Within the block, ``current_actor()`` is ``actor`` (None leaves the process default).
+
+    A class, not a ``@contextmanager`` generator: the gateway enters one per request, and a
+    generator-based block costs ~1 µs more there.
+    """
+
+    __slots__ = ("_actor", "_token")
+
+    def __init__(self, actor: str | None) -> None:
+        self._actor = actor
+
+    def __enter__(self) -> None:
+        self._token = _REQUEST_ACTOR.set(self._actor)
+
+    def __exit__(self, *exc: object) -> None:
+        _REQUEST_ACTOR.reset(self._token)
 
 
 def current_actor() -> str:

@@ -4,10 +4,18 @@
 when older than ``interval`` seconds: a revocation, a disabled user or a role change is seen within
 that interval, and a request costs a checksum, a SHA-256 and a dictionary lookup. Last-use times are
 kept in memory and written in one statement at each reload.
+
+Under steady traffic no request waits for a reload: once the table is ``RELOAD_AHEAD`` of the
+interval old, the next lookup starts one reload on a background thread and goes on with the table
+it has (still within the interval). Only a lookup that finds the table past the full interval (no
+traffic for a while, or the store slow to answer) reloads before answering, so a revocation is
+still seen within the interval.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +32,10 @@ DEFAULT_INTERVAL_S = 30.0
 # create on another process): reload for it, but at most this often, so unknown tokens cannot turn
 # every request into two queries
 MISS_RELOAD_S = 1.0
+# the fraction of the interval after which a lookup starts the next reload in the background
+RELOAD_AHEAD = 0.8
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,10 +67,15 @@ class TokenCache:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._loaded_at: float | None = None
+        self._ahead_at = float("-inf")  # when the next background reload is due
         self._used: dict[int, float] = {}
         self._lock = threading.Lock()
-        # bumped at every reload and expire(): a decision remembered under an older generation may
-        # rest on a revoked token or an old role, so callers that memoise decisions compare it
+        self._reloading = False  # a background reload is running
+        self._expired = 0  # bumped by expire(): a reload that read the store before it must not count
+        # a new value at every reload and expire(), never one used before (next() of a count is atomic,
+        # a reload runs on another thread): a decision remembered under an older generation may rest
+        # on a revoked token or an old role, so callers that memoise decisions compare it
+        self._generations = itertools.count(1)
         self.generation = 0
 
     @property
@@ -67,22 +84,32 @@ class TokenCache:
 
     def expire(self) -> None:
         """Reload on the next lookup (this process changed tokens, roles or users: see it at once)."""
+        self._expired += 1
         self._loaded_at = None
-        self.generation += 1
+        self.generation = next(self._generations)
 
     def entry(self, token: str) -> _Entry | None:
         """The loaded entry of ``token`` (None when unknown), for a caller that remembers it."""
         return self._entries.get(tokens.token_hash(token))
 
-    def still(self, generation: int, entry: _Entry) -> bool:
-        """Whether a decision made for ``entry`` at ``generation`` still stands: no reload since, none
-        due, the token unexpired; then its use is recorded (written at the next reload)."""
-        now, loaded = self._clock(), self._loaded_at
-        if generation != self.generation or loaded is None or now - loaded >= self.interval:
+    def valid_until(self, entry: _Entry) -> float:
+        """Until when a decision made now for ``entry`` stands: the end of this load's interval, or the
+        token's expiry when sooner (-inf when nothing is loaded)."""
+        if self._loaded_at is None:
+            return float("-inf")
+        until = self._loaded_at + self.interval
+        return until if entry.expires_at is None else min(until, entry.expires_at)
+
+    def still(self, generation: int, until: float, token_id: int) -> bool:
+        """Whether a decision made at ``generation``, good ``until`` (``valid_until``), still stands: no
+        reload or expire() since and not past ``until``; then the token's use is recorded (written at
+        the next reload), and a background reload is started when one is due."""
+        now = self._clock()
+        if generation != self.generation or now >= until:
             return False
-        if entry.expires_at is not None and entry.expires_at <= now:
-            return False
-        self._used[entry.token_id] = now
+        self._used[token_id] = now
+        if now >= self._ahead_at:
+            self._reload_ahead()
         return True
 
     def may_reload_for(self, token: str) -> bool:
@@ -91,11 +118,15 @@ class TokenCache:
         return (loaded is not None and self._clock() - loaded >= MISS_RELOAD_S and tokens.well_formed(token)
                 and tokens.token_hash(token) not in self._entries)
 
-    def refresh(self, *, only_if_stale: bool = False) -> None:
-        """Write pending last-use times, then reload every live token (two queries)."""
+    def refresh(self, *, only_if_stale: bool = False, only_if_due: bool = False) -> None:
+        """Write pending last-use times, then reload every live token (two queries).
+
+        ``only_if_stale`` / ``only_if_due``: skip when another thread reloaded while this one waited
+        for the lock (the table is no longer past its interval / its reload-ahead point)."""
         with self._lock:
-            if only_if_stale and not self.stale:
-                return  # another thread reloaded while this one waited for the lock
+            if (only_if_stale and not self.stale) or (only_if_due and self._clock() < self._ahead_at):
+                return
+            expired = self._expired
             used, self._used = self._used, {}
             if used:
                 with self.store.write() as session:
@@ -105,8 +136,28 @@ class TokenCache:
                 roles = repo.roles(session, {who.id for _, who in rows})
             self._entries = {tok.hash: _Entry(tok.id, to_principal(who, roles[who.id], tok), tok.expires_at)
                              for tok, who in rows}
-            self._loaded_at = self._clock()
-            self.generation += 1
+            loaded = self._clock()
+            self._ahead_at = loaded + self.interval * RELOAD_AHEAD
+            # an expire() while the store was read may be about a change this load missed: reload again
+            self._loaded_at = loaded if expired == self._expired else None
+            self.generation = next(self._generations)
+
+    def _reload_ahead(self) -> None:
+        """Start one reload on a background thread, so no request waits for it while it is on time."""
+        if self._reloading:
+            return
+        self._reloading = True
+        threading.Thread(target=self._reload_in_background, name="shipyard-token-reload", daemon=True).start()
+
+    def _reload_in_background(self) -> None:
+        try:
+            self.refresh(only_if_due=True)
+        except Exception:  # the store is down: the next lookup past the interval reloads and reports it
+            self._ahead_at = self._clock() + MISS_RELOAD_S  # not one thread per request meanwhile
+            _log.warning("token cache: the background reload failed; retrying in %.0f s", MISS_RELOAD_S,
+                         exc_info=True)
+        finally:
+            self._reloading = False
 
     def check(self, token: str) -> TokenCheck:
         """The principal a token stands for, or the reason it is refused."""
@@ -122,4 +173,6 @@ class TokenCache:
         if entry.expires_at is not None and entry.expires_at <= now:
             return TokenCheck(None, "the token has expired")
         self._used[entry.token_id] = now
+        if now >= self._ahead_at:
+            self._reload_ahead()
         return TokenCheck(entry.principal, "valid token")

@@ -242,9 +242,10 @@ class Guard:
     _found: dict[tuple[str, str, str], tuple[Rule | None, dict[str, Any], str]] = field(default_factory=dict,
                                                                                         repr=False)
     # the fast path's memo (AuthMiddleware._fast): (Authorization header, root path, path, method) ->
-    # (token cache generation, token entry, principal) of a request the full path admitted; bounded
-    _admitted: dict[tuple[bytes, str, str, str], tuple[int, Any, Principal]] = field(default_factory=dict,
-                                                                                     repr=False)
+    # (token cache generation, valid until, token id, principal, its actor) of a request the full
+    # path admitted; bounded
+    _admitted: dict[tuple[bytes, str, str, str], tuple[int, float, int, Principal, str]] = field(
+        default_factory=dict, repr=False)
 
 
 _FOUND_LIMIT = 4096
@@ -614,16 +615,19 @@ class AuthMiddleware:
         self.app, self.guard, self.router = app, guard, router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":  # no websocket route is declared anywhere: refuse them all
-            await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self.app(scope, receive, send)
+            else:  # no websocket route is declared anywhere: refuse them all
+                await send({"type": "websocket.close", "code": 1008})
             return
         known = self._fast(scope)
         if known is not None:
-            scope.setdefault("state", {})["principal"] = known
-            with audit.acting_as(known.actor):
+            state = scope.get("state")
+            if state is None:  # servers pass the lifespan state; only a bare scope lacks it
+                scope["state"] = state = {}
+            state["principal"] = known[3]
+            with audit.acting_as(known[4]):
                 await self.app(scope, receive, send)
             return
         try:
@@ -641,49 +645,50 @@ class AuthMiddleware:
         with audit.acting_as(principal.actor if principal is not None else None):
             await self.app(scope, receive, send)
 
-    def _fast(self, scope: Scope) -> Principal | None:
-        """The principal of a request exactly like one the full path admitted: same Authorization
-        header, route and method, nothing the full path would refuse or look at (no query string, no
-        ``%``, dot segment or backslash in the path, no method override, one Authorization header),
-        the same token cache generation (no reload since: no revocation or role change missed) and an
-        unexpired token. None sends the request down the full path (``_admit``).
+    def _fast(self, scope: Scope) -> tuple[int, float, int, Principal, str] | None:
+        """The memo of a request exactly like one the full path admitted: same Authorization header,
+        route and method, nothing the full path would refuse or look at (no query string, no ``%``,
+        dot segment or backslash in the path, no method override, one Authorization header), the same
+        token cache generation (no reload since: no revocation or role change missed), within the
+        load's interval and the token's expiry. None sends the request down the full path (``_admit``).
 
-        A prediction then costs a few dictionary lookups instead of parsing, hashing and deciding again.
+        A prediction then costs a few dictionary lookups instead of parsing, hashing and deciding
+        again: no allocation but the lookup's key, no call but the cache's ``still``.
         """
         path = scope["path"]
         if scope.get("query_string") or b"%" in (scope.get("raw_path") or b"%") or "/." in path or "\\" in path:
             return None
         auth = None
         for name, value in scope["headers"]:
-            lowered = name.lower()
-            if lowered == b"authorization":
+            if name == b"authorization":  # ASGI names are lower case; _credentials reads only this spelling
                 if auth is not None:
                     return None
                 auth = value
-            elif lowered in _OVERRIDE_NAMES:
+            elif name.lower() in _OVERRIDE_NAMES:  # as _refuse_smuggling: in any spelling
                 return None
         if auth is None:
             return None
         known = self.guard._admitted.get((auth, scope.get("root_path", ""), path, scope["method"]))
-        if known is None:
+        if known is None or not self.guard.tokens.still(known[0], known[1], known[2]):
             return None
-        generation, entry, principal = known
-        return principal if self.guard.tokens.still(generation, entry) else None
+        return known
 
     def _remember(self, scope: Scope, rule: Rule, principal: Principal) -> None:
         """Let ``_fast`` admit the same request again: only for a token, and a rule that reads nothing
         of the request (a fixed permission and project, no body, not a page)."""
         if not isinstance(rule.permission, str) or callable(rule.project) or rule.body or rule.page:
             return
+        cache = self.guard.tokens
+        generation = cache.generation  # read first: a reload on another thread after this voids the memo
         found = _credentials(scope)
-        entry = self.guard.tokens.entry(found[1]) if found is not None and found[0] == "token" else None
-        if entry is None:
+        entry = cache.entry(found[1]) if found is not None and found[0] == "token" else None
+        if entry is None or entry.principal is not principal:  # the table was reloaded since the check
             return
-        auth = next(value for name, value in scope["headers"] if name.lower() == b"authorization")
+        auth = next(value for name, value in scope["headers"] if name == b"authorization")
         if len(self.guard._admitted) >= _FOUND_LIMIT:
             self.guard._admitted.clear()
         self.guard._admitted[(auth, scope.get("root_path", ""), scope["path"], scope["method"])] = (
-            self.guard.tokens.generation, entry, principal)
+            generation, cache.valid_until(entry), entry.token_id, principal, principal.actor)
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Return the receive channel to call the app with, or raise Denied."""

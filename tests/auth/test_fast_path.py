@@ -85,3 +85,20 @@ def test_what_the_full_path_refuses_never_takes_the_short_way(store, path: str, 
     bearer = {"Authorization": f"Bearer {made['invoke']}"}
     assert client.post("/invocations", headers=bearer).status_code == 200  # remembered
     assert client.post(path, headers={**bearer, **extra}).status_code == 400
+
+
+def test_a_revocation_reaches_the_fast_path_through_the_background_reload(store) -> None:  # type: ignore[no-untyped-def]
+    made, clock = gateway_tokens(store), Clock()
+    client, guard = gateway(store, clock, interval=10)
+    bearer = {"Authorization": f"Bearer {made['invoke']}"}
+    assert client.post("/invocations", headers=bearer).status_code == 200
+    remembered = guard.tokens.generation
+    service.revoke(store, "penguins", "app", actor="ops")
+    clock.now += 9  # past the reload-ahead point: the memo still answers and starts a reload
+    with guard.tokens._lock:  # held as a running reload holds it: the request does not wait
+        assert client.post("/invocations", headers=bearer).status_code == 200
+    deadline = time.monotonic() + 30
+    while (guard.tokens.generation == remembered or guard.tokens._reloading) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the reload runs on its own thread: wait for it, not for a clock
+    refused = client.post("/invocations", headers=bearer)  # still within the 10 s interval
+    assert refused.status_code == 403 and "no role" in refused.json()["message"], refused.json()
