@@ -56,6 +56,9 @@ def test_compare_shows_differing_params_metrics_charts_and_parallel_coordinates(
     assert [s["label"] for s in loss["series"]] == ["c0", "c1", "c2"]
     assert all(len(s["x"]) <= 1000 for s in loss["series"])  # steps differ per run: each series has its own x
     assert 77.0 in loss["series"][1]["y"]
+    # the charts come before the params and metrics tables (up to 200 rows), so they are revealed on load
+    assert page.text.index('id="compare-charts"') < page.text.index('id="compare-params"')
+    assert page.text.index('id="compare-charts"') < page.text.index('id="compare-metrics"')
     svg = page.text.split('id="parallel-coordinates"', 1)[1].split("</svg>", 1)[0]
     assert svg.count('class="pc-run"') == 3 and "params.lr" in svg and "metrics.acc" in svg
     assert svg.count("<polyline") == 3
