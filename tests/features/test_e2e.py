@@ -129,6 +129,9 @@ def test_definition_change_retrains_canaries_with_enrichment_and_skew_fires(tmp_
         served = drive_canary(url)
         assert rollout_state() == "promoted", served
         assert served.get("1") and served.get("2"), served  # both versions answered during the canary
+        with httpx.Client(base_url=url, timeout=30) as client:  # a full monitor window (50 rows) after promotion
+            after = [client.post("/invocations", json={"dataframe_records": [{"driver_id": 1001 + i}]}) for i in range(60)]
+        assert {r.status_code for r in after} == {200}  # (the gateway follows the promotion within a poll)
     finally:
         gateway.terminate()
         gateway.wait(30)
