@@ -18,7 +18,8 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,ir
 - **iris**: MLflow ``dataframe_split`` with 1 or 100 rows of iris to ``/invocations``: the gateway
   (batching on, the default, and off), FastAPI + pydantic + DataFrame, and mlflow.
 - **auth**: the iris gateway with ``serve.auth: token`` (the enforcement point, a Bearer token
-  checked against the in-memory token table) against the same gateway without auth; target: within
+  checked against the in-memory token table) against the same gateway without auth, sides alternating
+  in order, with each server's CPU seconds per 1,000 requests from /proc; target: within
   5 % in throughput and p99.
 
 The gateway is the real request path (routing table lookup, strategy, parsing, column check,
@@ -516,18 +517,52 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
     body_file.write_bytes(body)
     state, token = _auth_store(work)
     bearer = {**JSON, "Authorization": f"Bearer {token}"}
+    sides = {"shipyard-token-auth": (body_file, bearer), "shipyard-no-auth": (body_file, JSON)}
     with Servers({**env, "GW_MODEL": str(skops)}) as servers:
         servers.uvicorn("shipyard-token-auth", "gateway_factory", "/invocations", (body, bearer),
                         {"GW_AUTH_STATE": str(state)})
         servers.uvicorn("shipyard-no-auth", "gateway_factory", "/invocations", (body, JSON))
-        cells = _cells(servers, {"shipyard-token-auth": (body_file, bearer), "shipyard-no-auth": (body_file, JSON)},
-                       n, seconds)
+        cells, cpu = _cells_with_cpu(servers, sides, n, seconds)
     _table("iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none (batching on)", cells,
            "shipyard-token-auth", ["shipyard-no-auth"])
+    print(f"\nServer CPU seconds per 1,000 requests (user + system, /proc; median of {max(1, n)}; load average "
+          f"{os.getloadavg()[0]:.1f}):\n\n| concurrency | token auth | no auth | ratio |\n|---|---|---|---|")
+    for conc in sorted({c for _, c in cells}):
+        on, off = cpu[("shipyard-token-auth", conc)], cpu[("shipyard-no-auth", conc)]
+        print(f"| {conc} | {on:.3f} | {off:.3f} | {on / off:.3f}x |")
     for conc in sorted({c for _, c in cells}):
         on, off = cells[("shipyard-token-auth", conc)], cells[("shipyard-no-auth", conc)]
         print(f"<!-- auth c={conc}: throughput {100 * (on[0] / off[0] - 1):+.1f} %, p99 {on[2]:.2f} vs {off[2]:.2f} ms "
               f"({100 * (on[2] / off[2] - 1):+.1f} %); target: within 5 % -->")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cells_with_cpu(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
+                    concurrency: tuple[int, ...] = (1, 10, 64)) -> tuple[dict[tuple[str, int], Cell],
+                                                                         dict[tuple[str, int], float]]:
+    """``_cells`` plus each server's CPU seconds per 1,000 requests over its wrk runs: the cost a loaded
+    machine does not blur (wall-clock throughput swings with other work; CPU per request much less).
+    The sides alternate in order from run to run, so neither always runs first."""
+    samples: dict[tuple[str, int], list[Cell]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
+    names = list(servers.procs)
+    for conc in concurrency:
+        for i in range(max(1, n)):
+            for name in names if i % 2 == 0 else names[::-1]:
+                proc, url = servers.procs[name]
+                body, headers = bodies[name]
+                before = _cpu_seconds(proc.pid)
+                cell = _wrk(url, body, headers, conc, seconds)
+                used = _cpu_seconds(proc.pid) - before
+                samples.setdefault((name, conc), []).append(cell)
+                cpu.setdefault((name, conc), []).append(1000 * used / (cell[0] * seconds))  # rps x s = requests
+    return ({key: sorted(runs)[len(runs) // 2] for key, runs in samples.items()},
+            {key: sorted(runs)[len(runs) // 2] for key, runs in cpu.items()})
 
 
 SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth}
