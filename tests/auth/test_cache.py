@@ -139,3 +139,22 @@ def test_a_revocation_by_this_process_while_a_reload_waits_is_seen(store) -> Non
     assert cache.check(secret).reason == "the token is unknown or was revoked"
     assert wait_until(lambda: not cache._reloading)
     assert cache.check(secret).reason == "the token is unknown or was revoked"
+
+
+def test_an_expire_while_a_reload_reads_the_store_is_not_lost(store) -> None:  # type: ignore[no-untyped-def]
+    secret = setup(store)
+    cache = TokenCache(store, interval=30, clock=Clock())
+    assert cache.check(secret).ok
+    fired: list[str] = []
+
+    def expire_mid_reload(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if not fired:  # the reload's first query: the change expire() announces may come after it
+            fired.append(statement)
+            cache.expire()
+
+    event.listen(store.engine, "before_cursor_execute", expire_mid_reload)
+    try:
+        cache.refresh()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", expire_mid_reload)
+    assert fired and cache.stale  # that load does not count as fresh: the next lookup reloads again
