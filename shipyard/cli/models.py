@@ -263,20 +263,24 @@ def trust(
 
     Example: shipyard models trust my-model@2 --reason "our own PythonModel, reviewed in PR 41"
     """
+    from urllib.parse import quote
+
     from shipyard.cli.remote import remote
-    from shipyard.errors import UsageError
     from shipyard.registry.trust import trust_version
 
-    if remote() is not None:
-        raise UsageError("models trust runs where the model's project is: it loads the model once",
-                         hint="run it in the server's project folder (unset SHIPYARD_SERVER_URL)")
-    ws = _ws()
-    result = trust_version(ws.store, ws.objects, ref, reason=reason)
+    server = remote()
+    if server is not None:   # the server loads it once, where its gateways will
+        answer = server.call("POST", f"/api/v1/models/{quote(ref, safe='@')}/trust", f"trust {ref}",
+                             json={"reason": reason})
+        mv, changed = answer["version"], answer["changed"]
+    else:
+        ws = _ws()
+        result = trust_version(ws.store, ws.objects, ref, reason=reason)
+        mv, changed = result.version.to_dict(), result.changed
     if json_out:
-        print_json({**result.version.to_dict(), "changed": result.changed})
+        print_json({**mv, "changed": changed})
         return
-    mv = result.version
-    echo(f"{mv.ref} is trusted" + ("" if result.changed else " (it already was)") + f" ({mv.flavor}, {mv.model_oid})")
+    echo(f"{mv['ref']} is trusted" + ("" if changed else " (it already was)") + f" ({mv['flavor']}, {mv['model_oid']})")
 
 
 @app.command("lineage")

@@ -5,6 +5,7 @@
     GET    /api/v1/models/{ref}                      one version, NAME@VERSION or NAME@ALIAS
     PUT    /api/v1/models/{name}/aliases/{alias}     {version, force, reason}: move an alias
     DELETE /api/v1/models/{name}/aliases/{alias}     delete it
+    POST   /api/v1/models/{ref}/trust                {reason}: trust a version that runs code on load
     GET    /api/v1/rollouts?model=&limit=            rollouts and their decisions
     GET    /api/v1/triggers                          what can start a retrain, per model
     GET    /api/v1/audit/events?kind=&subject=&actor=&limit=   GET /api/v1/audit/verify
@@ -119,6 +120,20 @@ async def move_alias(request: Request) -> Response:
         return {"model": name, "alias": alias, "version": version, "previous": previous, "forced": force}
 
     return json_response(await in_thread(move))
+
+
+async def trust_model(request: Request) -> Response:
+    """POST /api/v1/models/{ref}/trust {reason}: ``shipyard models trust`` on the server, which loads
+    the version once (the scan refuses what it refuses) and records it trusted (audited). Maintainers
+    only (models:promote): a trusted version's code runs in every gateway that serves it."""
+    from shipyard.registry.trust import trust_version
+
+    ws, ref = _ws(request), request.path_params["ref"]
+    data = await json_body(request) if await request.body() else {}
+    reason = field(data, "reason", str, f"POST /api/v1/models/{ref}/trust", required=False)
+    actor = audit.current_actor()
+    result = await in_thread(trust_version, ws.store, ws.objects, ref, reason=reason, actor=actor)
+    return json_response({"version": result.version.to_dict(), "changed": result.changed})
 
 
 async def list_rollouts(request: Request) -> Response:
@@ -253,6 +268,7 @@ routes = [
     Route("/api/v1/models", list_models, methods=["GET"]),
     Route("/api/v1/models/{ref}", show_model, methods=["GET"]),
     Route("/api/v1/models/{name}/aliases/{alias}", move_alias, methods=["PUT", "DELETE"]),
+    Route("/api/v1/models/{ref}/trust", trust_model, methods=["POST"]),
     Route("/api/v1/rollouts", list_rollouts, methods=["GET"]),
     Route("/api/v1/triggers", list_triggers, methods=["GET"]),
     Route("/api/v1/audit/events", audit_events, methods=["GET"]),

@@ -350,6 +350,8 @@ def server_policy(project: ProjectSource, public_paths: Iterable[str] = SERVER_P
     for path, permission in _API_READS.items():
         add([path], permission, _READ_METHODS)
     add(["/api/v1/models/{name}/aliases/{alias}"], _alias_permission, ("PUT", "DELETE"))
+    # trusting a version lets its code run in every gateway that serves it: a promotion
+    add(["/api/v1/models/{ref}/trust"], "models:promote", ("POST",))
     for path, methods in _API_ADMIN.items():
         table[path] = {method: Rule("admin", None) for method in methods}
     _add_pages(table, project)

@@ -37,9 +37,29 @@ def _seed(root: Path) -> str:
                 record_version(session, MODEL, model_oid="0" * 32, flavor="sklearn", run_id=run_id)
         with ws.store.write() as session:
             registry.record_verdict(session, f"{MODEL}@1", {"passed": True, "checks": []}, "passed")
+        _seed_pickle(ws)
     finally:
         ws.close()
     return run_id
+
+
+PICKLED = "pickled"
+
+
+def _seed_pickle(ws: Workspace) -> None:
+    """``pickled@1``: a real scikit-learn pickle, registered untrusted (as over MLflow's REST API)."""
+    import pickle
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from shipyard.models.flavors import get_flavor
+    from shipyard.registry import register
+
+    data = pickle.dumps(LogisticRegression().fit(pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]}), [0, 0, 1, 1]))
+    packaged = get_flavor("pickle").package_bytes(ws.objects, "model.pkl", data, untrusted_ok=True)
+    with ws.store.write() as session:
+        register(session, PICKLED, model_oid=packaged.model_oid, flavor="pickle", trusted=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +107,12 @@ def sy(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     return call
 
 
-def _viewer_token(sy, url: str, admin: str) -> str:  # type: ignore[no-untyped-def]
-    """An admin adds vera as a viewer of penguins over HTTP and makes her a token with every model scope."""
-    assert sy(url, admin, "users", "add", "vera")[0] == 0
-    code, out, err = sy(url, admin, "projects", "grant", "penguins", "vera", "viewer")
-    assert code == 0 and "vera is now viewer on penguins" in out, err
-    code, out, err = sy(url, admin, "tokens", "create", "--user", "vera", "--scope", "models:read", "--scope",
+def _viewer_token(sy, url: str, admin: str, user: str = "vera") -> str:  # type: ignore[no-untyped-def]
+    """An admin adds ``user`` as a viewer of penguins over HTTP and makes a token with every model scope."""
+    assert sy(url, admin, "users", "add", user)[0] == 0
+    code, out, err = sy(url, admin, "projects", "grant", "penguins", user, "viewer")
+    assert code == 0 and f"{user} is now viewer on penguins" in out, err
+    code, out, err = sy(url, admin, "tokens", "create", "--user", user, "--scope", "models:read", "--scope",
                         "models:promote", "--scope", "audit:read", "--project", "penguins", "--json")
     assert code == 0, err
     return str(json.loads(out)["token"])
@@ -101,7 +121,7 @@ def _viewer_token(sy, url: str, admin: str) -> str:  # type: ignore[no-untyped-d
 def test_a_viewer_cannot_move_the_champion_an_admin_can(server, sy) -> None:  # type: ignore[no-untyped-def]
     url, admin, _, _ = server
     viewer = _viewer_token(sy, url, admin)
-    code, out, err = sy(url, viewer, "models", "list", "--json")
+    code, out, err = sy(url, viewer, "models", "list", MODEL, "--json")
     assert code == 0 and [v["version"] for v in json.loads(out)] == [1, 2], err
     code, out, err = sy(url, viewer, "models", "alias", MODEL, "champion", "1")
     assert code == 2 and "answered 403" in err and "models:promote" in err, (out, err)
@@ -173,3 +193,20 @@ def test_an_unknown_certificate_authority_is_refused(server, sy, monkeypatch: py
     monkeypatch.delenv("SHIPYARD_CA_BUNDLE")
     code, out, err = sy(url, admin, "users", "list")
     assert code == 2 and "certificate" in err.lower() and "SHIPYARD_CA_BUNDLE" in err, (out, err)
+
+
+def test_a_maintainer_trusts_a_version_on_the_server_a_viewer_cannot(server, sy) -> None:  # type: ignore[no-untyped-def]
+    url, admin, _, _ = server
+    viewer = _viewer_token(sy, url, admin, "tom")
+    code, out, err = sy(url, viewer, "models", "trust", f"{PICKLED}@1")
+    assert code == 2 and "answered 403" in err and "models:promote" in err, (out, err)
+    code, out, err = sy(url, admin, "models", "trust", f"{PICKLED}@9")
+    assert code == 2 and "answered 404" in err, (out, err)
+    code, out, err = sy(url, admin, "models", "trust", f"{PICKLED}@1", "--reason", "our model", "--json")
+    assert code == 0 and json.loads(out)["trusted"] and json.loads(out)["changed"], err
+    code, out, err = sy(url, admin, "models", "trust", f"{PICKLED}@1")
+    assert code == 0 and "(it already was)" in out, err
+    code, out, err = sy(url, admin, "audit", "log", "--kind", "model.trust", "--json")
+    events = json.loads(out)
+    assert code == 0 and [e["subject"] for e in events] == [f"{PICKLED}@1"], err
+    assert events[0]["actor"].startswith("admin via shp_") and "our model" in json.dumps(events[0]), events
