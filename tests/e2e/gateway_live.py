@@ -6,7 +6,6 @@ precisely faulty candidates); aliases, gate verdicts and rollout state live in t
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import Counter
@@ -27,13 +26,8 @@ from shipyard.serving.follower import Follower, StoreRoutingSource
 from shipyard.serving.requestlog import RequestLog
 from shipyard.serving.routing import single_table
 from shipyard.store import serving as repo
+from tests.server.live import free_port
 from tests.serving.models import IRIS_FEATURES, DictLoader, iris
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def register_versions(store: Any, name: str, versions: list[int], champion: int | None = None) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli, shipyard_bin
+from tests.server.live import free_port
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -95,12 +96,6 @@ def test_store_url_with_unknown_scheme(tmp_path: Path, url: str, phrase: str) ->
     doctor = run_cli("doctor", "--json", cwd=tmp_path, env={"SHIPYARD_STORE": url})
     store = {c["check"]: c for c in json.loads(doctor.stdout)}["store"]
     assert doctor.returncode == 1 and store["status"] == "fail" and phrase in store["detail"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_postgres_on_a_closed_port(tmp_path: Path) -> None:
