@@ -257,6 +257,7 @@ deploy:                      # fast steps for the demo; the defaults are 60 s in
   interval: 1s
   min_samples: 40
   rollback_when: {error_rate: "> 0.01", prediction_psi: "> 0.5"}
+  candidate_timeout_ms: 2000 # a busy CI box must not turn a slow first call into a candidate error
 serve:
   auth: token                # predictions need a token with gateway:invoke on the project
 YAML
