@@ -11,7 +11,6 @@ import getpass
 import hashlib
 import json
 import os
-import socket
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
+from shipyard.processes import this_host
 from shipyard.store.tables import AuditEvent
 
 GENESIS = "0" * 64
@@ -61,7 +61,7 @@ def current_actor() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    return f"{user}@{this_host()}"
 
 
 def _digest(seq: int, at: datetime, actor: str, kind: str, subject: str, payload: str, prev: str) -> str:

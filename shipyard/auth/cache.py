@@ -71,7 +71,6 @@ class TokenCache:
         self._used: dict[int, float] = {}
         self._lock = threading.Lock()
         self._reloading = False  # a background reload is running
-        self._expired = 0  # bumped by expire(): a reload that read the store before it must not count
         # a new value at every reload and expire(), never one used before (next() of a count is atomic,
         # a reload runs on another thread): a decision remembered under an older generation may rest
         # on a revoked token or an old role, so callers that memoise decisions compare it
@@ -84,7 +83,6 @@ class TokenCache:
 
     def expire(self) -> None:
         """Reload on the next lookup (this process changed tokens, roles or users: see it at once)."""
-        self._expired += 1
         self._loaded_at = None
         self.generation = next(self._generations)
 
@@ -126,7 +124,7 @@ class TokenCache:
         with self._lock:
             if (only_if_stale and not self.stale) or (only_if_due and self._clock() < self._ahead_at):
                 return
-            expired = self._expired
+            before = self.generation  # expire() assigns a new one: a reload that read the store before it must not count
             used, self._used = self._used, {}
             if used:
                 with self.store.write() as session:
@@ -139,7 +137,7 @@ class TokenCache:
             loaded = self._clock()
             self._ahead_at = loaded + self.interval * RELOAD_AHEAD
             # an expire() while the store was read may be about a change this load missed: reload again
-            self._loaded_at = loaded if expired == self._expired else None
+            self._loaded_at = loaded if self.generation == before else None
             self.generation = next(self._generations)
 
     def _reload_ahead(self) -> None:

@@ -48,7 +48,7 @@ def request_table(group: list[Any], columns: list[str], labels: bool) -> Any:
     request row, with ids ``<request id>/<row>`` for requests of several rows."""
     import pyarrow as pa
 
-    counts = np.fromiter((_row_count(e) for e in group), dtype=np.int64, count=len(group))
+    counts = np.fromiter((row_count(e) for e in group), dtype=np.int64, count=len(group))
     owner = np.repeat(np.arange(len(group)), counts)  # entry index of every output row
     index = pa.array(owner)
 
@@ -95,7 +95,8 @@ def with_gateway_cpu(table: Any, shared_ms: float, model_ms: dict[int, float]) -
     return table.append_column("gateway_cpu_ms", pa.array(cpu))
 
 
-def _row_count(entry: Any) -> int:
+def row_count(entry: Any) -> int:
+    """The rows one log entry writes (its request's rows)."""
     if entry.frame is not None:
         return len(entry.frame)
     return len(entry.predictions) if entry.predictions is not None else 1

@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from shipyard.serving.logstore import LogFolder, log_location
-from shipyard.serving.logtable import columns_of, hour_partition, request_table, with_gateway_cpu
+from shipyard.serving.logtable import (
+    columns_of,
+    hour_partition,
+    request_table,
+    row_count,
+    with_gateway_cpu,
+)
 
 
 class LogEntry(NamedTuple):
@@ -172,19 +178,16 @@ class RequestLog:
 
     def _write_requests(self, entries: list[LogEntry], window_cpu_s: float) -> int:
         groups: dict[tuple[Any, ...], list[LogEntry]] = defaultdict(list)
+        per_version: dict[tuple[str, int], int] = defaultdict(int)  # rows of each version in this window
         for e in entries:
             groups[(e.model, *hour_partition(e.ts), columns_of(e.frame), e.labels)].append(e)
-        tables = {key: request_table(group, list(key[3]), key[4]) for key, group in groups.items()}
-        total = sum(table.num_rows for table in tables.values())
-        per_version: dict[tuple[str, int], int] = defaultdict(int)  # rows of each version in this window
-        for key, table in tables.items():
-            for version, n in _version_rows(table):
-                per_version[(key[0], version)] += n
+            per_version[(e.model, e.version)] += row_count(e)
+        total = sum(per_version.values())
         model_ms = self._take_model_cpu(per_version)
         shared_ms = max(window_cpu_s * 1000.0 - sum(model_ms.values()), 0.0) / total if total else 0.0
-        for (model, date, hour, _columns, _labels), table in tables.items():
-            table = with_gateway_cpu(table, shared_ms, {k[1]: ms / per_version[k] for k, ms in model_ms.items()
-                                                               if k[0] == model})
+        for (model, date, hour, columns, labels), group in groups.items():
+            table = with_gateway_cpu(request_table(group, list(columns), labels), shared_ms,
+                                     {k[1]: ms / per_version[k] for k, ms in model_ms.items() if k[0] == model})
             if self.redact or self.hashed:
                 from shipyard.supply.governance import apply_log_policy
 
@@ -217,14 +220,6 @@ class RequestLog:
                 "label": label_array,
             })
             _write_parquet(table, self.feedback_dir / f"date={date}")
-
-
-def _version_rows(table: Any) -> list[tuple[int, int]]:
-    """(version, rows) of a request table."""
-    import pyarrow.compute as pc
-
-    counts = pc.value_counts(table.column("version")).to_pylist()
-    return [(int(c["values"]), int(c["counts"])) for c in counts]
 
 
 def _drain(queue: deque[Any]) -> list[Any]:

@@ -14,7 +14,6 @@ import getpass
 import os
 import resource
 import signal
-import socket
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from shipyard.errors import InputError, UsageError
+from shipyard.processes import this_host
 from shipyard.store.runs import MetricValue, now_ms
 from shipyard.tracking import validation as v
 from shipyard.tracking.buffer import MetricBuffer
@@ -185,7 +185,7 @@ def start_run(name: str | None = None, *, experiment: str | None = None, run_id:
             new_id = backend.create_run(
                 experiment=experiment or _default_experiment(), name=name, parent_run_id=parent,
                 tags=dict(tags or {}), source="stage" if os.environ.get("SHIPYARD_STAGE") else "api",
-                user=_user(), host=_host(), git=git_info(root),
+                user=_user(), host=this_host(), git=git_info(root),
             )
             run = ActiveRun(new_id, owned=True)
         _state.stack.append(run)
@@ -197,13 +197,6 @@ def _user() -> str | None:
         return getpass.getuser()
     except (OSError, KeyError):
         return None
-
-
-_HOST = socket.gethostname()
-
-
-def _host() -> str:
-    return _HOST
 
 
 def active_run() -> ActiveRun | None:
