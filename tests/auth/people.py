@@ -35,3 +35,15 @@ def gateway_tokens(store: Store) -> dict[str, str]:
         "read_only": credentials.create_token(store, "app", scopes=["models:read"], actor="ops")[0],
         "other_project": credentials.create_token(store, "olga", scopes=["gateway:invoke"], actor="ops")[0],
     }
+
+
+def wait_until(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` (a background reload on another thread) until true or ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from shipyard.auth import credentials, service
 from shipyard.auth.cache import TokenCache
 from shipyard.server.security import Guard, gateway_policy, gateway_public_paths, install
-from tests.auth.people import gateway_tokens
+from tests.auth.people import gateway_tokens, wait_until
 
 
 class Clock:
@@ -97,8 +97,7 @@ def test_a_revocation_reaches_the_fast_path_through_the_background_reload(store)
     clock.now += 9  # past the reload-ahead point: the memo still answers and starts a reload
     with guard.tokens._lock:  # held as a running reload holds it: the request does not wait
         assert client.post("/invocations", headers=bearer).status_code == 200
-    deadline = time.monotonic() + 30
-    while (guard.tokens.generation == remembered or guard.tokens._reloading) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the reload runs on its own thread: wait for it, not for a clock
+    # the reload runs on its own thread: wait for it, not for a clock
+    assert wait_until(lambda: guard.tokens.generation != remembered and not guard.tokens._reloading)
     refused = client.post("/invocations", headers=bearer)  # still within the 10 s interval
     assert refused.status_code == 403 and "no role" in refused.json()["message"], refused.json()
