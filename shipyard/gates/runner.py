@@ -14,6 +14,9 @@ from shipyard.errors import NotFound, UnsafeModel
 from shipyard.gates.checks import Subject
 from shipyard.gates.verdict import Verdict
 
+# the gate kinds that judge the package and its lineage, not the loaded model
+PACKAGE_GATES = ("scan", "signed", "forbid_classified")
+
 
 def run_metrics(session: Session, run_id: str | None) -> dict[str, float]:
     """Latest metrics of a run, then of its child runs, then of its pipeline's other stage runs."""
@@ -50,7 +53,7 @@ class GateRun:
 
 
 def _needs_supply(config: ShipyardConfig) -> bool:
-    return any(g.kind in ("scan", "signed", "forbid_classified") for g in config.gates)
+    return any(g.kind in PACKAGE_GATES for g in config.gates)
 
 
 def _supply_facts(objects: Any, mv: Any, config: ShipyardConfig, root: Path,
@@ -160,7 +163,7 @@ def _judge_unloaded(config: ShipyardConfig, candidate: Subject, why: str) -> Ver
 
     from shipyard import gates as gates_mod
 
-    judged = [g for g in config.gates if g.kind in ("scan", "signed", "forbid_classified")]
+    judged = [g for g in config.gates if g.kind in PACKAGE_GATES]
     verdict = gates_mod.evaluate(judged, candidate)
     skipped = len(config.gates) - len(judged)
     return replace(verdict, notes=(*verdict.notes, f"{candidate.ref} was not loaded ({why}): "

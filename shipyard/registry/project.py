@@ -136,7 +136,7 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
                   description: str | None, tags: dict[str, str] | None, new: bool) -> Registration:
     """Package the model, capture signature and profile, and create the next version."""
     from shipyard.models.flavors import get_flavor
-    from shipyard.supply.registration import at_registration, project_settings, recording_findings
+    from shipyard.supply.registration import at_registration, project_settings
 
     notes: list[str] = []
     sample = classes = profile = None
@@ -163,11 +163,10 @@ def _register_new(store: Any, objects: Any, root: Path, name: str, path: str, mo
         notes.append("no model.train in shipyard.yaml: no signature or reference profile captured")
     settings = project_settings(root)
     record = settings.scan == "record"
-    with recording_findings(record):
-        # under record, a trusted file whose scan finds problems is stored untrusted and never
-        # loaded: the version is registered with its findings, and its scan gate fails it
-        packaged = get_flavor(flavor).package(objects, model_path, trust=trust, sample=sample, classes=classes,
-                                              untrusted_ok=record and trust)
+    # under record, a trusted file whose scan finds problems is stored untrusted and never
+    # loaded: the version is registered with its findings, and its scan gate fails it
+    packaged = get_flavor(flavor).package(objects, model_path, trust=trust, sample=sample, classes=classes,
+                                          untrusted_ok=record and trust)
     from shipyard.models.flavors.pyfunc import registration_settings
 
     # a python_function package is scanned with its flavor's allow-list (as over MLflow's REST API)

@@ -9,9 +9,6 @@ It returns the package id to record (a new one when signed) and the facts for ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +43,6 @@ def current_settings() -> tuple[SupplySection, Path | None]:
     if stamp not in _by_project:
         _by_project[stamp] = project_settings(root)
     return _by_project[stamp], root
-
-
-# set while registration packages a model under ``supply.scan: record``: a pickle's scan findings
-# then let the package be stored untrusted, never loaded, instead of refusing it (models.flavors.pickle)
-_recording: ContextVar[bool] = ContextVar("shipyard_supply_recording", default=False)
-
-
-@contextmanager
-def recording_findings(on: bool) -> Iterator[None]:
-    """Within this block (registration's packaging), scan findings are recorded, not refused."""
-    token = _recording.set(on)
-    try:
-        yield
-    finally:
-        _recording.reset(token)
-
-
-def recording() -> bool:
-    """True inside ``recording_findings(True)``: a loader finding problems lets the package be
-    stored untrusted with them (``supply.scan: record``); loading it stays refused everywhere."""
-    return _recording.get()
 
 
 def at_registration(objects: Any, model_oid: str, flavor: str, settings: SupplySection, *, root: Path,

@@ -21,11 +21,10 @@ class PickleFlavor(Flavor):
         try:
             result = pickle_scan.check(data, what, extra=_project_allow_list())
         except UnsafeModel as exc:
-            # supply.scan: record at registration: store the file untrusted and unloaded, so the
-            # version is registered with its findings (its scan gate fails it); loading still refuses
-            from shipyard.supply.registration import recording
-
-            exc.deferrable = recording()
+            # deferrable only for a caller that vouched for the file (trust) and lets it be stored
+            # untrusted: registration under supply.scan: record, which registers it unloaded with
+            # its findings (its scan gate fails it); loading still refuses
+            exc.deferrable = trust
             raise
         return {"pickle_globals": sorted({f"{m}.{n}" for m, n, _ in result.globals}),
                 "pickle_scan_complete": result.complete}

@@ -172,8 +172,8 @@ def registration_settings(settings: Any, objects: Any, packaged: PackagedModel) 
     """
     if packaged.flavor != PYFUNC:
         return settings
-    meta, entries = _read_package(objects, packaged.model_oid)
-    extra = [*CLOUDPICKLE_GLOBALS, *MLFLOW_GLOBALS, *code_module_globals(sorted(entries), meta.get("code"))]
+    paths = sorted(e.path for e in objects.manifest(packaged.model_oid).entries)
+    extra = [*CLOUDPICKLE_GLOBALS, *MLFLOW_GLOBALS, *code_module_globals(paths, packaged.meta.get("code"))]
     return settings.model_copy(update={"allow_globals": [*settings.allow_globals, *extra],
                                        "scan": "record" if settings.scan == "refuse" else settings.scan})
 
