@@ -8,6 +8,9 @@ import platform
 import shutil
 import subprocess
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -40,29 +43,39 @@ def _check(name: str, fn: Callable[[], str]) -> dict[str, str]:
         return {"check": name, "status": "fail", "detail": f"{type(exc).__name__}: {exc}"}
 
 
-def _config(ws: Workspace) -> str:
+def _loaded(path: Path) -> Any:
+    """shipyard.yaml validated once for every check that reads it (keyed by its modification time;
+    a failed load is not kept)."""
+    return _load_config(path, path.stat().st_mtime_ns)
+
+
+@cache
+def _load_config(path: Path, _stamp: int) -> Any:
     from shipyard.config import load_config
 
+    return load_config(path)
+
+
+def _config(ws: Workspace) -> str:
     if not ws.project.config_path.exists():
         return "no shipyard.yaml (dvc.yaml project)"
-    cfg = load_config(ws.project.config_path)
+    cfg = _loaded(ws.project.config_path)
     return f"{ws.project.config_path.name}: {len(cfg.pipeline.stages)} stages"
 
 
 def _feature_checks(ws: Workspace) -> list[dict[str, str]]:
     """The Feast repository and its online store, only when shipyard.yaml has ``features:`` (these
     checks import Feast, 8-10 s; a project without the section imports nothing of it)."""
-    from shipyard.config import load_config
-
     try:
-        section = load_config(ws.project.config_path).features if ws.project.config_path.exists() else None
+        section = _loaded(ws.project.config_path).features if ws.project.config_path.exists() else None
     except ShipyardError:
         return []  # the config check above reports the file's problem
     if section is None:
         return []
     from shipyard.features import health
+    from shipyard.features.stage import repo_path
 
-    repo = (ws.project.root / section.repo).resolve()
+    repo = repo_path(ws.project.root, section.repo)
     listed = _check("features", lambda: health.check_definitions(repo)[0])
     if listed["status"] != "ok":
         return [listed, {"check": "online store", "status": "fail",

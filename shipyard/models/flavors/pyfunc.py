@@ -260,7 +260,7 @@ class MLflowPyfuncFlavor(Flavor):
         content_oid = hash_bytes(json.dumps(sorted(files.items())).encode())
         packaged = PackagedModel(oid, self.name, name, content_oid, meta["size"], signature, bool(trust), meta)
         if trust:
-            self.load(objects, oid, trust=True)   # prove it loads before it is registered trusted
+            self._open(objects, oid, name, meta)   # scanned above: prove it loads before it is registered trusted
         return packaged
 
     def load(self, objects: Any, model_oid: str, *, trust: bool = False) -> LoadedModel:
@@ -273,6 +273,10 @@ class MLflowPyfuncFlavor(Flavor):
             raise ObjectCorrupt(f"model file {name} of {model_oid} does not hash to the recorded {meta['file_oid']}",
                                 hint="the package was tampered with; register the model again from its source")
         scan_python_model(data, name, allow_list(sorted(entries), meta.get("code")))
+        return self._open(objects, model_oid, name, meta)
+
+    def _open(self, objects: Any, model_oid: str, name: str, meta: dict[str, Any]) -> LoadedModel:
+        """Check the scanned package out (verified) and load it with ``mlflow.pyfunc.load_model``."""
         try:
             import mlflow.pyfunc
         except ImportError as exc:
