@@ -88,6 +88,11 @@ class OnlineReader:
         # one declared type: keys convert without Feast guessing it from the first value
         self.value_type = value_types.pop() if len(value_types) == 1 else ValueType.UNKNOWN
         self._to_proto = python_values_to_proto_values
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import feast_value_type_to_python_type
+
+        # bound once: the request path runs no import statement
+        self._entity_key, self._to_python = EntityKey, feast_value_type_to_python_type
         self._keys: dict[tuple[type, Any], Any] = {}
         self._probe = 0 if "INT" in self.value_type.name else "0"
         return plan
@@ -95,9 +100,7 @@ class OnlineReader:
     def _entity_keys(self, keys: list[Any]) -> list[Any]:
         """Feast's EntityKey protos of ``keys``; each key converted once (Feast's conversion costs
         ~25 µs a call), remembered by type and value (1 and True must not share a proto)."""
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-
-        cache = self._keys
+        cache, EntityKey = self._keys, self._entity_key
         missing = list(dict.fromkeys(k for k in keys if (type(k), k) not in cache))
         if missing:
             try:
@@ -112,8 +115,7 @@ class OnlineReader:
 
     def read(self, keys: list[Any]) -> dict[str, list[Value]]:
         """{feature name: [Value per key]} for the given entity keys, in order."""
-        from feast.type_map import feast_value_type_to_python_type as to_python
-
+        to_python = self._to_python
         entity_keys = self._entity_keys(keys)
         out: dict[str, list[Value]] = {}
         for view, features, _ in self.views:
