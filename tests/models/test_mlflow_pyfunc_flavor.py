@@ -21,6 +21,7 @@ from shipyard.models import load_model
 from shipyard.models.flavors import get_flavor
 from shipyard.models.flavors.pyfunc import code_module_globals, pyfunc_conf
 from shipyard.objects.store import ObjectStore
+from tests.models.pyfunc_models import SIZER
 
 pytestmark = [pytest.mark.filterwarnings("ignore")]
 
@@ -36,17 +37,7 @@ sys.path.insert(0, os.path.join(out, "src"))
 import helper  # noqa: E402
 
 
-class Sizer(mlflow.pyfunc.PythonModel):
-    def __init__(self, cut):
-        self.cut = cut
-
-    def load_context(self, context):
-        with open(context.artifacts["labels"]) as f:
-            self.labels = json.load(f)
-
-    def predict(self, context, model_input, params=None):
-        return np.where(model_input["x"] > self.cut, self.labels["high"], self.labels["low"])
-
+''' + SIZER + '''
 
 class ByReference(mlflow.pyfunc.PythonModel):
     def __init__(self):

@@ -28,6 +28,7 @@ import pytest
 
 from tests.conftest import run_cli, shipyard_bin
 from tests.e2e.gateway_live import free_port
+from tests.models.pyfunc_models import SIZER
 from tests.server.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -63,17 +64,7 @@ canary = sys.argv[2]
 X, y = train[["x"]], train["size"]
 
 
-class Sizer(mlflow.pyfunc.PythonModel):
-    def __init__(self, cut):
-        self.cut = cut
-
-    def load_context(self, context):
-        with open(context.artifacts["labels"]) as f:
-            self.labels = json.load(f)
-
-    def predict(self, context, model_input, params=None):
-        return np.where(model_input["x"] > self.cut, self.labels["high"], self.labels["low"])
-
+''' + SIZER + '''
 
 class Evil(mlflow.pyfunc.PythonModel):
     def __reduce__(self):
