@@ -138,7 +138,6 @@ def parse_mlflow(doc: Any) -> Inputs:
 
 
 _NUMERIC = {"double", "long", "float", "integer", "int", "boolean"}
-_FLOAT = {"double", "float"}
 
 
 class Rows:
@@ -228,22 +227,21 @@ def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dic
                    names: tuple[str, ...], features: tuple[Feature, ...]) -> np.ndarray | None:
     """The (n, k) float64 matrix in model order, or None when a slower, checked path is needed.
 
-    Rows given in the model's order may hold longs and booleans (cast to float, as always);
-    columnar or reordered input takes this path only when every feature is a double, so integer
-    and boolean columns keep their dtype in the log.
+    Every feature numeric (double, long, boolean): rows, columns or named columns in any order are
+    cast to float, as a model's numeric input always was. Columnar input with integer features is
+    the gateway's enriched request (the online store's longs next to the key), so it must not fall
+    back to pandas: that path cost ~1.2 ms a request (8 µs as a matrix) and heavier log flushes.
     """
-    if values is None and list(columns) == list(names):
-        if not all(f.type in _NUMERIC for f in features):
-            return None
-        source: Any = rows
-    elif all(f.type in _FLOAT for f in features):
-        if values is not None:
-            source = [values[n] for n in names]
-        else:
-            order = [columns.index(n) for n in names]
-            source = [[row[i] for i in order] for row in rows or []]
-    else:
+    if not all(f.type in _NUMERIC for f in features):
         return None
+    source: Any
+    if values is not None:
+        source = [values[n] for n in names]
+    elif list(columns) == list(names):
+        source = rows
+    else:
+        order = [columns.index(n) for n in names]
+        source = [[row[i] for i in order] for row in rows or []]
     try:
         array = np.asarray(source, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):

@@ -74,6 +74,19 @@ def test_rows_keep_a_matrix_only_when_every_column_is_numeric() -> None:
     assert named.array is None and named.frame["petal_width"].tolist() == ["w"] * 3
 
 
+def test_enriched_columns_with_long_features_keep_the_matrix() -> None:
+    """The gateway's enriched request: named columns (the entity key first, then the online store's
+    longs and doubles) in another order than the model's; it stays a float matrix, not pandas."""
+    features = (Feature("trips", "long"), Feature("rate", "double"), Feature("active", "boolean"))
+    values = {"driver_id": [1001, 1002], "rate": [0.5, 0.25], "active": [True, False], "trips": [12, 7]}
+    rows = to_rows(Inputs(["driver_id", "rate", "active", "trips"], values, None, 2), features, "inputs")
+    assert rows.array is not None and rows.columns == ("trips", "rate", "active")
+    assert rows.array.tolist() == [[12.0, 0.5, 1.0], [7.0, 0.25, 0.0]]
+    with pytest.raises(RequestError, match="trips"):
+        to_rows(Inputs(["rate", "active", "trips"], {"rate": [0.5], "active": [True], "trips": ["many"]}, None, 1),
+                features, "inputs")
+
+
 def entry(rid: str, rows: Any, preds: Any, scores: Any = None, status: str = "ok", version: int = 1) -> LogEntry:
     return LogEntry(rid, 1_700_000_000.5, "iris", version, "primary", status, 1.5,
                     None if status == "ok" else "error: RuntimeError: boom", rows, preds, scores, True)
