@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     literal_column,
@@ -119,7 +120,27 @@ class LatestMetric(Base):
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
     is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+    # how many points the history holds: every write that adds points changes it (none is ever
+    # removed alone), so it stamps what was derived from the history (MetricEnvelope)
+    points: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
+
+
+class MetricEnvelope(Base):
+    """A long history's chart envelope (``run_views.metric_envelope``) kept for the next view.
+
+    Valid while ``points`` equals its history's ``LatestMetric.points``: a reader compares them in
+    one snapshot, so a write between a computation and its storing only leaves a stale row that is
+    never used (and is replaced by the next computation). ``xs``/``ys`` are JSON lists.
+    """
+
+    __tablename__ = "metric_envelopes"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    limit: Mapped[int] = mapped_column("points_limit", Integer, primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    xs: Mapped[str] = mapped_column(Text)
+    ys: Mapped[str] = mapped_column(Text)
 
 
 class IngestBatch(Base):
@@ -278,8 +299,8 @@ def set_tags(session: Session, run_id: str, tags: Mapping[str, object]) -> None:
 def _latest_upsert(dialect: str):  # type: ignore[no-untyped-def]
     """The upsert of ``latest_metrics`` for a dialect, built once (building it costs more than running it).
 
-    It only replaces a stored point with a newer (step, timestamp); SQLite and PostgreSQL both have
-    INSERT ... ON CONFLICT.
+    It replaces a stored point only with a newer (step, timestamp) and adds the batch's points to
+    the history's count; SQLite and PostgreSQL both have INSERT ... ON CONFLICT.
     """
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -287,12 +308,16 @@ def _latest_upsert(dialect: str):  # type: ignore[no-untyped-def]
         from sqlalchemy.dialects.sqlite import insert
     table = LatestMetric.__table__
     stmt = insert(table)
+    newer = or_(stmt.excluded.step > table.c.step,
+                and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp))
+
+    def newest(column: str) -> Any:
+        return case((newer, stmt.excluded[column]), else_=table.c[column])
+
     return stmt.on_conflict_do_update(
         index_elements=[table.c.run_id, table.c.key],
-        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp,
-              "is_nan": stmt.excluded.is_nan},
-        where=or_(stmt.excluded.step > table.c.step,
-                  and_(stmt.excluded.step == table.c.step, stmt.excluded.timestamp >= table.c.timestamp)),
+        set_={"value": newest("value"), "step": newest("step"), "timestamp": newest("timestamp"),
+              "is_nan": newest("is_nan"), "points": table.c.points + stmt.excluded.points},
     )
 
 
@@ -323,11 +348,13 @@ def log_metrics(session: Session, run_id: str, metrics: Sequence[MetricValue]) -
         return
     conn.execute(_METRIC_INSERT, rows)
     newest: dict[str, dict] = {}
+    added: dict[str, int] = {}
     for row in rows:
+        added[row["key"]] = added.get(row["key"], 0) + 1
         best = newest.get(row["key"])
         if best is None or (row["step"], row["timestamp"]) >= (best["step"], best["timestamp"]):
             newest[row["key"]] = row
-    conn.execute(_latest_upsert(conn.dialect.name), list(newest.values()))
+    conn.execute(_latest_upsert(conn.dialect.name), [{**row, "points": added[key]} for key, row in newest.items()])
 
 
 def _without_repeats(conn: Connection, run_id: str, rows: list[dict]) -> list[dict]:

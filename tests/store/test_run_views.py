@@ -4,11 +4,12 @@ sort value, every direction; one metric's history read alone with a cap."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import inspect, select
 
 from shipyard.errors import InputError
 from shipyard.store import run_views as views
 from shipyard.store import runs as repo
-from shipyard.store.runs import MetricValue
+from shipyard.store.runs import LatestMetric, MetricValue
 from shipyard.tracking import service
 
 
@@ -163,3 +164,70 @@ def test_keys_page_of_every_run_walks_distinct_keys_in_order(store) -> None:  # 
         tags, _ = views.keys_page(s, "tags", limit=50)
         assert "t" in tags and tags == sorted(set(tags))
         assert views.keys_page(s, "metrics", after="z", limit=3) == ([], None)
+
+
+def test_kept_envelopes_are_reused_until_the_history_grows(store) -> None:  # type: ignore[no-untyped-def]
+    long = [MetricValue("loss", float(i % 13), step=i) for i in range(300)]
+    with store.write() as s:
+        a = service.create_run(s, experiment="e")
+        b = service.create_run(s, experiment="e")
+        short = service.create_run(s, experiment="e")
+        repo.log_metrics(s, a, long)
+        repo.log_metrics(s, b, long[:150])
+        repo.log_metrics(s, b, long[150:])  # two writes: the count is their sum
+        repo.log_metrics(s, short, long[:20])
+    with store.read() as s:
+        found, fresh = views.kept_envelopes(s, [a, b, short, "nope"], "loss", 40)
+        direct = {rid: views.metric_envelope(s, rid, "loss", 40) for rid in (a, b, short)}
+    assert found == direct and "nope" not in found
+    assert sorted((e.run_id, e.points) for e in fresh) == sorted([(a, 300), (b, 300)])  # short ones are not kept
+    with store.write() as s:
+        views.keep_envelopes(s, fresh)
+    with store.read() as s:
+        again, none = views.kept_envelopes(s, [a, b, short], "loss", 40)
+        other_limit, computed = views.kept_envelopes(s, [a], "loss", 60)
+    assert again == direct and none == []
+    assert len(computed) == 1 and other_limit[a] == _envelope(store, a, 60)
+    with store.write() as s:
+        repo.log_metrics(s, a, [MetricValue("loss", 1e6, step=300, timestamp=7)])  # a spike after the kept envelope
+        repo.log_metrics(s, a, [MetricValue("loss", 1e6, step=300, timestamp=7)])  # an exact repeat adds nothing
+    with store.read() as s:
+        grown, recomputed = views.kept_envelopes(s, [a], "loss", 40)
+    assert 1e6 in grown[a][1] and [(e.run_id, e.points) for e in recomputed] == [(a, 301)]
+
+
+def test_an_envelope_kept_from_an_older_snapshot_is_never_used(store) -> None:  # type: ignore[no-untyped-def]
+    with store.write() as s:
+        rid = service.create_run(s, experiment="e")
+        repo.log_metrics(s, rid, [MetricValue("loss", 1.0, step=i) for i in range(100)])
+    with store.read() as s:
+        _, fresh = views.kept_envelopes(s, [rid], "loss", 20)
+    with store.write() as s:  # a write lands between the computation and its keeping
+        repo.log_metrics(s, rid, [MetricValue("loss", -5.0, step=100)])
+        views.keep_envelopes(s, fresh)
+    with store.read() as s:
+        found, again = views.kept_envelopes(s, [rid], "loss", 20)
+    assert -5.0 in found[rid][1] and len(again) == 1
+
+
+def _envelope(store, run_id: str, limit: int):  # type: ignore[no-untyped-def]
+    with store.read() as s:
+        return views.metric_envelope(s, run_id, "loss", limit)
+
+
+def test_the_migration_counts_the_points_of_histories_written_before_it(store) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+
+    from shipyard.store.migrate import _config, upgrade
+
+    with store.write() as s:
+        rid = service.create_run(s, experiment="e")
+        repo.log_metrics(s, rid, [MetricValue("loss", 1.0, step=i) for i in range(50)] + [MetricValue("acc", 0.5)])
+    with store.engine.begin() as conn:  # back to the schema before the count existed
+        command.downgrade(_config(conn), "0015_metric_envelopes@-1")
+        assert "points" not in {c["name"] for c in inspect(conn).get_columns("latest_metrics")}
+    upgrade(store)
+    with store.read() as s:
+        counted = dict(s.execute(select(LatestMetric.key, LatestMetric.points).where(LatestMetric.run_id == rid)).all())
+        _, fresh = views.kept_envelopes(s, [rid], "loss", 20)
+    assert counted == {"loss": 50, "acc": 1} and [e.points for e in fresh] == [50]

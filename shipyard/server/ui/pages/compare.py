@@ -127,12 +127,16 @@ async def compare_chart(request: Request) -> Response:
         return bad_request(request, f"a chart takes 2 to 50 runs and one metric; got {len(ids)} runs and metric {key!r}")
 
     def work() -> dict[str, Any] | None:
-        with request.app.state.workspace.store.read() as session:
+        store = request.app.state.workspace.store
+        computed: list[views.Envelope] = []
+        with store.read() as session:
             names = dict(session.execute(select(Run.id, Run.name).where(Run.id.in_(ids))).all())
             if len(names) != len(ids):
                 return None
             runs = [(rid, names[rid] or rid[:8]) for rid in ids]
-            return _charts.metric_chart(session, key, runs, limit=points_per_series(len(runs)))
+            chart = _charts.metric_chart(session, key, runs, limit=points_per_series(len(runs)), computed=computed)
+        _charts.keep(store, computed)
+        return chart
 
     chart = await in_thread(work)
     if chart is None:

@@ -79,7 +79,9 @@ def load_run(request: Request, run_id: str) -> dict[str, Any]:
         if not chosen:
             chosen = [k for k, _ in metrics if not k.startswith("system/")][:DEFAULT_CHARTS]
         label = run.name or run_id[:8]
-        charts = [_charts.metric_chart(session, key, [(run_id, label)]) for key in chosen]
+        computed: list[views.Envelope] = []
+        charts = [_charts.metric_chart(session, key, [(run_id, label)], computed=computed) for key in chosen]
+    _charts.keep(ws.store, computed)
     log = _log_tail(ws.objects, links["stage"]["log_oid"]) if links["stage"] else None
     return {"run": run, "experiment": experiment, "started": when(run.start_time), "ended": when(run.end_time),
             "duration": duration(run), "params": params, "n_params": n_params, "metrics": metrics,
