@@ -401,7 +401,11 @@ def secure_gateway(app: Any, store: Store, project: ProjectSource, *, metrics_pu
     poll interval: no database round trip per prediction.
     """
     public_paths = gateway_public_paths(metrics_public=metrics_public)
-    install(app, Guard(gateway_policy(project, metrics_public=metrics_public), TokenCache(store), store=store,
+    tokens = TokenCache(store)
+    # loaded before the app starts: a store that cannot be read stops the start, not the first
+    # prediction, and the first prediction waits for no query (~5 ms)
+    tokens.refresh()
+    install(app, Guard(gateway_policy(project, metrics_public=metrics_public), tokens, store=store,
                        public_paths=public_paths))
 
 
