@@ -164,8 +164,11 @@ def stop_cmd(name: str) -> None:
     Example: shipyard sweep stop train-20261205-031500
     """
     sweep, _ = _sweep()
-    sweep.request_stop(name)
-    echo(f"sweep {name}: asked to stop; running trials finish")
+    status = sweep.request_stop(name)
+    if status == "RUNNING":
+        echo(f"sweep {name}: asked to stop; running trials finish")
+    else:
+        echo(f"sweep {name}: already ended ({status}); nothing to stop")
 
 
 @app.command("resume")

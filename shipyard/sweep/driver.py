@@ -145,13 +145,17 @@ class Sweep:
             return list(session.scalars(select(Tag.value).join(Run, Run.id == Tag.run_id).where(
                 Run.source == SOURCE, Tag.key == TAG + "name").order_by(Run.start_time)))
 
-    def request_stop(self, name: str) -> None:
-        """Ask the running sweep ``name`` to start no new trial."""
+    def request_stop(self, name: str) -> str:
+        """Ask the running sweep ``name`` to start no new trial; returns the sweep run's status
+        (a sweep that is no longer RUNNING is left as it is)."""
         from shipyard.store import runs
 
         run_id, _, _ = self.find(name)  # type: ignore[misc]
         with self.store.write() as session:
-            runs.set_tags(session, run_id, {TAG + "stop": "requested by shipyard sweep stop"})
+            status = runs.get_run(session, run_id).status
+            if status == "RUNNING":
+                runs.set_tags(session, run_id, {TAG + "stop": "requested by shipyard sweep stop"})
+        return status
 
     def _over_budget(self) -> str:
         """Why a new trial would exceed the project's daily or monthly budget ("" when it would not)."""

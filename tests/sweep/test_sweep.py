@@ -136,6 +136,9 @@ def test_a_sweep_killed_with_sigkill_resumes_where_it_was(tiny: Path) -> None:
     assert report["complete"] + report["pruned"] == 2 and report["failed"] == 1 and report["state"] == "FINISHED"
     status = run_cli("sweep", "status", "cut", cwd=tiny)
     assert "sweep cut (FINISHED)" in status.stdout
+    stop = run_cli("sweep", "stop", "cut", cwd=tiny)  # an ended sweep is not marked, and says so
+    assert stop.returncode == 0 and "already ended (FINISHED); nothing to stop" in stop.stdout
+    assert "requested by shipyard sweep stop" not in run_cli("sweep", "status", "cut", cwd=tiny).stdout
 
 
 def test_a_metric_the_stage_never_logs_stops_the_sweep_after_one_trial(tiny: Path) -> None:
