@@ -130,6 +130,33 @@ def to_pandas(frame: Any) -> Any:
                      hint="pass a pandas or polars DataFrame, a dict of columns or a list of row dicts")
 
 
+INTEGER_TYPES = frozenset({"long", "integer", "int"})
+EXACT_INTEGERS = 2.0 ** 53  # whole numbers a float64 holds exactly
+
+
+def typed_frame(array: Any, columns: Any, types: Any) -> Any:
+    """A float64 matrix (the gateway's numeric fast path) as a DataFrame of ``columns`` whose integer
+    and boolean columns get their type back, as pandas builds them from the request's values: a
+    column of whole numbers (0 and 1 for a boolean) becomes int64 (bool); one with a missing value
+    stays float64, as ints with a None do. ``columns`` may be a pandas Index (kept as given)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(array, columns=columns, copy=False)
+    for j, kind in enumerate(types):
+        if kind not in INTEGER_TYPES and kind != "boolean":
+            continue
+        values = array[:, j]
+        if not np.isfinite(values).all() or not (values == np.trunc(values)).all():
+            continue
+        if kind == "boolean":
+            if ((values == 0) | (values == 1)).all():
+                frame[frame.columns[j]] = values.astype(bool)
+        else:
+            frame[frame.columns[j]] = values.astype(np.int64)
+    return frame
+
+
 def column_type(series: Any) -> str:
     """The signature type of a pandas Series (``null`` when it holds no value at all)."""
     import pandas as pd

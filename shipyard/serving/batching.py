@@ -162,7 +162,7 @@ def merge_rows(parts: list[Rows]) -> Rows:
         return parts[0]
     columns = parts[0].columns
     if all(p.array is not None and p.columns == columns for p in parts):
-        return Rows(columns, np.concatenate([p.array for p in parts]))  # type: ignore[misc]
+        return Rows(columns, np.concatenate([p.array for p in parts]), types=parts[0].types)  # type: ignore[misc]
     import pandas as pd
 
     return Rows.of_frame(pd.concat([p.frame for p in parts], ignore_index=True))

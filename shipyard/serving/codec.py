@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from shipyard.models.signature import EXACT_INTEGERS, INTEGER_TYPES, typed_frame
 from shipyard.serving.protocols import Feature
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -149,12 +150,14 @@ class Rows:
     is the checked DataFrame built while parsing.
     """
 
-    __slots__ = ("_frame", "array", "columns")
+    __slots__ = ("_frame", "array", "columns", "types")
 
-    def __init__(self, columns: tuple[str, ...], array: np.ndarray | None, frame: Any = None) -> None:
+    def __init__(self, columns: tuple[str, ...], array: np.ndarray | None, frame: Any = None,
+                 types: tuple[str, ...] | None = None) -> None:
         self.columns = columns
         self.array = array
         self._frame = frame
+        self.types = types  # the features' declared types: long and boolean columns come back typed in ``frame``
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self._frame)
@@ -163,9 +166,12 @@ class Rows:
     def frame(self) -> Any:
         """The rows as a pandas DataFrame (built once, sharing the array's memory)."""
         if self._frame is None:
-            import pandas as pd
+            if self.types is not None and any(t in INTEGER_TYPES or t == "boolean" for t in self.types):
+                self._frame = typed_frame(self.array, _column_index(self.columns), self.types)
+            else:
+                import pandas as pd
 
-            self._frame = pd.DataFrame(self.array, columns=_column_index(self.columns), copy=False)
+                self._frame = pd.DataFrame(self.array, columns=_column_index(self.columns), copy=False)
         return self._frame
 
     @classmethod
@@ -219,7 +225,7 @@ def to_rows(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) ->
     if array is not None:
         if np.isinf(array).any():
             _refuse_infinite(array, rows, columns, values, names, field)
-        return Rows(names, array)
+        return Rows(names, array, types=tuple(f.type for f in features))
     return Rows.of_frame(_checked_frame(rows, columns, values, names, features, field))
 
 
@@ -248,7 +254,11 @@ def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dic
         return None
     if array.ndim != 2:
         return None
-    return array.T.copy() if values is not None else array
+    array = array.T.copy() if values is not None else array
+    integers = [j for j, f in enumerate(features) if f.type in INTEGER_TYPES]
+    if integers and array.size and np.nanmax(np.abs(array[:, integers]), initial=0.0) > EXACT_INTEGERS:
+        return None  # a long past 2**53 would lose digits as a float: the checked path keeps it whole
+    return array
 
 
 def _refuse_infinite(array: np.ndarray, rows: list[list[Any]] | None, columns: list[str],

@@ -205,3 +205,41 @@ def test_a_forked_process_makes_its_own_request_ids() -> None:
     os.close(read)
     parent = new_request_id()
     assert len(child) == len(parent) == 32 and child[:16] != parent[:16]
+
+
+async def test_a_model_with_long_and_boolean_inputs_answers_rows_records_and_columns(harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A registered scikit-learn model whose signature has long and boolean inputs, as the feature
+    store example's has: every body shape takes the float-matrix path, and the model still gets its
+    integer and boolean columns typed (its signature refuses a double where it declared a long)."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from shipyard.models import load_model, package_model, save_model
+    from shipyard.objects.store import ObjectStore
+
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame({"trips": rng.integers(0, 50, 200), "active": rng.integers(0, 2, 200).astype(bool),
+                      "rate": rng.random(200)})
+    y = np.where(x["trips"] + 20 * x["rate"] > 30, "yes", "no")
+    objects = ObjectStore.open(tmp_path / "objects")
+    packaged = package_model(objects, save_model(LogisticRegression().fit(x, y), tmp_path / "m", "sklearn").parent,
+                             "sklearn", sample=x)
+    assert [c.type for c in packaged.signature.inputs] == ["long", "boolean", "double"]
+    model = load_model(objects, packaged.model_oid, "sklearn")
+    h = harness({("trips", 1): model}, {"trips": single_table("trips", 1)})
+    rows = [[40, True, 0.9], [2, False, 0.1]]
+    expected = LogisticRegression().fit(x, y).predict(pd.DataFrame(rows, columns=list(x.columns))).tolist()
+    bodies = [{"dataframe_split": {"columns": list(x.columns), "data": rows}},  # rows in the model's order
+              {"dataframe_split": {"columns": ["rate", "trips", "active"], "data": [[r[2], r[0], r[1]] for r in rows]}},
+              {"dataframe_records": [dict(zip(x.columns, r, strict=True)) for r in rows]},
+              {"inputs": {"trips": [40, 2], "active": [True, False], "rate": [0.9, 0.1]}}]
+    for body in bodies:
+        r = await h.client.post("/invocations", json=body)
+        assert r.status_code == 200, (body, r.text)
+        assert r.json()["predictions"] == expected, body
+    typed = to_rows(Inputs(["trips", "active", "rate"], None, rows, 2),
+                    (Feature("trips", "long"), Feature("active", "boolean"), Feature("rate", "double")), "data")
+    assert typed.array is not None and [str(t) for t in typed.frame.dtypes] == ["int64", "bool", "float64"]
+    huge = to_rows(Inputs(["trips", "active", "rate"], None, [[2**60 + 1, True, 0.5]], 1),
+                   (Feature("trips", "long"), Feature("active", "boolean"), Feature("rate", "double")), "data")
+    assert huge.array is None and huge.frame["trips"].tolist() == [2**60 + 1]  # past 2**53: kept whole

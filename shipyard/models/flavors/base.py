@@ -18,7 +18,7 @@ from typing import Any
 
 from shipyard.errors import InputError, ObjectCorrupt, ShipyardError, UnsafeModel
 from shipyard.hashing import FileEntry, Manifest, hash_bytes, is_dir_id
-from shipyard.models.signature import Signature, infer_signature, to_pandas
+from shipyard.models.signature import Signature, infer_signature, to_pandas, typed_frame
 
 META_FILE = "shipyard-model.json"
 FORMAT_VERSION = 1
@@ -104,10 +104,11 @@ class LoadedModel:
         return self._matrix_model
 
     def _matrix_frame(self, array: Any) -> Any:
-        import pandas as pd
+        if self.signature is None:
+            import pandas as pd
 
-        columns = self.signature.columns if self.signature is not None else None
-        return pd.DataFrame(array, columns=columns)
+            return pd.DataFrame(array)
+        return typed_frame(array, list(self.signature.columns), [c.type for c in self.signature.inputs])
 
     @property
     def classes(self) -> list[Any] | None:
