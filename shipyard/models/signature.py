@@ -131,6 +131,7 @@ def to_pandas(frame: Any) -> Any:
 
 
 INTEGER_TYPES = frozenset({"long", "integer", "int"})
+NUMERIC_TYPES = frozenset({"double", "float", "boolean"}) | INTEGER_TYPES
 EXACT_INTEGERS = 2.0 ** 53  # whole numbers a float64 holds exactly
 
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipyard import __version__
+from shipyard.errors import InputError
 from shipyard.serving import codec, oip, scoring
 from shipyard.serving.answers import GATEWAY_VERSION, MAX_REQUEST_ID, NotLoaded, request_id
 from shipyard.serving.codec import Inputs, RequestError
@@ -146,6 +147,9 @@ class Endpoints:
             except NotLoaded as exc:
                 gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
                 return gw.error(503, str(exc), rid, reason="not_loaded")
+            except InputError as exc:  # the model's signature refused a value (a double in a long column)
+                status = oip.BAD if parse is parse_oip else 422
+                return gw.error(status, exc.message, rid, hint=exc.hint, reason="bad_request")
             except Exception as exc:
                 gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
                 return gw.error(500, f"model {name!r} failed: {type(exc).__name__}: {exc}"[:1000], rid,

@@ -57,3 +57,41 @@ def test_missing_value_in_a_required_column_is_still_refused_by_name(tmp_path: P
     matrix[1, 2] = np.nan
     with pytest.raises(InputError, match=NUMERIC[2]):
         loaded.predict_array(matrix)
+
+
+def test_a_pipeline_of_column_blind_steps_takes_the_matrix_and_one_that_can_pick_columns_does_not(
+        tmp_path: Path, objects, penguin_frame) -> None:
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    x, y = penguin_frame[NUMERIC], penguin_frame["species"]
+    blind = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    assert array_estimator(blind, NUMERIC) is blind
+    assert array_estimator(blind, list(reversed(NUMERIC))) is None
+    picking = make_pipeline(FunctionTransformer(lambda df: df[NUMERIC]), LogisticRegression(max_iter=2000)).fit(x, y)
+    assert array_estimator(picking, NUMERIC) is None
+    loaded = packaged(tmp_path, objects, blind, x)
+    matrix = x.to_numpy(dtype=np.float64)
+    assert loaded._matrix_native(matrix) is loaded.native
+    assert (loaded.predict_array(matrix) == loaded.predict(x)).all()
+
+
+def test_long_and_boolean_inputs_take_the_matrix_only_with_whole_numbers(tmp_path: Path, objects) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    x = pd.DataFrame({"trips": rng.integers(0, 40, 120), "active": rng.integers(0, 2, 120).astype(bool),
+                      "rate": rng.random(120)})
+    loaded = packaged(tmp_path, objects, LogisticRegression().fit(x, x["trips"] > 20), x)
+    matrix = x.to_numpy(dtype=np.float64)
+    assert loaded._matrix_native(matrix) is loaded.native
+    assert (loaded.predict_array(matrix) == loaded.predict(x)).all()
+    for column, bad in ((0, 2.5), (1, 2.0)):  # a fraction in a long column, a 2 in a boolean one
+        wrong = matrix.copy()
+        wrong[0, column] = bad
+        assert loaded._matrix_native(wrong) is None
+        with pytest.raises(InputError, match=list(x.columns)[column]):
+            loaded.predict_array(wrong)

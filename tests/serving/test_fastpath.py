@@ -237,6 +237,8 @@ async def test_a_model_with_long_and_boolean_inputs_answers_rows_records_and_col
         r = await h.client.post("/invocations", json=body)
         assert r.status_code == 200, (body, r.text)
         assert r.json()["predictions"] == expected, body
+    r = await h.client.post("/invocations", json={"dataframe_split": {"columns": list(x.columns), "data": [[2.5, True, 0.5]]}})
+    assert r.status_code == 422 and "'trips': expected long, got double" in r.json()["error"]  # the client's mistake
     typed = to_rows(Inputs(["trips", "active", "rate"], None, rows, 2),
                     (Feature("trips", "long"), Feature("active", "boolean"), Feature("rate", "double")), "data")
     assert typed.array is not None and [str(t) for t in typed.frame.dtypes] == ["int64", "bool", "float64"]

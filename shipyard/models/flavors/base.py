@@ -18,7 +18,14 @@ from typing import Any
 
 from shipyard.errors import InputError, ObjectCorrupt, ShipyardError, UnsafeModel
 from shipyard.hashing import FileEntry, Manifest, hash_bytes, is_dir_id
-from shipyard.models.signature import Signature, infer_signature, to_pandas, typed_frame
+from shipyard.models.signature import (
+    INTEGER_TYPES,
+    NUMERIC_TYPES,
+    Signature,
+    infer_signature,
+    to_pandas,
+    typed_frame,
+)
 
 META_FILE = "shipyard-model.json"
 FORMAT_VERSION = 1
@@ -86,21 +93,33 @@ class LoadedModel:
         return np.asarray(method(array), dtype=float)
 
     def _matrix_native(self, array: Any) -> Any:
-        """The native model when it may take ``array`` as is: every input a double, the flavor able
-        to (names checked once), and no missing value in a column that must have one."""
+        """The native model when it may take ``array`` as is: every input numeric (double, long,
+        boolean), the flavor able to (names checked once), no missing value in a column that must
+        have one, and whole numbers in long columns (0 or 1 in boolean ones). Otherwise the
+        DataFrame path runs, and its signature check names the column."""
         if not hasattr(self, "_matrix_ready"):
             sig = self.signature
-            ok = sig is not None and all(c.type == "double" for c in sig.inputs)
+            ok = sig is not None and all(c.type in NUMERIC_TYPES for c in sig.inputs)
             self._matrix_model = self.flavor._array_native(self) if ok else None
-            self._matrix_required = [i for i, c in enumerate(sig.inputs) if not c.nullable] if ok and sig else []
+            inputs = list(sig.inputs) if ok and sig else []
+            self._matrix_required = [i for i, c in enumerate(inputs) if not c.nullable]
+            self._matrix_whole = [i for i, c in enumerate(inputs) if c.type in INTEGER_TYPES]
+            self._matrix_flags = [i for i, c in enumerate(inputs) if c.type == "boolean"]
             self._matrix_ready = True
         if self._matrix_model is None:
             return None
-        if self._matrix_required:
-            import numpy as np
+        import numpy as np
 
-            if np.isnan(array[:, self._matrix_required]).any():
-                return None  # the DataFrame path names the column
+        if self._matrix_required and np.isnan(array[:, self._matrix_required]).any():
+            return None
+        if self._matrix_whole:
+            whole = array[:, self._matrix_whole]
+            if not (np.isnan(whole) | (whole == np.trunc(whole))).all():
+                return None
+        if self._matrix_flags:
+            flags = array[:, self._matrix_flags]
+            if not (np.isnan(flags) | (flags == 0) | (flags == 1)).all():
+                return None
         return self._matrix_model
 
     def _matrix_frame(self, array: Any) -> Any:

@@ -76,18 +76,18 @@ def array_estimator(estimator: Any, columns: list[str]) -> Any | None:
     """``estimator`` when it can predict straight from a float matrix whose columns are ``columns``
     in that order, else None. The names are checked here, once, instead of on a DataFrame per call
     (scikit-learn's per-call DataFrame checks cost several times the prediction of a small model).
-    Pipelines, column transformers and feature unions may pick columns by name, so they (and
-    estimators wrapping one) keep the DataFrame path."""
+    Column transformers, feature unions and function transformers may pick columns by name, and a
+    transformer from outside scikit-learn may too, so a model holding one keeps the DataFrame path;
+    a pipeline of scikit-learn's own column-blind steps (an imputer, a scaler, then a classifier)
+    takes the matrix."""
     from sklearn.base import BaseEstimator
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.pipeline import Pipeline
 
-    by_name = (Pipeline, ColumnTransformer, FeatureUnion)
-    if not isinstance(estimator, BaseEstimator) or isinstance(estimator, by_name):
-        return None
-    if any(isinstance(v, by_name) for v in estimator.get_params(deep=True).values()):
+    if not isinstance(estimator, BaseEstimator) or not _column_blind(estimator):
         return None
     names = getattr(estimator, "feature_names_in_", None)
+    if names is None and isinstance(estimator, Pipeline):
+        names = getattr(estimator.steps[0][1], "feature_names_in_", None)
     if names is not None and [str(n) for n in names] != list(columns):
         return None
     if names is None and getattr(estimator, "n_features_in_", None) != len(columns):
@@ -95,3 +95,18 @@ def array_estimator(estimator: Any, columns: list[str]) -> Any | None:
     # The matrix has no names by design (checked above): scikit-learn's reminder is noise here.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     return estimator
+
+
+def _column_blind(estimator: Any) -> bool:
+    """Whether ``estimator`` and every estimator inside it are scikit-learn's own and none of them
+    can select columns by name (ColumnTransformer, FeatureUnion, FunctionTransformer)."""
+    from sklearn.base import BaseEstimator
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    by_name = (ColumnTransformer, FeatureUnion, FunctionTransformer)
+    parts = [estimator, *(v for v in estimator.get_params(deep=True).values() if isinstance(v, BaseEstimator))]
+    if isinstance(estimator, Pipeline):
+        parts += [step for _, step in estimator.steps if step not in (None, "passthrough")]
+    return all(type(part).__module__.startswith("sklearn.") and not isinstance(part, by_name) for part in parts)
