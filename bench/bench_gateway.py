@@ -18,9 +18,11 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,ir
 - **iris**: MLflow ``dataframe_split`` with 1 or 100 rows of iris to ``/invocations``: the gateway
   (batching on, the default, and off), FastAPI + pydantic + DataFrame, and mlflow.
 - **auth**: the iris gateway with ``serve.auth: token`` (the enforcement point, a Bearer token
-  checked against the in-memory token table) against the same gateway without auth, sides alternating
-  in order, with each server's CPU seconds per 1,000 requests from /proc; target: within
-  5 % in throughput and p99.
+  checked against the in-memory token table) against the same gateway without auth, with
+  micro-batching (the default) and without, and a second no-auth server as the control (what two
+  identical servers differ by here); each round runs every server once, in a rotating order, and
+  the ratios are the median (and range) of the rounds' paired ratios, with each server's CPU per
+  request (psutil); target: within 5 % in throughput and p99.
 
 The gateway is the real request path (routing table lookup, strategy, parsing, column check,
 predict + top-class score, Prometheus metrics, request log to Parquet off the path). Models are
@@ -44,8 +46,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.harness import PEERS, REPO, WORK, peer_bin
 
@@ -360,16 +366,41 @@ Cell = tuple[float, float, float]
 JSON = {"Content-Type": "application/json"}
 
 
+@dataclass
+class Sample:
+    """One wrk run against one server: (requests/s, p50 ms, p99 ms) and the server's CPU
+    microseconds per request over the run (user + system of all its threads)."""
+
+    cell: Cell
+    cpu_us: float
+
+
+def _samples(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
+             concurrency: tuple[int, ...] = (1, 10, 64)) -> dict[tuple[str, int], list[Sample]]:
+    """wrk on every server at every concurrency, n rounds; within a round the servers run one after
+    another in an order that rotates from round to round, so the i-th samples of two servers were
+    taken seconds apart (pairs that share the machine's state at that moment)."""
+    samples: dict[tuple[str, int], list[Sample]] = {}
+    names = list(servers.procs)
+    for conc in concurrency:
+        for i in range(max(1, n)):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                proc, url = servers.procs[name]
+                body, headers = bodies[name]
+                process = psutil.Process(proc.pid)
+                before = sum(process.cpu_times()[:2])
+                cell = _wrk(url, body, headers, conc, seconds)
+                used = sum(process.cpu_times()[:2]) - before
+                samples.setdefault((name, conc), []).append(Sample(cell, 1e6 * used / (cell[0] * seconds)))
+    return samples
+
+
 def _cells(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
            concurrency: tuple[int, ...] = (1, 10, 64)) -> dict[tuple[str, int], Cell]:
-    """wrk on every server at every concurrency, sides alternating; the median of n runs each."""
-    samples: dict[tuple[str, int], list[Cell]] = {}
-    for conc in concurrency:
-        for _ in range(max(1, n)):
-            for name, (_, url) in servers.procs.items():
-                body, headers = bodies[name]
-                samples.setdefault((name, conc), []).append(_wrk(url, body, headers, conc, seconds))
-    return {key: sorted(runs)[len(runs) // 2] for key, runs in samples.items()}
+    """The median run (by throughput) of each server at each concurrency, from ``_samples``."""
+    return {key: sorted(x.cell for x in runs)[len(runs) // 2]
+            for key, runs in _samples(servers, bodies, n, seconds, concurrency).items()}
 
 
 def _table(title: str, cells: dict[tuple[str, int], Cell], base: str, others: list[str]) -> None:
@@ -508,61 +539,54 @@ def _auth_store(work: Path) -> tuple[Path, str]:
     return state, token
 
 
+AUTH_SIDES = {  # name: (serve.auth token?, micro-batching?)
+    "token-auth": (True, True), "no-auth": (False, True), "no-auth-again": (False, True),
+    "token-auth, batching off": (True, False), "no-auth, batching off": (False, False)}
+
+
 def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str, n: int,
                    seconds: int) -> None:
-    """The same gateway with ``serve.auth: token`` (Bearer token, in-memory token table) and without."""
+    """The same gateway with ``serve.auth: token`` (Bearer token, in-memory token table) and without,
+    batching on (the default) and off, plus a second no-auth server as the control: what two
+    identical servers differ by on this machine, run the same way."""
     skops, _ = models["iris"]
     body = _split_body(FEATURES, [ROWS[0]])
     body_file = work / "body-auth.json"
     body_file.write_bytes(body)
     state, token = _auth_store(work)
     bearer = {**JSON, "Authorization": f"Bearer {token}"}
-    sides = {"shipyard-token-auth": (body_file, bearer), "shipyard-no-auth": (body_file, JSON)}
+    bodies = {name: (body_file, bearer if auth else JSON) for name, (auth, _) in AUTH_SIDES.items()}
     with Servers({**env, "GW_MODEL": str(skops)}) as servers:
-        servers.uvicorn("shipyard-token-auth", "gateway_factory", "/invocations", (body, bearer),
-                        {"GW_AUTH_STATE": str(state)})
-        servers.uvicorn("shipyard-no-auth", "gateway_factory", "/invocations", (body, JSON))
-        cells, cpu = _cells_with_cpu(servers, sides, n, seconds)
-    _table("iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none (batching on)", cells,
-           "shipyard-token-auth", ["shipyard-no-auth"])
-    print(f"\nServer CPU seconds per 1,000 requests (user + system, /proc; median of {max(1, n)}; load average "
-          f"{os.getloadavg()[0]:.1f}):\n\n| concurrency | token auth | no auth | ratio |\n|---|---|---|---|")
-    for conc in sorted({c for _, c in cells}):
-        on, off = cpu[("shipyard-token-auth", conc)], cpu[("shipyard-no-auth", conc)]
-        print(f"| {conc} | {on:.3f} | {off:.3f} | {on / off:.3f}x |")
-    for conc in sorted({c for _, c in cells}):
-        on, off = cells[("shipyard-token-auth", conc)], cells[("shipyard-no-auth", conc)]
-        print(f"<!-- auth c={conc}: throughput {100 * (on[0] / off[0] - 1):+.1f} %, p99 {on[2]:.2f} vs {off[2]:.2f} ms "
-              f"({100 * (on[2] / off[2] - 1):+.1f} %); target: within 5 % -->")
+        for name, (auth, batching) in AUTH_SIDES.items():
+            extra = {"GW_AUTH_STATE": str(state)} if auth else {}
+            servers.uvicorn(name, "gateway_factory", "/invocations", (body, bodies[name][1]),
+                            {**extra, **({} if batching else {"GW_BATCHING": "0"})})
+        samples = _samples(servers, bodies, n, seconds)
+    print(f"\n**iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none** ({max(1, n)} rounds of "
+          f"{seconds} s per server and concurrency, servers rotating within each round; load average "
+          f"{os.getloadavg()[0]:.1f}). Ratios are the median, and the range, of the rounds' paired ratios.\n")
+    print("| concurrency | pair | requests/s (median) | throughput ratio | p99 ratio | server CPU µs a request "
+          "(median) | CPU ratio |\n|---|---|---|---|---|---|---|")
+    pairs = [("token-auth", "no-auth"), ("no-auth-again", "no-auth"),
+             ("token-auth, batching off", "no-auth, batching off")]
+    for conc in sorted({c for _, c in samples}):
+        for on, off in pairs:
+            a, b = samples[(on, conc)], samples[(off, conc)]
+            print(f"| {conc} | {on} / {off} | {_median(x.cell[0] for x in a):.0f} / {_median(x.cell[0] for x in b):.0f} "
+                  f"| {_paired(a, b, lambda x: x.cell[0])} | {_paired(a, b, lambda x: x.cell[2])} "
+                  f"| {_median(x.cpu_us for x in a):.0f} / {_median(x.cpu_us for x in b):.0f} "
+                  f"| {_paired(a, b, lambda x: x.cpu_us)} |", flush=True)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _median(values: Any) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if len(ordered) % 2 else sum(ordered[len(ordered) // 2 - 1:][:2]) / 2
 
 
-def _cells_with_cpu(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
-                    concurrency: tuple[int, ...] = (1, 10, 64)) -> tuple[dict[tuple[str, int], Cell],
-                                                                         dict[tuple[str, int], float]]:
-    """``_cells`` plus each server's CPU seconds per 1,000 requests over its wrk runs: the cost a loaded
-    machine does not blur (wall-clock throughput swings with other work; CPU per request much less).
-    The sides alternate in order from run to run, so neither always runs first."""
-    samples: dict[tuple[str, int], list[Cell]] = {}
-    cpu: dict[tuple[str, int], list[float]] = {}
-    names = list(servers.procs)
-    for conc in concurrency:
-        for i in range(max(1, n)):
-            for name in names if i % 2 == 0 else names[::-1]:
-                proc, url = servers.procs[name]
-                body, headers = bodies[name]
-                before = _cpu_seconds(proc.pid)
-                cell = _wrk(url, body, headers, conc, seconds)
-                used = _cpu_seconds(proc.pid) - before
-                samples.setdefault((name, conc), []).append(cell)
-                cpu.setdefault((name, conc), []).append(1000 * used / (cell[0] * seconds))  # rps x s = requests
-    return ({key: sorted(runs)[len(runs) // 2] for key, runs in samples.items()},
-            {key: sorted(runs)[len(runs) // 2] for key, runs in cpu.items()})
+def _paired(a: list[Sample], b: list[Sample], measure: Callable[[Sample], float]) -> str:
+    """``1.02x (0.95-1.10)``: the median and range of measure(a[i]) / measure(b[i]) over the rounds."""
+    ratios = sorted(measure(x) / measure(y) for x, y in zip(a, b, strict=True))
+    return f"**{_median(ratios):.3f}x** ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth}
