@@ -41,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -578,11 +579,11 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
         for on, off in (("token-auth", "no-auth"), ("token-auth, batching off", "no-auth, batching off")):
             a = _pooled(samples, servers_of[on], conc)
             b = _pooled(samples, servers_of[off], conc)
-            each = " / ".join(" ".join(f"{_median(x.cell[0] for x in samples[(name, conc)]):.0f}" for name in servers_of[side])
+            each = " / ".join(" ".join(f"{statistics.median(x.cell[0] for x in samples[(name, conc)]):.0f}" for name in servers_of[side])
                               for side in (on, off))
             print(f"| {conc} | {on} / {off} | {each} | {_paired(a, b, lambda x: x.cell[0])} "
-                  f"| {_paired(a, b, lambda x: x.cell[2])} | {_median(x.cpu_us for x in a):.0f} / "
-                  f"{_median(x.cpu_us for x in b):.0f} | {_paired(a, b, lambda x: x.cpu_us)} |", flush=True)
+                  f"| {_paired(a, b, lambda x: x.cell[2])} | {statistics.median(x.cpu_us for x in a):.0f} / "
+                  f"{statistics.median(x.cpu_us for x in b):.0f} | {_paired(a, b, lambda x: x.cpu_us)} |", flush=True)
 
 
 def _pooled(samples: dict[tuple[str, int], list[Sample]], names: list[str], conc: int) -> list[Sample]:
@@ -592,15 +593,10 @@ def _pooled(samples: dict[tuple[str, int], list[Sample]], names: list[str], conc
                    sum(x.cpu_us for x in group) / len(group)) for group in rounds]
 
 
-def _median(values: Any) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if len(ordered) % 2 else sum(ordered[len(ordered) // 2 - 1:][:2]) / 2
-
-
 def _paired(a: list[Sample], b: list[Sample], measure: Callable[[Sample], float]) -> str:
     """``1.02x (0.95-1.10)``: the median and range of measure(a[i]) / measure(b[i]) over the rounds."""
     ratios = sorted(measure(x) / measure(y) for x, y in zip(a, b, strict=True))
-    return f"**{_median(ratios):.3f}x** ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+    return f"**{statistics.median(ratios):.3f}x** ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth}

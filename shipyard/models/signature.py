@@ -131,7 +131,8 @@ def to_pandas(frame: Any) -> Any:
 
 
 INTEGER_TYPES = frozenset({"long", "integer", "int"})
-NUMERIC_TYPES = frozenset({"double", "float", "boolean"}) | INTEGER_TYPES
+TYPED_IN_FRAMES = INTEGER_TYPES | {"boolean"}  # what a float matrix turns into floats, and typed_frame restores
+NUMERIC_TYPES = TYPED_IN_FRAMES | {"double", "float"}
 EXACT_INTEGERS = 2.0 ** 53  # whole numbers a float64 holds exactly
 
 
@@ -145,7 +146,7 @@ def typed_frame(array: Any, columns: Any, types: Any) -> Any:
 
     frame = pd.DataFrame(array, columns=columns, copy=False)
     for j, kind in enumerate(types):
-        if kind not in INTEGER_TYPES and kind != "boolean":
+        if kind not in TYPED_IN_FRAMES:
             continue
         values = array[:, j]
         if not np.isfinite(values).all() or not (values == np.trunc(values)).all():

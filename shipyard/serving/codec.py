@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from shipyard.models.signature import EXACT_INTEGERS, INTEGER_TYPES, typed_frame
+from shipyard.models.signature import EXACT_INTEGERS, INTEGER_TYPES, NUMERIC_TYPES, typed_frame
 from shipyard.serving.protocols import Feature
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -138,9 +138,6 @@ def parse_mlflow(doc: Any) -> Inputs:
     return inputs
 
 
-_NUMERIC = {"double", "long", "float", "integer", "int", "boolean"}
-
-
 class Rows:
     """One request's rows in the model's column order, as the model and the request log need them.
 
@@ -166,12 +163,7 @@ class Rows:
     def frame(self) -> Any:
         """The rows as a pandas DataFrame (built once, sharing the array's memory)."""
         if self._frame is None:
-            if self.types is not None and any(t in INTEGER_TYPES or t == "boolean" for t in self.types):
-                self._frame = typed_frame(self.array, _column_index(self.columns), self.types)
-            else:
-                import pandas as pd
-
-                self._frame = pd.DataFrame(self.array, columns=_column_index(self.columns), copy=False)
+            self._frame = typed_frame(self.array, _column_index(self.columns), self.types or ())
         return self._frame
 
     @classmethod
@@ -225,8 +217,27 @@ def to_rows(inputs: Inputs, features: tuple[Feature, ...] | None, field: str) ->
     if array is not None:
         if np.isinf(array).any():
             _refuse_infinite(array, rows, columns, values, names, field)
-        return Rows(names, array, types=tuple(f.type for f in features))
+        return Rows(names, array, types=_plan(features)[1])
     return Rows.of_frame(_checked_frame(rows, columns, values, names, features, field))
+
+
+_Plan = tuple[bool, tuple[str, ...], list[int]]
+_PLANS: dict[int, tuple[tuple[Feature, ...], _Plan]] = {}
+
+
+def _plan(features: tuple[Feature, ...]) -> _Plan:
+    """Per model input list, once: whether every feature is numeric, their types, and the positions
+    of the integer ones (the request path asks this of every request). Found by the tuple's
+    identity: a served version keeps one tuple, and hashing ten dataclasses costs more than this."""
+    found = _PLANS.get(id(features))
+    if found is not None and found[0] is features:
+        return found[1]
+    types = tuple(f.type for f in features)
+    plan = (all(t in NUMERIC_TYPES for t in types), types, [j for j, t in enumerate(types) if t in INTEGER_TYPES])
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    _PLANS[id(features)] = (features, plan)  # the tuple is held, so its id is not reused meanwhile
+    return plan
 
 
 def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dict[str, list[Any]] | None,
@@ -238,7 +249,8 @@ def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dic
     the gateway's enriched request (the online store's longs next to the key), so it must not fall
     back to pandas: that path cost ~1.2 ms a request (8 µs as a matrix) and heavier log flushes.
     """
-    if not all(f.type in _NUMERIC for f in features):
+    numeric, _, integers = _plan(features)
+    if not numeric:
         return None
     source: Any
     if values is not None:
@@ -255,7 +267,6 @@ def _numeric_array(rows: list[list[Any]] | None, columns: list[str], values: dic
     if array.ndim != 2:
         return None
     array = array.T.copy() if values is not None else array
-    integers = [j for j, f in enumerate(features) if f.type in INTEGER_TYPES]
     if integers and array.size and np.nanmax(np.abs(array[:, integers]), initial=0.0) > EXACT_INTEGERS:
         return None  # a long past 2**53 would lose digits as a float: the checked path keeps it whole
     return array
@@ -279,7 +290,7 @@ def _checked_frame(rows: list[list[Any]] | None, columns: list[str], values: dic
     frame = pd.DataFrame(rows, columns=columns) if values is None else pd.DataFrame(values, columns=columns)
     frame = frame[list(names)]
     for f in features:
-        if f.type in _NUMERIC:
+        if f.type in NUMERIC_TYPES:
             col = frame[f.name]
             if not pd.api.types.is_numeric_dtype(col.dtype) or col.dtype == object:
                 try:

@@ -265,7 +265,8 @@ def metric_series(session: Session, run_id: str, key: str,
     return steps, values
 
 
-def metric_envelope(session: Session, run_id: str, key: str, limit: int) -> tuple[list[int], list[float | None]]:
+def metric_envelope(session: Session, run_id: str, key: str, limit: int,
+                    points: int | None = None) -> tuple[list[int], list[float | None]]:
     """One metric's history reduced in SQL to at most ``limit`` points: per step bucket, its smallest
     then its largest value, both drawn at the bucket's first step (a vertical stroke: the envelope),
     so a spike survives; a bucket of NaN points only is one gap (None). A history of ``limit`` points
@@ -278,8 +279,10 @@ def metric_envelope(session: Session, run_id: str, key: str, limit: int) -> tupl
     crosses into Python (``shipyard.tracking.downsample`` does the same over a list already read).
     """
     where = (Metric.run_id == run_id, Metric.key == key)
-    head = select(Metric.id).where(*where).limit(limit + 1).subquery()
-    if (session.scalar(select(func.count()).select_from(head)) or 0) <= limit:
+    if points is None:  # the history's count when the caller has not read it (latest_metrics.points)
+        head = select(Metric.id).where(*where).limit(limit + 1).subquery()
+        points = session.scalar(select(func.count()).select_from(head)) or 0
+    if points <= limit:
         steps, values = metric_series(session, run_id, key, limit=limit)
         return steps, [v if math.isfinite(v) else None for v in values]
     low = session.scalar(select(func.min(Metric.step)).where(*where))
@@ -328,7 +331,7 @@ def kept_envelopes(session: Session, run_ids: Sequence[str], key: str,
         if points is not None and points > limit and stamp == points:
             found[run_id] = (json.loads(xs), json.loads(ys))
             continue
-        found[run_id] = metric_envelope(session, run_id, key, limit)
+        found[run_id] = metric_envelope(session, run_id, key, limit, points)
         if points is not None and points > limit:
             fresh.append(Envelope(run_id, key, limit, points, *found[run_id]))
     return found, fresh

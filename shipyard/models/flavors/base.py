@@ -123,11 +123,9 @@ class LoadedModel:
         return self._matrix_model
 
     def _matrix_frame(self, array: Any) -> Any:
-        if self.signature is None:
-            import pandas as pd
-
-            return pd.DataFrame(array)
-        return typed_frame(array, list(self.signature.columns), [c.type for c in self.signature.inputs])
+        sig = self.signature
+        return typed_frame(array, None, ()) if sig is None else typed_frame(array, list(sig.columns),
+                                                                            [c.type for c in sig.inputs])
 
     @property
     def classes(self) -> list[Any] | None:

@@ -102,11 +102,10 @@ def _column_blind(estimator: Any) -> bool:
     can select columns by name (ColumnTransformer, FeatureUnion, FunctionTransformer)."""
     from sklearn.base import BaseEstimator
     from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.pipeline import FeatureUnion
     from sklearn.preprocessing import FunctionTransformer
 
     by_name = (ColumnTransformer, FeatureUnion, FunctionTransformer)
+    # deep parameters name every nested estimator, a pipeline's steps included
     parts = [estimator, *(v for v in estimator.get_params(deep=True).values() if isinstance(v, BaseEstimator))]
-    if isinstance(estimator, Pipeline):
-        parts += [step for _, step in estimator.steps if step not in (None, "passthrough")]
     return all(type(part).__module__.startswith("sklearn.") and not isinstance(part, by_name) for part in parts)
