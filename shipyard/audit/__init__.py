@@ -49,6 +49,14 @@ class acting_as:  # lower case: called like the function it replaced, ``with aud
         _REQUEST_ACTOR.reset(self._token)
 
 
+def act_in_task(actor: str | None) -> None:
+    """Make ``actor`` the current actor until the current task (context) ends, with no block to
+    leave: for an ASGI middleware that hands a request on without staying under it. An ASGI server
+    runs each request in a task of its own, so the setting ends with the request; an in-process
+    caller that awaits the app in its own task keeps it until its next request sets another."""
+    _REQUEST_ACTOR.set(actor)
+
+
 def current_actor() -> str:
     """Who is acting: the authenticated principal of the request, else SHIPYARD_ACTOR, else user@host."""
     requested = _REQUEST_ACTOR.get()

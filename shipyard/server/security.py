@@ -56,6 +56,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 METHOD_OVERRIDES = {name.lower(): name for name in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")}
 _OVERRIDE_NAMES = frozenset(name.encode("latin-1") for name in METHOD_OVERRIDES)
+_X = frozenset(b"xX")  # the first byte of every override name, in either case
 TOKEN_QUERY_FIELDS = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization"})
 ALL_METHODS = "*"
 MAX_POLICY_BODY = 1 << 20  # rules that read the body see at most 1 MB (MLflow's JSON limit)
@@ -620,21 +621,28 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, *, guard: Guard, router: Router) -> None:
         self.app, self.guard, self.router = app, guard, router
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A plain method, not a coroutine: a request the fast path admits (``_fast``) gets the app's
+        own coroutine back, so no frame of ours stays under it that every suspension, return and
+        exception of the request would pass through (measured: ~2 % of a batched prediction)."""
+        if scope["type"] == "http":
+            known = self._fast(scope)
+            if known is not None:
+                state = scope.get("state")
+                if state is None:  # servers pass the lifespan state; only a bare scope lacks it
+                    scope["state"] = state = {}
+                state["principal"] = known[3]
+                audit.act_in_task(known[4])
+                return self.app(scope, receive, send)
+        return self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan, refused websockets, and the full path of an HTTP request (``_admit``)."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.app(scope, receive, send)
             else:  # no websocket route is declared anywhere: refuse them all
                 await send({"type": "websocket.close", "code": 1008})
-            return
-        known = self._fast(scope)
-        if known is not None:
-            state = scope.get("state")
-            if state is None:  # servers pass the lifespan state; only a bare scope lacks it
-                scope["state"] = state = {}
-            state["principal"] = known[3]
-            with audit.acting_as(known[4]):
-                await self.app(scope, receive, send)
             return
         try:
             receive = await self._admit(scope, receive)
@@ -670,7 +678,7 @@ class AuthMiddleware:
                 if auth is not None:
                     return None
                 auth = value
-            elif name.lower() in _OVERRIDE_NAMES:  # as _refuse_smuggling: in any spelling
+            elif name[0] in _X and name.lower() in _OVERRIDE_NAMES:  # as _refuse_smuggling: in any spelling
                 return None
         if auth is None:
             return None

@@ -4,6 +4,8 @@ anything the full path would refuse or read never takes the short way."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import pytest
@@ -13,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from shipyard import audit
 from shipyard.auth import credentials, service
 from shipyard.auth.cache import TokenCache
 from shipyard.server.security import Guard, gateway_policy, gateway_public_paths, install
@@ -101,3 +104,47 @@ def test_a_revocation_reaches_the_fast_path_through_the_background_reload(store)
     assert wait_until(lambda: guard.tokens.generation != remembered and not guard.tokens._reloading)
     refused = client.post("/invocations", headers=bearer)  # still within the 10 s interval
     assert refused.status_code == 403 and "no role" in refused.json()["message"], refused.json()
+
+
+def test_the_fast_path_names_the_principal_in_audit_events_for_that_request_only(store) -> None:  # type: ignore[no-untyped-def]
+    """The fast path hands the request on without staying under it: the audit actor is set for the
+    request's own task (an ASGI server runs each request in one), not for whoever awaits it next."""
+    made = gateway_tokens(store)
+
+    async def invoke(request: Request) -> JSONResponse:
+        return JSONResponse({"who": request.state.principal.actor, "audit": audit.current_actor()})
+
+    app = Starlette(routes=[Route("/invocations", invoke, methods=["POST"])])
+    guard = Guard(gateway_policy("penguins"), TokenCache(store), public_paths=gateway_public_paths())
+    install(app, guard)
+    auth = f"Bearer {made['invoke']}".encode()
+
+    async def call() -> dict[str, str]:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/invocations", "raw_path": b"/invocations", "query_string": b"",
+                 "root_path": "", "headers": [(b"authorization", auth)], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 2), "state": {}}
+        sent: list[bytes] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body":
+                sent.append(message["body"])  # type: ignore[arg-type]
+
+        await app(scope, receive, send)
+        return json.loads(b"".join(sent))
+
+    async def requests() -> tuple[dict[str, str], dict[str, str], str]:
+        loop = asyncio.get_running_loop()
+        full = await loop.create_task(call())  # each in a task of its own, as uvicorn runs them
+        fast = await loop.create_task(call())
+        return full, fast, audit.current_actor()
+
+    outside = audit.current_actor()
+    full, fast, after = asyncio.run(requests())
+    assert len(guard._admitted) == 1  # the second request took the fast path
+    assert full["who"].startswith("app via shp_") and full["audit"] == full["who"]
+    assert fast == full  # the fast path's endpoint writes events as the principal too
+    assert after == outside  # and the caller's own task is not acting as it
