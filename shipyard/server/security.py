@@ -624,7 +624,7 @@ class AuthMiddleware:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """A plain method, not a coroutine: a request the fast path admits (``_fast``) gets the app's
         own coroutine back, so no frame of ours stays under it that every suspension, return and
-        exception of the request would pass through (measured: ~2 % of a batched prediction)."""
+        exception of the request would pass through (callgrind: 2.5-4k fewer instructions a prediction)."""
         if scope["type"] == "http":
             known = self._fast(scope)
             if known is not None:
@@ -678,7 +678,7 @@ class AuthMiddleware:
                 if auth is not None:
                     return None
                 auth = value
-            elif name[0] in _X and name.lower() in _OVERRIDE_NAMES:  # as _refuse_smuggling: in any spelling
+            elif name and name[0] in _X and name.lower() in _OVERRIDE_NAMES:  # as _refuse_smuggling: in any spelling
                 return None
         if auth is None:
             return None

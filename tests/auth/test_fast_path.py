@@ -119,10 +119,10 @@ def test_the_fast_path_names_the_principal_in_audit_events_for_that_request_only
     install(app, guard)
     auth = f"Bearer {made['invoke']}".encode()
 
-    async def call() -> dict[str, str]:
+    async def call(extra: tuple[tuple[bytes, bytes], ...] = ()) -> dict[str, str]:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                  "scheme": "http", "path": "/invocations", "raw_path": b"/invocations", "query_string": b"",
-                 "root_path": "", "headers": [(b"authorization", auth)], "client": ("127.0.0.1", 1),
+                 "root_path": "", "headers": [*extra, (b"authorization", auth)], "client": ("127.0.0.1", 1),
                  "server": ("127.0.0.1", 2), "state": {}}
         sent: list[bytes] = []
 
@@ -140,6 +140,8 @@ def test_the_fast_path_names_the_principal_in_audit_events_for_that_request_only
         loop = asyncio.get_running_loop()
         full = await loop.create_task(call())  # each in a task of its own, as uvicorn runs them
         fast = await loop.create_task(call())
+        nameless = await loop.create_task(call(((b"", b"x"),)))  # a bare scope's empty header name: no crash
+        assert nameless == full
         return full, fast, audit.current_actor()
 
     outside = audit.current_actor()
