@@ -149,14 +149,20 @@ def typed_frame(array: Any, columns: Any, types: Any) -> Any:
         if kind not in TYPED_IN_FRAMES:
             continue
         values = array[:, j]
-        if not np.isfinite(values).all() or not (values == np.trunc(values)).all():
-            continue
-        if kind == "boolean":
-            if ((values == 0) | (values == 1)).all():
-                frame[frame.columns[j]] = values.astype(bool)
-        else:
-            frame[frame.columns[j]] = values.astype(np.int64)
+        if np.isfinite(values).all() and fits_type(values, kind, missing=False):
+            frame[frame.columns[j]] = values.astype(bool if kind == "boolean" else np.int64)
     return frame
+
+
+def fits_type(values: Any, kind: str, *, missing: bool) -> bool:
+    """Whether every float in ``values`` (any shape) is what a ``kind`` column holds: 0 or 1 for a
+    boolean, a whole number for an integer type; NaN too when ``missing``."""
+    import numpy as np
+
+    fits = (values == 0) | (values == 1) if kind == "boolean" else values == np.trunc(values)
+    if missing:
+        fits |= np.isnan(values)
+    return bool(fits.all())
 
 
 def column_type(series: Any) -> str:

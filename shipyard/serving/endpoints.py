@@ -141,15 +141,12 @@ class Endpoints:
                     route, parsed.inputs, rid, key, parsed.field, pinned)
             except RequestError as exc:
                 reason = "too_large" if exc.status == 413 else "bad_request"
-                # OIP (Triton, KServe) answers 400 for any bad request, where MLflow's shapes get 422
-                status = oip.BAD if exc.status == 422 and parse is parse_oip else exc.status
-                return gw.error(status, exc.message, rid, field=exc.field, reason=reason)
+                return gw.error(client_status(exc.status, parse), exc.message, rid, field=exc.field, reason=reason)
             except NotLoaded as exc:
                 gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
                 return gw.error(503, str(exc), rid, reason="not_loaded")
             except InputError as exc:  # the model's signature refused a value (a double in a long column)
-                status = oip.BAD if parse is parse_oip else 422
-                return gw.error(status, exc.message, rid, hint=exc.hint, reason="bad_request")
+                return gw.error(client_status(422, parse), exc.message, rid, hint=exc.hint, reason="bad_request")
             except Exception as exc:
                 gw.metrics.request(name, route.table["champion"], "primary", "error").inc()
                 return gw.error(500, f"model {name!r} failed: {type(exc).__name__}: {exc}"[:1000], rid,
@@ -335,6 +332,12 @@ class Endpoints:
             get("/ready", self.ready),
             get("/metrics", self.metrics),
         ]
+
+
+def client_status(status: int, parse: Parser) -> int:
+    """The status of a client's mistake in the request's protocol: OIP (Triton, KServe) answers 400
+    for any bad request, where MLflow's shapes get 422."""
+    return oip.BAD if status == 422 and parse is parse_oip else status
 
 
 def feedback_entries(doc: Any) -> list[FeedbackEntry]:

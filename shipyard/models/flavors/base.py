@@ -22,6 +22,7 @@ from shipyard.models.signature import (
     INTEGER_TYPES,
     NUMERIC_TYPES,
     Signature,
+    fits_type,
     infer_signature,
     to_pandas,
     typed_frame,
@@ -112,14 +113,10 @@ class LoadedModel:
 
         if self._matrix_required and np.isnan(array[:, self._matrix_required]).any():
             return None
-        if self._matrix_whole:
-            whole = array[:, self._matrix_whole]
-            if not (np.isnan(whole) | (whole == np.trunc(whole))).all():
-                return None
-        if self._matrix_flags:
-            flags = array[:, self._matrix_flags]
-            if not (np.isnan(flags) | (flags == 0) | (flags == 1)).all():
-                return None
+        if self._matrix_whole and not fits_type(array[:, self._matrix_whole], "long", missing=True):
+            return None
+        if self._matrix_flags and not fits_type(array[:, self._matrix_flags], "boolean", missing=True):
+            return None
         return self._matrix_model
 
     def _matrix_frame(self, array: Any) -> Any:
