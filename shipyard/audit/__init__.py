@@ -11,6 +11,7 @@ import getpass
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,12 +50,13 @@ class acting_as:  # lower case: called like the function it replaced, ``with aud
         _REQUEST_ACTOR.reset(self._token)
 
 
-def act_in_task(actor: str | None) -> None:
-    """Make ``actor`` the current actor until the current task (context) ends, with no block to
-    leave: for an ASGI middleware that hands a request on without staying under it. An ASGI server
-    runs each request in a task of its own, so the setting ends with the request; an in-process
-    caller that awaits the app in its own task keeps it until its next request sets another."""
-    _REQUEST_ACTOR.set(actor)
+# act_in_task(actor): make ``actor`` the current actor until the current task (context) ends, with
+# no block to leave: for an ASGI middleware that hands a request on without staying under it. An
+# ASGI server runs each request in a task of its own, so the setting ends with the request; an
+# in-process caller that awaits the app in its own task keeps it until its next request sets
+# another. The ContextVar's own ``set``, not a function around it: the gateway calls it on every
+# request, and a Python frame there costs ~0.3 µs.
+act_in_task: Callable[[str | None], object] = _REQUEST_ACTOR.set
 
 
 def current_actor() -> str:

@@ -64,11 +64,14 @@ class TokenCache:
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.interval = interval
-        self._clock = clock
+        # public for the enforcement point's fast path (AuthMiddleware.__call__), which reads them
+        # inline, as ``check`` does: the clock, when to start the next reload (``reload_ahead``), and
+        # the last use of each token id since the last reload (written to the store at the next one)
+        self.clock = clock
+        self.reload_due_at = float("-inf")
+        self.last_used: dict[int, float] = {}
         self._entries: dict[str, _Entry] = {}
         self._loaded_at: float | None = None
-        self._ahead_at = float("-inf")  # when the next background reload is due
-        self._used: dict[int, float] = {}
         self._lock = threading.Lock()
         self._reloading = False  # a background reload is running
         # a new value at every reload and expire(), never one used before (next() of a count is atomic,
@@ -79,7 +82,7 @@ class TokenCache:
 
     @property
     def stale(self) -> bool:
-        return self._loaded_at is None or self._clock() - self._loaded_at >= self.interval
+        return self._loaded_at is None or self.clock() - self._loaded_at >= self.interval
 
     def expire(self) -> None:
         """Reload on the next lookup (this process changed tokens, roles or users: see it at once)."""
@@ -92,28 +95,18 @@ class TokenCache:
 
     def valid_until(self, entry: _Entry) -> float:
         """Until when a decision made now for ``entry`` stands: the end of this load's interval, or the
-        token's expiry when sooner (-inf when nothing is loaded)."""
+        token's expiry when sooner (-inf when nothing is loaded). A remembered decision stands while
+        ``generation`` is the one it was made at (no reload or expire() since) and ``clock()`` is
+        before this."""
         if self._loaded_at is None:
             return float("-inf")
         until = self._loaded_at + self.interval
         return until if entry.expires_at is None else min(until, entry.expires_at)
 
-    def still(self, generation: int, until: float, token_id: int) -> bool:
-        """Whether a decision made at ``generation``, good ``until`` (``valid_until``), still stands: no
-        reload or expire() since and not past ``until``; then the token's use is recorded (written at
-        the next reload), and a background reload is started when one is due."""
-        now = self._clock()
-        if generation != self.generation or now >= until:
-            return False
-        self._used[token_id] = now
-        if now >= self._ahead_at:
-            self._reload_ahead()
-        return True
-
     def may_reload_for(self, token: str) -> bool:
         """True when ``token`` missed, is well formed and the last load is over ``MISS_RELOAD_S`` old."""
         loaded = self._loaded_at
-        return (loaded is not None and self._clock() - loaded >= MISS_RELOAD_S and tokens.well_formed(token)
+        return (loaded is not None and self.clock() - loaded >= MISS_RELOAD_S and tokens.well_formed(token)
                 and tokens.token_hash(token) not in self._entries)
 
     def refresh(self, *, only_if_stale: bool = False, only_if_due: bool = False) -> None:
@@ -122,10 +115,10 @@ class TokenCache:
         ``only_if_stale`` / ``only_if_due``: skip when another thread reloaded while this one waited
         for the lock (the table is no longer past its interval / its reload-ahead point)."""
         with self._lock:
-            if (only_if_stale and not self.stale) or (only_if_due and self._clock() < self._ahead_at):
+            if (only_if_stale and not self.stale) or (only_if_due and self.clock() < self.reload_due_at):
                 return
             before = self.generation  # expire() assigns a new one: a reload that read the store before it must not count
-            used, self._used = self._used, {}
+            used, self.last_used = self.last_used, {}
             if used:
                 with self.store.write() as session:
                     repo.touch_tokens(session, used)
@@ -134,13 +127,13 @@ class TokenCache:
                 roles = repo.roles(session, {who.id for _, who in rows})
             self._entries = {tok.hash: _Entry(tok.id, to_principal(who, roles[who.id], tok), tok.expires_at)
                              for tok, who in rows}
-            loaded = self._clock()
-            self._ahead_at = loaded + self.interval * RELOAD_AHEAD
+            loaded = self.clock()
+            self.reload_due_at = loaded + self.interval * RELOAD_AHEAD
             # an expire() while the store was read may be about a change this load missed: reload again
             self._loaded_at = loaded if self.generation == before else None
             self.generation = next(self._generations)
 
-    def _reload_ahead(self) -> None:
+    def reload_ahead(self) -> None:
         """Start one reload on a background thread, so no request waits for it while it is on time."""
         if self._reloading:
             return
@@ -151,7 +144,7 @@ class TokenCache:
         try:
             self.refresh(only_if_due=True)
         except Exception:  # the store is down: the next lookup past the interval reloads and reports it
-            self._ahead_at = self._clock() + MISS_RELOAD_S  # not one thread per request meanwhile
+            self.reload_due_at = self.clock() + MISS_RELOAD_S  # not one thread per request meanwhile
             _log.warning("token cache: the background reload failed; retrying in %.0f s", MISS_RELOAD_S,
                          exc_info=True)
         finally:
@@ -167,10 +160,10 @@ class TokenCache:
             if not tokens.well_formed(token):
                 return TokenCheck(None, "the token is malformed (wrong prefix, length or checksum)")
             return TokenCheck(None, "the token is unknown or was revoked")
-        now = self._clock()
+        now = self.clock()
         if entry.expires_at is not None and entry.expires_at <= now:
             return TokenCheck(None, "the token has expired")
-        self._used[entry.token_id] = now
-        if now >= self._ahead_at:
-            self._reload_ahead()
+        self.last_used[entry.token_id] = now
+        if now >= self.reload_due_at:
+            self.reload_ahead()
         return TokenCheck(entry.principal, "valid token")

@@ -164,3 +164,46 @@ def test_the_fast_path_names_the_principal_in_audit_events_for_that_request_only
     assert full["who"].startswith("app via shp_") and full["audit"] == full["who"]
     assert fast == full  # the fast path's endpoint writes events as the principal too
     assert after == outside  # and the caller's own task is not acting as it
+
+
+def test_the_memo_is_keyed_by_the_raw_path_as_sent(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A percent-encoded twin of an admitted path, an encoded separator and a scope without a raw
+    path are new requests to the memo: each goes through the full path, which decides it (the
+    twin is admitted and remembered in its own right, the refused ones never are)."""
+    made = gateway_tokens(store)
+    client, guard = gateway(store, Clock())
+    full_checks: list[bytes] = []
+    admit = AuthMiddleware._admit
+
+    async def counted(self, scope, receive):  # type: ignore[no-untyped-def]
+        full_checks.append(scope.get("raw_path"))
+        return await admit(self, scope, receive)
+
+    monkeypatch.setattr(AuthMiddleware, "_admit", counted)
+    bearer = {"Authorization": f"Bearer {made['invoke']}"}
+    for _ in range(2):
+        assert client.post("/invocations", headers=bearer).status_code == 200
+    assert full_checks == [b"/invocations"]  # the second one came from the memo
+    for _ in range(2):
+        assert client.post("/invoc%61tions", headers=bearer).status_code == 200
+    assert full_checks == [b"/invocations", b"/invoc%61tions"]  # the twin took the full path once
+    for _ in range(2):  # an encoded separator: refused by the full path each time, never remembered
+        assert client.post("/invocations%2f", headers=bearer).status_code == 400
+    assert len(full_checks) == 4 and len(guard._admitted) == 2
+
+    async def bare() -> None:  # a server that gives no raw path: never remembered, always decided in full
+        scope = {"type": "http", "method": "POST", "path": "/invocations", "query_string": b"", "root_path": "",
+                 "headers": [(b"authorization", f"Bearer {made['invoke']}".encode())], "state": {}}
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                assert message["status"] == 200
+
+        for _ in range(2):
+            await client.app(dict(scope), receive, send)
+
+    asyncio.run(bare())
+    assert full_checks[4:] == [None, None] and len(guard._admitted) == 2
