@@ -377,24 +377,67 @@ class Sample:
 
 
 def _samples(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
-             concurrency: tuple[int, ...] = (1, 10, 64)) -> dict[tuple[str, int], list[Sample]]:
+             concurrency: tuple[int, ...] = (1, 10, 64), warmup: bool = False,
+             alone: bool = False) -> dict[tuple[str, int], list[Sample]]:
     """wrk on every server at every concurrency, n rounds; within a round the servers run one after
     another in an order that rotates from round to round, so the i-th samples of two servers were
-    taken seconds apart (pairs that share the machine's state at that moment)."""
+    taken seconds apart (pairs that share the machine's state at that moment). ``warmup``: each
+    server first gets one unrecorded 1 s run at each concurrency (its first requests at a new
+    concurrency: the interpreter's specialisation, lazy imports, first-time caches). ``alone``: the
+    other servers are stopped (SIGSTOP) while one is measured, so their timers (request-log flush,
+    follower poll) do not wake on its core and preempt it: with a dozen servers on one core, that
+    preemption, not the server, set the p99."""
     samples: dict[tuple[str, int], list[Sample]] = {}
     names = list(servers.procs)
-    for conc in concurrency:
-        for i in range(max(1, n)):
-            shift = i % len(names)
-            for name in names[shift:] + names[:shift]:
-                proc, url = servers.procs[name]
-                body, headers = bodies[name]
-                process = psutil.Process(proc.pid)
-                before = sum(process.cpu_times()[:2])
-                cell = _wrk(url, body, headers, conc, seconds)
-                used = sum(process.cpu_times()[:2]) - before
-                samples.setdefault((name, conc), []).append(Sample(cell, 1e6 * used / (cell[0] * seconds)))
+    try:
+        for conc in concurrency:
+            if warmup:
+                for name in names:
+                    with _alone(servers, name, alone):
+                        _wrk(servers.procs[name][1], *bodies[name], conc, 1)
+            for i in range(max(1, n)):
+                shift = i % len(names)
+                for name in names[shift:] + names[:shift]:
+                    with _alone(servers, name, alone):
+                        samples.setdefault((name, conc), []).append(_sample(servers, name, bodies, conc, seconds))
+    finally:
+        _alone(servers, None, alone).__exit__()
     return samples
+
+
+def _sample(servers: Servers, name: str, bodies: dict[str, tuple[Path, dict[str, str]]], conc: int,
+            seconds: int) -> Sample:
+    proc, url = servers.procs[name]
+    body, headers = bodies[name]
+    process = psutil.Process(proc.pid)
+    before = sum(process.cpu_times()[:2])
+    cell = _wrk(url, body, headers, conc, seconds)
+    used = sum(process.cpu_times()[:2]) - before
+    return Sample(cell, 1e6 * used / (cell[0] * seconds))
+
+
+class _alone:
+    """Within the block, only ``name``'s server runs (the others are stopped); on leaving, all run."""
+
+    def __init__(self, servers: Servers, name: str | None, active: bool) -> None:
+        self.servers, self.name, self.active = servers, name, active
+
+    def _signal(self, sig: int, only: str | None) -> None:
+        for other, (proc, _) in self.servers.procs.items():
+            if other != only:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def __enter__(self) -> None:
+        if self.active and self.name is not None:
+            self._signal(signal.SIGSTOP, self.name)
+            time.sleep(0.05)  # let a wake-up already under way on the core finish
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            self._signal(signal.SIGCONT, None)
 
 
 def _cells(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
@@ -562,26 +605,34 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
     bodies = {name: (body_file, bearer if AUTH_SIDES[side][0] else JSON)
               for side, names in servers_of.items() for name in names}
     with Servers({**env, "GW_MODEL": str(skops)}) as servers:
-        for side, (auth, batching) in AUTH_SIDES.items():
-            for name in servers_of[side]:
-                extra = {"GW_AUTH_STATE": str(state)} if auth else {}
+        for i in range(instances):  # started side by side, so no side is all older or all newer
+            for side, (auth, batching) in AUTH_SIDES.items():
+                name = servers_of[side][i]
+                # a store of its own: a stopped server (``alone``) must not hold a lock another's reload waits on
+                own = work / f"auth-state-{side}-{i}".replace(" ", "").replace(",", "")
+                if auth:
+                    shutil.rmtree(own, ignore_errors=True)
+                    shutil.copytree(state, own)
+                extra = {"GW_AUTH_STATE": str(own)} if auth else {}
                 servers.uvicorn(name, "gateway_factory", "/invocations", (body, bodies[name][1]),
                                 {**extra, **({} if batching else {"GW_BATCHING": "0"})})
-        samples = _samples(servers, bodies, n, seconds)
+        samples = _samples(servers, bodies, n, seconds, warmup=True, alone=True)
     print(f"\n**iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none** ({instances} server "
           f"processes a side, {max(1, n)} rounds of {seconds} s per process and concurrency, processes rotating "
           f"within each round; load average {os.getloadavg()[0]:.1f}). A round's ratio compares the means of the "
           "two sides' processes; shown: the median and range over the rounds, and each process's median "
           "requests/s.\n")
-    print("| concurrency | pair | requests/s per process (median) | throughput ratio | p99 ratio | CPU µs a request "
-          "(median) | CPU ratio |\n|---|---|---|---|---|---|---|")
+    print("| concurrency | pair | requests/s per process (median) | throughput ratio | p99 ms per process (median) "
+          "| p99 ratio | CPU µs a request (median) | CPU ratio |\n|---|---|---|---|---|---|---|---|")
     for conc in sorted({c for _, c in samples}):
         for on, off in (("token-auth", "no-auth"), ("token-auth, batching off", "no-auth, batching off")):
             a = _pooled(samples, servers_of[on], conc)
             b = _pooled(samples, servers_of[off], conc)
             each = " / ".join(" ".join(f"{statistics.median(x.cell[0] for x in samples[(name, conc)]):.0f}" for name in servers_of[side])
                               for side in (on, off))
-            print(f"| {conc} | {on} / {off} | {each} | {_paired(a, b, lambda x: x.cell[0])} "
+            p99s = " / ".join(" ".join(f"{statistics.median(x.cell[2] for x in samples[(name, conc)]):.1f}" for name in servers_of[side])
+                              for side in (on, off))
+            print(f"| {conc} | {on} / {off} | {each} | {_paired(a, b, lambda x: x.cell[0])} | {p99s} "
                   f"| {_paired(a, b, lambda x: x.cell[2])} | {statistics.median(x.cpu_us for x in a):.0f} / "
                   f"{statistics.median(x.cpu_us for x in b):.0f} | {_paired(a, b, lambda x: x.cpu_us)} |", flush=True)
 

@@ -620,6 +620,8 @@ class AuthMiddleware:
 
     def __init__(self, app: ASGIApp, *, guard: Guard, router: Router) -> None:
         self.app, self.guard, self.router = app, guard, router
+        # what the fast path reads, one attribute away (the memo is cleared in place, never replaced)
+        self._admitted, self._tokens = guard._admitted, guard.tokens
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The fast path, inline; anything else goes to ``_serve`` (lifespan, websockets, the full path).
@@ -649,10 +651,10 @@ class AuthMiddleware:
                     auth = None
                     break
             if auth is not None:
-                known = self.guard._admitted.get(
+                known = self._admitted.get(
                     (auth, scope.get("raw_path"), scope["path"], scope["method"], scope.get("root_path", "")))
                 if known is not None:
-                    tokens = self.guard.tokens
+                    tokens = self._tokens
                     now = tokens.clock()
                     if known[0] == tokens.generation and now < known[1]:
                         tokens.last_used[known[2]] = now
