@@ -595,6 +595,9 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
     processes (3): two identical servers can differ by ~5 % for their whole life (a process's hash
     seed and memory layout), which one pair of processes would report as the cost of auth."""
     instances = int(os.environ.get("GATEWAY_BENCH_AUTH_INSTANCES", AUTH_INSTANCES))
+    # the A/A control: the token-auth sides run without auth (the client still sends the token), so
+    # every ratio measures the bench's own noise and bias, not auth
+    control = os.environ.get("GATEWAY_BENCH_AUTH_CONTROL") == "1"
     skops, _ = models["iris"]
     body = _split_body(FEATURES, [ROWS[0]])
     body_file = work / "body-auth.json"
@@ -613,11 +616,12 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
                 if auth:
                     shutil.rmtree(own, ignore_errors=True)
                     shutil.copytree(state, own)
-                extra = {"GW_AUTH_STATE": str(own)} if auth else {}
+                extra = {"GW_AUTH_STATE": str(own)} if auth and not control else {}
                 servers.uvicorn(name, "gateway_factory", "/invocations", (body, bodies[name][1]),
                                 {**extra, **({} if batching else {"GW_BATCHING": "0"})})
         samples = _samples(servers, bodies, n, seconds, warmup=True, alone=True)
-    print(f"\n**iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none** ({instances} server "
+    print(f"\n**iris LogisticRegression, 1-row dataframe_split: serve.auth token vs none"
+          f"{' (A/A control: auth off on both sides)' if control else ''}** ({instances} server "
           f"processes a side, {max(1, n)} rounds of {seconds} s per process and concurrency, processes rotating "
           f"within each round; load average {os.getloadavg()[0]:.1f}). A round's ratio compares the means of the "
           "two sides' processes; shown: the median and range over the rounds, and each process's median "
