@@ -20,9 +20,12 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,ir
 - **auth**: the iris gateway with ``serve.auth: token`` (the enforcement point, a Bearer token
   checked against the in-memory token table) against the same gateway without auth, with
   micro-batching (the default) and without, each side in several server processes (two identical
-  processes can differ by ~5 % for their whole life); each round runs every process once, in a
-  rotating order, and the ratios are the median (and range) of the rounds' ratios of the sides'
-  means, with each process's CPU per request (psutil); target: within 5 % in throughput and p99.
+  processes can differ by ~5 % for their whole life), started side by side; each server gets an
+  unrecorded 1 s warm-up at each concurrency and is measured alone (the others stopped); each round
+  runs every process once, in a rotating order, and the ratios are the median (and range) of the
+  rounds' ratios of the sides' means, with each process's p99 and CPU per request (psutil); target:
+  within 5 % in throughput and p99. ``GATEWAY_BENCH_AUTH_CONTROL=1`` runs the A/A control (auth off
+  on both sides, the client still sends the token): its ratios are the bench's own noise.
 
 The gateway is the real request path (routing table lookup, strategy, parsing, column check,
 predict + top-class score, Prometheus metrics, request log to Parquet off the path). Models are
