@@ -50,7 +50,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -392,19 +393,16 @@ def _samples(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n
     preemption, not the server, set the p99."""
     samples: dict[tuple[str, int], list[Sample]] = {}
     names = list(servers.procs)
-    try:
-        for conc in concurrency:
-            if warmup:
-                for name in names:
-                    with _alone(servers, name, alone):
-                        _wrk(servers.procs[name][1], *bodies[name], conc, 1)
-            for i in range(max(1, n)):
-                shift = i % len(names)
-                for name in names[shift:] + names[:shift]:
-                    with _alone(servers, name, alone):
-                        samples.setdefault((name, conc), []).append(_sample(servers, name, bodies, conc, seconds))
-    finally:
-        _alone(servers, None, alone).__exit__()
+    for conc in concurrency:
+        if warmup:
+            for name in names:
+                with _alone(servers, name, alone):
+                    _wrk(servers.procs[name][1], *bodies[name], conc, 1)
+        for i in range(max(1, n)):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                with _alone(servers, name, alone):
+                    samples.setdefault((name, conc), []).append(_sample(servers, name, bodies, conc, seconds))
     return samples
 
 
@@ -419,28 +417,25 @@ def _sample(servers: Servers, name: str, bodies: dict[str, tuple[Path, dict[str,
     return Sample(cell, 1e6 * used / (cell[0] * seconds))
 
 
-class _alone:
-    """Within the block, only ``name``'s server runs (the others are stopped); on leaving, all run."""
+@contextmanager
+def _alone(servers: Servers, name: str, active: bool) -> Iterator[None]:
+    """Within the block, only ``name``'s server runs (``active``: the others are stopped); after it, all run."""
 
-    def __init__(self, servers: Servers, name: str | None, active: bool) -> None:
-        self.servers, self.name, self.active = servers, name, active
-
-    def _signal(self, sig: int, only: str | None) -> None:
-        for other, (proc, _) in self.servers.procs.items():
-            if other != only:
-                try:
+    def signal_others(sig: int) -> None:
+        for other, (proc, _) in servers.procs.items():
+            if other != name:
+                with suppress(ProcessLookupError):
                     os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    pass
 
-    def __enter__(self) -> None:
-        if self.active and self.name is not None:
-            self._signal(signal.SIGSTOP, self.name)
-            time.sleep(0.05)  # let a wake-up already under way on the core finish
-
-    def __exit__(self, *exc: object) -> None:
-        if self.active:
-            self._signal(signal.SIGCONT, None)
+    if not active:
+        yield
+        return
+    signal_others(signal.SIGSTOP)
+    try:
+        time.sleep(0.05)  # let a wake-up already under way on the core finish
+        yield
+    finally:
+        signal_others(signal.SIGCONT)
 
 
 def _cells(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
@@ -614,12 +609,13 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
         for i in range(instances):  # started side by side, so no side is all older or all newer
             for side, (auth, batching) in AUTH_SIDES.items():
                 name = servers_of[side][i]
-                # a store of its own: a stopped server (``alone``) must not hold a lock another's reload waits on
-                own = work / f"auth-state-{side}-{i}".replace(" ", "").replace(",", "")
-                if auth:
+                extra = {}
+                if auth and not control:
+                    # a store of its own: a stopped server (``alone``) must not hold a lock another's reload waits on
+                    own = work / f"auth-state-{i}-batching-{'on' if batching else 'off'}"
                     shutil.rmtree(own, ignore_errors=True)
                     shutil.copytree(state, own)
-                extra = {"GW_AUTH_STATE": str(own)} if auth and not control else {}
+                    extra["GW_AUTH_STATE"] = str(own)
                 servers.uvicorn(name, "gateway_factory", "/invocations", (body, bodies[name][1]),
                                 {**extra, **({} if batching else {"GW_BATCHING": "0"})})
         samples = _samples(servers, bodies, n, seconds, warmup=True, alone=True)

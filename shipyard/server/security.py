@@ -708,6 +708,7 @@ class AuthMiddleware:
         auth = next(value for name, value in scope["headers"] if name == b"authorization")
         if len(self.guard._admitted) >= _FOUND_LIMIT:
             self.guard._admitted.clear()
+        # the key __call__ looks up, in the same order (inline there: no call on the request path)
         self.guard._admitted[(auth, raw, scope["path"], scope["method"], scope.get("root_path", ""))] = (
             generation, cache.valid_until(entry), entry.token_id, principal, principal.actor)
 
