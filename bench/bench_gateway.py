@@ -2,7 +2,7 @@
 
 Each server runs with one uvicorn worker pinned to core 0 (``taskset -c 0``); ``wrk`` runs pinned to
 core 1 (``-t1 -c C -d D --latency``). The sides alternate within each cell, so machine load hits
-them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,iris,auth``).
+them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,iris,auth,auth-switch``).
 
 - **oip**: Open Inference Protocol v2 with tritonclient's own request: the body and
   ``Inference-Header-Content-Length`` header ``tritonclient.http`` builds for ``infer`` (one FP64
@@ -26,6 +26,12 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,ir
   rounds' ratios of the sides' means, with each process's p99 and CPU per request (psutil); target:
   within 5 % in throughput and p99. ``GATEWAY_BENCH_AUTH_CONTROL=1`` runs the A/A control (auth off
   on both sides, the client still sends the token): its ratios are the bench's own noise.
+- **auth-switch**: the same comparison inside each server process: the enforcement point is put
+  on and taken off the request path by a signal between runs (bench only), and every round measures
+  each process both ways back to back, in an alternating order. The two sides share the process's
+  hash seed, memory layout, imports and warm-up, so the process-to-process spread of **auth** does
+  not enter the ratios. Each run also reports the rows per model call its batcher made.
+  ``GATEWAY_BENCH_AUTH_CONTROL=1`` is its A/A control too.
 
 The gateway is the real request path (routing table lookup, strategy, parsing, column check,
 predict + top-class score, Prometheus metrics, request log to Parquet off the path). Models are
@@ -159,7 +165,24 @@ def gateway_factory() -> Any:
         from shipyard.store import open_store
 
         secure_gateway(app, open_store(Path(os.environ["GW_AUTH_STATE"])), AUTH_PROJECT)
+        if os.environ.get("GW_AUTH_SWITCH"):
+            _switchable(app)
     return app
+
+
+def _switchable(app: Any) -> None:
+    """The auth-switch scenario: SIGUSR1 puts the enforcement point on the request path, SIGUSR2
+    takes it off it (the app behind it then answers without credentials), so one process is
+    measured both ways. Bench only: the product has no such switch."""
+    from shipyard.server.security import AuthMiddleware
+
+    app.middleware_stack = app.build_middleware_stack()  # what Starlette builds at the first request
+    outer = app.middleware_stack
+    while not isinstance(outer.app, AuthMiddleware):
+        outer = outer.app
+    enforcement = outer.app
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(outer, "app", enforcement))
+    signal.signal(signal.SIGUSR2, lambda *_: setattr(outer, "app", enforcement.app))
 
 
 def fastapi_factory() -> Any:
@@ -653,7 +676,159 @@ def _paired(a: list[Sample], b: list[Sample], measure: Callable[[Sample], float]
     return f"**{statistics.median(ratios):.3f}x** ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
-SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth}
+def _switch(servers: Servers, name: str, on: bool, body: bytes) -> None:
+    """Turn ``name``'s enforcement point on or off, and wait until a request without credentials
+    shows it (401 with it, 200 without): the signal's handler runs at the process's next request."""
+    import httpx
+
+    proc, url = servers.procs[name]
+    os.kill(proc.pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+    want = 401 if on else 200
+    for _ in range(100):
+        if httpx.post(url, content=body, headers=JSON, timeout=5).status_code == want:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"{name}: auth still {'off' if on else 'on'} after the signal")
+
+
+def _batch_rows(url: str) -> tuple[float, float]:
+    """The gateway's micro-batching counters from /metrics: (rows, model calls) so far."""
+    import httpx
+
+    text = httpx.get(url.replace("/invocations", "/metrics"), timeout=5).text
+    total = [sum(float(v) for v in re.findall(rf"^shipyard_batch_rows_{k}{{[^}}]*}} (\S+)$", text, re.M))
+             for k in ("sum", "count")]
+    return total[0], total[1]
+
+
+@dataclass
+class SwitchRun:
+    """One wrk run of the auth-switch scenario, with the rows per model call the batcher made in it."""
+
+    sample: Sample
+    rows_per_call: float
+
+
+AUTH_SWITCH_MODES = {"batching on": {}, "batching off": {"GW_BATCHING": "0"}}
+
+
+def _switch_run(servers: Servers, name: str, on: bool, control: bool, body: bytes, body_file: Path,
+                bearer: dict[str, str], conc: int, seconds: int) -> SwitchRun:
+    """Switch ``name`` (in the control: off either way) and measure one run; the client sends the
+    token when the side is "on", as a client of a no-auth gateway would not."""
+    _switch(servers, name, on and not control, body)
+    url = servers.procs[name][1]
+    before = _batch_rows(url) if not (on and not control) else None
+    if before is None:  # /metrics needs a token with auth on: read it with auth off around the run
+        _switch(servers, name, False, body)
+        before = _batch_rows(url)
+        _switch(servers, name, True, body)
+    sample = _sample(servers, name, {name: (body_file, bearer if on else JSON)}, conc, seconds)
+    _switch(servers, name, False, body)
+    after = _batch_rows(url)
+    calls = after[1] - before[1]
+    return SwitchRun(sample, (after[0] - before[0]) / calls if calls else 0.0)
+
+
+def _scenario_auth_switch(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str,
+                          n: int, seconds: int) -> None:
+    """Token auth on vs off in the same server process: the enforcement point is switched onto and
+    off the request path between wrk runs (``_switchable``), so the two sides share the process's
+    hash seed, memory layout, imports and warm-up, and a ratio is auth's cost alone. Each round
+    measures every process both ways back to back, in an order that alternates; a run also reports
+    the rows per model call its batcher made (at c=64 with batching that sets the throughput: a run
+    settles at a few rows or at ~20, on either side). ``GATEWAY_BENCH_AUTH_CONTROL=1``: the A/A
+    control (auth off in both runs, the client still sends the token in the "on" one)."""
+    instances = int(os.environ.get("GATEWAY_BENCH_AUTH_INSTANCES", AUTH_INSTANCES))
+    control = os.environ.get("GATEWAY_BENCH_AUTH_CONTROL") == "1"
+    skops, _ = models["iris"]
+    body = _split_body(FEATURES, [ROWS[0]])
+    body_file = work / "body-auth.json"
+    body_file.write_bytes(body)
+    state, token = _auth_store(work)
+    bearer = {**JSON, "Authorization": f"Bearer {token}"}
+    names = {mode: [f"{mode} #{i + 1}" for i in range(instances)] for mode in AUTH_SWITCH_MODES}
+    runs: dict[tuple[str, bool, int], list[SwitchRun]] = {}
+    with Servers({**env, "GW_MODEL": str(skops)}) as servers:
+        for i in range(instances):
+            for mode, extra in AUTH_SWITCH_MODES.items():
+                own = work / f"auth-switch-state-{i}-{mode.replace(' ', '-')}"
+                shutil.rmtree(own, ignore_errors=True)
+                shutil.copytree(state, own)
+                servers.uvicorn(names[mode][i], "gateway_factory", "/invocations", (body, bearer),
+                                {**extra, "GW_AUTH_STATE": str(own), "GW_AUTH_SWITCH": "1"})
+        every = [name for mode in AUTH_SWITCH_MODES for name in names[mode]]
+        for conc in (1, 10, 64):
+            for name in every:  # warm-up, unrecorded: both ways at this concurrency
+                with _alone(servers, name, True):
+                    for on in (True, False):
+                        _switch(servers, name, on and not control, body)
+                        _wrk(servers.procs[name][1], body_file, bearer if on else JSON, conc, 1)
+            for r in range(max(1, n)):
+                shift = r % len(every)
+                for k, name in enumerate(every[shift:] + every[:shift]):
+                    with _alone(servers, name, True):
+                        for on in ((True, False) if (r + k) % 2 == 0 else (False, True)):
+                            runs.setdefault((name, on, conc), []).append(
+                                _switch_run(servers, name, on, control, body, body_file, bearer, conc, seconds))
+    _switch_table(runs, names, instances, n, seconds, control)
+
+
+def _switch_table(runs: dict[tuple[str, bool, int], list[SwitchRun]], names: dict[str, list[str]], instances: int,
+                  n: int, seconds: int, control: bool) -> None:
+    print(f"\n**iris LogisticRegression, 1-row dataframe_split: serve.auth token on vs off in the same process"
+          f"{' (A/A control: auth off in both runs)' if control else ''}** ({instances} server processes a mode, "
+          f"{max(1, n)} rounds of {seconds} s per process, side and concurrency; load average "
+          f"{os.getloadavg()[0]:.1f}). A ratio pairs a process's run with auth on with its run with auth off in "
+          "the same round; shown: the median and range over processes and rounds, each process's median "
+          "requests/s and p99, and the median rows per model call, on / off.\n")
+    print("| concurrency | mode | requests/s per process, on / off | throughput ratio | p99 ms per process, on / off "
+          "| p99 ratio | CPU µs a request, on / off | CPU ratio | rows per model call, on / off |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    for conc in (1, 10, 64):
+        for mode, procs in names.items():
+            on = [x.sample for name in procs for x in runs[(name, True, conc)]]
+            off = [x.sample for name in procs for x in runs[(name, False, conc)]]
+
+            def each(k: int, fmt: str, procs: list[str] = procs, conc: int = conc) -> str:
+                return " / ".join(" ".join(format(statistics.median(x.sample.cell[k] for x in runs[(name, side, conc)]),
+                                                  fmt) for name in procs) for side in (True, False))
+
+            rows = " / ".join(f"{statistics.median(x.rows_per_call for name in procs for x in runs[(name, side, conc)]):.1f}"
+                              for side in (True, False)) if mode == "batching on" else "-"
+            print(f"| {conc} | {mode} | {each(0, '.0f')} | {_paired(on, off, lambda x: x.cell[0])} | {each(2, '.1f')} "
+                  f"| {_paired(on, off, lambda x: x.cell[2])} | {statistics.median(x.cpu_us for x in on):.0f} / "
+                  f"{statistics.median(x.cpu_us for x in off):.0f} | {_paired(on, off, lambda x: x.cpu_us)} | {rows} |",
+                  flush=True)
+    print()
+    for conc in (10, 64):
+        print(_by_regime(runs, names["batching on"], conc), flush=True)
+
+
+LARGE_BATCH_ROWS = 12  # at c=64 a run settles at ~5 or ~21 rows per model call: this splits the two
+
+
+def _by_regime(runs: dict[tuple[str, bool, int], list[SwitchRun]], procs: list[str], conc: int) -> str:
+    """The batching-on ratios at ``conc`` over the pairs whose two runs settled at the same batch size
+    regime (both below ``LARGE_BATCH_ROWS`` rows per model call, or both at or above it): a run's
+    regime moves its throughput by ~25 % on either side, so a pair of mixed regimes measures which
+    regime each run drew, not auth."""
+    pairs = [(a, b) for name in procs for a, b in zip(runs[(name, True, conc)], runs[(name, False, conc)], strict=True)]
+    parts, kept = [], 0
+    for label, large in (("small batches", False), ("large batches", True)):
+        same = [(a.sample, b.sample) for a, b in pairs
+                if (a.rows_per_call >= LARGE_BATCH_ROWS) == large and (b.rows_per_call >= LARGE_BATCH_ROWS) == large]
+        kept += len(same)
+        if same:
+            on, off = [a for a, _ in same], [b for _, b in same]
+            parts.append(f"{label} ({len(same)} pairs): throughput {_paired(on, off, lambda x: x.cell[0])}, "
+                         f"p99 {_paired(on, off, lambda x: x.cell[2])}")
+    return (f"- c={conc}, batching on, pairs by the batcher's regime (rows per model call below or from "
+            f"{LARGE_BATCH_ROWS}): {'; '.join(parts) or 'none'}; {len(pairs) - kept} pairs of mixed regimes left out.")
+
+
+SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth,
+             "auth-switch": _scenario_auth_switch}
 
 
 def run(n: int) -> None:
