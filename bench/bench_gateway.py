@@ -1,8 +1,8 @@
-"""Gateway throughput and latency vs a plain FastAPI app and ``mlflow models serve``, three scenarios.
+"""Gateway throughput and latency vs a plain FastAPI app and ``mlflow models serve``, several scenarios.
 
 Each server runs with one uvicorn worker pinned to core 0 (``taskset -c 0``); ``wrk`` runs pinned to
 core 1 (``-t1 -c C -d D --latency``). The sides alternate within each cell, so machine load hits
-them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,iris,auth,auth-switch``).
+them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default: all of them).
 
 - **oip**: Open Inference Protocol v2 with tritonclient's own request: the body and
   ``Inference-Header-Content-Length`` header ``tritonclient.http`` builds for ``infer`` (one FP64
@@ -32,6 +32,9 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default ``oip,forest,ir
   hash seed, memory layout, imports and warm-up, so the process-to-process spread of **auth** does
   not enter the ratios. Each run also reports the rows per model call its batcher made.
   ``GATEWAY_BENCH_AUTH_CONTROL=1`` is its A/A control too.
+- **auth-asgi**: token auth's CPU a request in the gateway's ASGI app alone, called in the bench's
+  process on one core (no sockets, uvicorn or client): auth on, auth off with the token still sent,
+  and auth off, alternating.
 
 The gateway is the real request path (routing table lookup, strategy, parsing, column check,
 predict + top-class score, Prometheus metrics, request log to Parquet off the path). Models are
@@ -170,17 +173,23 @@ def gateway_factory() -> Any:
     return app
 
 
+def _enforcement_point(app: Any) -> tuple[Any, Any]:
+    """Build ``app``'s middleware stack now (as Starlette does at the first request) and return the
+    layer in front of the enforcement point and the enforcement point itself."""
+    from shipyard.server.security import AuthMiddleware
+
+    app.middleware_stack = app.build_middleware_stack()
+    outer = app.middleware_stack
+    while not isinstance(outer.app, AuthMiddleware):
+        outer = outer.app
+    return outer, outer.app
+
+
 def _switchable(app: Any) -> None:
     """The auth-switch scenario: SIGUSR1 puts the enforcement point on the request path, SIGUSR2
     takes it off it (the app behind it then answers without credentials), so one process is
     measured both ways. Bench only: the product has no such switch."""
-    from shipyard.server.security import AuthMiddleware
-
-    app.middleware_stack = app.build_middleware_stack()  # what Starlette builds at the first request
-    outer = app.middleware_stack
-    while not isinstance(outer.app, AuthMiddleware):
-        outer = outer.app
-    enforcement = outer.app
+    outer, enforcement = _enforcement_point(app)
     signal.signal(signal.SIGUSR1, lambda *_: setattr(outer, "app", enforcement))
     signal.signal(signal.SIGUSR2, lambda *_: setattr(outer, "app", enforcement.app))
 
@@ -431,8 +440,14 @@ def _samples(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n
 
 def _sample(servers: Servers, name: str, bodies: dict[str, tuple[Path, dict[str, str]]], conc: int,
             seconds: int) -> Sample:
+    import httpx
+
     proc, url = servers.procs[name]
     body, headers = bodies[name]
+    # the server's first request after a pause, unmeasured: a token-auth server stopped for longer
+    # than its token table's interval (``_alone``) reloads the table on it, which steady traffic
+    # never waits for (it reloads ahead, on a background thread, every 24 s)
+    httpx.post(url, content=body.read_bytes(), headers=headers, timeout=30)
     process = psutil.Process(proc.pid)
     before = sum(process.cpu_times()[:2])
     cell = _wrk(url, body, headers, conc, seconds)
@@ -827,8 +842,141 @@ def _by_regime(runs: dict[tuple[str, bool, int], list[SwitchRun]], procs: list[s
             f"{LARGE_BATCH_ROWS}): {'; '.join(parts) or 'none'}; {len(pairs) - kept} pairs of mixed regimes left out.")
 
 
+ASGI_REQUESTS = 20_000  # a run of the auth-asgi scenario: ~1.5 s, over a request-log flush or two
+
+
+def _asgi_cpu_us(loop: Any, app: Any, scope: dict[str, Any], body: bytes, conc: int, total: int) -> float:
+    """CPU µs a request (this process, all threads) for ``total`` requests sent straight to the ASGI
+    ``app`` by ``conc`` concurrent callers, each awaiting its answer before sending the next."""
+    import asyncio
+
+    async def one() -> None:
+        done = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal done
+            if not done:
+                done = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # no disconnect while the answer is sent
+            return {"type": "http.disconnect"}
+
+        status: list[int] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app({**scope, "headers": list(scope["headers"]), "state": {}}, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"the gateway answered {status}")
+
+    async def caller(n: int) -> None:
+        for _ in range(n):
+            await one()
+
+    async def run() -> float:
+        start = time.process_time()
+        await asyncio.gather(*(caller(total // conc) for _ in range(conc)))
+        return 1e6 * (time.process_time() - start) / (total // conc * conc)
+
+    return loop.run_until_complete(run())
+
+
+def _scenario_auth_asgi(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str,
+                        n: int, seconds: int) -> None:
+    """Token auth's CPU cost a request without the server: the gateway's ASGI app (the same one
+    ``gateway_factory`` builds) called directly in this process, pinned to one core, with its
+    enforcement point on and off the path in alternating runs, and off with the token still sent
+    (the header's own cost to Starlette and the gateway). No sockets, no uvicorn and no client
+    share the core, so a ratio repeats to about 1 % without batching and a few per cent with it
+    (the batcher's regimes); it is the app's share of a request's CPU, not
+    the server's, which adds uvicorn and the kernel (the auth-switch scenario)."""
+    import asyncio
+
+    import uvloop
+
+    skops, _ = models["iris"]
+    body = _split_body(FEATURES, [ROWS[0]])
+    state, token = _auth_store(work)
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "scheme": "http", "method": "POST",
+             "root_path": "", "path": "/invocations", "raw_path": b"/invocations", "query_string": b"",
+             "headers": headers}
+    token_scope = {**scope, "headers": [*headers, (b"authorization", f"Bearer {token}".encode())]}
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    loop = uvloop.new_event_loop()  # as uvicorn runs the gateway
+    asyncio.set_event_loop(loop)
+    print(f"\n**Token auth's CPU a request in the gateway's ASGI app, without the server** (iris, 1-row "
+          f"dataframe_split; {max(1, n)} rounds of {ASGI_REQUESTS:,} requests a side, core 0). Shown: the median and "
+          "range over the rounds.\n")
+    print("| concurrency | mode | CPU µs a request: auth on / token sent, auth off / no token | auth on / no token "
+          "| token sent, auth off / no token |\n|---|---|---|---|---|")
+    try:
+        for mode, extra in AUTH_SWITCH_MODES.items():
+            # gateway_factory reads its settings from the environment, as in a server process
+            settings = {"GW_LOG_DIR": env["GW_LOG_DIR"], "GW_MODEL": str(skops), "GW_AUTH_STATE": str(state), **extra}
+            saved = {k: os.environ.get(k) for k in (*settings, "GW_BATCHING")}
+            os.environ.update(settings)
+            try:
+                _asgi_mode(loop, mode, scope, token_scope, body, n)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+        os.sched_setaffinity(0, affinity)
+
+
+def _asgi_mode(loop: Any, mode: str, scope: dict[str, Any], token_scope: dict[str, Any], body: bytes, n: int) -> None:
+    """One mode of the auth-asgi scenario: its app, lifespan, and the table's rows."""
+    import asyncio
+
+    app = gateway_factory()
+    outer, enforcement = _enforcement_point(app)
+    ready: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def lifespan_receive() -> dict[str, Any]:
+        return await events.get()
+
+    async def lifespan_send(message: dict[str, Any]) -> None:
+        await ready.put(message)
+
+    lifespan = loop.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                     lifespan_receive, lifespan_send))
+    loop.run_until_complete(events.put({"type": "lifespan.startup"}))
+    loop.run_until_complete(ready.get())
+    sides = {"on": (enforcement, token_scope), "token": (enforcement.app, token_scope), "off": (enforcement.app, scope)}
+    try:
+        for conc in (1, 10, 64):
+            cpu: dict[str, list[float]] = {side: [] for side in sides}
+            for r in range(max(1, n) + 1):  # the first round warms up and is dropped
+                for side in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+                    outer.app, side_scope = sides[side]
+                    cpu[side].append(_asgi_cpu_us(loop, app, side_scope, body, conc, ASGI_REQUESTS))
+            on, token, off = (runs[1:] for runs in cpu.values())
+
+            def ratio(a: list[float], b: list[float]) -> str:
+                ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+                return f"**{statistics.median(ratios):.3f}x** ({ratios[0]:.3f}-{ratios[-1]:.3f})"
+
+            print(f"| {conc} | {mode} | {statistics.median(on):.1f} / {statistics.median(token):.1f} / "
+                  f"{statistics.median(off):.1f} | {ratio(on, off)} | {ratio(token, off)} |", flush=True)
+    finally:
+        loop.run_until_complete(events.put({"type": "lifespan.shutdown"}))
+        loop.run_until_complete(lifespan)
+
+
 SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth,
-             "auth-switch": _scenario_auth_switch}
+             "auth-switch": _scenario_auth_switch, "auth-asgi": _scenario_auth_asgi}
 
 
 def run(n: int) -> None:
