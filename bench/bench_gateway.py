@@ -731,15 +731,15 @@ def _switch_run(servers: Servers, name: str, on: bool, control: bool, body: byte
                 bearer: dict[str, str], conc: int, seconds: int) -> SwitchRun:
     """Switch ``name`` (in the control: off either way) and measure one run; the client sends the
     token when the side is "on", as a client of a no-auth gateway would not."""
-    _switch(servers, name, on and not control, body)
+    live = on and not control  # the enforcement point is on the path for this run
     url = servers.procs[name][1]
-    before = _batch_rows(url) if not (on and not control) else None
-    if before is None:  # /metrics needs a token with auth on: read it with auth off around the run
-        _switch(servers, name, False, body)
-        before = _batch_rows(url)
+    _switch(servers, name, False, body)  # /metrics needs a token with auth on: read it with auth off
+    before = _batch_rows(url)
+    if live:
         _switch(servers, name, True, body)
     sample = _sample(servers, name, {name: (body_file, bearer if on else JSON)}, conc, seconds)
-    _switch(servers, name, False, body)
+    if live:
+        _switch(servers, name, False, body)
     after = _batch_rows(url)
     calls = after[1] - before[1]
     return SwitchRun(sample, (after[0] - before[0]) / calls if calls else 0.0)
