@@ -619,6 +619,22 @@ def _auth_store(work: Path) -> tuple[Path, str]:
     return state, token
 
 
+def _auth_options() -> tuple[int, bool]:
+    """The auth scenarios' settings: server processes a side, and whether this is the A/A control."""
+    return (int(os.environ.get("GATEWAY_BENCH_AUTH_INSTANCES", AUTH_INSTANCES)),
+            os.environ.get("GATEWAY_BENCH_AUTH_CONTROL") == "1")
+
+
+def _auth_request(work: Path) -> tuple[bytes, Path, Path, dict[str, str]]:
+    """What the auth scenarios send: the 1-row iris body (bytes, and a file for wrk), the fresh
+    store that holds its token (``_auth_store``), and the headers with that token as a Bearer."""
+    body = _split_body(FEATURES, [ROWS[0]])
+    body_file = work / "body-auth.json"
+    body_file.write_bytes(body)
+    state, token = _auth_store(work)
+    return body, body_file, state, {**JSON, "Authorization": f"Bearer {token}"}
+
+
 AUTH_INSTANCES = 3  # server processes a side: one process's layout (hash seed, addresses) can bias it by ~5 %
 AUTH_SIDES = {"token-auth": (True, True), "no-auth": (False, True),  # name: (serve.auth token?, micro-batching?)
               "token-auth, batching off": (True, False), "no-auth, batching off": (False, False)}
@@ -630,16 +646,11 @@ def _scenario_auth(env: dict[str, str], work: Path, models: dict[str, tuple[Path
     batching on (the default) and off. Each side runs in ``GATEWAY_BENCH_AUTH_INSTANCES`` server
     processes (3): two identical servers can differ by ~5 % for their whole life (a process's hash
     seed and memory layout), which one pair of processes would report as the cost of auth."""
-    instances = int(os.environ.get("GATEWAY_BENCH_AUTH_INSTANCES", AUTH_INSTANCES))
     # the A/A control: the token-auth sides run without auth (the client still sends the token), so
     # every ratio measures the bench's own noise and bias, not auth
-    control = os.environ.get("GATEWAY_BENCH_AUTH_CONTROL") == "1"
+    instances, control = _auth_options()
     skops, _ = models["iris"]
-    body = _split_body(FEATURES, [ROWS[0]])
-    body_file = work / "body-auth.json"
-    body_file.write_bytes(body)
-    state, token = _auth_store(work)
-    bearer = {**JSON, "Authorization": f"Bearer {token}"}
+    body, body_file, state, bearer = _auth_request(work)
     servers_of = {side: [f"{side} #{i + 1}" for i in range(instances)] for side in AUTH_SIDES}
     bodies = {name: (body_file, bearer if AUTH_SIDES[side][0] else JSON)
               for side, names in servers_of.items() for name in names}
@@ -754,14 +765,9 @@ def _scenario_auth_switch(env: dict[str, str], work: Path, models: dict[str, tup
     the rows per model call its batcher made (at c=64 with batching that sets the throughput: a run
     settles at a few rows or at ~20, on either side). ``GATEWAY_BENCH_AUTH_CONTROL=1``: the A/A
     control (auth off in both runs, the client still sends the token in the "on" one)."""
-    instances = int(os.environ.get("GATEWAY_BENCH_AUTH_INSTANCES", AUTH_INSTANCES))
-    control = os.environ.get("GATEWAY_BENCH_AUTH_CONTROL") == "1"
+    instances, control = _auth_options()
     skops, _ = models["iris"]
-    body = _split_body(FEATURES, [ROWS[0]])
-    body_file = work / "body-auth.json"
-    body_file.write_bytes(body)
-    state, token = _auth_store(work)
-    bearer = {**JSON, "Authorization": f"Bearer {token}"}
+    body, body_file, state, bearer = _auth_request(work)
     names = {mode: [f"{mode} #{i + 1}" for i in range(instances)] for mode in AUTH_SWITCH_MODES}
     runs: dict[tuple[str, bool, int], list[SwitchRun]] = {}
     with Servers({**env, "GW_MODEL": str(skops)}) as servers:
@@ -897,15 +903,14 @@ def _scenario_auth_asgi(env: dict[str, str], work: Path, models: dict[str, tuple
     import uvloop
 
     skops, _ = models["iris"]
-    body = _split_body(FEATURES, [ROWS[0]])
-    state, token = _auth_store(work)
+    body, _, state, bearer = _auth_request(work)
     headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
              "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "scheme": "http", "method": "POST",
              "root_path": "", "path": "/invocations", "raw_path": b"/invocations", "query_string": b"",
              "headers": headers}
-    token_scope = {**scope, "headers": [*headers, (b"authorization", f"Bearer {token}".encode())]}
+    token_scope = {**scope, "headers": [*headers, (b"authorization", bearer["Authorization"].encode())]}
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})
     loop = uvloop.new_event_loop()  # as uvicorn runs the gateway

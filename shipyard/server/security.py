@@ -699,17 +699,17 @@ class AuthMiddleware:
         raw = scope.get("raw_path")
         if raw is None or not isinstance(rule.permission, str) or callable(rule.project) or rule.body or rule.page:
             return
-        cache = self.guard.tokens
+        cache = self._tokens
         generation = cache.generation  # read first: a reload on another thread after this voids the memo
         found = _credentials(scope)
         entry = cache.entry(found[1]) if found is not None and found[0] == "token" else None
         if entry is None or entry.principal is not principal:  # the table was reloaded since the check
             return
         auth = next(value for name, value in scope["headers"] if name == b"authorization")
-        if len(self.guard._admitted) >= _FOUND_LIMIT:
-            self.guard._admitted.clear()
+        if len(self._admitted) >= _FOUND_LIMIT:
+            self._admitted.clear()
         # the key __call__ looks up, in the same order (inline there: no call on the request path)
-        self.guard._admitted[(auth, raw, scope["path"], scope["method"], scope.get("root_path", ""))] = (
+        self._admitted[(auth, raw, scope["path"], scope["method"], scope.get("root_path", ""))] = (
             generation, cache.valid_until(entry), entry.token_id, principal, principal.actor)
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
