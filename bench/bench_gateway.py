@@ -309,11 +309,35 @@ def _pin(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-def _wrk(url: str, body_file: Path, headers: dict[str, str], conc: int, seconds: int) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms) from wrk; errors (non-2xx) abort the bench."""
+# a run's latency distribution, as wrk's quantiles (%): every 0.1 up to 99.9, then every 0.001
+QUANTILES = [i / 10 for i in range(1, 1000)] + [99.9 + i / 1000 for i in range(1, 101)]
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """One wrk run's latency distribution: its request count and the µs at each of ``QUANTILES``."""
+
+    requests: int
+    us: tuple[int, ...]
+
+    def masses(self) -> list[tuple[int, float]]:
+        """(µs, requests) points: each quantile stands for the requests up to the next one."""
+        steps = [b - a for a, b in zip([0.0, *QUANTILES], QUANTILES, strict=False)]
+        return [(us, self.requests * step / 100) for us, step in zip(self.us, steps, strict=True)]
+
+
+def _wrk_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
+             seconds: int) -> tuple[tuple[float, float, float], Latencies]:
+    """(requests/s, p50 ms, p99 ms) and the run's latency distribution (``Latencies``), from wrk;
+    errors (non-2xx) abort the bench."""
     script = body_file.with_suffix(".lua")
+    dump = body_file.with_suffix(".latencies")
     lines = ['wrk.method = "POST"', *(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()),
-             f'local f = io.open("{body_file}", "rb")', 'wrk.body = f:read("*all")', "f:close()"]
+             f'local f = io.open("{body_file}", "rb")', 'wrk.body = f:read("*all")', "f:close()",
+             "done = function(summary, latency, requests)", f'  local out = io.open("{dump}", "w")',
+             '  out:write(summary.requests, "\\n")',
+             f'  for _, p in ipairs({{{", ".join(f"{q:g}" for q in QUANTILES)}}}) do '
+             'out:write(latency:percentile(p), "\\n") end', "  out:close()", "end"]
     script.write_text("\n".join(lines) + "\n")
     out = subprocess.run([*_pin(1), "wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
@@ -325,7 +349,49 @@ def _wrk(url: str, body_file: Path, headers: dict[str, str], conc: int, seconds:
         value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return rps, pct("50"), pct("99")
+    requests, *us = (int(float(x)) for x in dump.read_text().split())
+    return (rps, pct("50"), pct("99")), Latencies(requests, tuple(us))
+
+
+def _wrk(url: str, body_file: Path, headers: dict[str, str], conc: int, seconds: int) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) from wrk (``_wrk_run``)."""
+    return _wrk_run(url, body_file, headers, conc, seconds)[0]
+
+
+def _pooled_percentile(runs: list[Latencies], p: float) -> float:
+    """The ``p`` % latency (ms) of all the requests of ``runs`` together, as if one long run: a run's
+    p99 at c=64 rests on its ~60 slowest requests, which one stall of the host sets."""
+    import numpy as np
+
+    us = np.concatenate([np.asarray(run.us, dtype=np.float64) for run in runs])
+    mass = np.concatenate([np.asarray([m for _, m in run.masses()]) for run in runs])
+    order = np.argsort(us, kind="stable")
+    seen = np.cumsum(mass[order])
+    at = min(int(np.searchsorted(seen, seen[-1] * p / 100)), len(order) - 1)
+    return float(us[order][at]) / 1000
+
+
+def _pooled_ratio(on: list[Sample], off: list[Sample], p: float = 99.0) -> str:
+    """``12.3 / 12.0 ms, 1.02x (0.99-1.05)``: the ``p`` % latency of all the requests of each side
+    (``_pooled_percentile``), their ratio, and its 5-95 % bootstrap interval (resampling the pairs
+    of runs, seeded, so a rerun on the same figures prints the same interval)."""
+    import random
+
+    pairs = [(a.latencies, b.latencies) for a, b in zip(on, off, strict=True)]
+    if any(a is None or b is None for a, b in pairs):
+        return "-"
+
+    def ratio(chosen: list[tuple[Any, Any]]) -> float:
+        return _pooled_percentile([a for a, _ in chosen], p) / _pooled_percentile([b for _, b in chosen], p)
+
+    draw = random.Random(0)
+    boot = sorted(ratio([draw.choice(pairs) for _ in pairs]) for _ in range(BOOTSTRAP_DRAWS))
+    low, high = boot[BOOTSTRAP_DRAWS // 20], boot[BOOTSTRAP_DRAWS - 1 - BOOTSTRAP_DRAWS // 20]
+    return (f"{_pooled_percentile([a for a, _ in pairs], p):.1f} / {_pooled_percentile([b for _, b in pairs], p):.1f} ms, "
+            f"**{ratio(pairs):.3f}x** ({low:.2f}-{high:.2f})")
+
+
+BOOTSTRAP_DRAWS = 400
 
 
 def _mlflow_bin() -> str:
@@ -410,6 +476,7 @@ class Sample:
 
     cell: Cell
     cpu_us: float
+    latencies: Latencies | None = None  # the run's distribution (``_sample``; None in a mean of runs)
 
 
 def _samples(servers: Servers, bodies: dict[str, tuple[Path, dict[str, str]]], n: int, seconds: int,
@@ -450,9 +517,9 @@ def _sample(servers: Servers, name: str, bodies: dict[str, tuple[Path, dict[str,
     httpx.post(url, content=body.read_bytes(), headers=headers, timeout=30)
     process = psutil.Process(proc.pid)
     before = sum(process.cpu_times()[:2])
-    cell = _wrk(url, body, headers, conc, seconds)
+    cell, latencies = _wrk_run(url, body, headers, conc, seconds)
     used = sum(process.cpu_times()[:2]) - before
-    return Sample(cell, 1e6 * used / (cell[0] * seconds))
+    return Sample(cell, 1e6 * used / (cell[0] * seconds), latencies)
 
 
 @contextmanager
@@ -738,6 +805,11 @@ class SwitchRun:
 AUTH_SWITCH_MODES = {"batching on": {}, "batching off": {"GW_BATCHING": "0"}}
 
 
+def _concurrency() -> tuple[int, ...]:
+    """The auth-switch scenario's concurrencies: ``GATEWAY_BENCH_CONCURRENCY`` (e.g. ``64``), else 1, 10, 64."""
+    return tuple(int(c) for c in os.environ.get("GATEWAY_BENCH_CONCURRENCY", "1,10,64").split(","))
+
+
 def _switch_run(servers: Servers, name: str, on: bool, control: bool, body: bytes, body_file: Path,
                 bearer: dict[str, str], conc: int, seconds: int) -> SwitchRun:
     """Switch ``name`` (in the control: off either way) and measure one run; the client sends the
@@ -766,6 +838,7 @@ def _scenario_auth_switch(env: dict[str, str], work: Path, models: dict[str, tup
     settles at a few rows or at ~20, on either side). ``GATEWAY_BENCH_AUTH_CONTROL=1``: the A/A
     control (auth off in both runs, the client still sends the token in the "on" one)."""
     instances, control = _auth_options()
+    concurrency = _concurrency()
     skops, _ = models["iris"]
     body, body_file, state, bearer = _auth_request(work)
     names = {mode: [f"{mode} #{i + 1}" for i in range(instances)] for mode in AUTH_SWITCH_MODES}
@@ -779,7 +852,7 @@ def _scenario_auth_switch(env: dict[str, str], work: Path, models: dict[str, tup
                 servers.uvicorn(names[mode][i], "gateway_factory", "/invocations", (body, bearer),
                                 {**extra, "GW_AUTH_STATE": str(own), "GW_AUTH_SWITCH": "1"})
         every = [name for mode in AUTH_SWITCH_MODES for name in names[mode]]
-        for conc in (1, 10, 64):
+        for conc in concurrency:
             for name in every:  # warm-up, unrecorded: both ways at this concurrency
                 with _alone(servers, name, True):
                     for on in (True, False):
@@ -792,21 +865,24 @@ def _scenario_auth_switch(env: dict[str, str], work: Path, models: dict[str, tup
                         for on in ((True, False) if (r + k) % 2 == 0 else (False, True)):
                             runs.setdefault((name, on, conc), []).append(
                                 _switch_run(servers, name, on, control, body, body_file, bearer, conc, seconds))
-    _switch_table(runs, names, instances, n, seconds, control)
+    _switch_table(runs, names, instances, n, seconds, control, concurrency)
 
 
 def _switch_table(runs: dict[tuple[str, bool, int], list[SwitchRun]], names: dict[str, list[str]], instances: int,
-                  n: int, seconds: int, control: bool) -> None:
+                  n: int, seconds: int, control: bool,
+                  concurrency: tuple[int, ...]) -> None:
     print(f"\n**iris LogisticRegression, 1-row dataframe_split: serve.auth token on vs off in the same process"
           f"{' (A/A control: auth off in both runs)' if control else ''}** ({instances} server processes a mode, "
           f"{max(1, n)} rounds of {seconds} s per process, side and concurrency; load average "
           f"{os.getloadavg()[0]:.1f}). A ratio pairs a process's run with auth on with its run with auth off in "
           "the same round; shown: the median and range over processes and rounds, each process's median "
-          "requests/s and p99, and the median rows per model call, on / off.\n")
+          "requests/s and p99, and the median rows per model call, on / off. The pooled p99 is the p99 of all "
+          "the requests of a side in the cell (every run's latency distribution together, as one long run), "
+          "with its ratio's 5-95 % bootstrap interval over the pairs.\n")
     print("| concurrency | mode | requests/s per process, on / off | throughput ratio | p99 ms per process, on / off "
-          "| p99 ratio | CPU µs a request, on / off | CPU ratio | rows per model call, on / off |\n"
-          "|---|---|---|---|---|---|---|---|---|")
-    for conc in (1, 10, 64):
+          "| p99 ratio | pooled p99, on / off, ratio | CPU µs a request, on / off | CPU ratio "
+          "| rows per model call, on / off |\n|---|---|---|---|---|---|---|---|---|---|")
+    for conc in concurrency:
         for mode, procs in names.items():
             on = [x.sample for name in procs for x in runs[(name, True, conc)]]
             off = [x.sample for name in procs for x in runs[(name, False, conc)]]
@@ -818,11 +894,11 @@ def _switch_table(runs: dict[tuple[str, bool, int], list[SwitchRun]], names: dic
             rows = " / ".join(f"{statistics.median(x.rows_per_call for name in procs for x in runs[(name, side, conc)]):.1f}"
                               for side in (True, False)) if mode == "batching on" else "-"
             print(f"| {conc} | {mode} | {each(0, '.0f')} | {_paired(on, off, lambda x: x.cell[0])} | {each(2, '.1f')} "
-                  f"| {_paired(on, off, lambda x: x.cell[2])} | {statistics.median(x.cpu_us for x in on):.0f} / "
+                  f"| {_paired(on, off, lambda x: x.cell[2])} | {_pooled_ratio(on, off)} | {statistics.median(x.cpu_us for x in on):.0f} / "
                   f"{statistics.median(x.cpu_us for x in off):.0f} | {_paired(on, off, lambda x: x.cpu_us)} | {rows} |",
                   flush=True)
     print()
-    for conc in (10, 64):
+    for conc in (c for c in concurrency if c > 1):
         print(_by_regime(runs, names["batching on"], conc), flush=True)
 
 
@@ -843,7 +919,7 @@ def _by_regime(runs: dict[tuple[str, bool, int], list[SwitchRun]], procs: list[s
         if same:
             on, off = [a for a, _ in same], [b for _, b in same]
             parts.append(f"{label} ({len(same)} pairs): throughput {_paired(on, off, lambda x: x.cell[0])}, "
-                         f"p99 {_paired(on, off, lambda x: x.cell[2])}")
+                         f"p99 {_paired(on, off, lambda x: x.cell[2])}, pooled p99 {_pooled_ratio(on, off)}")
     return (f"- c={conc}, batching on, pairs by the batcher's regime (rows per model call below or from "
             f"{LARGE_BATCH_ROWS}): {'; '.join(parts) or 'none'}; {len(pairs) - kept} pairs of mixed regimes left out.")
 
