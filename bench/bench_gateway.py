@@ -30,8 +30,15 @@ them alike. ``GATEWAY_BENCH_SCENARIOS`` picks scenarios (default: all of them).
   on and taken off the request path by a signal between runs (bench only), and every round measures
   each process both ways back to back, in an alternating order. The two sides share the process's
   hash seed, memory layout, imports and warm-up, so the process-to-process spread of **auth** does
-  not enter the ratios. Each run also reports the rows per model call its batcher made.
-  ``GATEWAY_BENCH_AUTH_CONTROL=1`` is its A/A control too.
+  not enter the ratios. Each run also reports the rows per model call its batcher made. Its p99 is
+  shown two ways: the median of the pairs' ratios of a run's p99, and the pooled p99 (the p99 of all
+  the requests of a side in the cell, from every run's latency distribution, with a bootstrap
+  interval): at c=64 a 2-s run's p99 rests on its ~60 slowest requests, so one stall sets it.
+  ``GATEWAY_BENCH_AUTH_CONTROL=1`` is its A/A control too; ``GATEWAY_BENCH_CONCURRENCY`` (e.g.
+  ``64``) picks its concurrencies (default 1, 10, 64).
+- **floor**: no gateway at all: a bare ASGI app that spins ~300 µs a request (the gateway's own
+  CPU without batching) in the same uvicorn worker, wrk at c=64, runs back to back and after idle,
+  each with its p99 and slowest request: what uvicorn, the kernel and wrk alone do to a p99 here.
 - **auth-asgi**: token auth's CPU a request in the gateway's ASGI app alone, called in the bench's
   process on one core (no sockets, uvicorn or client): auth on, auth off with the token still sent,
   and auth off, alternating.
@@ -194,6 +201,26 @@ def _switchable(app: Any) -> None:
     signal.signal(signal.SIGUSR2, lambda *_: setattr(outer, "app", enforcement.app))
 
 
+def floor_factory() -> Any:
+    """The floor scenario's app: a bare ASGI app that reads the body and spins ``GW_FLOOR_SPIN_US``
+    (300) µs of CPU, about the gateway's own a request without batching, then answers one fixed
+    prediction: uvicorn, the kernel and wrk with nothing of ours."""
+    spin = float(os.environ.get("GW_FLOOR_SPIN_US", "300")) / 1e6
+    answer = b'{"predictions": ["setosa"]}'
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        if scope["type"] != "http":  # lifespan: nothing to start (uvicorn goes on without it)
+            return
+        await receive()
+        until = time.perf_counter() + spin
+        while time.perf_counter() < until:
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
 def fastapi_factory() -> Any:
     import pandas as pd
     import skops.io as sio
@@ -309,21 +336,25 @@ def _pin(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-# a run's latency distribution, as wrk's quantiles (%): every 0.1 up to 99.9, then every 0.001
-QUANTILES = [i / 10 for i in range(1, 1000)] + [99.9 + i / 1000 for i in range(1, 101)]
+# a run's latency distribution, as wrk's quantiles (%): every 0.1 up to 99.9, then every 0.001 to 99.999
+QUANTILES = [i / 10 for i in range(1, 1000)] + [round(99.9 + i / 1000, 3) for i in range(1, 100)]
 
 
 @dataclass(frozen=True)
 class Latencies:
-    """One wrk run's latency distribution: its request count and the µs at each of ``QUANTILES``."""
+    """One run's latency distribution: its request count, the µs at each of ``QUANTILES``, and the
+    slowest request's µs."""
 
     requests: int
     us: tuple[int, ...]
+    slowest: int
 
     def masses(self) -> list[tuple[int, float]]:
-        """(µs, requests) points: each quantile stands for the requests up to the next one."""
+        """(µs, requests) points: each quantile stands for the requests up to it from the one
+        before, and the slowest request for those above the last quantile."""
         steps = [b - a for a, b in zip([0.0, *QUANTILES], QUANTILES, strict=False)]
-        return [(us, self.requests * step / 100) for us, step in zip(self.us, steps, strict=True)]
+        return ([(us, self.requests * step / 100) for us, step in zip(self.us, steps, strict=True)]
+                + [(self.slowest, self.requests * (100 - QUANTILES[-1]) / 100)])
 
 
 def _wrk_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
@@ -335,7 +366,7 @@ def _wrk_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
     lines = ['wrk.method = "POST"', *(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()),
              f'local f = io.open("{body_file}", "rb")', 'wrk.body = f:read("*all")', "f:close()",
              "done = function(summary, latency, requests)", f'  local out = io.open("{dump}", "w")',
-             '  out:write(summary.requests, "\\n")',
+             '  out:write(summary.requests, "\\n", latency.max, "\\n")',
              f'  for _, p in ipairs({{{", ".join(f"{q:g}" for q in QUANTILES)}}}) do '
              'out:write(latency:percentile(p), "\\n") end', "  out:close()", "end"]
     script.write_text("\n".join(lines) + "\n")
@@ -349,8 +380,42 @@ def _wrk_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
         value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    requests, *us = (int(float(x)) for x in dump.read_text().split())
-    return (rps, pct("50"), pct("99")), Latencies(requests, tuple(us))
+    requests, slowest, *us = (int(float(x)) for x in dump.read_text().split())
+    return (rps, pct("50"), pct("99")), Latencies(requests, tuple(us), slowest)
+
+
+WARM_UP_S = 1  # h2load (whole seconds: it refuses "1.0"): connections made and first requests sent before the measured window
+
+
+def _h2load_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
+                seconds: int) -> tuple[tuple[float, float, float], Latencies]:
+    """As ``_wrk_run``, from h2load (HTTP/1.1, ``conc`` connections on one thread) with
+    ``WARM_UP_S`` of warm-up: the window measures connections already open, and the latencies are
+    every measured request's own (its log), not a histogram's."""
+    import numpy as np
+
+    log = body_file.with_suffix(".h2load.log")
+    log.unlink(missing_ok=True)
+    cmd = [*_pin(1), "h2load", "--h1", "-t1", f"-c{conc}", "-m1", f"-D{seconds}", f"--warm-up-time={WARM_UP_S}",
+           "-d", str(body_file), *(part for k, v in headers.items() for part in ("-H", f"{k.lower()}: {v}")),
+           f"--log-file={log}", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    if not rows or any(row[1] != "200" for row in rows):
+        raise RuntimeError(f"h2load: no answers or non-200 answers from {url}:\n{out}")
+    us = np.asarray([int(row[2]) for row in rows], dtype=np.float64)
+    at = np.percentile(us, QUANTILES)
+    return ((len(rows) / seconds, float(np.percentile(us, 50)) / 1000, float(np.percentile(us, 99)) / 1000),
+            Latencies(len(rows), tuple(int(x) for x in at), int(us.max())))
+
+
+def _load_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
+              seconds: int) -> tuple[tuple[float, float, float], Latencies]:
+    """One measured run with the client ``GATEWAY_BENCH_CLIENT`` names: ``wrk`` (the default) or ``h2load``."""
+    client = os.environ.get("GATEWAY_BENCH_CLIENT", "wrk")
+    if client not in ("wrk", "h2load"):
+        raise SystemExit(f"GATEWAY_BENCH_CLIENT={client!r}: the clients are wrk and h2load")
+    return (_h2load_run if client == "h2load" else _wrk_run)(url, body_file, headers, conc, seconds)
 
 
 def _wrk(url: str, body_file: Path, headers: dict[str, str], conc: int, seconds: int) -> tuple[float, float, float]:
@@ -516,9 +581,15 @@ def _sample(servers: Servers, name: str, bodies: dict[str, tuple[Path, dict[str,
     # never waits for (it reloads ahead, on a background thread, every 24 s)
     httpx.post(url, content=body.read_bytes(), headers=headers, timeout=30)
     process = psutil.Process(proc.pid)
-    before = sum(process.cpu_times()[:2])
-    cell, latencies = _wrk_run(url, body, headers, conc, seconds)
-    used = sum(process.cpu_times()[:2]) - before
+    before = [sum(process.cpu_times()[:2])]
+    warm_up = None
+    if os.environ.get("GATEWAY_BENCH_CLIENT") == "h2load":  # its window opens after its warm-up: so does the CPU's
+        warm_up = threading.Timer(WARM_UP_S, lambda: before.__setitem__(0, sum(process.cpu_times()[:2])))
+        warm_up.start()
+    cell, latencies = _load_run(url, body, headers, conc, seconds)
+    if warm_up is not None:
+        warm_up.join()
+    used = sum(process.cpu_times()[:2]) - before[0]
     return Sample(cell, 1e6 * used / (cell[0] * seconds), latencies)
 
 
@@ -663,6 +734,38 @@ def _scenario_iris(env: dict[str, str], work: Path, models: dict[str, tuple[Path
             cells = _cells(servers, dict.fromkeys(servers.procs, (body_file, JSON)), n, seconds)
         _table(f"iris LogisticRegression, dataframe_split with {rows} row(s)", cells, "shipyard",
                ["shipyard-no-batching", "fastapi", "mlflow"])
+
+
+FLOOR_RUNS = 8  # runs of the floor scenario a schedule
+
+
+def _scenario_floor(env: dict[str, str], work: Path, models: dict[str, tuple[Path, Path]], mlflow: str, n: int,
+                    seconds: int) -> None:
+    """The floor under every c=64 p99 here: ``floor_factory``'s bare app (no gateway, no auth, no
+    request log) in one uvicorn worker, wrk at c=64, ``FLOOR_RUNS`` runs back to back and then
+    as many after 5 s of idle each, every run with its p50, p99 and slowest request; then the same
+    with h2load (``_h2load_run``: its window starts after a warm-up, on open connections) when it
+    is installed. A run that starts with a stall of the stack (not ours) shows it here too, so a
+    p99 at c=64 that one such run sets is the stack's, not the gateway's."""
+    body = b"{}"
+    body_file = work / "body-floor.json"
+    body_file.write_bytes(body)
+    with Servers(env) as servers:
+        servers.uvicorn("floor", "floor_factory", "/", (body, JSON))
+        url = servers.procs["floor"][1]
+        _wrk(url, body_file, JSON, 64, 1)  # warm-up, unrecorded
+        print(f"\n**The stack's floor at c=64: a bare ASGI app spinning "
+              f"{os.environ.get('GW_FLOOR_SPIN_US', '300')} µs a request in one uvicorn worker** ({seconds} s runs; "
+              f"load average {os.getloadavg()[0]:.1f})\n")
+        print("| client | start | run | requests/s | p50 ms | p99 ms | slowest ms |\n|---|---|---|---|---|---|---|")
+        runs = {"wrk": _wrk_run, "h2load": _h2load_run} if shutil.which("h2load") else {"wrk": _wrk_run}
+        for client, run in runs.items():
+            for pause, label in ((0.0, "back to back"), (5.0, "after 5 s idle")):
+                for i in range(FLOOR_RUNS):
+                    time.sleep(pause)  # the schedule itself: idle between runs, or none
+                    (rps, p50, p99), latencies = run(url, body_file, JSON, 64, seconds)
+                    print(f"| {client} | {label} | {i + 1} | {rps:.0f} | {p50:.1f} | {p99:.1f} "
+                          f"| {latencies.slowest / 1000:.0f} |", flush=True)
 
 
 AUTH_PROJECT = "bench"
@@ -1057,7 +1160,7 @@ def _asgi_mode(loop: Any, mode: str, scope: dict[str, Any], token_scope: dict[st
 
 
 SCENARIOS = {"oip": _scenario_oip, "forest": _scenario_forest, "iris": _scenario_iris, "auth": _scenario_auth,
-             "auth-switch": _scenario_auth_switch, "auth-asgi": _scenario_auth_asgi}
+             "auth-switch": _scenario_auth_switch, "auth-asgi": _scenario_auth_asgi, "floor": _scenario_floor}
 
 
 def run(n: int) -> None:
