@@ -415,13 +415,18 @@ def _h2load_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
             Latencies(len(rows), tuple(int(x) for x in at), int(us.max())))
 
 
-def _load_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
-              seconds: int) -> tuple[tuple[float, float, float], Latencies]:
-    """One measured run with the client ``GATEWAY_BENCH_CLIENT`` names: ``wrk`` (the default) or ``h2load``."""
+def _client() -> str:
+    """The load client ``GATEWAY_BENCH_CLIENT`` names: ``wrk`` (the default) or ``h2load``."""
     client = os.environ.get("GATEWAY_BENCH_CLIENT", "wrk")
     if client not in ("wrk", "h2load"):
         raise SystemExit(f"GATEWAY_BENCH_CLIENT={client!r}: the clients are wrk and h2load")
-    return (_h2load_run if client == "h2load" else _wrk_run)(url, body_file, headers, conc, seconds)
+    return client
+
+
+def _load_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
+              seconds: int) -> tuple[tuple[float, float, float], Latencies]:
+    """One measured run with ``_client()``."""
+    return (_h2load_run if _client() == "h2load" else _wrk_run)(url, body_file, headers, conc, seconds)
 
 
 def _wrk(url: str, body_file: Path, headers: dict[str, str], conc: int, seconds: int) -> tuple[float, float, float]:
@@ -589,7 +594,7 @@ def _sample(servers: Servers, name: str, bodies: dict[str, tuple[Path, dict[str,
     process = psutil.Process(proc.pid)
     before = [sum(process.cpu_times()[:2])]
     warm_up = None
-    if os.environ.get("GATEWAY_BENCH_CLIENT") == "h2load":  # its window opens after its warm-up: so does the CPU's
+    if _client() == "h2load":  # its window opens after its warm-up: so does the CPU's
         warm_up = threading.Timer(WARM_UP_S, lambda: before.__setitem__(0, sum(process.cpu_times()[:2])))
         warm_up.start()
     cell, latencies = _load_run(url, body, headers, conc, seconds)
