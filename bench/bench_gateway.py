@@ -420,6 +420,8 @@ def _client() -> str:
     client = os.environ.get("GATEWAY_BENCH_CLIENT", "wrk")
     if client not in ("wrk", "h2load"):
         raise SystemExit(f"GATEWAY_BENCH_CLIENT={client!r}: the clients are wrk and h2load")
+    if client == "h2load" and shutil.which("h2load") is None:
+        raise SystemExit("GATEWAY_BENCH_CLIENT=h2load: h2load is not installed (apt-get install -y nghttp2-client)")
     return client
 
 
