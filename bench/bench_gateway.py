@@ -342,6 +342,8 @@ def _pin(core: int) -> list[str]:
 
 # a run's latency distribution, as wrk's quantiles (%): every 0.1 up to 99.9, then every 0.001 to 99.999
 QUANTILES = [i / 10 for i in range(1, 1000)] + [round(99.9 + i / 1000, 3) for i in range(1, 100)]
+# the share of a run's requests each quantile stands for (up to it from the one before), then the slowest's
+QUANTILE_SHARES = tuple((b - a) / 100 for a, b in zip([0.0, *QUANTILES], [*QUANTILES, 100.0], strict=True))
 
 
 @dataclass(frozen=True)
@@ -355,10 +357,9 @@ class Latencies:
 
     def masses(self) -> list[tuple[int, float]]:
         """(µs, requests) points: each quantile stands for the requests up to it from the one
-        before, and the slowest request for those above the last quantile."""
-        steps = [b - a for a, b in zip([0.0, *QUANTILES], QUANTILES, strict=False)]
-        return ([(us, self.requests * step / 100) for us, step in zip(self.us, steps, strict=True)]
-                + [(self.slowest, self.requests * (100 - QUANTILES[-1]) / 100)])
+        before, and the slowest request for those above the last quantile (``QUANTILE_SHARES``)."""
+        return [(us, self.requests * share) for us, share in zip((*self.us, self.slowest), QUANTILE_SHARES,
+                                                                   strict=True)]
 
 
 def _wrk_run(url: str, body_file: Path, headers: dict[str, str], conc: int,
@@ -465,8 +466,8 @@ def _pooled_ratio(on: list[Sample], off: list[Sample], p: float = 99.0) -> str:
     draw = random.Random(0)
     boot = sorted(ratio([draw.choice(pairs) for _ in pairs]) for _ in range(BOOTSTRAP_DRAWS))
     low, high = boot[BOOTSTRAP_DRAWS // 20], boot[BOOTSTRAP_DRAWS - 1 - BOOTSTRAP_DRAWS // 20]
-    return (f"{_pooled_percentile([a for a, _ in pairs], p):.1f} / {_pooled_percentile([b for _, b in pairs], p):.1f} ms, "
-            f"**{ratio(pairs):.3f}x** ({low:.2f}-{high:.2f})")
+    on_ms, off_ms = _pooled_percentile([a for a, _ in pairs], p), _pooled_percentile([b for _, b in pairs], p)
+    return f"{on_ms:.1f} / {off_ms:.1f} ms, **{on_ms / off_ms:.3f}x** ({low:.2f}-{high:.2f})"
 
 
 BOOTSTRAP_DRAWS = 400
@@ -881,8 +882,13 @@ def _pooled(samples: dict[tuple[str, int], list[Sample]], names: list[str], conc
 
 def _paired(a: list[Sample], b: list[Sample], measure: Callable[[Sample], float]) -> str:
     """``1.02x (0.95-1.10)``: the median and range of measure(a[i]) / measure(b[i]) over the rounds."""
-    ratios = sorted(measure(x) / measure(y) for x, y in zip(a, b, strict=True))
-    return f"**{statistics.median(ratios):.3f}x** ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+    return _ratios([measure(x) for x in a], [measure(y) for y in b])
+
+
+def _ratios(a: list[float], b: list[float], digits: int = 2) -> str:
+    """``1.020x (0.95-1.10)``: the median of a[i] / b[i], and their range to ``digits`` places."""
+    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+    return f"**{statistics.median(ratios):.3f}x** ({ratios[0]:.{digits}f}-{ratios[-1]:.{digits}f})"
 
 
 def _switch(servers: Servers, name: str, on: bool, body: bytes) -> None:
@@ -1161,12 +1167,8 @@ def _asgi_mode(loop: Any, mode: str, scope: dict[str, Any], token_scope: dict[st
                     cpu[side].append(_asgi_cpu_us(loop, app, side_scope, body, conc, ASGI_REQUESTS))
             on, token, off = (runs[1:] for runs in cpu.values())
 
-            def ratio(a: list[float], b: list[float]) -> str:
-                ratios = sorted(x / y for x, y in zip(a, b, strict=True))
-                return f"**{statistics.median(ratios):.3f}x** ({ratios[0]:.3f}-{ratios[-1]:.3f})"
-
             print(f"| {conc} | {mode} | {statistics.median(on):.1f} / {statistics.median(token):.1f} / "
-                  f"{statistics.median(off):.1f} | {ratio(on, off)} | {ratio(token, off)} |", flush=True)
+                  f"{statistics.median(off):.1f} | {_ratios(on, off, 3)} | {_ratios(token, off, 3)} |", flush=True)
     finally:
         loop.run_until_complete(events.put({"type": "lifespan.shutdown"}))
         loop.run_until_complete(lifespan)
